@@ -1,0 +1,170 @@
+"""Target configuration: `autoresearch.toml` at the root of a target, or the
+defaults that fit an unmodified karpathy/autoresearch checkout."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CONFIG_NAME = "autoresearch.toml"
+
+
+class ConfigError(Exception):
+    """Bad input from the user; the message is one line meant for them."""
+
+
+@dataclass
+class TargetConfig:
+    root: Path  # the target directory (inside a git repository)
+    editable: list[str] = field(default_factory=lambda: ["train.py"])
+    protected: list[str] = field(default_factory=lambda: ["prepare.py"])
+    run: str = "python train.py"
+    prepare: str | None = None  # run once before the baseline, must be idempotent
+    metric: str = "val_bpb"
+    direction: str = "min"
+    pattern: str | None = None  # regex with one group; default: a `metric: value` line
+    memory_pattern: str = r"^(?:peak_vram_mb|peak_memory_mb):\s*([-+0-9.eE]+)"
+    evaluate: str | None = None  # trusted evaluation command; `{checkpoint}` is replaced
+    time_budget: float = 300.0
+    timeout: float | None = None  # hard limit per run; default 2 * budget + 60
+    max_file_bytes: int = 512 * 1024
+    env: dict[str, str] = field(default_factory=dict)
+    source: str = "defaults"  # where this came from, for messages
+
+    @property
+    def hard_timeout(self) -> float:
+        return self.timeout if self.timeout is not None else 2 * self.time_budget + 60
+
+    @property
+    def metric_regex(self) -> re.Pattern[str]:
+        pattern = self.pattern or rf"^\s*{re.escape(self.metric)}\s*[:=]\s*(\S+)"
+        return re.compile(pattern, re.MULTILINE)
+
+    def better(self, a: float, b: float) -> bool:
+        """True when metric `a` is strictly better than `b`."""
+        return a < b if self.direction == "min" else a > b
+
+    def improvement(self, new: float, old: float) -> float:
+        """How much better `new` is than `old`, positive when better."""
+        return old - new if self.direction == "min" else new - old
+
+
+_KNOWN = {
+    "target": {"editable", "protected", "run", "prepare", "time_budget", "timeout", "max_file_bytes", "env"},
+    "metric": {"name", "direction", "pattern", "memory_pattern", "evaluate"},
+}
+
+
+def _line_of(text: str, key: str) -> int | None:
+    for number, line in enumerate(text.splitlines(), 1):
+        if re.match(rf"\s*{re.escape(key)}\s*=", line):
+            return number
+    return None
+
+
+def load_target(root: Path) -> TargetConfig:
+    """Read `autoresearch.toml` in `root`, or return the defaults."""
+    root = Path(root).resolve()
+    config = TargetConfig(root=root)
+    path = root / CONFIG_NAME
+    if not path.exists():
+        return config
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+    def fail(key: str, message: str) -> ConfigError:
+        line = _line_of(text, key.split(".")[-1])
+        where = f"{path}:{line}" if line else str(path)
+        return ConfigError(f"{where}: {key}: {message}")
+
+    for section, values in data.items():
+        if section not in _KNOWN:
+            raise fail(section, f"unknown section [{section}]; expected [target] and [metric]")
+        if not isinstance(values, dict):
+            raise fail(section, "must be a table")
+        for key in values:
+            if key not in _KNOWN[section]:
+                raise fail(f"{section}.{key}", f"unknown key; known: {', '.join(sorted(_KNOWN[section]))}")
+
+    target = data.get("target", {})
+    metric = data.get("metric", {})
+
+    def string_list(key: str) -> list[str]:
+        value = target[key]
+        if not isinstance(value, list) or not value and key == "editable" or not all(
+            isinstance(v, str) and v for v in value
+        ):
+            raise fail(f"target.{key}", "must be a non-empty list of file paths")
+        for v in value:
+            if Path(v).is_absolute() or ".." in Path(v).parts:
+                raise fail(f"target.{key}", f"{v!r} must be a path inside the target")
+        return list(value)
+
+    def string(section: dict, name: str, key: str) -> str:
+        value = section[key]
+        if not isinstance(value, str) or not value.strip():
+            raise fail(f"{name}.{key}", "must be a non-empty string")
+        return value
+
+    def number(key: str) -> float:
+        value = target[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise fail(f"target.{key}", "must be a positive number of seconds")
+        return float(value)
+
+    if "editable" in target:
+        config.editable = string_list("editable")
+    if "protected" in target:
+        config.protected = string_list("protected")
+    if "run" in target:
+        config.run = string(target, "target", "run")
+    if "prepare" in target:
+        config.prepare = string(target, "target", "prepare")
+    if "time_budget" in target:
+        config.time_budget = number("time_budget")
+    if "timeout" in target:
+        config.timeout = number("timeout")
+    if "max_file_bytes" in target:
+        config.max_file_bytes = int(number("max_file_bytes"))
+    if "env" in target:
+        env = target["env"]
+        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+            raise fail("target.env", "must be a table of string values")
+        config.env = dict(env)
+    if "name" in metric:
+        config.metric = string(metric, "metric", "name")
+    if "direction" in metric:
+        direction = metric["direction"]
+        if direction not in ("min", "max"):
+            raise fail("metric.direction", f"must be \"min\" or \"max\", not {direction!r}")
+        config.direction = direction
+    for key in ("pattern", "memory_pattern"):
+        if key in metric:
+            value = string(metric, "metric", key)
+            try:
+                compiled = re.compile(value)
+            except re.error as exc:
+                raise fail(f"metric.{key}", f"not a valid regular expression: {exc}") from None
+            if compiled.groups < 1:
+                raise fail(f"metric.{key}", "needs one group that captures the number")
+            setattr(config, key, value)
+    if "evaluate" in metric:
+        config.evaluate = string(metric, "metric", "evaluate")
+    overlap = set(config.editable) & set(config.protected)
+    if overlap:
+        raise fail("target.protected", f"{', '.join(sorted(overlap))} cannot be both editable and protected")
+    config.source = str(path)
+    return config
+
+
+def validate_files(config: TargetConfig) -> None:
+    """Refuse a target whose editable or protected files are missing."""
+    for rel in config.editable + config.protected:
+        if not (config.root / rel).is_file():
+            kind = "editable" if rel in config.editable else "protected"
+            raise ConfigError(f"{config.root}: {kind} file {rel} does not exist")

@@ -1,0 +1,254 @@
+"""The boundary between the engine and whoever watches it.
+
+`EngineHandle` is what the Textual app, the headless printer and the socket
+server hold: a way to observe events and to send human decisions. The local
+engine implements it directly; an attached app gets a remote implementation
+over the run's Unix socket, so the app cannot tell the two apart.
+
+`RunView` folds events into the picture a person sees (state, best metric,
+spend, the results table). The app, `ar-tui status` and the attach replay all
+use it, so they never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+from ar_tui.core import events as ev
+
+Observer = Callable[[ev.Event], None]
+
+
+class EngineHandle(Protocol):
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        """Call `observer` for every event from now on; returns an unsubscribe."""
+        ...
+
+    def pause(self) -> None: ...
+
+    def resume(self) -> None: ...
+
+    def set_attended(self, attended: bool) -> None: ...
+
+    def veto(self, exp: int | None = None) -> bool:
+        """Abort experiment `exp` (default: the one running or waiting in the
+        veto window on the focused slot), or reject a prepared proposal.
+        Returns False when there was nothing to veto."""
+        ...
+
+    def force_keep(self, exp: int | None = None) -> bool:
+        """Keep `exp` (default: the running one) whatever its metric, unless it crashes."""
+        ...
+
+    def start_now(self, exp: int | None = None) -> bool:
+        """End the veto window of `exp` early: run it now."""
+        ...
+
+    def request_stop(self, now: bool = False) -> None:
+        """Stop after the running experiments finish; `now` aborts them."""
+        ...
+
+
+@dataclass
+class SlotView:
+    index: int
+    device: str
+    state: str = ev.STATE_IDLE
+    exp: int | None = None
+    description: str = ""
+    started_at: float | None = None
+    veto_deadline: float | None = None
+
+
+@dataclass
+class RowView:
+    exp: int
+    commit: str
+    metric: float | None
+    status: str
+    description: str
+    cost_usd: float
+    forced: bool
+    rule: str
+    best_after: float | None
+
+
+@dataclass
+class RunView:
+    tag: str = ""
+    target: str = ""
+    run_dir: str = ""
+    agent: str = ""
+    model: str | None = None
+    metric_name: str = "val_bpb"
+    direction: str = "min"
+    attended: bool = False
+    veto_window_s: float = 0.0
+    paused: bool = False
+    state: str = ev.STATE_STARTING
+    state_detail: str = ""
+    started_at: float | None = None
+    stopped: ev.RunStopped | None = None
+    budget_usd: float | None = None
+    slots: list[SlotView] = field(default_factory=list)
+    baseline: float | None = None
+    best: float | None = None
+    best_exp: int | None = None
+    noise_sd: float | None = None
+    noise_band: float | None = None
+    rows: list[RowView] = field(default_factory=list)
+    experiments_started: int = 0
+    current_exp: int | None = None
+    proposals: dict[int, ev.ProposalReady] = field(default_factory=dict)
+    cost_usd: float = 0.0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_hit_share: float = 0.0
+    unknown_price: bool = False
+    api_waiting: ev.ApiWaiting | None = None
+    last_notice: ev.Notice | None = None
+
+    @property
+    def improvement_pct(self) -> float | None:
+        if self.baseline is None or self.best is None or self.baseline == 0:
+            return None
+        gain = self.baseline - self.best if self.direction == "min" else self.best - self.baseline
+        return 100.0 * gain / abs(self.baseline)
+
+    @property
+    def cost_per_experiment(self) -> float | None:
+        decided = len(self.rows)
+        return self.cost_usd / decided if decided else None
+
+    @property
+    def kept(self) -> int:
+        return sum(1 for r in self.rows if r.status == ev.STATUS_KEEP)
+
+    def apply(self, event: ev.Event) -> None:
+        handler = getattr(self, f"_on_{event.kind}", None)
+        if handler is not None:
+            handler(event)
+
+    def _on_run_started(self, e: ev.RunStarted) -> None:
+        self.tag, self.target, self.run_dir = e.tag, e.target, e.run_dir
+        self.agent, self.model = e.agent, e.model
+        self.metric_name, self.direction = e.metric, e.direction
+        self.attended, self.veto_window_s = e.attended, e.veto_window_s
+        self.budget_usd = e.budget_usd
+        self.slots = [SlotView(i, device) for i, device in enumerate(e.slots)]
+        self.stopped = None
+        if self.started_at is None:
+            self.started_at = e.ts
+
+    def _slot(self, index: int | None) -> SlotView | None:
+        if index is None or not 0 <= index < len(self.slots):
+            return None
+        return self.slots[index]
+
+    def _on_state(self, e: ev.StateChanged) -> None:
+        slot = self._slot(e.slot)
+        if slot is None:
+            self.state, self.state_detail = e.state, e.detail
+            if e.state != ev.STATE_WAITING_API:
+                self.api_waiting = None
+        else:
+            slot.state = e.state
+            if e.state not in (ev.STATE_VETO_WINDOW,):
+                slot.veto_deadline = None
+            if e.state == ev.STATE_IDLE:
+                slot.exp = None
+                slot.description = ""
+
+    def _on_mode(self, e: ev.ModeChanged) -> None:
+        self.attended = e.attended
+
+    def _on_paused(self, e: ev.Paused) -> None:
+        self.paused = e.paused
+
+    def _on_proposal_ready(self, e: ev.ProposalReady) -> None:
+        self.proposals[e.exp] = e
+
+    def _on_veto_window(self, e: ev.VetoWindow) -> None:
+        slot = self._slot(e.slot)
+        if slot is not None:
+            slot.state, slot.exp, slot.veto_deadline = ev.STATE_VETO_WINDOW, e.exp, e.deadline
+            ready = self.proposals.get(e.exp)
+            slot.description = ready.description if ready else slot.description
+
+    def _on_experiment_started(self, e: ev.ExperimentStarted) -> None:
+        slot = self._slot(e.slot)
+        if slot is not None:
+            slot.state, slot.exp, slot.description = ev.STATE_RUNNING, e.exp, e.description
+            slot.started_at, slot.veto_deadline = e.ts, None
+        self.current_exp = e.exp
+        self.experiments_started = max(self.experiments_started, e.exp)
+
+    def _on_experiment_finished(self, e: ev.ExperimentFinished) -> None:
+        slot = self._slot(e.slot)
+        if slot is not None and slot.exp == e.exp:
+            slot.state = ev.STATE_EVALUATING if e.outcome == ev.OUTCOME_OK else ev.STATE_IDLE
+
+    def _on_baseline(self, e: ev.BaselineReady) -> None:
+        self.baseline = e.metric
+        if self.best is None:
+            self.best = e.metric
+            self.best_exp = 0
+
+    def _on_noise(self, e: ev.NoiseEstimate) -> None:
+        self.noise_sd, self.noise_band = e.sd, e.band
+
+    def _on_decision(self, e: ev.Decision) -> None:
+        if e.status == "rerun":
+            return
+        self.rows.append(
+            RowView(e.exp, e.commit, e.metric, e.status, e.description, e.cost_usd, e.forced, e.rule, e.best_after)
+        )
+        if e.best_after is not None:
+            if e.status == ev.STATUS_KEEP:
+                self.best_exp = e.exp
+            self.best = e.best_after
+
+    def _on_usage(self, e: ev.Usage) -> None:
+        if e.cost_usd is None:
+            self.unknown_price = True
+        self.cost_usd = e.total_cost_usd
+        self.input_tokens = e.total_input_tokens
+        self.output_tokens = e.total_output_tokens
+        self.cache_write_tokens = e.total_cache_write_tokens
+        self.cache_read_tokens = e.total_cache_read_tokens
+        self.cache_hit_share = e.cache_hit_share
+
+    def _on_api_waiting(self, e: ev.ApiWaiting) -> None:
+        self.api_waiting = e
+        self.state = ev.STATE_WAITING_API
+
+    def _on_notice(self, e: ev.Notice) -> None:
+        self.last_notice = e
+
+    def _on_run_stopped(self, e: ev.RunStopped) -> None:
+        self.stopped = e
+        self.state = ev.STATE_STOPPED
+        self.cost_usd = max(self.cost_usd, e.cost_usd)
+
+    def summary(self) -> dict:
+        """The figures `ar-tui status --json` prints."""
+        return {
+            "tag": self.tag,
+            "state": self.state,
+            "paused": self.paused,
+            "attended": self.attended,
+            "experiment": self.current_exp,
+            "experiments": len(self.rows),
+            "kept": self.kept,
+            "metric": self.metric_name,
+            "baseline": self.baseline,
+            "best": self.best,
+            "improvement_pct": self.improvement_pct,
+            "cost_usd": round(self.cost_usd, 6),
+            "slots": [
+                {"slot": s.index, "device": s.device, "state": s.state, "exp": s.exp} for s in self.slots
+            ],
+        }

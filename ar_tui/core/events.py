@@ -1,0 +1,301 @@
+"""Typed engine events: the only thing that flows from the engine to observers.
+
+The engine emits; the Textual app, the headless printer, the socket server for
+attached apps and `events.jsonl` all observe. Every event serialises to one
+JSON object with a `kind` field and deserialises back to the same dataclass, so
+`events.jsonl` can be replayed to rebuild the whole picture.
+
+High-rate events (`LogLine`) are not persisted: the full training output is in
+`logs/<n>.log`, and writing it twice would double the disk traffic of a run that
+floods its output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+# Engine states shown in the status line.
+STATE_STARTING = "starting"
+STATE_PROPOSING = "proposing"
+STATE_VETO_WINDOW = "veto_window"
+STATE_RUNNING = "running"
+STATE_EVALUATING = "evaluating"
+STATE_IDLE = "idle"
+STATE_PAUSED = "paused"
+STATE_WAITING_API = "waiting_api"
+STATE_STOPPING = "stopping"
+STATE_STOPPED = "stopped"
+
+# Final statuses in results.tsv (the original project's plus veto).
+STATUS_KEEP = "keep"
+STATUS_DISCARD = "discard"
+STATUS_CRASH = "crash"
+STATUS_VETO = "veto"
+
+# How a single run of a training command ended.
+OUTCOME_OK = "ok"
+OUTCOME_CRASH = "crash"
+OUTCOME_TIMEOUT = "timeout"
+OUTCOME_NO_METRIC = "no_metric"
+OUTCOME_NAN = "nan_metric"
+OUTCOME_INTEGRITY = "integrity"
+OUTCOME_VETOED = "vetoed"
+OUTCOME_INTERRUPTED = "interrupted"
+
+_REGISTRY: dict[str, type["Event"]] = {}
+
+
+@dataclass
+class Event:
+    kind: ClassVar[str] = "event"
+    persist: ClassVar[bool] = True
+    ts: float = field(default_factory=time.time, kw_only=True)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.kind] = cls
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["kind"] = self.kind
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """Rebuild an event from its JSON form; unknown keys are ignored so that an
+    older app can read a newer engine's stream."""
+    data = dict(data)
+    cls = _REGISTRY.get(data.pop("kind", ""))
+    if cls is None:
+        raise ValueError(f"unknown event kind: {data!r:.80}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def event_from_json(line: str) -> Event:
+    return event_from_dict(json.loads(line))
+
+
+@dataclass
+class RunStarted(Event):
+    kind: ClassVar[str] = "run_started"
+    tag: str
+    target: str
+    run_dir: str
+    agent: str
+    model: str | None
+    metric: str
+    direction: str  # "min" or "max"
+    attended: bool
+    veto_window_s: float
+    slots: list[str]  # device label per slot, e.g. ["cpu"] or ["cuda:0", "cuda:1"]
+    lookahead: int
+    resumed: bool
+    budget_usd: float | None = None
+    max_experiments: int | None = None
+    hours: float | None = None
+    time_budget_s: float | None = None
+
+
+@dataclass
+class StateChanged(Event):
+    kind: ClassVar[str] = "state"
+    state: str
+    slot: int | None = None  # None: the engine as a whole
+    exp: int | None = None
+    detail: str = ""
+
+
+@dataclass
+class ModeChanged(Event):
+    kind: ClassVar[str] = "mode"
+    attended: bool
+
+
+@dataclass
+class Paused(Event):
+    kind: ClassVar[str] = "paused"
+    paused: bool
+
+
+@dataclass
+class ProposalStarted(Event):
+    kind: ClassVar[str] = "proposal_started"
+    exp: int
+    base_commit: str
+    unseen: list[int] = field(default_factory=list)  # experiments whose results the agent has not seen
+
+
+@dataclass
+class AgentText(Event):
+    kind: ClassVar[str] = "agent_text"
+    exp: int
+    text: str  # a streamed delta; observers append
+
+
+@dataclass
+class AgentToolCall(Event):
+    kind: ClassVar[str] = "agent_tool"
+    exp: int
+    name: str
+    summary: str  # one line: command and path, never file contents
+    is_error: bool = False
+    result: str = ""  # one line
+
+
+@dataclass
+class ApiWaiting(Event):
+    kind: ClassVar[str] = "api_waiting"
+    exp: int | None
+    reason: str
+    retry_in_s: float
+    attempt: int
+    waited_s: float
+
+
+@dataclass
+class Usage(Event):
+    """Token usage of one finished API request, and the running totals."""
+
+    kind: ClassVar[str] = "usage"
+    exp: int | None
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cache_write_5m_tokens: int
+    cache_write_1h_tokens: int
+    cache_read_tokens: int
+    cost_usd: float | None  # None when the model has no known price
+    total_input_tokens: int = 0
+    total_output_tokens: int = 0
+    total_cache_write_tokens: int = 0
+    total_cache_read_tokens: int = 0
+    total_cost_usd: float = 0.0
+    cache_hit_share: float = 0.0  # cache reads / all input-side tokens, over the run
+    streaming: bool = False  # True for a provisional update while a response streams
+
+
+@dataclass
+class ProposalReady(Event):
+    kind: ClassVar[str] = "proposal_ready"
+    exp: int
+    description: str
+    rationale: str
+    diff: str
+    base_commit: str
+    cost_usd: float = 0.0
+
+
+@dataclass
+class ProposalFailed(Event):
+    kind: ClassVar[str] = "proposal_failed"
+    exp: int
+    reason: str
+
+
+@dataclass
+class VetoWindow(Event):
+    kind: ClassVar[str] = "veto_window"
+    exp: int
+    slot: int
+    seconds: float
+    deadline: float  # time.time() at which it starts on its own
+
+
+@dataclass
+class ExperimentStarted(Event):
+    kind: ClassVar[str] = "experiment_started"
+    exp: int
+    slot: int
+    device: str
+    commit: str
+    parent: str
+    description: str
+    attempt: int = 1  # >1 for re-runs (noise band, or re-applied on a newer best)
+    prepared_before: list[int] = field(default_factory=list)  # results not known when it was prepared
+    log_path: str = ""
+
+
+@dataclass
+class LogLine(Event):
+    kind: ClassVar[str] = "log"
+    persist: ClassVar[bool] = False
+    exp: int
+    slot: int
+    text: str
+    replace: bool = False  # True: a '\r' progress update that overwrites the previous line
+
+
+@dataclass
+class ExperimentFinished(Event):
+    """One run of one experiment ended (an experiment may run more than once)."""
+
+    kind: ClassVar[str] = "experiment_finished"
+    exp: int
+    slot: int
+    outcome: str  # OUTCOME_*
+    metric: float | None
+    reported_metric: float | None  # what the training script printed (shown, not trusted)
+    memory_gb: float | None
+    seconds: float
+    exit_code: int | None
+    message: str = ""  # one line explaining a failed outcome
+    tail: str = ""  # last lines of the log for a crash
+
+
+@dataclass
+class NoiseEstimate(Event):
+    kind: ClassVar[str] = "noise"
+    sd: float | None
+    samples: int
+    band: float | None  # the improvement a candidate must clear to be kept at once
+
+
+@dataclass
+class Decision(Event):
+    kind: ClassVar[str] = "decision"
+    exp: int
+    status: str  # keep / discard / crash / veto, or "rerun" (not final)
+    rule: str  # the rule that decided, in words
+    metric: float | None
+    best_before: float | None
+    best_after: float | None
+    commit: str
+    description: str
+    forced: bool = False
+    cost_usd: float = 0.0
+
+
+@dataclass
+class BaselineReady(Event):
+    kind: ClassVar[str] = "baseline"
+    metric: float
+    commit: str
+    runs: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Notice(Event):
+    kind: ClassVar[str] = "notice"
+    level: str  # info / warning / error
+    message: str
+
+
+@dataclass
+class RunStopped(Event):
+    kind: ClassVar[str] = "run_stopped"
+    reason: str
+    experiments: int
+    kept: int
+    best_metric: float | None
+    baseline_metric: float | None
+    improvement_pct: float | None
+    cost_usd: float
+    error: bool = False

@@ -1,0 +1,106 @@
+"""The proposer protocol: what the engine asks of an agent, and what it gets back.
+
+A proposer is handed a `ProposalContext` (what it may know) and a `Workspace`
+(the only way it may touch files), edits the workspace and returns a
+`Proposal`. It reports what it is doing through `emit`, never by holding UI
+objects. The engine turns the workspace's edits into a diff and a commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Protocol
+
+from ar_tui.core.events import Event
+
+if TYPE_CHECKING:
+    from ar_tui.core.config import TargetConfig
+    from ar_tui.core.workspace import Workspace
+
+
+@dataclass
+class ResultRow:
+    """One decided experiment, as the proposer sees it."""
+
+    exp: int
+    commit: str
+    metric: float | None
+    status: str  # keep / discard / crash / veto
+    description: str
+    rationale: str = ""
+    diff: str = ""  # the experiment's change against its parent
+    cost_usd: float = 0.0
+
+
+@dataclass
+class ProposalContext:
+    exp: int  # the experiment number this proposal will get
+    target: "TargetConfig"
+    best_metric: float | None
+    baseline_metric: float | None
+    history: list[ResultRow]  # decided experiments, oldest first
+    unseen: list[tuple[int, str]] = field(default_factory=list)  # (exp, description) still running
+    last_failure_tail: str = ""  # tail of the last crash log
+    noise_sd: float | None = None
+    spent_usd: float = 0.0  # the run's spend before this proposal
+    budget_usd: float | None = None  # no API request may start once spend reaches it
+    # Set when an earlier proposal no longer applies on the new best: the agent
+    # is asked to adapt it, with the conflict shown.
+    adapt_description: str = ""
+    adapt_diff: str = ""
+    adapt_conflict: str = ""
+
+
+@dataclass
+class TokenUsage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_write_5m_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    cache_read_tokens: int = 0
+
+    def add(self, other: "TokenUsage") -> None:
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cache_write_5m_tokens += other.cache_write_5m_tokens
+        self.cache_write_1h_tokens += other.cache_write_1h_tokens
+        self.cache_read_tokens += other.cache_read_tokens
+
+
+@dataclass
+class Proposal:
+    description: str
+    rationale: str = ""
+    cost_usd: float = 0.0  # spent on this proposal (0 for the offline proposer)
+    usage: TokenUsage = field(default_factory=TokenUsage)
+
+
+class ProposalFailed(Exception):
+    """This proposal produced nothing runnable; the loop records it and goes on."""
+
+    def __init__(self, reason: str, cost_usd: float = 0.0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.cost_usd = cost_usd
+
+
+class ProposerStopped(Exception):
+    """The proposer cannot go on (bad key, spend limit, budget reached): the loop
+    stops cleanly, keeping all state so that the run can be resumed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+Emit = Callable[[Event], None]
+
+
+class Proposer(Protocol):
+    name: str  # "offline", "claude"
+    model: str | None
+
+    async def propose(self, ctx: ProposalContext, workspace: "Workspace", emit: Emit) -> Proposal:
+        """Edit `workspace` and describe the change. Raises ProposalFailed or
+        ProposerStopped. Must return only after every edit is on disk."""
+        ...
