@@ -9,7 +9,7 @@ objects. The engine turns the workspace's edits into a diff and a commit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Awaitable, Callable, Protocol
 
 from ar_tui.core.events import Event
 
@@ -44,6 +44,10 @@ class ProposalContext:
     noise_sd: float | None = None
     spent_usd: float = 0.0  # the run's spend before this proposal
     budget_usd: float | None = None  # no API request may start once spend reaches it
+    # Await before every API request: it returns at once unless the user has
+    # paused the run, in which case it waits for resume ("no agent call starts
+    # while paused").
+    gate: Callable[[], Awaitable[None]] | None = None
     # Set when an earlier proposal no longer applies on the new best: the agent
     # is asked to adapt it, with the conflict shown.
     adapt_description: str = ""
