@@ -110,6 +110,7 @@ class RunView:
     unknown_price: bool = False
     api_waiting: ev.ApiWaiting | None = None
     last_notice: ev.Notice | None = None
+    streaming_usage: ev.Usage | None = None  # the request now streaming, not yet in the totals
 
     @property
     def improvement_pct(self) -> float | None:
@@ -122,6 +123,12 @@ class RunView:
     def cost_per_experiment(self) -> float | None:
         decided = len(self.rows)
         return self.cost_usd / decided if decided else None
+
+    @property
+    def live_cost_usd(self) -> float:
+        """Spend including the response still streaming."""
+        provisional = self.streaming_usage.cost_usd if self.streaming_usage is not None else None
+        return self.cost_usd + (provisional or 0.0)
 
     @property
     def kept(self) -> int:
@@ -212,6 +219,13 @@ class RunView:
             self.best = e.best_after
 
     def _on_usage(self, e: ev.Usage) -> None:
+        if e.streaming:
+            # A provisional figure for the response still streaming: shown on
+            # top of the settled totals, never folded into them (the engine
+            # fills the totals only in the final Usage of a request).
+            self.streaming_usage = e
+            return
+        self.streaming_usage = None
         if e.cost_usd is None:
             self.unknown_price = True
         self.cost_usd = e.total_cost_usd
