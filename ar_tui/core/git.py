@@ -1,0 +1,183 @@
+"""Everything ar-tui does with git, behind one small class.
+
+Experiments live on branch `autoresearch/<tag>` and run in worktrees under the
+run dir, so the user's checked-out tree and other branches are never touched.
+The branch tip is the best kept state at every moment.
+
+GitPython blocks, so the engine calls these methods through
+`asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+import git
+
+GIT_ERRORS = (git.exc.GitError, git.exc.InvalidGitRepositoryError, git.exc.NoSuchPathError, OSError, ValueError)
+
+# Commits made by ar-tui need an identity even on a machine with no git config.
+_IDENTITY = {
+    "GIT_AUTHOR_NAME": "ar-tui",
+    "GIT_AUTHOR_EMAIL": "ar-tui@localhost",
+    "GIT_COMMITTER_NAME": "ar-tui",
+    "GIT_COMMITTER_EMAIL": "ar-tui@localhost",
+}
+
+
+class GitError(Exception):
+    """A git problem the user must fix; the message is one line."""
+
+
+class GitRepo:
+    def __init__(self, target_dir: Path, tag: str) -> None:
+        target_dir = Path(target_dir).resolve()
+        if not target_dir.is_dir():
+            raise GitError(f"{target_dir}: target directory does not exist")
+        try:
+            self.repo = git.Repo(target_dir, search_parent_directories=True)
+        except (git.exc.InvalidGitRepositoryError, git.exc.NoSuchPathError):
+            raise GitError(f"{target_dir}: not a git repository (run `git init` and commit the target first)") from None
+        if self.repo.bare or self.repo.working_tree_dir is None:
+            raise GitError(f"{target_dir}: a bare repository has no files to experiment on")
+        self.toplevel = Path(self.repo.working_tree_dir).resolve()
+        # The target may be a folder inside a larger repository.
+        self.subdir = target_dir.relative_to(self.toplevel).as_posix()
+        if self.subdir == ".":
+            self.subdir = ""
+        self.tag = tag
+        self.branch = f"autoresearch/{tag}"
+        try:
+            self.repo.git.check_ref_format("--branch", self.branch)
+        except git.exc.GitCommandError:
+            raise GitError(f"{tag!r} is not a valid tag for a git branch name") from None
+
+    def _pathspec(self) -> list[str]:
+        return ["--", self.subdir or "."]
+
+    def head_commit(self) -> str:
+        try:
+            return self.repo.head.commit.hexsha
+        except ValueError:
+            raise GitError(f"{self.toplevel}: the repository has no commits yet; commit the target first") from None
+
+    def check_clean(self) -> None:
+        """Refuse a target with uncommitted changes to tracked files."""
+        status = self.repo.git.status("--porcelain", "--untracked-files=no", *self._pathspec())
+        if status.strip():
+            first = status.strip().splitlines()[0]
+            raise GitError(
+                f"{self.toplevel}: uncommitted changes in the target ({first.strip()} ...); commit or stash them first"
+            )
+
+    def branch_exists(self) -> bool:
+        return f"refs/heads/{self.branch}" in {ref.path for ref in self.repo.references}
+
+    def branch_tip(self) -> str:
+        return self.repo.git.rev_parse(f"refs/heads/{self.branch}")
+
+    def create_branch(self, commit: str) -> None:
+        self.repo.git.branch(self.branch, commit)
+
+    def advance_branch(self, new: str, old: str) -> None:
+        """Move the branch from `old` to `new`, refusing if someone else moved it."""
+        self.repo.git.update_ref(f"refs/heads/{self.branch}", new, old)
+
+    def set_branch(self, new: str) -> None:
+        self.repo.git.update_ref(f"refs/heads/{self.branch}", new)
+
+    def resolve(self, rev: str) -> str:
+        return self.repo.git.rev_parse("--verify", f"{rev}^{{commit}}")
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool:
+        try:
+            self.repo.git.merge_base("--is-ancestor", ancestor, descendant)
+            return True
+        except git.exc.GitCommandError:
+            return False
+
+    def ensure_worktree(self, path: Path, commit: str) -> Path:
+        """A detached worktree at `commit`; reused when it already exists.
+        Returns the target directory inside it."""
+        path = Path(path)
+        if path.exists():
+            try:
+                wt = git.Repo(path)
+                if Path(wt.git.rev_parse("--show-toplevel")).resolve() == path.resolve():
+                    self.reset(path, commit)
+                    return self.target_in(path)
+            except GIT_ERRORS:
+                pass
+            shutil.rmtree(path, ignore_errors=True)
+        self.repo.git.worktree("prune")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.repo.git.worktree("add", "--detach", "--force", str(path), commit)
+        return self.target_in(path)
+
+    def target_in(self, worktree: Path) -> Path:
+        return Path(worktree) / self.subdir if self.subdir else Path(worktree)
+
+    def remove_worktree(self, path: Path) -> None:
+        try:
+            self.repo.git.worktree("remove", "--force", str(path))
+        except git.exc.GitCommandError:
+            shutil.rmtree(path, ignore_errors=True)
+            self.repo.git.worktree("prune")
+
+    def reset(self, worktree: Path, commit: str) -> None:
+        wt = git.Repo(worktree)
+        wt.git.reset("--hard", "--quiet", commit)
+        # Remove what an experiment created, but keep ignored files (caches).
+        wt.git.clean("-fd", "--quiet", *self._pathspec())
+
+    def diff(self, worktree: Path, base: str) -> str:
+        """The worktree's changes to the target against `base`, new files included."""
+        wt = git.Repo(worktree)
+        wt.git.add("--intent-to-add", "--all", *self._pathspec())
+        return wt.git.diff(base, "--no-color", "--no-ext-diff", *self._pathspec()) + "\n"
+
+    def changed_files(self, diff: str) -> list[str]:
+        """Target-relative paths a diff touches."""
+        files: list[str] = []
+        prefix = f"{self.subdir}/" if self.subdir else ""
+        for line in diff.splitlines():
+            if line.startswith("diff --git "):
+                parts = line.split(" b/", 1)
+                if len(parts) == 2:
+                    path = parts[1]
+                    files.append(path[len(prefix):] if prefix and path.startswith(prefix) else path)
+        return files
+
+    def apply(self, worktree: Path, diff: str) -> str | None:
+        """Apply `diff` to the worktree; returns None on success, else git's complaint."""
+        if not diff.strip():
+            return None
+        wt = git.Repo(worktree)
+        patch_file = Path(wt.git.rev_parse("--absolute-git-dir")) / "ar-tui.patch"
+        patch_file.write_text(diff, encoding="utf-8")
+        try:
+            wt.git.apply("--check", "--whitespace=nowarn", str(patch_file))
+            wt.git.apply("--whitespace=nowarn", str(patch_file))
+            return None
+        except git.exc.GitCommandError as exc:
+            return (exc.stderr or str(exc)).strip().replace("stderr: ", "")[:2000]
+        finally:
+            patch_file.unlink(missing_ok=True)
+
+    def commit(self, worktree: Path, message: str) -> str:
+        wt = git.Repo(worktree)
+        wt.git.add("--all", *self._pathspec())
+        with wt.git.custom_environment(**{k: os.environ.get(k, v) for k, v in _IDENTITY.items()}):
+            wt.git.commit("--quiet", "--no-verify", "--allow-empty", "-m", message)
+        return wt.head.commit.hexsha
+
+    def file_hashes(self, root: Path, files: list[str]) -> dict[str, str]:
+        """sha256 of each file under `root` (a target dir); missing files hash to ''."""
+        hashes = {}
+        for rel in files:
+            path = Path(root) / rel
+            hashes[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+        return hashes

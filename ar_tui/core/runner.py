@@ -1,0 +1,237 @@
+"""Running training commands: the executor interface and the local executor.
+
+A run is a child process in its own process group, unbuffered, its output
+split on both `\\r` and `\\n` (progress bars use `\\r`), written in full to a
+log file, while memory stays bounded whatever the child prints: only the last
+lines and the lines that match the metric patterns are kept.
+
+The engine talks to an `Executor`, so a later executor can start the same runs
+on a cluster (Ray, Slurm) without touching the engine's decisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import re
+import signal
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol
+
+# A single line is cut here for display and pattern matching; the log file
+# still receives every byte.
+MAX_LINE_CHARS = 8192
+TAIL_LINES = 60
+READ_CHUNK = 1 << 16
+# Between SIGTERM and SIGKILL, so a child can flush its own files.
+TERM_GRACE_S = 3.0
+# Every process an engine starts carries this, so a resumed engine can find and
+# end the orphans of one that was killed.
+RUN_MARKER_ENV = "AR_TUI_RUN_DIR"
+
+_NON_PRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]|\x1b\[[0-9;?]*[A-Za-z]")
+
+OnLine = Callable[[str, bool], None]  # (text, replaces_previous_line)
+
+
+@dataclass
+class RunSpec:
+    command: str
+    cwd: Path
+    env: dict[str, str]
+    log_path: Path
+    timeout_s: float
+    device: str = "cpu"
+    patterns: dict[str, re.Pattern[str]] = field(default_factory=dict)  # name -> regex with one group
+
+
+@dataclass
+class RunResult:
+    exit_code: int | None
+    timed_out: bool
+    stopped: bool  # ended by the engine (veto, stop --now)
+    seconds: float
+    output_bytes: int
+    tail: str
+    matches: dict[str, str]  # pattern name -> last captured value
+
+
+class Executor(Protocol):
+    async def run(self, spec: RunSpec, on_line: OnLine, stop: asyncio.Event) -> RunResult:
+        """Run `spec` to completion, calling `on_line` for each output line;
+        setting `stop` ends the run early."""
+        ...
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGKILL if the engine dies, so a kill -9
+    of the engine leaves no training process holding the GPU."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            libc = ctypes.CDLL("libc.so.6", use_errno=True)
+            PR_SET_PDEATHSIG = 1
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def clean_line(text: str) -> str:
+    return _NON_PRINTABLE.sub("", text)
+
+
+class _LineSplitter:
+    """Splits a byte stream on \\r and \\n, remembering whether a line ended
+    with \\r so that the next one overwrites it."""
+
+    def __init__(self, on_line: Callable[[str, bool], None]) -> None:
+        self.on_line = on_line
+        self.partial = bytearray()
+        self.partial_overflowed = False
+        self.replace_next = False
+
+    def feed(self, data: bytes) -> None:
+        start = 0
+        for match in re.finditer(rb"\r\n|\r|\n", data):
+            self._take(data[start:match.start()])
+            self._emit()
+            self.replace_next = match.group() == b"\r"
+            start = match.end()
+        self._take(data[start:])
+
+    def _take(self, piece: bytes) -> None:
+        room = MAX_LINE_CHARS - len(self.partial)
+        if room > 0:
+            self.partial += piece[:room]
+        if len(piece) > max(room, 0):
+            self.partial_overflowed = True
+
+    def _emit(self) -> None:
+        text = clean_line(self.partial.decode("utf-8", errors="replace"))
+        if self.partial_overflowed:
+            text += " [line cut]"
+        self.on_line(text, self.replace_next)
+        self.partial.clear()
+        self.partial_overflowed = False
+
+    def close(self) -> None:
+        if self.partial:
+            self._emit()
+
+
+def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+class LocalExecutor:
+    """Runs each experiment as a child process group on this machine."""
+
+    async def run(self, spec: RunSpec, on_line: OnLine, stop: asyncio.Event) -> RunResult:
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        matches: dict[str, str] = {}
+        output_bytes = 0
+
+        def handle_line(text: str, replace: bool) -> None:
+            if replace and tail:
+                tail[-1] = text
+            else:
+                tail.append(text)
+            for name, pattern in spec.patterns.items():
+                found = pattern.search(text)
+                if found:
+                    matches[name] = found.group(1)
+            on_line(text, replace)
+
+        splitter = _LineSplitter(handle_line)
+        started = time.monotonic()
+        proc = await asyncio.create_subprocess_shell(
+            spec.command,
+            cwd=str(spec.cwd),
+            env=spec.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+            limit=READ_CHUNK,
+        )
+        pgid = proc.pid
+        timed_out = False
+        stopped = False
+        assert proc.stdout is not None
+
+        async def pump() -> None:
+            nonlocal output_bytes
+            with open(spec.log_path, "ab", buffering=0) as log:
+                while True:
+                    data = await proc.stdout.read(READ_CHUNK)
+                    if not data:
+                        break
+                    output_bytes += len(data)
+                    log.write(data)
+                    splitter.feed(data)
+            splitter.close()
+
+        pump_task = asyncio.create_task(pump())
+        stop_task = asyncio.create_task(stop.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {pump_task, stop_task}, timeout=spec.timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            if pump_task not in done:
+                if stop_task in done:
+                    stopped = True
+                    kill_group(pgid, signal.SIGTERM)
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(pump_task), TERM_GRACE_S)
+                else:
+                    timed_out = True
+                kill_group(pgid, signal.SIGKILL)
+                # The group is gone; the pipe closes once every member has exited.
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(pump_task), 10)
+            exit_code = await proc.wait()
+        except BaseException:
+            # The engine itself is being cancelled: leave nothing running.
+            kill_group(pgid, signal.SIGKILL)
+            raise
+        finally:
+            stop_task.cancel()
+            if not pump_task.done():
+                pump_task.cancel()
+            # Children that outlived their parent (a dataloader worker) go too.
+            kill_group(pgid, signal.SIGKILL)
+        return RunResult(
+            exit_code=exit_code,
+            timed_out=timed_out,
+            stopped=stopped,
+            seconds=time.monotonic() - started,
+            output_bytes=output_bytes,
+            tail="\n".join(tail),
+            matches=matches,
+        )
+
+
+def kill_orphans(run_dir: Path) -> int:
+    """End every process left by an earlier engine for this run dir (found by
+    the marker in its environment). Returns how many were ended."""
+    import psutil
+
+    marker = str(Path(run_dir).resolve())
+    me = os.getpid()
+    ended = 0
+    for proc in psutil.process_iter(["pid"]):
+        if proc.pid == me:
+            continue
+        try:
+            if proc.environ().get(RUN_MARKER_ENV) == marker:
+                proc.kill()
+                ended += 1
+        except (psutil.Error, OSError):
+            continue
+    return ended

@@ -1,0 +1,61 @@
+"""Where targets and run dirs live, and the bundled nanochat target.
+
+The bundled target ships inside the package; experiments need it in a git
+repository of its own, so on first use it is copied into one under the data
+dir. The user's ar-tui checkout is never used as an experiment repository.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import git
+import platformdirs
+
+BUNDLED_FILES = ("prepare.py", "train.py", "autoresearch.toml")
+
+
+def data_home() -> Path:
+    """Where run dirs and materialised targets live (AR_TUI_HOME overrides)."""
+    return Path(os.environ.get("AR_TUI_HOME") or platformdirs.user_data_dir("ar-tui")).expanduser()
+
+
+def runs_root() -> Path:
+    return data_home() / "runs"
+
+
+def default_run_dir(tag: str) -> Path:
+    return runs_root() / tag
+
+
+def bundled_source() -> Path:
+    import nanochat
+
+    return Path(nanochat.__file__).resolve().parent
+
+
+def materialize_bundled() -> Path:
+    """The git repository holding the bundled nanochat target, made once."""
+    repo_dir = data_home() / "targets" / "nanochat"
+    if (repo_dir / ".git").exists():
+        return repo_dir
+    source = bundled_source()
+    staging = repo_dir.with_name("nanochat.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for name in BUNDLED_FILES:
+        shutil.copy2(source / name, staging / name)
+    (staging / ".gitignore").write_text("__pycache__/\n*.pt\n")
+    repo = git.Repo.init(staging, initial_branch="main")
+    repo.git.add("--all")
+    with repo.git.custom_environment(
+        GIT_AUTHOR_NAME="ar-tui", GIT_AUTHOR_EMAIL="ar-tui@localhost",
+        GIT_COMMITTER_NAME="ar-tui", GIT_COMMITTER_EMAIL="ar-tui@localhost",
+    ):
+        repo.git.commit("--quiet", "-m", "nanochat target, as bundled with ar-tui")
+    # Renamed into place only when complete, so an interrupted first run
+    # never leaves a half-made repository behind.
+    os.replace(staging, repo_dir)
+    return repo_dir
