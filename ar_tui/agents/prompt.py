@@ -1,0 +1,205 @@
+"""What the Claude agent sees: the tools, the system prompt and the opening
+message of one experiment's conversation.
+
+The request is laid out for prompt caching. The API caches prefixes in the
+order tools -> system -> messages, so the parts that change least come first
+and each ends at a `cache_control` breakpoint:
+
+1. the tools (fixed);
+2. the system prompt: program.md and the target's description (fixed for the run);
+3. the editable files as they are at the start of the experiment (changes only
+   when an experiment is kept);
+4. the situation: best metric, results, kept diffs, what was tried (changes
+   every experiment), followed by the turns of this experiment's conversation.
+
+The first three use a one-hour TTL: an experiment takes about five minutes,
+which would let a five-minute entry expire between two proposals and turn
+every proposal into a fresh cache write.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ar_tui.core.proposer import ProposalContext
+
+if TYPE_CHECKING:
+    from ar_tui.core.config import TargetConfig
+    from ar_tui.core.workspace import Workspace
+
+EDITOR_TOOL_NAME = "str_replace_based_edit_tool"
+RUN_TOOL_NAME = "run_experiment"
+STABLE_CACHE = {"type": "ephemeral", "ttl": "1h"}
+TURN_CACHE = {"type": "ephemeral", "ttl": "5m"}
+
+# How much of the history the agent is shown; the rest is summarised so that
+# the opening message stays a few thousand tokens after a night of experiments.
+RECENT_ROWS = 12
+KEPT_DIFFS = 3
+DIFF_CHARS = 2500
+TAIL_CHARS = 2500
+DESCRIPTION_CHARS = 110
+DO_NOT_REPEAT_MAX = 150
+
+EDITOR_TOOL: dict[str, Any] = {"type": "text_editor_20250728", "name": EDITOR_TOOL_NAME}
+
+RUN_TOOL: dict[str, Any] = {
+    "name": RUN_TOOL_NAME,
+    "description": (
+        "Submit the change you made to the editable files as this experiment. Call it exactly once, "
+        "after your edits succeeded; it ends your turn. The harness commits the change, trains with the "
+        "fixed time budget, reads the metric and keeps the commit only if the metric improved."
+    ),
+    "input_schema": {
+        "type": "object",
+        "properties": {
+            "description": {
+                "type": "string",
+                "description": "A short description of the change, under 100 characters, e.g. 'halve the learning rate'.",
+            },
+            "rationale": {
+                "type": "string",
+                "description": "Optional: one or two sentences on why you expect it to help.",
+            },
+        },
+        "required": ["description"],
+    },
+}
+
+
+def tools() -> list[dict[str, Any]]:
+    return [dict(EDITOR_TOOL), {**RUN_TOOL, "cache_control": STABLE_CACHE}]
+
+
+def _direction_words(target: "TargetConfig") -> str:
+    return "lower is better" if target.direction == "min" else "higher is better"
+
+
+def system_blocks(program: str, target: "TargetConfig") -> list[dict[str, Any]]:
+    """program.md and the target's fixed facts; identical for every request of a run."""
+    protected = ", ".join(target.protected) or "none"
+    facts = "\n".join([
+        "## This run",
+        f"- Editable files (the only files you can change): {', '.join(target.editable)}",
+        f"- Protected files (never edit): {protected}",
+        f"- Metric: {target.metric}, {_direction_words(target)}",
+        f"- Each experiment runs `{target.run}` with a fixed time budget of {target.time_budget:g} seconds.",
+        f"- Tools: `{EDITOR_TOOL_NAME}` to view and edit the editable files (paths relative to the "
+        f"target, e.g. `{target.editable[0]}`), then `{RUN_TOOL_NAME}` once to submit.",
+    ])
+    return [{"type": "text", "text": f"{program.rstrip()}\n\n{facts}\n", "cache_control": STABLE_CACHE}]
+
+
+def files_text(workspace: "Workspace") -> str:
+    parts = ["The editable files at the start of this experiment (the current best):"]
+    for rel in workspace.editable:
+        try:
+            content = workspace.read(rel)
+        except Exception as exc:  # a missing file is shown as such, not fatal
+            content = f"(unreadable: {exc})"
+        parts.append(f'<file path="{rel}">\n{content}\n</file>')
+    return "\n".join(parts)
+
+
+def _metric(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6f}"
+
+
+def _short(text: str, limit: int = DESCRIPTION_CHARS) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _tail(text: str, limit: int) -> str:
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def _head(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + "\n… (diff truncated)"
+
+
+def situation_text(ctx: ProposalContext) -> str:
+    """The per-experiment state, compact: what a researcher would glance at."""
+    target = ctx.target
+    name = target.metric
+    lines = [f"# Experiment {ctx.exp}", f"Metric: {name} ({_direction_words(target)})."]
+    status = [f"baseline {_metric(ctx.baseline_metric)}", f"best so far {_metric(ctx.best_metric)}"]
+    if ctx.noise_sd is not None:
+        status.append(f"run-to-run noise sd {ctx.noise_sd:.6f}")
+    lines.append("; ".join(status) + ".")
+
+    decided = [r for r in ctx.history if r.exp != 0]
+    recent = decided[-RECENT_ROWS:]
+    older = decided[:-RECENT_ROWS] if len(decided) > RECENT_ROWS else []
+
+    if recent:
+        lines += ["", f"## Recent results (newest last; {len(decided)} experiments so far)",
+                  f"exp\tstatus\t{name}\tdescription"]
+        lines += [f"{r.exp}\t{r.status}\t{_metric(r.metric)}\t{_short(r.description)}" for r in recent]
+    else:
+        lines += ["", "No experiments yet besides the baseline."]
+
+    kept = [r for r in decided if r.status == "keep" and r.diff][-KEPT_DIFFS:]
+    if kept:
+        lines += ["", "## Diffs of the most recent kept changes (already in the files above)"]
+        for row in reversed(kept):
+            lines += [f"### exp {row.exp}: {_short(row.description)} ({_metric(row.metric)})",
+                      _head(row.diff.strip(), DIFF_CHARS)]
+
+    if older:
+        shown = older[-DO_NOT_REPEAT_MAX:]
+        lines += ["", "## Tried earlier (do not repeat these ideas)"]
+        if len(older) > len(shown):
+            lines.append(f"({len(older) - len(shown)} older experiments not listed)")
+        lines += [f"- {_short(r.description)} -> {r.status} {_metric(r.metric)}" for r in shown]
+
+    if ctx.unseen:
+        lines += ["", "## Still running (results not known yet; propose something different)"]
+        lines += [f"- exp {exp}: {_short(description)}" for exp, description in ctx.unseen]
+
+    if ctx.last_failure_tail.strip():
+        lines += ["", "## Tail of the last crashed run's log", "```", _tail(ctx.last_failure_tail.strip(), TAIL_CHARS), "```"]
+
+    if ctx.adapt_description:
+        lines += [
+            "",
+            "## Adapt an earlier proposal",
+            f"This change was prepared on an older version and no longer applies: {_short(ctx.adapt_description)}",
+            "Its diff:",
+            _head(ctx.adapt_diff.strip(), DIFF_CHARS),
+        ]
+        if ctx.adapt_conflict.strip():
+            lines += ["Why it does not apply:", _head(ctx.adapt_conflict.strip(), DIFF_CHARS)]
+        lines.append("Make the same idea work on the current files, then call run_experiment with its description.")
+    else:
+        lines += ["", f"Make one focused change to improve {name}, then call {RUN_TOOL_NAME}."]
+    return "\n".join(lines)
+
+
+def opening_message(ctx: ProposalContext, workspace: "Workspace") -> dict[str, Any]:
+    return {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": files_text(workspace), "cache_control": STABLE_CACHE},
+            {"type": "text", "text": situation_text(ctx)},
+        ],
+    }
+
+
+def with_turn_breakpoint(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A copy of `messages` with a cache breakpoint on the last block, so each
+    turn of the conversation reads the previous turns from the cache. The
+    stored messages are left without it: the API allows four breakpoints."""
+    if not messages:
+        return messages
+    last = messages[-1]
+    content = last["content"]
+    if isinstance(content, str):
+        content = [{"type": "text", "text": content}]
+    if not content:
+        return messages
+    tail = dict(content[-1])
+    if "cache_control" not in tail:
+        tail["cache_control"] = TURN_CACHE
+    return [*messages[:-1], {**last, "content": [*content[:-1], tail]}]
+

@@ -1,0 +1,557 @@
+"""A local HTTP server that speaks the Anthropic Messages API, for tests and benchmarks.
+
+The `anthropic` SDK (2.x) sends requests through `httpx2`, which HTTP mocking
+libraries do not intercept; a real server on 127.0.0.1 is the honest fake. It
+serves `POST /v1/messages` with JSON or, when the request says `"stream": true`,
+with server-sent events (chunked, as the real API sends them), and records every
+request so tests can assert on what the client sent.
+
+Script it with a queue of steps, served in order, one per request:
+
+    from tests.fake_messages_api import (FakeMessagesAPI, reply, text, edit,
+        run_experiment, error, outage, drop, stream_error, usage)
+
+    with FakeMessagesAPI() as api:
+        api.script(
+            error(529, "overloaded_error"),                      # one 529
+            *[error(529, "overloaded_error")] * 50,               # a 529 storm
+            error(429, "rate_limit_error", retry_after=1),       # obey retry-after
+            outage(2.0),                                         # 529s for 2 seconds
+            reply(text("Lower the LR."),
+                  edit("str_replace", path="train.py", old_str="LR = 0.1", new_str="LR = 0.05")),
+            reply(run_experiment("halve the LR", rationale="loss is noisy")),
+            reply(text("done"), usage=usage(input=100, output=20, cache_read=900)),
+        )
+        agent = ClaudeAgent(model="claude-sonnet-4-5", program=..., api_key="sk-ant-test",
+                            base_url=api.base_url)
+        ...
+        api.requests[0].json["tools"]          # what the client sent
+        api.requests[1].tool_results()         # the tool_result blocks it answered with
+
+A step may also be a function of the `RecordedRequest` returning a step, and
+`api.responder` (same signature) answers once the queue is empty; with neither,
+the server answers 400 "script exhausted" so a test that runs out of script
+fails loudly instead of hanging.
+
+Usage numbers: give them with `usage(...)`, or let the server compute them. It
+then simulates prompt caching the way the API documents it: a `cache_control`
+breakpoint caches the prefix up to its block (tools, then system, then
+messages) for its TTL (5m or 1h), a later request reads the longest cached
+prefix ending at a breakpoint or at one of the 20 blocks before it, and a
+prefix shorter than `min_cache_tokens` is not cached. Tokens are estimated as
+bytes / `bytes_per_token`. `api.advance(seconds)` moves the cache's clock, so a
+benchmark can replay five-minute experiments without waiting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Union
+
+DEFAULT_BYTES_PER_TOKEN = 3.5  # a common estimate for English prose and Python code
+CACHE_LOOKBACK_BLOCKS = 20
+TTL_SECONDS = {"5m": 300.0, "1h": 3600.0}
+
+
+# --- script steps ------------------------------------------------------------
+
+
+@dataclass
+class Usage:
+    input: int = 0
+    output: int = 0
+    cache_write_5m: int = 0
+    cache_write_1h: int = 0
+    cache_read: int = 0
+    # Send `cache_creation` with its 5m/1h split (newer API versions do); False
+    # sends only the total, as older servers and some proxies do.
+    split: bool = True
+
+
+def usage(input: int = 0, output: int = 0, cache_write_5m: int = 0, cache_write_1h: int = 0,
+          cache_read: int = 0, split: bool = True) -> Usage:
+    return Usage(input, output, cache_write_5m, cache_write_1h, cache_read, split)
+
+
+@dataclass
+class TextBlock:
+    text: str
+
+
+@dataclass
+class ToolUseBlock:
+    name: str
+    input: dict[str, Any] | None = None
+    raw_json: str | None = None  # sent as-is instead of json.dumps(input): for broken JSON
+    id: str = field(default_factory=lambda: f"toolu_{uuid.uuid4().hex[:20]}")
+
+    def json_text(self) -> str:
+        return self.raw_json if self.raw_json is not None else json.dumps(self.input or {})
+
+
+Block = Union[TextBlock, ToolUseBlock]
+
+
+@dataclass
+class Reply:
+    blocks: list[Block]
+    stop_reason: str | None = None  # default: tool_use when a tool is called, else end_turn
+    usage: Usage | None = None
+    # Streaming only: end the connection after this many blocks, without
+    # message_stop: "drop" breaks the chunked body (a transport error), "end"
+    # closes it cleanly (a stream that simply stops early), "error" sends an
+    # SSE error event of type `error_type`.
+    interrupt: str | None = None
+    interrupt_after: int = 0
+    error_type: str = "overloaded_error"
+
+
+@dataclass
+class ErrorReply:
+    status: int
+    type: str
+    message: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    error_code: str | None = None
+
+
+@dataclass
+class Outage:
+    """Answer every request with an error until `seconds` have passed since the
+    first request it answered."""
+
+    seconds: float
+    status: int = 529
+    type: str = "overloaded_error"
+    started: float | None = None
+
+
+Step = Union[Reply, ErrorReply, Outage, Callable[["RecordedRequest"], Any]]
+
+
+def text(value: str) -> TextBlock:
+    return TextBlock(value)
+
+
+def tool_use(name: str, input: dict[str, Any] | None = None, *, raw_json: str | None = None) -> ToolUseBlock:
+    return ToolUseBlock(name, input, raw_json)
+
+
+def edit(command: str, **params: Any) -> ToolUseBlock:
+    """A call of Anthropic's text editor tool."""
+    return ToolUseBlock("str_replace_based_edit_tool", {"command": command, **params})
+
+
+def run_experiment(description: str, rationale: str | None = None) -> ToolUseBlock:
+    params: dict[str, Any] = {"description": description}
+    if rationale is not None:
+        params["rationale"] = rationale
+    return ToolUseBlock("run_experiment", params)
+
+
+def reply(*blocks: Block, stop_reason: str | None = None, usage: Usage | None = None) -> Reply:
+    return Reply(list(blocks), stop_reason, usage)
+
+
+def error(status: int, type: str = "api_error", message: str = "", *, retry_after: float | None = None,
+          error_code: str | None = None, headers: dict[str, str] | None = None) -> ErrorReply:
+    all_headers = dict(headers or {})
+    if retry_after is not None:
+        all_headers["retry-after"] = f"{retry_after:g}"
+    return ErrorReply(status, type, message or f"fake {type}", all_headers, error_code)
+
+
+def outage(seconds: float, status: int = 529, type: str = "overloaded_error") -> Outage:
+    return Outage(seconds, status, type)
+
+
+def drop(*blocks: Block, after: int = 1) -> Reply:
+    """Stream `after` blocks, then break the connection mid-body."""
+    return Reply(list(blocks), interrupt="drop", interrupt_after=after)
+
+
+def stream_error(*blocks: Block, after: int = 1, error_type: str = "overloaded_error") -> Reply:
+    """Stream `after` blocks, then an SSE `error` event (the API's mid-stream overload)."""
+    return Reply(list(blocks), interrupt="error", interrupt_after=after, error_type=error_type)
+
+
+# --- what the server saw -----------------------------------------------------
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    json: dict[str, Any] | None
+    at: float  # time.monotonic() when it arrived
+    usage: dict[str, Any] | None = None  # the usage the server answered with
+
+    def messages(self) -> list[dict[str, Any]]:
+        return list((self.json or {}).get("messages", []))
+
+    def tool_results(self) -> list[dict[str, Any]]:
+        """The tool_result blocks of the last user message."""
+        messages = self.messages()
+        if not messages or not isinstance(messages[-1].get("content"), list):
+            return []
+        return [b for b in messages[-1]["content"] if b.get("type") == "tool_result"]
+
+    def text(self) -> str:
+        """All text the client sent (system and messages), joined."""
+        parts: list[str] = []
+        system = (self.json or {}).get("system", [])
+        if isinstance(system, str):
+            parts.append(system)
+        else:
+            parts.extend(b.get("text", "") for b in system)
+        for message in self.messages():
+            content = message.get("content")
+            if isinstance(content, str):
+                parts.append(content)
+                continue
+            for block in content:
+                if block.get("type") == "text":
+                    parts.append(block["text"])
+                elif block.get("type") == "tool_result":
+                    inner = block.get("content")
+                    parts.append(inner if isinstance(inner, str) else json.dumps(inner))
+        return "\n".join(parts)
+
+
+# --- the prompt-cache simulation ---------------------------------------------
+
+
+def _canonical(block: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in block.items() if k != "cache_control"}, sort_keys=True,
+                      ensure_ascii=False)
+
+
+def request_blocks(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request's cacheable units in the API's cache order: tools, system, messages."""
+    blocks: list[dict[str, Any]] = [dict(t) for t in body.get("tools", [])]
+    system = body.get("system", [])
+    if isinstance(system, str):
+        system = [{"type": "text", "text": system}]
+    blocks.extend(dict(b) for b in system)
+    for message in body.get("messages", []):
+        content = message.get("content")
+        if isinstance(content, str):
+            content = [{"type": "text", "text": content}]
+        for block in content:
+            blocks.append({**block, "_role": message.get("role")})
+    return blocks
+
+
+class PromptCache:
+    def __init__(self, bytes_per_token: float, min_cache_tokens: int, clock: Callable[[], float]) -> None:
+        self.bytes_per_token = bytes_per_token
+        self.min_cache_tokens = min_cache_tokens
+        self.clock = clock
+        self.entries: dict[str, float] = {}  # prefix hash -> expiry
+        self.lock = threading.Lock()
+
+    def tokens(self, n_bytes: int) -> int:
+        return math.ceil(n_bytes / self.bytes_per_token) if n_bytes else 0
+
+    def account(self, body: dict[str, Any]) -> Usage:
+        blocks = request_blocks(body)
+        model = str(body.get("model", ""))
+        hashes: list[str] = []
+        cumulative: list[int] = []  # tokens up to and including block i
+        digest = hashlib.sha256(model.encode())
+        total_bytes = 0
+        for block in blocks:
+            canonical = _canonical(block)
+            digest.update(canonical.encode())
+            hashes.append(digest.copy().hexdigest())
+            total_bytes += len(canonical.encode())
+            cumulative.append(self.tokens(total_bytes))
+        total = cumulative[-1] if cumulative else 0
+        breakpoints = [i for i, b in enumerate(blocks) if b.get("cache_control")]
+        now = self.clock()
+        with self.lock:
+            self.entries = {h: exp for h, exp in self.entries.items() if exp > now}
+            read_end = -1
+            for bp in breakpoints:
+                for i in range(bp, max(-1, bp - CACHE_LOOKBACK_BLOCKS - 1), -1):
+                    if hashes[i] in self.entries and i > read_end:
+                        read_end = i
+                        break
+            read = cumulative[read_end] if read_end >= 0 else 0
+            if read_end >= 0:
+                self.entries[hashes[read_end]] = max(self.entries[hashes[read_end]], now + 300.0)
+            written = {"5m": 0, "1h": 0}
+            done = read
+            for bp in breakpoints:
+                if bp <= read_end or cumulative[bp] < self.min_cache_tokens:
+                    continue
+                ttl = blocks[bp]["cache_control"].get("ttl", "5m")
+                written[ttl] += cumulative[bp] - done
+                done = cumulative[bp]
+                self.entries[hashes[bp]] = now + TTL_SECONDS[ttl]
+        return Usage(
+            input=total - done,
+            output=0,
+            cache_write_5m=written["5m"],
+            cache_write_1h=written["1h"],
+            cache_read=read,
+        )
+
+
+# --- the server --------------------------------------------------------------
+
+
+class FakeMessagesAPI:
+    def __init__(self, *, bytes_per_token: float = DEFAULT_BYTES_PER_TOKEN, min_cache_tokens: int = 1024,
+                 chunk_chars: int = 24) -> None:
+        self.steps: list[Step] = []
+        self.requests: list[RecordedRequest] = []
+        self.responder: Callable[[RecordedRequest], Any] | None = None
+        self.bytes_per_token = bytes_per_token
+        self.chunk_chars = chunk_chars
+        self.clock_offset = 0.0
+        self.cache = PromptCache(bytes_per_token, min_cache_tokens, lambda: time.monotonic() + self.clock_offset)
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # lifecycle
+    def start(self) -> "FakeMessagesAPI":
+        api = self
+
+        class Handler(_Handler):
+            fake = api
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-messages-api", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "FakeMessagesAPI":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "start the server first"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    # scripting
+    def script(self, *steps: Step) -> None:
+        with self._lock:
+            self.steps.extend(steps)
+
+    def advance(self, seconds: float) -> None:
+        """Move the prompt cache's clock forward (cache entries expire by it)."""
+        self.clock_offset += seconds
+
+    @property
+    def remaining(self) -> int:
+        with self._lock:
+            return len(self.steps)
+
+    def _next_step(self, request: RecordedRequest) -> Any:
+        with self._lock:
+            self.requests.append(request)
+            step: Any = None
+            while self.steps and isinstance(self.steps[0], Outage):
+                head = self.steps[0]
+                now = time.monotonic()
+                if head.started is None:
+                    head.started = now
+                if now - head.started < head.seconds:
+                    return ErrorReply(head.status, head.type, f"fake outage ({head.type})")
+                self.steps.pop(0)
+            if self.steps:
+                step = self.steps.pop(0)
+        if step is None and self.responder is not None:
+            step = self.responder
+        while callable(step) and not isinstance(step, (Reply, ErrorReply, Outage)):
+            step = step(request)
+        if step is None:
+            return ErrorReply(400, "invalid_request_error", "fake server: script exhausted")
+        if isinstance(step, Outage):
+            return ErrorReply(step.status, step.type, f"fake outage ({step.type})")
+        return step
+
+    def usage_for(self, body: dict[str, Any], step: Reply) -> Usage:
+        if step.usage is not None:
+            return step.usage
+        counted = self.cache.account(body)
+        out_bytes = sum(len((b.text if isinstance(b, TextBlock) else b.json_text()).encode()) for b in step.blocks)
+        counted.output = max(1, self.cache.tokens(out_bytes))
+        return counted
+
+
+def _usage_json(u: Usage, *, output: int) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "input_tokens": u.input,
+        "cache_creation_input_tokens": u.cache_write_5m + u.cache_write_1h,
+        "cache_read_input_tokens": u.cache_read,
+        "output_tokens": output,
+    }
+    if u.split:
+        data["cache_creation"] = {
+            "ephemeral_5m_input_tokens": u.cache_write_5m,
+            "ephemeral_1h_input_tokens": u.cache_write_1h,
+        }
+    return data
+
+
+def _chunks(value: str, size: int) -> list[str]:
+    return [value[i : i + size] for i in range(0, len(value), size)] or [""]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeMessagesAPI
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length)
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = None
+        request = RecordedRequest(
+            method="POST",
+            path=self.path,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
+            json=parsed,
+            at=time.monotonic(),
+        )
+        self.close_connection = True
+        if self.path.split("?")[0] != "/v1/messages":
+            self._send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}})
+            return
+        if parsed is None:
+            self._send_json(400, {"type": "error", "error": {"type": "invalid_request_error",
+                                                             "message": "body is not JSON"}})
+            return
+        step = self.fake._next_step(request)
+        if isinstance(step, ErrorReply):
+            error_body: dict[str, Any] = {"type": step.type, "message": step.message}
+            if step.error_code:
+                error_body["details"] = {"error_code": step.error_code}
+            self._send_json(step.status, {"type": "error", "error": error_body,
+                                          "request_id": f"req_{uuid.uuid4().hex[:12]}"}, step.headers)
+            return
+        assert isinstance(step, Reply), f"not a script step: {step!r}"
+        u = self.fake.usage_for(parsed, step)
+        request.usage = _usage_json(u, output=u.output)
+        stop_reason = step.stop_reason or (
+            "tool_use" if any(isinstance(b, ToolUseBlock) for b in step.blocks) else "end_turn"
+        )
+        message_id = f"msg_{uuid.uuid4().hex[:20]}"
+        model = parsed.get("model", "claude-fake")
+        if parsed.get("stream"):
+            self._stream(step, u, stop_reason, message_id, model)
+        else:
+            content = [
+                {"type": "text", "text": b.text} if isinstance(b, TextBlock)
+                else {"type": "tool_use", "id": b.id, "name": b.name, "input": b.input or {}}
+                for b in step.blocks
+            ]
+            self._send_json(200, {
+                "id": message_id, "type": "message", "role": "assistant", "model": model,
+                "content": content, "stop_reason": stop_reason, "stop_sequence": None,
+                "usage": _usage_json(u, output=u.output),
+            })
+
+    def _send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.send_header("request-id", f"req_{uuid.uuid4().hex[:12]}")
+        self.send_header("connection", "close")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
+
+    def _event(self, name: str, payload: dict[str, Any]) -> None:
+        self._chunk(f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode())
+
+    def _stream(self, step: Reply, u: Usage, stop_reason: str, message_id: str, model: str) -> None:
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.send_header("transfer-encoding", "chunked")
+        self.send_header("cache-control", "no-cache")
+        self.send_header("request-id", f"req_{uuid.uuid4().hex[:12]}")
+        self.send_header("connection", "close")
+        self.end_headers()
+        size = self.fake.chunk_chars
+        # message_start carries the input-side usage and an output count of 1;
+        # message_delta repeats them as cumulative totals (never to be added).
+        self._event("message_start", {"type": "message_start", "message": {
+            "id": message_id, "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": None, "stop_sequence": None, "usage": _usage_json(u, output=1)}})
+        self._event("ping", {"type": "ping"})
+        for index, block in enumerate(step.blocks):
+            if step.interrupt and index == step.interrupt_after:
+                self._interrupt(step)
+                return
+            if isinstance(block, TextBlock):
+                self._event("content_block_start", {"type": "content_block_start", "index": index,
+                                                    "content_block": {"type": "text", "text": ""}})
+                for piece in _chunks(block.text, size):
+                    self._event("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                        "delta": {"type": "text_delta", "text": piece}})
+            else:
+                self._event("content_block_start", {"type": "content_block_start", "index": index,
+                                                    "content_block": {"type": "tool_use", "id": block.id,
+                                                                      "name": block.name, "input": {}}})
+                for piece in _chunks(block.json_text(), size):
+                    self._event("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                        "delta": {"type": "input_json_delta",
+                                                                  "partial_json": piece}})
+            self._event("content_block_stop", {"type": "content_block_stop", "index": index})
+        if step.interrupt:
+            self._interrupt(step)
+            return
+        delta_usage = _usage_json(u, output=u.output)
+        delta_usage.pop("cache_creation", None)
+        self._event("message_delta", {"type": "message_delta",
+                                      "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                                      "usage": delta_usage})
+        self._event("message_stop", {"type": "message_stop"})
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    def _interrupt(self, step: Reply) -> None:
+        if step.interrupt == "error":
+            self._event("error", {"type": "error", "error": {"type": step.error_type,
+                                                             "message": f"fake mid-stream {step.error_type}"}})
+            self.wfile.write(b"0\r\n\r\n")
+        elif step.interrupt == "end":
+            self.wfile.write(b"0\r\n\r\n")
+        # "drop": no terminating chunk; the connection closes mid-body.
+        self.wfile.flush()
