@@ -56,6 +56,36 @@ SECRET_ENV_PREFIXES = ("ANTHROPIC_",)
 EVALUATE_TIMEOUT_S = 600.0
 
 
+PID_FILE = "engine.pid"
+
+
+def engine_pid(run_dir: Path) -> int | None:
+    """The pid of the live engine that owns `run_dir`, or None (no pid file,
+    or a stale one left by a crashed engine)."""
+    try:
+        pid = int((Path(run_dir) / PID_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    try:
+        import psutil
+
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        # A recycled pid belongs to some other program.
+        if "ar_tui" not in " ".join(proc.cmdline()) and "ar-tui" not in " ".join(proc.cmdline()):
+            return None
+    except Exception:
+        pass
+    return pid
+
+
 class UserError(Exception):
     """Bad input: the engine refuses to start. The message is one line."""
 
@@ -182,6 +212,7 @@ class Engine:
         self._changed = asyncio.Event()
         self._decide_lock = asyncio.Lock()
         self._proposer_lock = asyncio.Lock()
+        self.control_server = None
         self._propose_worktree: Path | None = None
         self._propose_target: Path | None = None
 
@@ -333,6 +364,7 @@ class Engine:
         except OSError as exc:
             raise UserError(f"{self.run_dir}: run dir not writable ({exc.strerror or exc})") from None
 
+        self._claim_run_dir()
         state = read_state(self.run_dir) or {}
         has_ledger = (self.run_dir / "results.tsv").exists()
         self.resumed = bool(state) or has_ledger
@@ -371,6 +403,24 @@ class Engine:
             protected.append("autoresearch.toml")
         self.target.protected = protected
         self.protected_hashes = self.git.file_hashes(self._propose_target, protected)
+
+    def _claim_run_dir(self) -> None:
+        """One engine per run dir: a live one is refused, a dead one's pid file
+        is stale and replaced."""
+        pid_file = self.run_dir / PID_FILE
+        other = engine_pid(self.run_dir)
+        if other is not None and other != os.getpid():
+            raise UserError(f"{self.run_dir} is in use by a running engine (pid {other}); attach to it instead")
+        try:
+            pid_file.write_text(f"{os.getpid()}\n")
+        except OSError as exc:
+            raise UserError(f"{self.run_dir}: run dir not writable ({exc.strerror or exc})") from None
+        self._owns_pid_file = True
+
+    def _release_run_dir(self) -> None:
+        if getattr(self, "_owns_pid_file", False) and engine_pid(self.run_dir) == os.getpid():
+            with contextlib.suppress(OSError):
+                (self.run_dir / PID_FILE).unlink()
 
     def _restore(self, state: dict) -> None:
         """Rebuild the picture from results.tsv (the truth), events.jsonl and state.json."""
@@ -460,8 +510,13 @@ class Engine:
     async def run(self) -> ev.RunStopped:
         """Run until a budget is reached or a stop is requested. Raises
         UserError before anything starts when the input is bad."""
-        await asyncio.to_thread(self._open)
+        try:
+            await asyncio.to_thread(self._open)
+        except BaseException:
+            self._release_run_dir()
+            raise
         assert self.target is not None
+        await self._start_control_server()
         self.emit(
             ev.RunStarted(
                 tag=self.options.tag,
@@ -544,9 +599,27 @@ class Engine:
             self.emit(stopped)
         if self.options.write_report and self.ledger.rows:
             await self._write_report()
+        if self.control_server is not None:
+            with contextlib.suppress(Exception):
+                await self.control_server.close()
         if self.event_log is not None:
             self.event_log.close()
+        self._release_run_dir()
         return stopped
+
+    async def _start_control_server(self) -> None:
+        """The run's Unix socket, through which `ar-tui attach`, `status` and
+        `stop` reach this engine."""
+        try:
+            from ar_tui.core.server import ControlServer
+        except ImportError:
+            return
+        try:
+            self.control_server = ControlServer(self, self.run_dir)
+            await self.control_server.start()
+        except OSError as exc:
+            self.control_server = None
+            self.emit(ev.Notice(level="warning", message=f"no control socket, attach will not work: {exc}"))
 
     async def _write_report(self) -> None:
         try:
