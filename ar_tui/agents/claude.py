@@ -53,6 +53,8 @@ RESULT_LINE_CHARS = 200
 MAX_DESCRIPTION_CHARS = 200
 # End-of-turn replies without a tool call before the proposal is given up.
 MAX_REMINDERS = 1
+# pause_turn replies in a row before the proposal is given up.
+MAX_PAUSES = 5
 
 
 @dataclass
@@ -109,6 +111,7 @@ class _Run:
     usage: TokenUsage = field(default_factory=TokenUsage)
     tool_calls: int = 0
     reminders: int = 0
+    pauses: int = 0
 
     @property
     def exp(self) -> int:
@@ -176,7 +179,11 @@ class ClaudeAgent:
                 raise ProposalFailed("the conversation outgrew the model's context window", float(run.cost))
             if stop == "pause_turn":
                 # The API paused a long turn; sending it back lets the model continue it.
+                run.pauses += 1
+                if run.pauses > MAX_PAUSES:
+                    raise ProposalFailed(f"the model paused its turn {MAX_PAUSES} times in a row", float(run.cost))
                 continue
+            run.pauses = 0
             if not response.tool_calls:
                 self._remind(run, cut_off=stop == "max_tokens")
                 continue
