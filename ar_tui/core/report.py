@@ -426,7 +426,9 @@ def summary_table(report: Report) -> list[tuple[str, str]]:
     ]
 
 
-def render_markdown(report: Report, narrative: str | None = None, *, chart: bool = True) -> str:
+def render_markdown(
+    report: Report, narrative: str | None = None, *, chart: bool = True, max_diff_lines: int = MAX_DIFF_LINES
+) -> str:
     out: list[str] = [f"# Morning report: {report.tag}", ""]
     who = report.agent + (f" ({report.model})" if report.model else "")
     source = "ar-tui run" if report.source == "ar-tui" else "results.tsv only (no events.jsonl)"
@@ -471,11 +473,11 @@ def render_markdown(report: Report, narrative: str | None = None, *, chart: bool
             out += [f"Rationale: {change.rationale.strip()}", ""]
         if change.diff:
             lines = change.diff.rstrip("\n").split("\n")
-            shown = "\n".join(lines[:MAX_DIFF_LINES])
+            shown = "\n".join(lines[:max_diff_lines])
             fence = _fence(shown)
             out += [f"{fence}diff", shown, fence]
-            if len(lines) > MAX_DIFF_LINES:
-                out.append(f"({len(lines) - MAX_DIFF_LINES} more lines in {DIFFS_DIR}/{change.exp}.diff)")
+            if len(lines) > max_diff_lines:
+                out.append(f"({len(lines) - max_diff_lines} more lines in {DIFFS_DIR}/{change.exp}.diff)")
             out.append("")
 
     out += ["## Ideas that failed", ""]
