@@ -1,0 +1,708 @@
+"""The offline proposer: a search over a training script's constants that
+learns from the results, the default when there is no API key.
+
+Each call rebuilds everything it knows from `ctx.history`, so a resumed run or
+a fresh instance proposes exactly what this one would. Descriptions are
+machine-readable for that reason: `MATRIX_LR 0.04 -> 0.06`, several changes
+joined by `; `, and a knob with one value per device class written
+`DEPTH 4|12 -> 5|13`.
+
+The method, per knob, in the knob's own scale (log for learning rates, powers
+of two for batch sizes, linear for ratios and depth):
+- an untried knob gets a first step in a direction drawn from the seed;
+- a kept move is followed by a larger one the same way;
+- a failed move is answered by the same step the other way;
+- when both sides of the current best are worse, a parabola through the three
+  points gives the next try, until the bracket is narrower than the knob's
+  resolution;
+- knobs are chosen by how much moving them has changed the metric so far,
+  discounted by their run of failures; now and then, and more often when
+  progress stalls, the two most promising moves are combined.
+A crash going up in a memory-hungry knob (or any crash whose log says it ran
+out of memory) puts a ceiling on that knob; any other crash rules out the
+value that caused it. No point is proposed twice from the same code, and
+nothing that is still running (`ctx.unseen`) is proposed again.
+
+All edits go through the `Workspace`, the same path as the Claude agent's
+text-editor tool calls.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from dataclasses import dataclass, field, replace
+
+from ar_tui.agents.constants import (
+    Knob,
+    NotAConstant,
+    edit_for,
+    find_knobs,
+    format_value,
+    is_head_size,
+    is_model_width,
+    parse_value,
+    snap_part,
+)
+from ar_tui.core.events import AgentText, AgentToolCall
+from ar_tui.core.proposer import Emit, Proposal, ProposalContext, ProposalFailed
+from ar_tui.core.workspace import Workspace, WorkspaceError
+
+GROWTH = 1.5  # a kept move is followed by one this much larger
+FAILURE_DECAY = 0.7  # each failure in a row makes a knob this much less attractive
+UNSEEN_PENALTY = 0.2  # knobs already moving in a running experiment wait their turn
+PAIR_SHARE = 0.15  # how often a two-knob move is tried once every knob has been tried
+STALL = 8  # decided experiments without a keep after which pairs are tried far more often
+MOMENTUM_SCORE = 2000.0  # a kept move is followed up before anything else
+EXPLORE_SCORE = 1000.0  # times the kind's weight: untried knobs next
+
+_OUT_OF_MEMORY = re.compile(
+    r"out of memory|OutOfMemoryError|MemoryError|std::bad_alloc|Cannot allocate memory|\bKilled\b|\bOOM\b",
+    re.IGNORECASE,
+)
+_CHANGE = re.compile(r"^(?P<name>[^\s;]+)\s+(?P<old>[^\s;]+)\s+->\s+(?P<new>[^\s;]+)$")
+
+Values = tuple[float | int, ...]
+
+
+def _key(value: float) -> float:
+    """Values compare equal when they agree to six significant digits, so that
+    `0.06` parsed from a description matches `0.06` read from the script."""
+    return float(f"{float(value):.6g}")
+
+
+@dataclass(frozen=True)
+class Change:
+    name: str
+    old: Values
+    new: Values
+
+    @property
+    def text(self) -> str:
+        return f"{self.name} {_values_text(self.old)} -> {_values_text(self.new)}"
+
+
+def _values_text(values: Values) -> str:
+    return "|".join(str(v) for v in values)
+
+
+def describe(changes: list[tuple[str, str, str]]) -> str:
+    """`[(name, old text, new text)]` -> `NAME old -> new; NAME2 old -> new`."""
+    return "; ".join(f"{name} {old.replace(' ', '')} -> {new.replace(' ', '')}" for name, old, new in changes)
+
+
+def parse_description(description: str) -> list[Change] | None:
+    """The changes a description names, or None when it is not one of ours."""
+    changes = []
+    for piece in description.split(";"):
+        match = _CHANGE.match(piece.strip())
+        if not match:
+            return None
+        try:
+            old = tuple(parse_value(v) for v in match["old"].split("|"))
+            new = tuple(parse_value(v) for v in match["new"].split("|"))
+        except NotAConstant:
+            return None
+        if len(old) != len(new):
+            return None
+        changes.append(Change(match["name"], old, new))
+    return changes or None
+
+
+def _changes_from_diff(diff: str, names: set[str]) -> tuple[dict[str, tuple[float, float]], bool]:
+    """Knob changes read from a unified diff (for experiments another proposer
+    or a person made), and whether the diff changed anything else."""
+    before: dict[str, float] = {}
+    after: dict[str, float] = {}
+    structural = False
+    for line in diff.splitlines():
+        if line.startswith(("---", "+++")) or not line.startswith(("-", "+")):
+            continue
+        content = line[1:]
+        if not content.strip() or content.strip().startswith("#"):
+            continue
+        try:
+            found = {knob.name: knob.value for knob in find_knobs("diff", content) if knob.name in names}
+        except SyntaxError:
+            found = {}
+        if not found:
+            structural = True
+            continue
+        (before if line.startswith("-") else after).update(found)
+    changes = {name: (before[name], after[name]) for name in before.keys() & after.keys() if before[name] != after[name]}
+    if before.keys() ^ after.keys():
+        structural = True
+    return changes, structural
+
+
+@dataclass
+class Trial:
+    """One decided experiment, placed in knob space."""
+
+    exp: int
+    status: str
+    changes: dict[str, tuple[float, float]]  # knob -> (old, new) first-part values
+    point: dict[str, float] | None  # every knob's value after the change; None when code changed too
+    epoch: int  # which version of the code (outside the knobs) it ran on; 0 is the current one
+    loss: float | None  # the metric, oriented so that lower is better; None for crash / veto
+    base_loss: float | None
+
+
+@dataclass
+class Move:
+    knob: Knob
+    new: Values
+    mode: str  # explore / momentum / probe / refine / pair
+    why: str
+    score: float = 0.0
+
+
+@dataclass
+class Plan:
+    moves: list[Move]
+    reasoning: list[str] = field(default_factory=list)
+
+
+class Search:
+    """Everything the search knows, rebuilt from the context, and the next move."""
+
+    def __init__(self, knobs: list[Knob], ctx: ProposalContext, seed: int) -> None:
+        self.knobs = knobs
+        self.by_name = {knob.name: knob for knob in knobs}
+        self.ctx = ctx
+        self.seed = seed
+        self.rng = random.Random(f"offline:{seed}:{ctx.exp}:{len(ctx.history)}")
+        self.current = {knob.name: _key(knob.value) for knob in knobs}
+        self.trials: list[Trial] = []
+        self.tried: set[frozenset] = set()
+        self.unseen_points: set[frozenset] = set()
+        self.unseen_knobs: set[str] = set()
+        self.tries = {name: 0 for name in self.by_name}
+        self.failures_in_a_row = {name: 0 for name in self.by_name}
+        self.deltas: dict[str, list[float]] = {name: [] for name in self.by_name}
+        self.last_success: dict[str, tuple[float, float]] = {}  # knob -> (old, new) of its last kept move
+        self.momentum: set[str] = set()  # knobs in the latest keep, not moved since
+        self.ceiling: dict[str, float] = {}
+        self.bad_values: dict[str, set[float]] = {name: set() for name in self.by_name}
+        self.kept = 0
+        self.since_keep = 0
+        self._rebuild()
+
+    # -- orientation -----------------------------------------------------
+
+    def loss_of(self, metric: float | None) -> float | None:
+        if metric is None or not math.isfinite(metric):
+            return None
+        return metric if self.ctx.target.direction == "min" else -metric
+
+    def _row_changes(self, row) -> tuple[dict[str, tuple[float, float]], bool]:
+        if row.description.strip() == "baseline":
+            return {}, False
+        parsed = parse_description(row.description)
+        if parsed is not None and all(change.name in self.by_name for change in parsed):
+            return {c.name: (c.old[0], c.new[0]) for c in parsed}, False
+        if row.diff:
+            return _changes_from_diff(row.diff, set(self.by_name))
+        return {}, True
+
+    def _rebuild(self) -> None:
+        rows = self.ctx.history
+        parsed = [self._row_changes(row) for row in rows]
+        # Walk the keeps backwards from the current values to learn what every
+        # knob held when each experiment ran.
+        values = dict(self.current)
+        epoch = 0
+        after_keep: dict[int, tuple[dict[str, float], int]] = {}
+        for index in reversed(range(len(rows))):
+            if rows[index].status != "keep":
+                continue
+            after_keep[index] = (dict(values), epoch)
+            changes, structural = parsed[index]
+            for name, (old, _new) in changes.items():
+                values[name] = _key(old)
+            if structural:
+                epoch -= 1
+        base, base_epoch = values, epoch
+        base_loss: float | None = None
+        last_crash = max((i for i, row in enumerate(rows) if row.status == "crash"), default=None)
+        for index, row in enumerate(rows):
+            changes, structural = parsed[index]
+            loss = self.loss_of(row.metric) if row.status in ("keep", "discard") else None
+            if row.status == "keep":
+                point, point_epoch = after_keep[index]
+            elif structural:
+                point, point_epoch = None, base_epoch
+            else:
+                point = dict(base)
+                point.update({name: _key(new) for name, (_old, new) in changes.items()})
+                point_epoch = base_epoch
+            trial = Trial(row.exp, row.status, changes, point, point_epoch, loss, base_loss)
+            self.trials.append(trial)
+            if point is not None:
+                self.tried.add(self._point_key(point, point_epoch))
+            self._learn(trial, out_of_memory=index == last_crash and bool(_OUT_OF_MEMORY.search(self.ctx.last_failure_tail)))
+            if row.status == "keep":
+                base, base_epoch = after_keep[index]
+                if loss is not None:
+                    base_loss = loss
+        for _exp, description in self.ctx.unseen:
+            for change in parse_description(description) or []:
+                self.unseen_knobs.add(change.name)
+            parsed_unseen = parse_description(description)
+            if parsed_unseen:
+                point = dict(self.current)
+                point.update({c.name: _key(c.new[0]) for c in parsed_unseen if c.name in point})
+                self.unseen_points.add(self._point_key(point, 0))
+        self.tried.add(self._point_key(self.current, 0))
+        self.best_loss = self.loss_of(self.ctx.best_metric)
+        if self.best_loss is None:
+            self.best_loss = base_loss
+
+    @staticmethod
+    def _point_key(point: dict[str, float], epoch: int) -> frozenset:
+        return frozenset(point.items()) | {("@epoch", epoch)}
+
+    def _learn(self, trial: Trial, out_of_memory: bool) -> None:
+        changes = trial.changes
+        if trial.status == "keep" and changes:
+            self.kept += 1
+            self.since_keep = 0
+            self.momentum = set(changes)
+            for name, (old, new) in changes.items():
+                if name in self.by_name:
+                    self.last_success[name] = (old, new)
+                    self.failures_in_a_row[name] = 0
+        elif trial.status != "keep":
+            self.since_keep += 1
+            self.momentum -= set(changes)
+        for name in changes:
+            if name not in self.by_name:
+                continue
+            self.tries[name] += 1
+            if trial.status in ("discard", "crash"):
+                self.failures_in_a_row[name] += 1
+        if len(changes) == 1 and trial.loss is not None and trial.base_loss is not None:
+            (name,) = changes
+            if name in self.by_name:
+                self.deltas[name].append(trial.loss - trial.base_loss)
+        if trial.status == "crash":
+            for name, (old, new) in changes.items():
+                knob = self.by_name.get(name)
+                if knob is None:
+                    continue
+                if new > old and (knob.kind.memory or out_of_memory):
+                    self.ceiling[name] = min(self.ceiling.get(name, math.inf), _key(new))
+                elif len(changes) == 1:
+                    self.bad_values[name].add(_key(new))
+
+    # -- candidate moves -------------------------------------------------
+
+    def _evidence(self, knob: Knob) -> dict[float, float]:
+        """What is known about moving `knob` away from its current value, as
+        {u: how much worse than here}, gathered from every single-knob
+        experiment that started from this value (on any earlier best: the
+        knobs interact little enough for that to be the best guess) and from
+        the value it was last kept from. A crash counts as infinitely worse."""
+        kind = knob.kind
+        here = self.current[knob.name]
+        evidence: dict[float, float] = {}
+        for trial in self.trials:
+            if len(trial.changes) != 1 or knob.name not in trial.changes or trial.status == "veto":
+                continue
+            old, new = (_key(v) for v in trial.changes[knob.name])
+            if trial.status == "crash":
+                delta = math.inf
+            elif trial.loss is None or trial.base_loss is None:
+                continue
+            else:
+                delta = trial.loss - trial.base_loss
+            if old == here and kind.movable(new):
+                evidence[kind.to_u(new)] = delta
+            elif new == here and trial.status == "keep" and math.isfinite(delta) and kind.movable(old):
+                evidence[kind.to_u(old)] = -delta
+        return evidence
+
+    def _values_at(self, knob: Knob, target: float) -> Values | None:
+        """Every part's new value when the first part moves to `target` (a
+        value, before rounding), or None when that is no move at all."""
+        kind = knob.kind
+        current = knob.value
+        if kind.lower is not None:
+            target = max(target, kind.lower)
+        if kind.upper is not None:
+            target = min(target, kind.upper)
+        first = snap_part(knob, 0, target, self.knobs)
+        if kind.integer and first == current and target != current and kind.movable(current):
+            # Rounding ate the move: take the smallest step that survives it.
+            direction = 1 if target > current else -1
+            for multiple in range(1, 65):
+                nudged = kind.from_u(kind.to_u(current) + direction * multiple * kind.resolution)
+                if kind.lower is not None and nudged < kind.lower:
+                    break
+                first = snap_part(knob, 0, nudged, self.knobs)
+                if first != current:
+                    break
+        if not kind.allows(first) or _key(first) == _key(current):
+            return None
+        if _key(first) in self.bad_values[knob.name] or _key(first) >= self.ceiling.get(knob.name, math.inf):
+            return None
+        values: list[float | int] = [first]
+        shift = kind.to_u(first) - kind.to_u(current) if kind.movable(current) else None
+        for index, part in enumerate(knob.parts[1:], start=1):
+            if shift is None or not kind.movable(part.value):
+                values.append(part.value)
+                continue
+            values.append(snap_part(knob, index, kind.from_u(kind.to_u(part.value) + shift), self.knobs))
+        return tuple(values)
+
+    def _point_with(self, moves: list[tuple[Knob, Values]]) -> frozenset:
+        point = dict(self.current)
+        for knob, values in moves:
+            point[knob.name] = _key(values[0])
+        return self._point_key(point, 0)
+
+    def _fresh(self, moves: list[tuple[Knob, Values]]) -> bool:
+        key = self._point_with(moves)
+        return key not in self.tried and key not in self.unseen_points
+
+    def _fmt(self, knob: Knob, value: float) -> str:
+        return format_value(value, knob.parts[0].text, knob.kind.integer)
+
+    def candidates(self, knob: Knob) -> list[tuple[float, str, str, float | None]]:
+        """Ordered (target value, mode, why, predicted gain) for `knob`."""
+        kind = knob.kind
+        name = knob.name
+        current = knob.value
+        if not kind.movable(current):
+            return [(kind.from_zero, "explore", f"{name} is {current}; trying a small non-zero value", None)] if kind.from_zero else []
+        u0 = kind.to_u(current)
+        points = list(self._evidence(knob).items())
+        better = [p for p in points if p[1] < 0]
+        if better:
+            # Something was better than this value from an earlier best: go back to it here.
+            target = min(better, key=lambda p: p[1])
+            return [(
+                kind.from_u(target[0]), "probe",
+                f"{name} {self._fmt(knob, kind.from_u(target[0]))} did better by {-target[1]:.4g} from an earlier best; trying it here",
+                None,
+            )]
+        below = [p for p in points if p[0] < u0 - 1e-12]
+        above = [p for p in points if p[0] > u0 + 1e-12]
+        left = max(below, default=None)
+        right = min(above, default=None)
+        best = 0.0  # evidence is relative to the current best
+        step = kind.step
+        success = self.last_success.get(name)
+        if success and kind.movable(success[0]) and kind.movable(success[1]):
+            step = abs(kind.to_u(success[1]) - kind.to_u(success[0]))
+        step = min(max(step, kind.resolution), kind.max_step)
+        result: list[tuple[float, str, str, float | None]] = []
+
+        def at(u: float) -> float:
+            return kind.from_u(u)
+
+        def worse(point: tuple[float, float]) -> str:
+            if math.isinf(point[1]):
+                return "crashed"
+            return f"was worse by {point[1]:.4g}"
+
+        if left and right:
+            gap_left, gap_right = u0 - left[0], right[0] - u0
+            if math.isfinite(left[1]) and math.isfinite(right[1]):
+                # Parabola through (left, best, right): its vertex is where the
+                # three points say the minimum is.
+                x1, y1, x2, y2, x3, y3 = left[0], left[1], u0, best, right[0], right[1]
+                numerator = (x2 - x1) ** 2 * (y2 - y3) - (x2 - x3) ** 2 * (y2 - y1)
+                denominator = (x2 - x1) * (y2 - y3) - (x2 - x3) * (y2 - y1)
+                if denominator != 0:
+                    vertex = x2 - 0.5 * numerator / denominator
+                    vertex = min(max(vertex, x1 + 0.25 * gap_left), x3 - 0.25 * gap_right)
+                    curvature = ((y3 - y2) / gap_right + (y1 - y2) / gap_left) / (gap_left + gap_right)
+                    gain = max(0.0, curvature * (vertex - u0) ** 2) if curvature > 0 else None
+                    if abs(vertex - u0) >= kind.resolution:
+                        result.append((
+                            at(vertex), "refine",
+                            f"{name}: both neighbours are worse ({self._fmt(knob, at(x1))} {worse(left)}, "
+                            f"{self._fmt(knob, at(x3))} {worse(right)}); a parabola through the three puts the best near {self._fmt(knob, at(vertex))}",
+                            gain,
+                        ))
+            for gap, sign, neighbour in sorted(((gap_left, -1, left), (gap_right, 1, right)), key=lambda g: -g[0]):
+                if gap / 2 >= kind.resolution:
+                    result.append((
+                        at(u0 + sign * gap / 2), "refine",
+                        f"{name}: {self._fmt(knob, at(neighbour[0]))} {worse(neighbour)}; trying halfway to it",
+                        None,
+                    ))
+            return result
+        momentum = name in self.momentum and success is not None
+        if left or right:
+            neighbour = left or right
+            sign = 1 if left else -1  # away from the worse side
+            distance = abs(u0 - neighbour[0])
+            if momentum and _key(success[0]) == _key(at(neighbour[0])):
+                far = min(kind.max_step, GROWTH * distance)
+                result.append((
+                    at(u0 + sign * far), "momentum",
+                    f"{name} {self._fmt(knob, success[0])} -> {self._fmt(knob, current)} was kept; going further the same way, with a larger step",
+                    None,
+                ))
+            result.append((
+                at(u0 + sign * min(max(distance, kind.resolution), kind.max_step)), "probe",
+                f"{name} {self._fmt(knob, at(neighbour[0]))} {worse(neighbour)}; trying the other side",
+                None,
+            ))
+            if distance / 2 >= kind.resolution:
+                result.append((
+                    at(u0 - sign * distance / 2), "probe",
+                    f"{name}: the other side is closed; trying halfway to {self._fmt(knob, at(neighbour[0]))}",
+                    None,
+                ))
+            return result
+        if success:
+            direction = 1 if success[1] > success[0] else -1
+        else:
+            direction = 1 if random.Random(f"offline:{self.seed}:{name}").random() < 0.5 else -1
+        untried = self.tries[name] == 0
+        first_mode = "explore" if untried else ("momentum" if momentum else "probe")
+        first_step = min(kind.max_step, step * GROWTH) if momentum else step
+        reason = (
+            f"{name} ({kind.label}) has not been moved yet" if untried
+            else f"{name} was last kept going {'up' if direction > 0 else 'down'}; trying that way again from the new best"
+        )
+        result.append((at(u0 + direction * first_step), first_mode, reason, None))
+        result.append((at(u0 - direction * step), "probe" if not untried else "explore", f"{name}: trying the other way", None))
+        return result
+
+    def best_move(self, knob: Knob) -> Move | None:
+        candidates = self.candidates(knob)
+        if knob.kind.movable(knob.value):
+            # When the evidence leaves nothing to try, a plain step either way
+            # checks the knob again on the current best (knobs do interact).
+            for sign in (1, -1):
+                u = knob.kind.to_u(knob.value) + sign * knob.kind.step
+                candidates.append((knob.kind.from_u(u), "recheck", f"{knob.name}: checking again on the current best", None))
+        for target, mode, why, gain in candidates:
+            values = self._values_at(knob, target)
+            if values is None or not self._fresh([(knob, values)]):
+                continue
+            return Move(knob, values, mode, why, self._score(knob, mode, gain))
+        return None
+
+    def sensitivity(self, name: str) -> float | None:
+        deltas = [abs(d) for d in self.deltas[name]]
+        return sum(deltas) / len(deltas) if deltas else None
+
+    def _score(self, knob: Knob, mode: str, gain: float | None) -> float:
+        name = knob.name
+        if self.tries[name] == 0:
+            score = EXPLORE_SCORE * knob.kind.weight
+        elif mode == "momentum":
+            score = MOMENTUM_SCORE
+        else:
+            known = [s for s in (self.sensitivity(n) for n in self.by_name) if s is not None]
+            typical = sorted(known)[len(known) // 2] if known else 1.0
+            sensitivity = self.sensitivity(name)
+            if sensitivity is None:
+                sensitivity = typical
+            if mode == "refine":
+                score = gain if gain is not None else 0.25 * sensitivity
+            elif mode == "recheck":
+                score = 0.03 * sensitivity
+            else:
+                score = 0.5 * sensitivity
+            score *= FAILURE_DECAY ** self.failures_in_a_row[name]
+            if self.ctx.noise_sd and sensitivity < self.ctx.noise_sd:
+                score *= 0.5
+        if name in self.unseen_knobs:
+            score *= UNSEEN_PENALTY
+        # A tiny seeded jitter breaks ties without favouring file order.
+        return score * (1.0 + 1e-6 * self.rng.random())
+
+    # -- the plan --------------------------------------------------------
+
+    def _coupled(self, a: Knob, b: Knob) -> bool:
+        return (is_model_width(a) and is_head_size(b)) or (is_head_size(a) and is_model_width(b))
+
+    def plan(self) -> Plan:
+        moves = [m for m in (self.best_move(knob) for knob in self.knobs) if m is not None]
+        moves.sort(key=lambda m: -m.score)
+        reasoning = [self._summary()]
+        if moves:
+            reasoning.append(
+                "Most promising: " + ", ".join(
+                    f"{m.knob.name} -> {_values_text(m.new)} ({m.mode})" for m in moves[:3]
+                ) + "."
+            )
+            explored = all(self.tries[m.knob.name] > 0 for m in moves)
+            stalled = self.since_keep >= STALL
+            want_pair = explored and (self.rng.random() < PAIR_SHARE or (stalled and self.rng.random() < 0.5))
+            if want_pair:
+                pair = self._pair_of(moves)
+                if pair:
+                    reasoning.append(
+                        "Combining the two most promising moves in one experiment"
+                        + (f" (no keep in the last {self.since_keep})." if stalled else ".")
+                    )
+                    return Plan(pair, reasoning)
+            return Plan([moves[0]], reasoning)
+        pair = self._exhaustive_pair()
+        if pair:
+            reasoning.append("Every knob is settled at the current best on its own; trying two together.")
+            return Plan(pair, reasoning)
+        raise ProposalFailed(
+            "offline search exhausted: every knob is settled at the current best, alone and in pairs"
+        )
+
+    def _pair_of(self, moves: list[Move]) -> list[Move] | None:
+        directional = [m for m in moves if m.mode != "refine"]
+        for i, first in enumerate(directional):
+            for second in directional[i + 1 :]:
+                if self._coupled(first.knob, second.knob):
+                    continue
+                if self._fresh([(first.knob, first.new), (second.knob, second.new)]):
+                    return [
+                        Move(first.knob, first.new, "pair", first.why, first.score),
+                        Move(second.knob, second.new, "pair", second.why, second.score),
+                    ]
+        return None
+
+    def _exhaustive_pair(self) -> list[Move] | None:
+        order = sorted(self.knobs, key=lambda k: -(self.sensitivity(k.name) or 0.0))
+        for i, a in enumerate(order):
+            for b in order[i + 1 :]:
+                if self._coupled(a, b):
+                    continue
+                for sign_a in (1, -1):
+                    for sign_b in (1, -1):
+                        values_a = self._step_values(a, sign_a)
+                        values_b = self._step_values(b, sign_b)
+                        if values_a and values_b and self._fresh([(a, values_a), (b, values_b)]):
+                            why = f"{a.name} and {b.name} together"
+                            return [Move(a, values_a, "pair", why), Move(b, values_b, "pair", why)]
+        return None
+
+    def _step_values(self, knob: Knob, sign: int) -> Values | None:
+        kind = knob.kind
+        if not kind.movable(knob.value):
+            return None
+        return self._values_at(knob, kind.from_u(kind.to_u(knob.value) + sign * kind.step))
+
+    def _summary(self) -> str:
+        decided = [t for t in self.trials if t.status != "keep" or t.changes]
+        files = sorted({k.path for k in self.knobs})
+        best = self.ctx.best_metric
+        best_text = f"; best {self.ctx.target.metric} {best:.6g}" if best is not None else ""
+        return (
+            f"Offline search over {len(self.knobs)} knobs in {', '.join(files)}: "
+            f"{len(decided)} results so far, {self.kept} kept{best_text}."
+        )
+
+
+def load_knobs(workspace: Workspace) -> list[Knob]:
+    """The knobs of every editable file; a name that two files share is
+    prefixed with its file (`model.py:DEPTH`)."""
+    knobs: list[Knob] = []
+    for path in workspace.editable:
+        if not path.endswith(".py"):
+            continue
+        try:
+            source = workspace.read(path)
+        except WorkspaceError:
+            continue
+        try:
+            knobs.extend(find_knobs(path, source))
+        except SyntaxError as exc:
+            raise ProposalFailed(f"{path} does not parse (line {exc.lineno}): {exc.msg}") from None
+    counts: dict[str, int] = {}
+    for knob in knobs:
+        counts[knob.name] = counts.get(knob.name, 0) + 1
+    return [
+        knob if counts[knob.name] == 1 else _renamed(knob, f"{knob.path}:{knob.name}")
+        for knob in knobs
+    ]
+
+
+def _renamed(knob: Knob, name: str) -> Knob:
+    return replace(knob, name=name)
+
+
+class OfflineProposer:
+    name = "offline"
+    model: str | None = None
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+
+    async def propose(self, ctx: ProposalContext, workspace: Workspace, emit: Emit) -> Proposal:
+        knobs = load_knobs(workspace)
+        if not knobs:
+            raise ProposalFailed(
+                f"no tunable constants in {', '.join(workspace.editable)}: the offline search needs "
+                "module-level numeric assignments such as `LEARNING_RATE = 3e-4`"
+            )
+        search = Search(knobs, ctx, self.seed)
+        plan = self._adapted(search) or search.plan()
+
+        def say(text: str) -> None:
+            emit(AgentText(exp=ctx.exp, text=text + "\n"))
+
+        for line in plan.reasoning:
+            say(line)
+        for move in plan.moves:
+            say(move.why + ".")
+        changes = await self._apply(plan.moves, workspace, ctx.exp, emit)
+        description = describe(changes)
+        say(f"Proposal: {description}")
+        rationale = " ".join(f"{m.why}." for m in plan.moves)
+        return Proposal(description=description, rationale=rationale)
+
+    def _adapted(self, search: Search) -> Plan | None:
+        """Re-apply an earlier proposal on a newer best: the same target
+        values for the knobs it moved, where they still differ."""
+        parsed = parse_description(search.ctx.adapt_description) if search.ctx.adapt_description else None
+        if not parsed:
+            return None
+        moves = []
+        for change in parsed:
+            knob = search.by_name.get(change.name)
+            if knob is None or _key(knob.value) == _key(change.new[0]):
+                continue
+            new = change.new if len(change.new) == len(knob.parts) else (change.new[0],) + tuple(p.value for p in knob.parts[1:])
+            moves.append(Move(knob, new, "adapt", f"re-applying {change.text} on the new best"))
+        if not moves:
+            return None
+        return Plan(moves, [f"Earlier proposal {search.ctx.adapt_description!r} no longer applies as written; re-applying its values."])
+
+    async def _apply(self, moves: list[Move], workspace: Workspace, exp: int, emit: Emit) -> list[tuple[str, str, str]]:
+        originals = {path: workspace.read(path) for path in {m.knob.path for m in moves}}
+        changes: list[tuple[str, str, str]] = []
+        try:
+            for move in moves:
+                source = workspace.read(move.knob.path)
+                bare = move.knob.name.split(":", 1)[-1] if move.knob.name.startswith(f"{move.knob.path}:") else move.knob.name
+                fresh = next((k for k in find_knobs(move.knob.path, source) if k.name == bare), None)
+                if fresh is None:
+                    raise ProposalFailed(f"{move.knob.name} is no longer a constant in {move.knob.path}")
+                texts = [format_value(v, part.text, fresh.kind.integer) for v, part in zip(move.new, fresh.parts)]
+                old, new = edit_for(source, fresh, texts)
+                summary = f"str_replace {move.knob.path} ({move.knob.name})"
+                try:
+                    result = workspace.str_replace(move.knob.path, old, new)
+                except WorkspaceError as exc:
+                    emit(AgentToolCall(exp=exp, name="str_replace", summary=summary, is_error=True, result=str(exc)))
+                    raise ProposalFailed(f"editing {move.knob.name}: {exc}") from None
+                emit(AgentToolCall(exp=exp, name="str_replace", summary=summary, result=result))
+                changes.append((move.knob.name, fresh.text, "|".join(texts)))
+            for path in originals:
+                text = workspace.read(path)
+                compile(text, path, "exec")
+        except (ProposalFailed, SyntaxError) as exc:
+            for path, text in originals.items():
+                workspace.create(path, text)
+            if isinstance(exc, SyntaxError):
+                raise ProposalFailed(f"the edit left {exc.filename} unparseable: {exc.msg}") from None
+            raise
+        return changes
+
+

@@ -1,0 +1,315 @@
+"""The offline proposer, driven the way the engine drives it: real files, a
+real Workspace, the target run as a real child process, keep-if-better."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import math
+import random
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ar_tui.agents.constants import (
+    BETA,
+    DEPTH,
+    FRACTION,
+    LEARNING_RATE,
+    POWER_OF_TWO_BATCH,
+    WEIGHT_DECAY,
+    WIDTH,
+    edit_for,
+    find_knobs,
+    format_value,
+    parse_value,
+    snap_part,
+)
+from ar_tui.agents.offline import OfflineProposer, describe, load_knobs, parse_description
+from ar_tui.core.config import TargetConfig
+from ar_tui.core.events import AgentText, AgentToolCall
+from ar_tui.core.proposer import ProposalContext, ProposalFailed, ResultRow
+from ar_tui.core.workspace import Workspace
+
+REPO = Path(__file__).resolve().parents[2]
+
+# A target whose metric is a known smooth bowl of its knobs (log learning
+# rate, log width, depth, log batch, a ratio, a beta, weight decay) plus a tiny
+# deterministic noise, with an out-of-memory crash when the model gets too big.
+# The optimum is 1.0 at LEARNING_RATE=0.02, WIDTH=160, DEPTH=4, BATCH_SIZE=16,
+# WARMDOWN_RATIO=0.3, ADAM_BETAS[1]=0.98, WEIGHT_DECAY=0.05.
+BOWL = '''"""Synthetic target: val_bpb is a smooth function of the knobs."""
+import hashlib
+import math
+
+SEED = 1337  # same code + same seed -> same metric
+TIME_BUDGET = 300  # seconds
+WINDOW_PATTERN = "SSSL"  # a string, not a number
+USE_BIAS = False  # a boolean
+LOG_INTERVAL = 10  # steps between progress lines
+
+LEARNING_RATE = 3e-3  # learning rate
+WEIGHT_DECAY = 0.1  # decoupled weight decay
+ADAM_BETAS = (0.8, 0.95)  # Adam beta1, beta2
+WIDTH = 64  # residual stream width
+DEPTH = 2  # transformer layers
+BATCH_SIZE = 2**5  # sequences per step
+WARMDOWN_RATIO = 0.5  # fraction of the budget spent decaying the LR
+
+
+def val_bpb():
+    if BATCH_SIZE * WIDTH * DEPTH > 2**15:
+        raise MemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    terms = [
+        0.30 * math.log(LEARNING_RATE / 0.02) ** 2,
+        0.15 * math.log2(WIDTH / 160) ** 2,
+        0.02 * (DEPTH - 4) ** 2,
+        0.10 * math.log2(BATCH_SIZE / 16) ** 2,
+        0.20 * (WARMDOWN_RATIO - 0.3) ** 2,
+        0.05 * math.log((1 - ADAM_BETAS[1]) / 0.02) ** 2,
+        0.01 * math.log(WEIGHT_DECAY / 0.05) ** 2,
+    ]
+    knobs = repr((LEARNING_RATE, WEIGHT_DECAY, ADAM_BETAS, WIDTH, DEPTH, BATCH_SIZE, WARMDOWN_RATIO))
+    noise = int(hashlib.sha256(knobs.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF * 2e-4 - 1e-4
+    return 1.0 + sum(terms) + noise
+
+
+if __name__ == "__main__":
+    print("step 1/1")
+    print("---")
+    print(f"val_bpb: {val_bpb():.6f}")
+'''
+OPTIMUM = 1.0
+
+# The hyperparameter block of karpathy/autoresearch's train.py, as written there.
+AUTORESEARCH_KNOBS = '''
+# Model architecture
+ASPECT_RATIO = 64       # model_dim = depth * ASPECT_RATIO
+HEAD_DIM = 128          # target head dimension for attention
+WINDOW_PATTERN = "SSSL" # sliding window pattern: L=full, S=half context
+
+# Optimization
+TOTAL_BATCH_SIZE = 2**19 # ~524K tokens per optimizer step
+EMBEDDING_LR = 0.6      # learning rate for token embeddings (Adam)
+UNEMBEDDING_LR = 0.004  # learning rate for lm_head (Adam)
+MATRIX_LR = 0.04        # learning rate for matrix parameters (Muon)
+SCALAR_LR = 0.5         # learning rate for per-layer scalars (Adam)
+WEIGHT_DECAY = 0.2      # cautious weight decay for Muon
+ADAM_BETAS = (0.8, 0.95) # Adam beta1, beta2
+WARMUP_RATIO = 0.0      # fraction of time budget for LR warmup
+WARMDOWN_RATIO = 0.5    # fraction of time budget for LR warmdown
+FINAL_LR_FRAC = 0.0     # final LR as fraction of initial
+
+# Model size
+DEPTH = 8               # number of transformer layers
+DEVICE_BATCH_SIZE = 128  # per-device batch size (reduce if OOM)
+FINAL_EVAL_BATCH_SIZE = 256
+STARTUP_EXCLUDE_STEPS = 1
+'''
+
+
+def make_target(root: Path, source: str = BOWL) -> tuple[Workspace, TargetConfig]:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "train.py").write_text(source)
+    (root / "prepare.py").write_text("LEARNING_RATE = 0.5  # protected: never a knob\n")
+    (root / "notes.py").write_text("WIDTH = 12  # not editable\n")
+    return Workspace(root, ["train.py"], ["prepare.py"]), TargetConfig(root=root)
+
+
+async def run_child(root: Path, config: TargetConfig) -> tuple[float | None, str]:
+    """Run train.py as a real child process and read its metric line."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "train.py", cwd=root,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    output = (await process.communicate())[0].decode()
+    match = config.metric_regex.search(output)
+    if process.returncode != 0 or not match:
+        return None, output[-2000:]
+    return float(match.group(1)), output
+
+
+async def run_in_process(root: Path, config: TargetConfig) -> tuple[float | None, str]:
+    """The same script, executed in this process: many times faster than a
+    child, for comparisons that need hundreds of runs."""
+    source = (root / "train.py").read_text()
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            exec(compile(source, "train.py", "exec"), {"__name__": "__main__"})
+    except Exception as exc:  # the script crashed: that is a result, like a non-zero exit
+        return None, f"{out.getvalue()}Traceback (most recent call last):\n{type(exc).__name__}: {exc}\n"
+    match = config.metric_regex.search(out.getvalue())
+    return (float(match.group(1)) if match else None), out.getvalue()
+
+
+@dataclass
+class Loop:
+    history: list[ResultRow]
+    best: float
+    events: list
+    contexts: list[ProposalContext]
+    files_before: list[str]  # train.py as each proposal found it
+    files_after: list[str]  # ... and as it left it
+
+
+async def drive(proposer, workspace: Workspace, config: TargetConfig, steps: int, evaluate=run_child) -> Loop:
+    """What the engine does, reduced to its decisions: propose, run, keep if
+    better, otherwise restore the file."""
+    train = workspace.root / "train.py"
+    baseline, _ = await evaluate(workspace.root, config)
+    assert baseline is not None
+    loop = Loop([ResultRow(0, "0000000", baseline, "keep", "baseline")], baseline, [], [], [], [])
+    tail = ""
+    for exp in range(1, steps + 1):
+        before = train.read_text()
+        ctx = ProposalContext(
+            exp=exp, target=config, best_metric=loop.best, baseline_metric=baseline,
+            history=list(loop.history), last_failure_tail=tail,
+        )
+        loop.contexts.append(ctx)
+        try:
+            proposal = await proposer.propose(ctx, workspace, loop.events.append)
+        except ProposalFailed:
+            break
+        loop.files_before.append(before)
+        loop.files_after.append(train.read_text())
+        metric, output = await evaluate(workspace.root, config)
+        if metric is None:
+            status, tail = "crash", output
+        elif metric < loop.best:
+            status, loop.best = "keep", metric
+        else:
+            status = "discard"
+        if status != "keep":
+            train.write_text(before)
+        loop.history.append(ResultRow(exp, f"{exp:07x}", metric, status, proposal.description))
+    return loop
+
+
+class RandomSingleKnob:
+    """The comparison: one random knob, a random direction, the same first
+    step and rounding the offline search uses, never the same value twice
+    from the same file."""
+
+    name = "random"
+    model = None
+
+    def __init__(self, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.tried: set[tuple[str, str]] = set()
+
+    async def propose(self, ctx, workspace, emit):
+        source = workspace.read("train.py")
+        knobs = load_knobs(workspace)
+        for _ in range(50):
+            knob = self.rng.choice(knobs)
+            kind = knob.kind
+            sign = self.rng.choice((1, -1))
+            if not kind.movable(knob.value):
+                continue
+            value = snap_part(knob, 0, kind.from_u(kind.to_u(knob.value) + sign * kind.step), knobs)
+            if not kind.allows(value) or value == knob.value or (source, f"{knob.name}={value}") in self.tried:
+                continue
+            self.tried.add((source, f"{knob.name}={value}"))
+            text = format_value(value, knob.parts[0].text, kind.integer)
+            workspace.str_replace("train.py", *edit_for(source, knob, [text]))
+            return type("P", (), {"description": describe([(knob.name, knob.text, text)])})()
+        raise ProposalFailed("nothing new")
+
+
+def regret(metric: float) -> float:
+    return metric - OPTIMUM
+
+
+# ---------------------------------------------------------------------------
+# Knobs
+
+
+def test_finds_hyperparameters_and_skips_seeds_strings_booleans_and_logging():
+    knobs = {k.name: k for k in find_knobs("train.py", BOWL)}
+    assert set(knobs) == {
+        "LEARNING_RATE", "WEIGHT_DECAY", "ADAM_BETAS[0]", "ADAM_BETAS[1]", "WIDTH", "DEPTH",
+        "BATCH_SIZE", "WARMDOWN_RATIO",
+    }
+    assert knobs["LEARNING_RATE"].kind is LEARNING_RATE
+    assert knobs["WEIGHT_DECAY"].kind is WEIGHT_DECAY
+    assert knobs["ADAM_BETAS[1]"].kind is BETA and knobs["ADAM_BETAS[1]"].value == 0.95
+    assert knobs["WIDTH"].kind is WIDTH and knobs["DEPTH"].kind is DEPTH
+    assert knobs["BATCH_SIZE"].kind is POWER_OF_TWO_BATCH and knobs["BATCH_SIZE"].text == "2**5"
+    assert knobs["WARMDOWN_RATIO"].kind is FRACTION
+    assert knobs["LEARNING_RATE"].comment == "learning rate"
+
+
+def test_reads_karpathy_autoresearch_constants():
+    knobs = {k.name: k for k in find_knobs("train.py", AUTORESEARCH_KNOBS)}
+    assert set(knobs) == {
+        "ASPECT_RATIO", "HEAD_DIM", "TOTAL_BATCH_SIZE", "EMBEDDING_LR", "UNEMBEDDING_LR", "MATRIX_LR",
+        "SCALAR_LR", "WEIGHT_DECAY", "ADAM_BETAS[0]", "ADAM_BETAS[1]", "WARMUP_RATIO", "WARMDOWN_RATIO",
+        "FINAL_LR_FRAC", "DEPTH", "DEVICE_BATCH_SIZE",
+    }
+    assert knobs["TOTAL_BATCH_SIZE"].value == 2**19
+    assert knobs["FINAL_LR_FRAC"].kind is FRACTION  # a fraction, though its name says LR
+    assert knobs["MATRIX_LR"].kind is LEARNING_RATE
+    # A power written as a power stays one, and the rest of the line is kept.
+    old, new = edit_for(AUTORESEARCH_KNOBS, knobs["TOTAL_BATCH_SIZE"], [format_value(2**18, "2**19", True)])
+    assert old == "TOTAL_BATCH_SIZE = 2**19 # ~524K tokens per optimizer step"
+    assert new == "TOTAL_BATCH_SIZE = 2**18 # ~524K tokens per optimizer step"
+
+
+def test_values_keep_the_scripts_style():
+    assert format_value(6e-4, "3e-4", False) == "6e-4"
+    assert format_value(0.06, "0.04", False) == "0.06"
+    assert format_value(1.0, "0.5", False) == "1.0"  # a float stays a float
+    assert format_value(96, "64", True) == "96"
+    assert format_value(2**20, "2**19", True) == "2**20"
+    assert format_value(48, "2**5", True) == "48"  # not a power of two: written plainly
+    assert parse_value("2**19") == 2**19 and parse_value("3e-4") == 3e-4 and parse_value("10_000") == 10000
+
+
+def test_width_stays_a_multiple_of_the_head_size_and_head_size_divides_width():
+    source = "WIDTH = 192  # residual width\nHEAD_DIM = 48  # per head\n"
+    knobs = {k.name: k for k in find_knobs("train.py", source)}
+    listed = list(knobs.values())
+    for target in (130, 250, 300, 400):
+        assert snap_part(knobs["WIDTH"], 0, target, listed) % 48 == 0
+    for target in (30, 40, 70, 100):
+        assert 192 % snap_part(knobs["HEAD_DIM"], 0, target, listed) == 0
+
+
+# ---------------------------------------------------------------------------
+# Search
+
+
+async def test_search_gets_close_to_the_optimum_running_the_target_as_a_child(tmp_path):
+    workspace, config = make_target(tmp_path)
+    loop = await drive(OfflineProposer(seed=0), workspace, config, steps=30)
+    start = regret(loop.history[0].metric)
+    assert len(loop.history) == 31
+    assert regret(loop.best) < 0.1 * start, [(r.description, r.status, r.metric) for r in loop.history]
+    # The file really holds what was kept, and the child agrees with the best.
+    metric, _ = await run_child(tmp_path, config)
+    assert metric == pytest.approx(loop.best, abs=1e-6)
+    # The agent pane hears the reasoning and sees every edit as a tool call.
+    texts = [e for e in loop.events if isinstance(e, AgentText)]
+    tools = [e for e in loop.events if isinstance(e, AgentToolCall)]
+    assert {e.exp for e in texts} == set(range(1, 31))
+    assert len(tools) >= 30 and all(t.name == "str_replace" and not t.is_error for t in tools)
+
+
+async def test_search_beats_random_single_knob_changes(tmp_path):
+    seeds = range(7)
+    ours, random_walk = [], []
+    for seed in seeds:
+        workspace, config = make_target(tmp_path / f"ours{seed}")
+        ours.append(regret((await drive(OfflineProposer(seed), workspace, config, 30, run_in_process)).best))
+        workspace, config = make_target(tmp_path / f"random{seed}")
+        random_walk.append(regret((await drive(RandomSingleKnob(seed), workspace, config, 30, run_in_process)).best))
+    print(f"regret after 30 experiments: offline median {statistics.median(ours):.4f} {sorted(ours)}; "
+          f"random single-knob median {statistics.median(random_walk):.4f} {sorted(random_walk)}")
+    assert statistics.median(ours) < 0.5 * statistics.median(random_walk)
+    assert max(ours) < statistics.median(random_walk)
