@@ -41,6 +41,7 @@ FINAL_STATUSES = (ev.STATUS_KEEP, ev.STATUS_DISCARD, ev.STATUS_CRASH, ev.STATUS_
 MAX_DIFF_LINES = 120
 MAX_FAILED_IDEAS_SHOWN = 30
 MAX_LABEL_CHARS = 45
+MAX_CHART_LABELS = 25
 
 
 class ReportError(Exception):
@@ -507,6 +508,21 @@ CRASH_COLOUR = "#e74c3c"
 VETO_COLOUR = "#e67e22"
 
 
+def chart_labels(report: Report) -> dict[int, str]:
+    """The kept experiments labelled on the chart, by experiment number.
+
+    A night with dozens of keeps would bury the chart in text: the baseline and
+    the changes that gained the most are labelled, the rest are dots."""
+    sign = -1.0 if report.direction == "min" else 1.0
+    by_gain = sorted(report.kept_changes, key=lambda c: sign * (c.delta or 0.0), reverse=True)
+    baseline = [r for r in report.rows if r.status == ev.STATUS_KEEP][:1]
+    labels = {}
+    for item in [*baseline, *by_gain[: MAX_CHART_LABELS - 1]]:
+        text = item.description.strip() or item.commit
+        labels[item.exp] = text if len(text) <= MAX_LABEL_CHARS else text[: MAX_LABEL_CHARS - 1] + "…"
+    return labels
+
+
 def render_chart(report: Report) -> bytes:
     """The original project's progress chart, as PNG bytes."""
     # Imported here so that commands that never draw (status, attach) start fast;
@@ -556,6 +572,10 @@ def render_chart(report: Report) -> bytes:
             zorder=2,
             label="Discarded (off the scale)",
         )
+    labels = chart_labels(report)
+    title = f"{report.tag}: {report.experiments} experiments, {report.kept} kept improvements"
+    if report.kept > MAX_CHART_LABELS - 1:
+        title += f" (the {MAX_CHART_LABELS - 1} largest gains labelled)"
     if kept:
         xs, ys, best = [], [], None
         for row in kept:
@@ -569,11 +589,10 @@ def render_chart(report: Report) -> bytes:
             edgecolors="black", linewidths=0.6, label="Kept",
         )
         for row in kept:
-            label = row.description.strip() or row.commit
-            if len(label) > MAX_LABEL_CHARS:
-                label = label[: MAX_LABEL_CHARS - 1] + "…"
+            if row.exp not in labels:
+                continue
             ax.annotate(
-                label, (row.exp, row.metric), textcoords="offset points", xytext=(6, 6),
+                labels[row.exp], (row.exp, row.metric), textcoords="offset points", xytext=(6, 6),
                 fontsize=8, color=LABEL_COLOUR, rotation=30, ha="left", va="bottom",
             )
 
@@ -590,7 +609,7 @@ def render_chart(report: Report) -> bytes:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("Experiment #")
     ax.set_ylabel(f"{report.metric} ({report.better_word} is better)")
-    ax.set_title(f"{report.tag}: {report.experiments} experiments, {report.kept} kept improvements")
+    ax.set_title(title)
     ax.grid(True, alpha=0.2)
     ax.legend(loc="best", fontsize=9)
     fig.tight_layout()

@@ -17,9 +17,12 @@ from ar_tui.core import events as ev
 from ar_tui.core.ledger import Ledger, LedgerRow
 from ar_tui.core.report import (
     CHART_NAME,
+    MAX_CHART_LABELS,
+    MAX_LABEL_CHARS,
     REPORT_NAME,
     ReportError,
     build_report,
+    chart_labels,
     render_markdown,
     report_as_dict,
     write_report,
@@ -426,6 +429,28 @@ def test_progress_png_is_a_valid_1400x700_chart_with_kept_crashed_and_discarded(
     assert crash_red.sum() > 20
     # Crashes have no metric; they sit along the top of the plot.
     assert np.nonzero(crash_red)[0].mean() < 200
+
+
+def test_chart_labels_every_kept_change_of_a_short_night(tmp_path: Path) -> None:
+    report = build_report(write_run(tmp_path / "run"))
+    assert chart_labels(report) == {r.exp: r.description for r in ROWS if r.status == "keep"}
+
+
+def test_chart_labels_only_the_largest_gains_of_a_long_night(tmp_path: Path) -> None:
+    # 40 keeps, each gaining a different amount; the descriptions are long.
+    gains = [0.0001 * ((i * 7) % 40 + 1) for i in range(40)]
+    rows, metric = [Row(0, "0000000", 2.0, "keep", "baseline", 0.0, 1.0)], 2.0
+    for i, gain in enumerate(gains, 1):
+        metric -= gain
+        rows.append(Row(i, f"{i:07d}", metric, "keep", f"change number {i} " + "with a very long explanation " * 3, 0.0, 1.0))
+    report = build_report(write_run(tmp_path / "run", rows, []))
+    labels = chart_labels(report)
+    largest = sorted(range(1, 41), key=lambda i: gains[i - 1], reverse=True)[: MAX_CHART_LABELS - 1]
+    assert set(labels) == {0, *largest}
+    assert all(len(text) <= MAX_LABEL_CHARS for text in labels.values())
+    assert labels[largest[0]].startswith(f"change number {largest[0]} ") and labels[largest[0]].endswith("…")
+    write_report(tmp_path / "run")
+    assert png_size((tmp_path / "run" / CHART_NAME).read_bytes()) == (1400, 700)
 
 
 def test_progress_png_from_a_bare_results_tsv_and_a_single_row(tmp_path: Path) -> None:
