@@ -333,7 +333,8 @@ class FakeMessagesAPI:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-messages-api", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        name="fake-messages-api", daemon=True)
         self._thread.start()
         return self
 
@@ -418,6 +419,8 @@ def _usage_json(u: Usage, *, output: int) -> dict[str, Any]:
 
 
 def _chunks(value: str, size: int) -> list[str]:
+    # A few dozen deltas per block at most: a 600 kB tool input need not become 25,000 events.
+    size = max(size, math.ceil(len(value) / 40))
     return [value[i : i + size] for i in range(0, len(value), size)] or [""]
 
 

@@ -149,7 +149,10 @@ class ClaudeAgent:
         except PriceError as exc:
             raise ConfigError(str(exc)) from None
         # max_retries=0: the loop below retries, so that waits are visible.
-        self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
+        try:
+            self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
+        except anthropic.CredentialsError as exc:
+            raise ConfigError(f"Anthropic credentials: {_one_line(str(exc))}") from None
         if self._client.api_key is None and self._client.auth_token is None and self._client.credentials is None:
             raise ConfigError(
                 "no Anthropic API key: set ANTHROPIC_API_KEY (a local server accepts any value)"
@@ -421,6 +424,8 @@ class ClaudeAgent:
             return _Verdict(True, f"connection error: {self._redact(_one_line(str(exc) or type(exc).__name__))}")
         if isinstance(exc, _StreamIncomplete):
             return _Verdict(True, str(exc))
+        if isinstance(exc, anthropic.CredentialsError):
+            return _Verdict(False, f"Anthropic credentials: {self._redact(_one_line(str(exc)))}")
         if isinstance(exc, anthropic.APIResponseValidationError):
             return _Verdict(True, "the API sent a response that could not be read")
         # Anything else is a bug or a broken server, not an outage: stop, say what.
