@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import anthropic
 
-from ar_tui.core.report import Report, render_markdown
+from ar_tui.core.report import Report, ReportError, render_markdown
 
 # The narrative needs the gist of each change, not every line of a long diff.
 PROMPT_DIFF_LINES = 40
@@ -35,8 +35,9 @@ appears in the report exactly as written there, and do not compute new numbers. 
 when the report shows a figure as n/a rather than guessing it."""
 
 
-class NarrationError(Exception):
-    """No narrative could be written; the message is one line for the user."""
+class NarrationError(ReportError):
+    """No narrative could be written; the message is one line for the user.
+    A ReportError, so `ar-tui report --narrate` fails the way a bad run dir does."""
 
 
 def narration_prompt(report: Report) -> str:
