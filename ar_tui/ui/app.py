@@ -1,0 +1,469 @@
+"""The Textual app: a thin observer of the engine.
+
+Events flow one way, from the engine into a `RunView` and a few bounded
+buffers; a timer draws whatever changed at a fixed rate, so a flood of
+training output costs the screen nothing extra. Human decisions go back as
+calls on the `EngineHandle` (pause, veto, keep ...), and the engine answers
+with events like any other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterable
+
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Container
+from textual.widgets import Footer, Tab, Tabs
+from textual.worker import Worker, WorkerState
+
+from ar_tui.core import events as ev
+from ar_tui.core.control import EngineHandle, RunView
+from ar_tui.ui.agent_pane import AgentPane
+from ar_tui.ui.confirm_screen import ConfirmScreen
+from ar_tui.ui.cost_meter import CostMeter
+from ar_tui.ui.diff_pane import DiffPane
+from ar_tui.ui.help_screen import HelpScreen
+from ar_tui.ui.log_buffer import DEFAULT_MAX_LINES, LogBuffer
+from ar_tui.ui.log_pane import TrainingLog
+from ar_tui.ui.machine_pane import MachinePane, Sampler
+from ar_tui.ui.metric_pane import MetricPane
+from ar_tui.ui.status_line import StatusLine
+from ar_tui.ui.veto_banner import VetoBanner
+
+# (id, tab label); the number keys follow this order.
+PANES = [
+    ("agent", "agent"),
+    ("log", "log"),
+    ("diff", "diff"),
+    ("metric", "metric"),
+    ("cost", "cost"),
+    ("machine", "machine"),
+]
+
+# Events after which the footer's enabled keys may change.
+_BINDING_EVENTS = (
+    ev.RunStarted, ev.StateChanged, ev.ModeChanged, ev.Paused, ev.ProposalReady, ev.VetoWindow,
+    ev.ExperimentStarted, ev.ExperimentFinished, ev.Decision, ev.RunStopped,
+)
+
+# Reading the tail of a log file when attaching: enough for a full pane.
+_LOG_TAIL_BYTES = 256 * 1024
+
+
+class ArTuiApp(App[Any]):
+    CSS_PATH = "app.tcss"
+    TITLE = "ar-tui"
+    # The footer needs every column at 80x24 for the keys that matter.
+    ENABLE_COMMAND_PALETTE = False
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
+
+    BINDINGS = [
+        Binding("p", "pause", "pause"),
+        Binding("p", "resume", "resume"),
+        Binding("v", "veto", "veto"),
+        Binding("k", "force_keep", "keep"),
+        Binding("a", "set_attended(False)", "unattended"),
+        Binding("a", "set_attended(True)", "attended"),
+        # Priority, so that a focused table does not swallow it; it is
+        # disabled outside a veto window and then reaches the widget.
+        Binding("enter", "start_now", "start now", priority=True),
+        Binding("s", "next_slot", "slot"),
+        Binding("q", "request_quit", "quit"),
+        Binding("ctrl+q", "request_quit", "quit", show=False, priority=True),
+        Binding("question_mark", "help", "help", key_display="?"),
+        *[
+            Binding(str(number), f"show_pane('{name}')", label, show=False)
+            for number, (name, label) in enumerate(PANES, 1)
+        ],
+    ]
+
+    def __init__(
+        self,
+        handle: EngineHandle,
+        *,
+        run_engine: Callable[[], Awaitable[Any]] | None = None,
+        replay: Iterable[ev.Event] = (),
+        log_dir: Path | None = None,
+        clock: Callable[[], float] = time.time,
+        machine_sampler: Sampler | None = None,
+        refresh_hz: float = 15.0,
+        log_lines: int = DEFAULT_MAX_LINES,
+    ) -> None:
+        super().__init__()
+        self.handle = handle
+        self.view = RunView()
+        self.logs = LogBuffer(log_lines)
+        self.engine_result: Any = None
+        self.engine_error: BaseException | None = None
+        self.observer_errors = 0
+        self._run_engine = run_engine
+        self._replay = list(replay)
+        self._log_dir = Path(log_dir) if log_dir is not None else None
+        self._clock = clock
+        self._machine_sampler = machine_sampler
+        self._refresh_interval = 1.0 / refresh_hz
+        self._slot_index = 0
+        self._active_pane = "agent"
+        self._started: dict[int, ev.ExperimentStarted] = {}
+        self._last_proposal: ev.ProposalReady | None = None
+        self._baseline: ev.BaselineReady | None = None
+        self._view_dirty = True
+        self._bindings_dirty = True
+        self._engine_running = False
+        self._stop_requested = False
+        self._unsubscribe: Callable[[], None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield StatusLine(id="status")
+        yield VetoBanner(id="veto-banner")
+        yield Tabs(*[Tab(f"{n} {label}", id=f"tab-{name}") for n, (name, label) in enumerate(PANES, 1)],
+                   id="pane-tabs")
+        with Container(id="panes"):
+            yield AgentPane(id="agent", classes="pane -shown")
+            yield TrainingLog(self.logs, id="log", classes="pane")
+            yield MetricPane(id="metric", classes="pane")
+            yield DiffPane(id="diff", classes="pane")
+            yield CostMeter(id="cost", classes="pane")
+            yield MachinePane(self._machine_sampler, id="machine", classes="pane")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.agent_pane = self.query_one(AgentPane)
+        self.training_log = self.query_one(TrainingLog)
+        self.diff_pane = self.query_one(DiffPane)
+        self.metric_pane = self.query_one(MetricPane)
+        self.cost_meter = self.query_one(CostMeter)
+        self.status_line = self.query_one(StatusLine)
+        self.veto_banner = self.query_one(VetoBanner)
+        for name, label in PANES:
+            self.query_one(f"#{name}").border_title = label
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        for event in self._replay:
+            self._ingest(event)
+        self._preload_running_logs()
+        self._unsubscribe = self.handle.subscribe(self._observe)
+        self._flush()
+        self.set_interval(self._refresh_interval, self._flush)
+        if self._run_engine is not None:
+            self._engine_running = True
+            self._engine_worker()
+
+    def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    # ------------------------------------------------------------------ engine
+
+    @work(exclusive=True, exit_on_error=False, group="engine")
+    async def _engine_worker(self) -> Any:
+        assert self._run_engine is not None
+        return await self._run_engine()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker.group != "engine":
+            return
+        if event.state == WorkerState.SUCCESS:
+            self._engine_running = False
+            self.engine_result = event.worker.result
+            self.exit(self.engine_result)
+        elif event.state == WorkerState.ERROR:
+            # Stay open: whoever comes back to the terminal in the morning
+            # should see what stopped the run; q then leaves at once.
+            self._engine_running = False
+            self.engine_error = event.worker.error
+            message = f"the engine stopped with an error: {self.engine_error!r}"
+            self.agent_pane.add_line(message, style="bold red")
+            self.notify(message, severity="error", timeout=30)
+            self._bindings_dirty = True
+        elif event.state == WorkerState.CANCELLED:
+            self._engine_running = False
+
+    def _observe(self, event: ev.Event) -> None:
+        """The engine's observer. Local engines call it on the app's own loop;
+        anything else is handed over to that loop."""
+        if threading.get_ident() == self._loop_thread:
+            self._ingest(event)
+        elif self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._ingest, event)
+
+    def _ingest(self, event: ev.Event) -> None:
+        # Runs inside the engine's emit: it must be cheap and must not raise.
+        try:
+            if isinstance(event, ev.LogLine):
+                self.logs.add(event.slot, event.exp, event.text, event.replace)
+                return
+            self.view.apply(event)
+            self._view_dirty = True
+            if isinstance(event, _BINDING_EVENTS):
+                self._bindings_dirty = True
+            self._route(event)
+        except Exception as exc:  # a drawing bug must never stop the research
+            self.observer_errors += 1
+            self.log.error(f"observer failed on {event.kind}: {exc!r}")
+
+    def _route(self, event: ev.Event) -> None:
+        agent = self.agent_pane
+        if isinstance(event, ev.AgentText):
+            agent.add_text(event)
+        elif isinstance(event, ev.AgentToolCall):
+            agent.add_tool_call(event)
+        elif isinstance(event, ev.ProposalStarted):
+            agent.begin(event)
+        elif isinstance(event, ev.ProposalReady):
+            self._last_proposal = event
+            agent.add_line(f"proposal for exp {event.exp}: {event.description}", style="bold")
+        elif isinstance(event, ev.ProposalFailed):
+            agent.add_line(f"proposal for exp {event.exp} failed: {event.reason}", style="bold red")
+        elif isinstance(event, ev.ApiWaiting):
+            agent.add_line(f"waiting for the API: {event.reason}; retry in {event.retry_in_s:.0f} s "
+                           f"(attempt {event.attempt})", style="yellow")
+        elif isinstance(event, ev.BaselineReady):
+            self._baseline = event
+        elif isinstance(event, ev.ExperimentStarted):
+            self._started[event.exp] = event
+            self.logs.start(event.slot, event.exp)
+        elif isinstance(event, ev.Decision) and event.status != "rerun":
+            forced = " (forced)" if event.forced else ""
+            agent.add_line(f"exp {event.exp}: {event.status}{forced}, {event.rule}", style="dim")
+        elif isinstance(event, ev.Notice):
+            style = {"error": "bold red", "warning": "yellow"}.get(event.level, "dim")
+            agent.add_line(f"{event.level}: {event.message}", style=style)
+        elif isinstance(event, ev.RunStopped):
+            agent.add_line(f"run stopped: {event.reason}", style="bold")
+
+    def _preload_running_logs(self) -> None:
+        """An attached or resumed app sees the running experiment's output so far."""
+        for slot in self.view.slots:
+            if slot.exp is None or slot.state != ev.STATE_RUNNING:
+                continue
+            started = self._started.get(slot.exp)
+            path = Path(started.log_path) if started and started.log_path else None
+            if (path is None or not path.is_file()) and self._log_dir is not None:
+                path = self._log_dir / f"{slot.exp}.log"
+            if path is None or not path.is_file():
+                continue
+            with path.open("rb") as handle:
+                handle.seek(max(0, path.stat().st_size - _LOG_TAIL_BYTES))
+                tail = handle.read().decode("utf-8", errors="replace")
+            self.logs.start(slot.index, slot.exp)
+            for line in tail.replace("\r\n", "\n").split("\n"):
+                # A '\r' progress line shows its last state only.
+                self.logs.add(slot.index, slot.exp, line.rsplit("\r", 1)[-1])
+
+    # ------------------------------------------------------------------ drawing
+
+    def _flush(self) -> None:
+        now = self._clock()
+        view = self.view
+        self.training_log.sync()
+        self.agent_pane.sync()
+        self.status_line.show(view, self._slot_index, now)
+        self.veto_banner.show(view, self._slot_index, now)
+        if self._view_dirty:
+            self._view_dirty = False
+            self.metric_pane.show(view, self._baseline)
+            self.cost_meter.show(view)
+            self.diff_pane.show(*self._current_diff())
+            self._title_log()
+        if self._bindings_dirty:
+            self._bindings_dirty = False
+            self.refresh_bindings()
+
+    def _focused_slot(self):
+        slots = self.view.slots
+        return slots[self._slot_index] if 0 <= self._slot_index < len(slots) else None
+
+    def _current_diff(self) -> tuple[int | None, str]:
+        slot = self._focused_slot()
+        if slot is not None and slot.exp is not None and slot.exp in self.view.proposals:
+            return slot.exp, self.view.proposals[slot.exp].diff
+        if self._last_proposal is not None:
+            return self._last_proposal.exp, self._last_proposal.diff
+        return None, ""
+
+    def _title_log(self) -> None:
+        slot = self._focused_slot()
+        exp = self.logs.slot(self._slot_index).exp
+        where = f"slot {self._slot_index} ({slot.device})" if slot is not None else f"slot {self._slot_index}"
+        self.training_log.border_title = f"log · exp {exp} · {where}" if exp is not None else f"log · {where}"
+        exp_shown = self.diff_pane.shown[0] if self.diff_pane.shown else None
+        self.diff_pane.border_title = f"diff · exp {exp_shown}" if exp_shown is not None else "diff"
+
+    # ------------------------------------------------------------------ keys
+
+    def _veto_target(self) -> tuple[int, str] | None:
+        slot = self._focused_slot()
+        if slot is not None and slot.exp is not None:
+            if slot.state == ev.STATE_RUNNING:
+                return slot.exp, "The running experiment is aborted"
+            if slot.state == ev.STATE_VETO_WINDOW:
+                return slot.exp, "The waiting experiment never runs"
+        decided = {row.exp for row in self.view.rows}
+        pending = [exp for exp in self.view.proposals if exp not in decided and exp not in self._started]
+        if pending:
+            return max(pending), "The prepared proposal is rejected"
+        return None
+
+    def _running_exp(self) -> int | None:
+        slot = self._focused_slot()
+        if slot is not None and slot.exp is not None and slot.state == ev.STATE_RUNNING:
+            return slot.exp
+        return None
+
+    def _live(self) -> bool:
+        return self.view.stopped is None and self.engine_error is None and not self._stop_requested
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # True: enabled; None: shown greyed out; False: hidden (the other
+        # binding of the same key applies).
+        if action in ("request_quit", "help", "show_pane"):
+            return True
+        if self.screen is not self.screen_stack[0]:
+            return None
+        view = self.view
+        if action == "pause":
+            return False if view.paused else (True if self._live() else None)
+        if action == "resume":
+            return (True if self._live() else None) if view.paused else False
+        if action == "set_attended":
+            wanted = bool(parameters[0]) if parameters else True
+            if wanted == view.attended:
+                return False
+            return True if self._live() else None
+        if action == "veto":
+            return True if self._live() and self._veto_target() is not None else None
+        if action == "force_keep":
+            return True if self._live() and self._running_exp() is not None else None
+        if action == "start_now":
+            slot = self._focused_slot()
+            return True if self._live() and slot is not None and slot.state == ev.STATE_VETO_WINDOW else None
+        if action == "next_slot":
+            return True if len(view.slots) > 1 else False
+        return True
+
+    def action_pause(self) -> None:
+        self.handle.pause()
+
+    def action_resume(self) -> None:
+        self.handle.resume()
+
+    def action_set_attended(self, attended: bool) -> None:
+        self.handle.set_attended(attended)
+
+    def action_start_now(self) -> None:
+        slot = self._focused_slot()
+        if slot is not None and slot.exp is not None and not self.handle.start_now(slot.exp):
+            self.notify(f"experiment {slot.exp} is no longer waiting", severity="warning")
+
+    def action_force_keep(self) -> None:
+        exp = self._running_exp()
+        if exp is None:
+            return
+        if self.handle.force_keep(exp):
+            self.notify(f"experiment {exp} will be kept whatever its metric, unless it crashes")
+        else:
+            self.notify(f"experiment {exp} can no longer be kept", severity="warning")
+
+    def action_veto(self) -> None:
+        target = self._veto_target()
+        if target is None:
+            return
+        exp, consequence = target
+        ready = self.view.proposals.get(exp)
+        description = ready.description if ready else ""
+
+        def answered(yes: bool | None) -> None:
+            if yes and not self.handle.veto(exp):
+                self.notify(f"experiment {exp}: nothing left to veto", severity="warning")
+
+        self.push_screen(
+            ConfirmScreen(
+                f"Veto experiment {exp}?",
+                f"{description}\n\n{consequence}; results.tsv records it with status veto.",
+                yes="Veto",
+                no="Cancel",
+            ),
+            answered,
+        )
+
+    def action_next_slot(self) -> None:
+        if len(self.view.slots) > 1:
+            self._slot_index = (self._slot_index + 1) % len(self.view.slots)
+            self.training_log.show_slot(self._slot_index)
+            self._view_dirty = self._bindings_dirty = True
+
+    def action_show_pane(self, name: str) -> None:
+        self.query_one("#pane-tabs", Tabs).active = f"tab-{name}"
+
+    def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
+        if event.tab is None or event.tab.id is None:
+            return
+        name = event.tab.id.removeprefix("tab-")
+        for pane_name, _ in PANES:
+            self.query_one(f"#{pane_name}").set_class(pane_name == name, "-shown")
+        self._active_pane = name
+        pane = self.query_one(f"#{name}")
+        target = pane.query_one("ResultsTable") if name == "metric" else pane
+        if target.can_focus:
+            target.focus()
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_request_quit(self) -> None:
+        if isinstance(self.screen, ConfirmScreen):
+            return
+        if not self._engine_running:
+            if self._run_engine is not None or self.engine_error is not None:
+                self.exit(self.engine_result)
+                return
+            self.push_screen(
+                ConfirmScreen("Leave?", "The run goes on without this view; attach again to watch it.",
+                              yes="Leave", no="Stay"),
+                lambda yes: self.exit() if yes else None,
+            )
+            return
+        if self._stop_requested:
+            self.push_screen(
+                ConfirmScreen("Quit without waiting?",
+                              "The engine is still stopping. Quitting now interrupts it; the run can still "
+                              f"be resumed with its tag ({self.view.tag}).", yes="Quit", no="Wait"),
+                lambda yes: self.exit(self.engine_result) if yes else None,
+            )
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._stop_requested = True
+                self._bindings_dirty = True
+                self.handle.request_stop(now=True)
+                self.notify("stopping: the running experiments are aborted, then the app exits")
+
+        self.push_screen(
+            ConfirmScreen(
+                "Stop the run and quit?",
+                "Running experiments are aborted and not recorded. Everything decided so far is kept; "
+                f"the run can be resumed later with its tag ({self.view.tag}).",
+                yes="Stop and quit",
+                no="Keep running",
+            ),
+            answered,
+        )
+
+    async def action_quit(self) -> None:
+        # ctrl+q and the command palette go through the same confirmation.
+        self.action_request_quit()

@@ -1,0 +1,62 @@
+"""Small text formatters shared by the panes, so a metric or a duration reads
+the same everywhere."""
+
+from __future__ import annotations
+
+from ar_tui.core import events as ev
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None or seconds < 0:
+        return "-"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def metric(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6f}"
+
+
+def percent(value: float | None, signed: bool = True) -> str:
+    if value is None:
+        return "-"
+    return f"{value:+.2f}%" if signed else f"{value:.0f}%"
+
+
+def dollars(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"${value:,.2f}" if abs(value) >= 10 else f"${value:.3f}"
+
+
+def tokens(count: int) -> str:
+    if count >= 1_000_000:
+        return f"{count / 1_000_000:.2f}M"
+    if count >= 1_000:
+        return f"{count / 1_000:.1f}k"
+    return str(count)
+
+
+# A status must read differently without colour too (NO_COLOR, monochrome
+# terminals), so each has its own mark as well as its own style.
+STATUS_MARKS = {
+    ev.STATUS_KEEP: "✓",
+    ev.STATUS_DISCARD: "·",
+    ev.STATUS_CRASH: "✗",
+    ev.STATUS_VETO: "⊘",
+}
+
+STATE_LABELS = {
+    ev.STATE_STARTING: "starting",
+    ev.STATE_PROPOSING: "proposing",
+    ev.STATE_VETO_WINDOW: "waiting for the veto window",
+    ev.STATE_RUNNING: "running",
+    ev.STATE_EVALUATING: "evaluating",
+    ev.STATE_IDLE: "idle",
+    ev.STATE_PAUSED: "paused",
+    ev.STATE_WAITING_API: "waiting for the API",
+    ev.STATE_STOPPING: "stopping",
+    ev.STATE_STOPPED: "stopped",
+}

@@ -1,0 +1,51 @@
+"""The metric across experiments: a sparkline over the results table."""
+
+from __future__ import annotations
+
+from textual.containers import Vertical
+from textual.widgets import Sparkline, Static
+
+from ar_tui.core import events as ev
+from ar_tui.core.control import RowView, RunView
+from ar_tui.ui import fmt
+from ar_tui.ui.results_table import ResultsTable
+
+
+class MetricPane(Vertical):
+    DEFAULT_CSS = """
+    MetricPane > #metric-summary { height: auto; }
+    MetricPane > Sparkline { height: 3; margin: 0 1; }
+    MetricPane > ResultsTable { height: 1fr; }
+    """
+
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
+        self.summary = Static("no results yet", id="metric-summary", markup=False)
+        self.sparkline = Sparkline([], id="metric-sparkline")
+        self.table = ResultsTable(id="results")
+
+    def compose(self):
+        yield self.summary
+        yield self.sparkline
+        yield self.table
+
+    def show(self, view: RunView, baseline: ev.BaselineReady | None = None) -> None:
+        rows = list(view.rows)
+        if baseline is not None and not any(r.exp == 0 for r in rows):
+            # The engine reports the baseline as its own event; results.tsv
+            # has it as row 1, and so does the table.
+            rows.insert(0, RowView(0, baseline.commit[:7], baseline.metric, ev.STATUS_KEEP, "baseline", 0.0,
+                                   False, "baseline", baseline.metric))
+        values = [r.metric for r in rows if r.metric is not None and r.status != ev.STATUS_CRASH]
+        # Reassign rather than mutate: Sparkline only redraws on a new list.
+        self.sparkline.data = values
+        kept = view.kept
+        summary = (
+            f"{view.metric_name} ({'lower' if view.direction == 'min' else 'higher'} is better)  "
+            f"baseline {fmt.metric(view.baseline)}  best {fmt.metric(view.best)}"
+        )
+        if view.best_exp is not None:
+            summary += f" (exp {view.best_exp}, {fmt.percent(view.improvement_pct)})"
+        summary += f"  ·  {len(view.rows)} decided, {kept} kept"
+        self.summary.update(summary)
+        self.table.show_rows(rows, view.best_exp)

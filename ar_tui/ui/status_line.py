@@ -1,0 +1,60 @@
+"""One glance: which run, what it is doing, and how well it has gone."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from ar_tui.core import events as ev
+from ar_tui.core.control import RunView
+from ar_tui.ui import fmt
+
+
+def display_state(view: RunView, slot_index: int) -> str:
+    """The state worth showing: a stop or a pause outranks the slot's work,
+    and the slot's work outranks the engine's own idle moments."""
+    if view.state in (ev.STATE_STOPPED, ev.STATE_STOPPING):
+        return view.state
+    slot = view.slots[slot_index] if 0 <= slot_index < len(view.slots) else None
+    busy = slot is not None and slot.state not in (ev.STATE_IDLE,)
+    if view.paused:
+        return ev.STATE_PAUSED
+    if view.state == ev.STATE_WAITING_API:
+        return view.state
+    if busy:
+        return slot.state
+    return view.state
+
+
+class StatusLine(Static):
+    def show(self, view: RunView, slot_index: int, now: float) -> None:
+        line = Text()
+        line.append(" ar-tui ", style="bold reverse")
+        line.append(f" {view.tag or '-'} ", style="bold")
+        line.append(f"· {view.target or '-'} · {view.agent or '-'}")
+        if view.model:
+            line.append(f"/{view.model}")
+        line.append(" · ")
+        line.append("attended" if view.attended else "unattended", style="bold" if view.attended else "")
+        state = display_state(view, slot_index)
+        label = fmt.STATE_LABELS.get(state, state)
+        if state == ev.STATE_WAITING_API and view.api_waiting is not None:
+            wait = view.api_waiting
+            label += f" ({wait.reason}, attempt {wait.attempt})"
+        line.append(" · ")
+        style = {ev.STATE_PAUSED: "bold yellow reverse", ev.STATE_WAITING_API: "bold yellow",
+                 ev.STATE_STOPPED: "bold", ev.STATE_VETO_WINDOW: "bold magenta"}.get(state, "bold green")
+        line.append(label, style=style)
+        if view.paused and state == ev.STATE_PAUSED:
+            slot = view.slots[slot_index] if 0 <= slot_index < len(view.slots) else None
+            if slot is not None and slot.state == ev.STATE_RUNNING:
+                line.append(" (finishing the running experiment)")
+        if view.current_exp is not None:
+            line.append(f" · exp {view.current_exp}")
+        line.append(f" · {fmt.duration(now - view.started_at if view.started_at else None)}")
+        line.append(f" · best {fmt.metric(view.best)}", style="bold")
+        if view.improvement_pct is not None:
+            line.append(f" ({fmt.percent(view.improvement_pct)} vs baseline)")
+        if view.stopped is not None:
+            line.append(f" · stopped: {view.stopped.reason}", style="bold red" if view.stopped.error else "")
+        self.update(line)

@@ -1,0 +1,124 @@
+"""A real EngineHandle without an engine: it emits a fixed script of events
+with fixed timestamps (for deterministic snapshots) and answers each human
+decision with the events the engine emits for it, recording the calls."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ar_tui.core import events as ev
+from ar_tui.core.control import Observer
+
+T0 = 1_800_000_000.0  # a fixed wall clock for snapshots
+
+DIFF = """\
+diff --git a/train.py b/train.py
+--- a/train.py
++++ b/train.py
+@@ -12,7 +12,7 @@ DEPTH = 8
+ # model shape
+-LEARNING_RATE = 0.04
++LEARNING_RATE = 0.06
+ WARMUP_STEPS = 10
+"""
+
+
+def session_events(attended: bool = True, slots: int = 1) -> list[ev.Event]:
+    """A run mid-way: baseline, three decided experiments, the fourth running."""
+    t = T0
+
+    def at(offset: float) -> dict:
+        return {"ts": t + offset}
+
+    return [
+        ev.RunStarted(tag="nov28", target="nanochat", run_dir="/runs/nov28", agent="claude",
+                      model="claude-sonnet-4-5", metric="val_bpb", direction="min", attended=attended,
+                      veto_window_s=60.0, slots=["cpu"] * slots, lookahead=0, resumed=False,
+                      budget_usd=5.0, **at(0)),
+        ev.BaselineReady(metric=1.25, commit="a1b2c3d", runs=[1.25], **at(30)),
+        ev.Decision(exp=0, status="keep", rule="baseline", metric=1.25, best_before=None, best_after=1.25,
+                    commit="a1b2c3d", description="baseline", **at(30)),
+        ev.Decision(exp=1, status="keep", rule="improved by 0.030", metric=1.22, best_before=1.25,
+                    best_after=1.22, commit="b2c3d4e", description="raise the learning rate to 0.06",
+                    cost_usd=0.12, **at(100)),
+        ev.Decision(exp=2, status="discard", rule="worse than best", metric=1.24, best_before=1.22,
+                    best_after=1.22, commit="c3d4e5f", description="double the warmup", cost_usd=0.10, **at(200)),
+        ev.Decision(exp=3, status="crash", rule="the run crashed", metric=None, best_before=1.22,
+                    best_after=1.22, commit="d4e5f60", description="swap in a custom attention kernel",
+                    cost_usd=0.15, **at(300)),
+        ev.Usage(exp=4, model="claude-sonnet-4-5", input_tokens=1200, output_tokens=300,
+                 cache_write_5m_tokens=0, cache_write_1h_tokens=0, cache_read_tokens=9000, cost_usd=0.05,
+                 total_input_tokens=15200, total_output_tokens=4100, total_cache_write_tokens=21000,
+                 total_cache_read_tokens=160000, total_cost_usd=0.42, cache_hit_share=0.81, **at(310)),
+        ev.ProposalStarted(exp=4, base_commit="b2c3d4e", **at(305)),
+        ev.AgentText(exp=4, text="The crash came from the custom kernel. ", **at(306)),
+        ev.AgentText(exp=4, text="A lower weight decay is a safer next step.", **at(307)),
+        ev.AgentToolCall(exp=4, name="str_replace_based_edit_tool", summary="str_replace train.py",
+                         result="edited train.py", **at(308)),
+        ev.ProposalReady(exp=4, description="lower the weight decay to 0.05", rationale="less regularisation",
+                         diff=DIFF, base_commit="b2c3d4e", cost_usd=0.05, **at(310)),
+    ]
+
+
+def running_events() -> list[ev.Event]:
+    return [
+        ev.StateChanged(state=ev.STATE_RUNNING, slot=0, exp=4, ts=T0 + 311),
+        ev.ExperimentStarted(exp=4, slot=0, device="cpu", commit="e5f6071", parent="b2c3d4e",
+                             description="lower the weight decay to 0.05", ts=T0 + 311),
+        *[ev.LogLine(exp=4, slot=0, text=f"step {i:05d} | loss {3.0 - i * 0.01:.4f}", ts=T0 + 312)
+          for i in range(40)],
+        ev.LogLine(exp=4, slot=0, text="progress 37%", ts=T0 + 313),
+        ev.LogLine(exp=4, slot=0, text="progress 38%", replace=True, ts=T0 + 313),
+    ]
+
+
+def veto_window_events() -> list[ev.Event]:
+    return [
+        ev.StateChanged(state=ev.STATE_VETO_WINDOW, slot=0, exp=4, ts=T0 + 311),
+        ev.VetoWindow(exp=4, slot=0, seconds=60.0, deadline=T0 + 371, ts=T0 + 311),
+    ]
+
+
+class ScriptedHandle:
+    def __init__(self, clock: Callable[[], float] = lambda: T0 + 330) -> None:
+        self.observers: list[Observer] = []
+        self.calls: list[tuple] = []
+        self.clock = clock
+        self.paused = False
+        self.attended = True
+
+    def subscribe(self, observer: Observer) -> Callable[[], None]:
+        self.observers.append(observer)
+        return lambda: self.observers.remove(observer)
+
+    def emit(self, *events: ev.Event) -> None:
+        for event in events:
+            for observer in list(self.observers):
+                observer(event)
+
+    def pause(self) -> None:
+        self.calls.append(("pause",))
+        self.emit(ev.Paused(paused=True, ts=self.clock()))
+
+    def resume(self) -> None:
+        self.calls.append(("resume",))
+        self.emit(ev.Paused(paused=False, ts=self.clock()))
+
+    def set_attended(self, attended: bool) -> None:
+        self.calls.append(("set_attended", attended))
+        self.emit(ev.ModeChanged(attended=attended, ts=self.clock()))
+
+    def veto(self, exp: int | None = None) -> bool:
+        self.calls.append(("veto", exp))
+        return True
+
+    def force_keep(self, exp: int | None = None) -> bool:
+        self.calls.append(("force_keep", exp))
+        return True
+
+    def start_now(self, exp: int | None = None) -> bool:
+        self.calls.append(("start_now", exp))
+        return True
+
+    def request_stop(self, now: bool = False) -> None:
+        self.calls.append(("request_stop", now))
