@@ -77,6 +77,11 @@ class _Response:
     usage: TokenUsage
 
 
+class AgentConfigError(ConfigError, ValueError):
+    """Bad agent settings (model, key, prices): one line for the user. A
+    ValueError too, so a caller that reports bad values reports this."""
+
+
 class _StreamIncomplete(Exception):
     """The stream ended without `message_stop`."""
 
@@ -135,9 +140,9 @@ class ClaudeAgent:
         retry_cap_s: float = 60.0,
     ) -> None:
         if not isinstance(model, str) or not model.strip():
-            raise ConfigError("--model must name a model, e.g. claude-sonnet-4-5")
+            raise AgentConfigError("--model must name a model, e.g. claude-sonnet-4-5")
         if max_tool_calls < 1 or max_tokens < 1:
-            raise ConfigError("max_tool_calls and max_tokens must be at least 1")
+            raise AgentConfigError("max_tool_calls and max_tokens must be at least 1")
         self.model = model.strip()
         self.program = program
         self.max_tool_calls = max_tool_calls
@@ -147,14 +152,14 @@ class ClaudeAgent:
         try:
             self.prices = parse_price_overrides(prices)
         except PriceError as exc:
-            raise ConfigError(str(exc)) from None
+            raise AgentConfigError(str(exc)) from None
         # max_retries=0: the loop below retries, so that waits are visible.
         try:
             self._client = anthropic.AsyncAnthropic(api_key=api_key, base_url=base_url, max_retries=0)
         except anthropic.CredentialsError as exc:
-            raise ConfigError(f"Anthropic credentials: {_one_line(str(exc))}") from None
+            raise AgentConfigError(f"Anthropic credentials: {_one_line(str(exc))}") from None
         if self._client.api_key is None and self._client.auth_token is None and self._client.credentials is None:
-            raise ConfigError(
+            raise AgentConfigError(
                 "no Anthropic API key: set ANTHROPIC_API_KEY (a local server accepts any value)"
             )
         self._secrets = [s for s in (self._client.api_key, self._client.auth_token) if s]
