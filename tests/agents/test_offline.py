@@ -157,15 +157,18 @@ class Loop:
     files_after: list[str]  # ... and as it left it
 
 
-async def drive(proposer, workspace: Workspace, config: TargetConfig, steps: int, evaluate=run_child) -> Loop:
+async def drive(
+    proposer, workspace: Workspace, config: TargetConfig, steps: int, evaluate=run_child,
+    earlier: list[ResultRow] = (), tail: str = "",
+) -> Loop:
     """What the engine does, reduced to its decisions: propose, run, keep if
-    better, otherwise restore the file."""
+    better, otherwise restore the file. `earlier` rows (discarded or crashed
+    experiments) follow the baseline in the history."""
     train = workspace.root / "train.py"
     baseline, _ = await evaluate(workspace.root, config)
     assert baseline is not None
-    loop = Loop([ResultRow(0, "0000000", baseline, "keep", "baseline")], baseline, [], [], [], [])
-    tail = ""
-    for exp in range(1, steps + 1):
+    loop = Loop([ResultRow(0, "0000000", baseline, "keep", "baseline"), *earlier], baseline, [], [], [], [])
+    for exp in range(len(loop.history), len(loop.history) + steps):
         before = train.read_text()
         ctx = ProposalContext(
             exp=exp, target=config, best_metric=loop.best, baseline_metric=baseline,
@@ -287,8 +290,11 @@ def test_width_stays_a_multiple_of_the_head_size_and_head_size_divides_width():
 
 async def test_search_gets_close_to_the_optimum_running_the_target_as_a_child(tmp_path):
     workspace, config = make_target(tmp_path)
+    untouched = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != "train.py"}
     loop = await drive(OfflineProposer(seed=0), workspace, config, steps=30)
     start = regret(loop.history[0].metric)
+    # Only the editable file changed; nothing was created beside it.
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != "train.py"} == untouched
     assert len(loop.history) == 31
     assert regret(loop.best) < 0.1 * start, [(r.description, r.status, r.metric) for r in loop.history]
     # The file really holds what was kept, and the child agrees with the best.
@@ -313,3 +319,190 @@ async def test_search_beats_random_single_knob_changes(tmp_path):
           f"random single-knob median {statistics.median(random_walk):.4f} {sorted(random_walk)}")
     assert statistics.median(ours) < 0.5 * statistics.median(random_walk)
     assert max(ours) < statistics.median(random_walk)
+
+
+def knob_values(source: str) -> dict[str, tuple]:
+    return {k.name: tuple(p.value for p in k.parts) for k in find_knobs("train.py", source)}
+
+
+async def test_descriptions_say_exactly_what_changed_and_parse_back(tmp_path):
+    workspace, config = make_target(tmp_path)
+    loop = await drive(OfflineProposer(seed=1), workspace, config, 40, run_in_process)
+    assert len(loop.files_after) == 40
+    for row, before, after in zip(loop.history[1:], loop.files_before, loop.files_after):
+        changes = parse_description(row.description)
+        assert changes, row.description
+        old_values, new_values = knob_values(before), knob_values(after)
+        moved = {name for name in old_values if old_values[name] != new_values[name]}
+        assert moved == {c.name for c in changes}, row.description
+        for change in changes:
+            assert old_values[change.name] == pytest.approx(change.old)
+            assert new_values[change.name] == pytest.approx(change.new)
+        assert parse_description("; ".join(c.text for c in changes)) == changes
+        compile(after, "train.py", "exec")
+
+
+async def test_never_proposes_the_same_experiment_twice(tmp_path):
+    workspace, config = make_target(tmp_path)
+    loop = await drive(OfflineProposer(seed=2), workspace, config, 80, run_in_process)
+    experiments = list(zip(loop.files_before, loop.files_after))
+    assert len(experiments) >= 60
+    assert all(before != after for before, after in experiments)
+    assert len(set(experiments)) == len(experiments)
+
+
+async def test_a_fresh_instance_rebuilds_the_same_search_from_history(tmp_path):
+    """A resumed run has only the history: proposals must come out the same."""
+
+    class FreshEachCall:
+        name, model = "offline", None
+
+        async def propose(self, ctx, workspace, emit):
+            return await OfflineProposer(seed=3).propose(ctx, workspace, emit)
+
+    workspace, config = make_target(tmp_path / "kept")
+    kept = await drive(OfflineProposer(seed=3), workspace, config, 25, run_in_process)
+    workspace, config = make_target(tmp_path / "fresh")
+    fresh = await drive(FreshEachCall(), workspace, config, 25, run_in_process)
+    assert [r.description for r in fresh.history] == [r.description for r in kept.history]
+    assert fresh.files_after == kept.files_after
+    # And the same seed on the same history gives the same next proposal,
+    # while the history alone (not the instance) decides it.
+    ctx = kept.contexts[-1]
+    results = []
+    for name in ("a", "b"):
+        copy, _ = make_target(tmp_path / name, kept.files_before[-1])
+        results.append((await OfflineProposer(seed=3).propose(ctx, copy, lambda e: None)).description)
+    assert results[0] == results[1] == kept.history[-1].description
+
+
+async def test_running_experiments_are_not_proposed_again(tmp_path):
+    workspace, config = make_target(tmp_path / "a")
+    ctx = ProposalContext(exp=1, target=config, best_metric=2.5, baseline_metric=2.5,
+                          history=[ResultRow(0, "0000000", 2.5, "keep", "baseline")])
+    first = (await OfflineProposer().propose(ctx, workspace, lambda e: None)).description
+    ctx.unseen = [(1, first)]
+    ctx.exp = 2
+    workspace, _ = make_target(tmp_path / "b")
+    second = (await OfflineProposer().propose(ctx, workspace, lambda e: None)).description
+    assert second != first
+    # The knob already moving waits: the next proposal moves another.
+    assert {c.name for c in parse_description(second)}.isdisjoint({c.name for c in parse_description(first)})
+
+
+async def test_out_of_memory_puts_a_ceiling_on_the_knob_that_caused_it(tmp_path):
+    # Bigger batches would score better here, so only the ceiling keeps them out.
+    workspace, config = make_target(tmp_path, BOWL.replace("BATCH_SIZE / 16", "BATCH_SIZE / 256"))
+    crash = ResultRow(1, "0000001", None, "crash", "BATCH_SIZE 2**5 -> 2**6")
+    loop = await drive(OfflineProposer(seed=0), workspace, config, 40, run_in_process, earlier=[crash],
+                       tail="torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
+    batches = [knob_values(after)["BATCH_SIZE"][0] for after in loop.files_after]
+    assert batches and max(batches) < 64
+
+
+async def test_a_crash_rules_out_the_value_and_the_search_tries_the_other_side(tmp_path):
+    from ar_tui.agents.offline import Search
+
+    workspace, config = make_target(tmp_path)
+    history = [
+        ResultRow(0, "0000000", 2.5, "keep", "baseline"),
+        ResultRow(1, "0000001", None, "crash", "WARMDOWN_RATIO 0.5 -> 0.6"),
+    ]
+    ctx = ProposalContext(exp=2, target=config, best_metric=2.5, baseline_metric=2.5, history=history,
+                          last_failure_tail="ValueError: warmdown too long")
+    knobs = load_knobs(workspace)
+    search = Search(knobs, ctx, seed=0)
+    move = search.best_move(next(k for k in knobs if k.name == "WARMDOWN_RATIO"))
+    assert move is not None and move.new == (0.4,)
+
+
+async def test_learns_from_changes_made_by_another_proposer(tmp_path):
+    """Rows without our description format still count, through their diff."""
+    from ar_tui.agents.offline import Search
+
+    workspace, config = make_target(tmp_path)
+    diff = (
+        "--- a/train.py\n+++ b/train.py\n@@ -9 +9 @@\n"
+        "-LEARNING_RATE = 3e-3  # learning rate\n+LEARNING_RATE = 6e-3  # learning rate\n"
+    )
+    history = [
+        ResultRow(0, "0000000", 2.5, "keep", "baseline"),
+        ResultRow(1, "0000001", 2.9, "discard", "Raise the learning rate a bit", diff=diff),
+    ]
+    ctx = ProposalContext(exp=2, target=config, best_metric=2.5, baseline_metric=2.5, history=history)
+    knobs = load_knobs(workspace)
+    move = Search(knobs, ctx, seed=0).best_move(next(k for k in knobs if k.name == "LEARNING_RATE"))
+    assert move is not None and move.new[0] < 3e-3  # it went up and got worse: now down
+
+
+async def test_an_earlier_proposal_is_reapplied_on_a_newer_best(tmp_path):
+    workspace, config = make_target(tmp_path, BOWL.replace("LEARNING_RATE = 3e-3", "LEARNING_RATE = 4e-3"))
+    ctx = ProposalContext(exp=5, target=config, best_metric=2.0, baseline_metric=2.5,
+                          history=[ResultRow(0, "0000000", 2.5, "keep", "baseline")],
+                          adapt_description="LEARNING_RATE 3e-3 -> 6e-3")
+    proposal = await OfflineProposer().propose(ctx, workspace, lambda e: None)
+    assert proposal.description == "LEARNING_RATE 4e-3 -> 6e-3"
+    assert "LEARNING_RATE = 6e-3  # learning rate" in (tmp_path / "train.py").read_text()
+
+
+async def test_nothing_left_to_try_raises_proposal_failed(tmp_path):
+    script = (
+        "DEPTH = 1  # layers\n"
+        "if __name__ == '__main__':\n"
+        "    print(f'val_bpb: {1 + (DEPTH - 1) ** 2:.6f}')\n"
+    )
+    workspace, config = make_target(tmp_path, script)
+    loop = await drive(OfflineProposer(), workspace, config, 10, run_in_process)
+    # One knob at its lower bound: up once (worse), then nothing is left.
+    assert [r.description for r in loop.history[1:]] == ["DEPTH 1 -> 2"]
+    assert (tmp_path / "train.py").read_text() == script  # the failed call left the file alone
+    with pytest.raises(ProposalFailed, match="exhausted"):
+        await OfflineProposer().propose(
+            ProposalContext(exp=2, target=config, best_metric=1.0, baseline_metric=1.0, history=loop.history),
+            workspace, lambda e: None,
+        )
+
+
+async def test_a_script_without_knobs_is_a_clear_failure(tmp_path):
+    workspace, config = make_target(tmp_path, 'SEED = 1\nNAME = "x"\nprint("val_bpb: 1.0")\n')
+    ctx = ProposalContext(exp=1, target=config, best_metric=1.0, baseline_metric=1.0, history=[])
+    with pytest.raises(ProposalFailed, match="no tunable constants in train.py"):
+        await OfflineProposer().propose(ctx, workspace, lambda e: None)
+
+
+# ---------------------------------------------------------------------------
+# The bundled nanochat target
+
+
+NANOCHAT_TRAIN = REPO / "nanochat" / "train.py"
+
+
+def test_nanochat_knobs():
+    knobs = {k.name: k for k in find_knobs("train.py", NANOCHAT_TRAIN.read_text())}
+    for name in ("DEPTH", "WIDTH", "HEAD_DIM", "BATCH_SIZE", "MATRIX_LR", "EMBED_LR", "COOLDOWN_FRACTION"):
+        assert name in knobs, name
+    for name in ("SEED", "TIME_BUDGET", "CPU_THREADS", "COMPILE", "SEQ_LEN", "MAX_LOSS", "PROGRESS_INTERVAL_S"):
+        assert name not in knobs, name
+    # `per_device(cpu, gpu)` knobs have one part per device class.
+    assert len(knobs["DEPTH"].parts) == 2
+
+
+async def test_nanochat_edit_keeps_the_script_valid(tmp_path):
+    source = NANOCHAT_TRAIN.read_text()
+    workspace, config = make_target(tmp_path, source)
+    ctx = ProposalContext(exp=1, target=config, best_metric=2.0, baseline_metric=2.0,
+                          history=[ResultRow(0, "0000000", 2.0, "keep", "baseline")])
+    events = []
+    proposal = await OfflineProposer().propose(ctx, workspace, events.append)
+    after = (tmp_path / "train.py").read_text()
+    compile(after, "train.py", "exec")
+    changed = [(a, b) for a, b in zip(source.split("\n"), after.split("\n")) if a != b]
+    assert len(changed) == 1 and len(after.split("\n")) == len(source.split("\n"))
+    (change,) = parse_description(proposal.description)
+    assert knob_values(after)[change.name] == pytest.approx(change.new)
+    # A width move on both device classes keeps width a multiple of the head size.
+    ctx.adapt_description = "WIDTH 192|768 -> 288|1152"
+    workspace, _ = make_target(tmp_path / "w", source)
+    proposal = await OfflineProposer().propose(ctx, workspace, events.append)
+    assert proposal.description == "WIDTH 192|768 -> 288|1152"
+    assert "WIDTH = per_device(288, 1152)  # residual stream width" in (tmp_path / "w" / "train.py").read_text()
