@@ -181,21 +181,18 @@ def _timing(events: list[ev.Event]) -> _Timing:
     hours a stopped run sat waiting to be resumed do not count as work."""
     if not events:
         return _Timing()
-    wall = 0.0
-    session_start = session_end = events[0].ts
-    training = 0.0
-    slots = 1
+    sessions: list[list[float]] = [[]]
     for event in events:
-        if isinstance(event, ev.RunStarted) and event is not events[0]:
-            wall += session_end - session_start
-            session_start = event.ts
-        if isinstance(event, ev.RunStarted):
-            slots = max(slots, len(event.slots))
-        if isinstance(event, ev.ExperimentFinished):
-            training += event.seconds
-        session_end = max(session_end, event.ts)
-    wall += session_end - session_start
-    return _Timing(wall_seconds=wall, training_seconds=training, slots=slots)
+        if isinstance(event, ev.RunStarted) and sessions[-1]:
+            sessions.append([])
+        sessions[-1].append(event.ts)
+    return _Timing(
+        # An event's time is taken when it is made, which is not always the
+        # order it is written in: take each session's extremes.
+        wall_seconds=sum(max(times) - min(times) for times in sessions),
+        training_seconds=sum(e.seconds for e in events if isinstance(e, ev.ExperimentFinished)),
+        slots=max([1, *(len(e.slots) for e in events if isinstance(e, ev.RunStarted))]),
+    )
 
 
 def _better(a: float, b: float, direction: str) -> bool:

@@ -527,3 +527,42 @@ def test_the_narrative_sits_above_figures_it_cannot_change(tmp_path: Path) -> No
     assert story in markdown
     assert markdown.index(story) < markdown.index("## Figures")
     assert figures_table(markdown) == plain
+
+
+# ---------------------------------------------------------------- a real run
+
+
+async def test_a_real_engine_run_writes_a_report_that_matches_its_ledger(tiny_target: Path, run_dir: Path) -> None:
+    from ar_tui.agents.scripted import ScriptedProposer, ScriptStep
+    from ar_tui.core.engine import Engine, EngineOptions
+    from ar_tui.core.ledger import read_events, read_results
+
+    proposer = ScriptedProposer([
+        ScriptStep("LR 0.5 -> 0.4", "LR = 0.5", "LR = 0.4", rationale="closer to the optimum"),
+        ScriptStep("LR 0.4 -> 0.9", "LR = 0.4", "LR = 0.9"),
+        ScriptStep("divide by zero", "LR = 0.4", "LR = 1 / 0"),
+        ScriptStep("LR 0.4 -> 0.3", "LR = 0.4", "LR = 0.3", rationale="closer still"),
+    ])
+    options = EngineOptions(target_dir=tiny_target, tag="real", run_dir=run_dir, attended=False, lookahead=0,
+                            baseline_runs=1, max_experiments=4)
+    await Engine(options, proposer).run()
+
+    # The engine wrote the report itself when it stopped.
+    assert png_size((run_dir / CHART_NAME).read_bytes()) == (1400, 700)
+    table = figures_table((run_dir / REPORT_NAME).read_text())
+    _, rows, _ = read_results(run_dir / "results.tsv")
+    events = list(read_events(run_dir / "events.jsonl"))
+    assert [r.status for r in rows] == ["keep", "keep", "discard", "crash", "keep"]
+    kept = [r.metric for r in rows[1:] if r.status == "keep"]
+    # One session; an event's time is taken when it is made, not when written.
+    wall = max(e.ts for e in events) - min(e.ts for e in events)
+    training = sum(e.seconds for e in events if isinstance(e, ev.ExperimentFinished))
+    assert table["Baseline"] == f"{rows[0].metric:.6f}"
+    assert table["Best"].startswith(f"{min(kept):.6f} (exp 4, ")
+    assert table["Improvement"] == f"{100 * (rows[0].metric - min(kept)) / rows[0].metric:.2f}%"
+    assert (table["Kept"], table["Discarded"], table["Crashed"], table["Vetoed"]) == ("2", "1", "1", "0")
+    assert table["Experiments per hour"] == f"{4 / (wall / 3600):.1f}"
+    assert table["Share of wall time training"].startswith(f"{100 * training / wall:.1f}%")
+    markdown = (run_dir / REPORT_NAME).read_text()
+    assert "Rationale: closer still" in markdown and "+LR = 0.3" in markdown
+    assert "| 3 | crash |" in markdown
