@@ -256,7 +256,7 @@ class PromptCache:
         self.bytes_per_token = bytes_per_token
         self.min_cache_tokens = min_cache_tokens
         self.clock = clock
-        self.entries: dict[str, float] = {}  # prefix hash -> expiry
+        self.entries: dict[str, tuple[float, float]] = {}  # prefix hash -> (expiry, ttl seconds)
         self.lock = threading.Lock()
 
     def tokens(self, n_bytes: int) -> int:
@@ -279,7 +279,7 @@ class PromptCache:
         breakpoints = [i for i, b in enumerate(blocks) if b.get("cache_control")]
         now = self.clock()
         with self.lock:
-            self.entries = {h: exp for h, exp in self.entries.items() if exp > now}
+            self.entries = {h: entry for h, entry in self.entries.items() if entry[0] > now}
             read_end = -1
             for bp in breakpoints:
                 for i in range(bp, max(-1, bp - CACHE_LOOKBACK_BLOCKS - 1), -1):
@@ -288,7 +288,9 @@ class PromptCache:
                         break
             read = cumulative[read_end] if read_end >= 0 else 0
             if read_end >= 0:
-                self.entries[hashes[read_end]] = max(self.entries[hashes[read_end]], now + 300.0)
+                # A hit refreshes the entry it used for that entry's own TTL.
+                ttl_s = self.entries[hashes[read_end]][1]
+                self.entries[hashes[read_end]] = (now + ttl_s, ttl_s)
             written = {"5m": 0, "1h": 0}
             done = read
             for bp in breakpoints:
@@ -297,7 +299,7 @@ class PromptCache:
                 ttl = blocks[bp]["cache_control"].get("ttl", "5m")
                 written[ttl] += cumulative[bp] - done
                 done = cumulative[bp]
-                self.entries[hashes[bp]] = now + TTL_SECONDS[ttl]
+                self.entries[hashes[bp]] = (now + TTL_SECONDS[ttl], TTL_SECONDS[ttl])
         return Usage(
             input=total - done,
             output=0,
