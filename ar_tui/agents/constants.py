@@ -71,11 +71,12 @@ class Kind:
         """Round a proposed value to one worth writing: three significant
         digits for floats, whole multiples of the knob's granularity for
         integers, a power of two for powers of two."""
+        # Halves round up, not to even, so that a step of 1.5 always means the same move.
         if self.scale == SCALE_LOG2:
-            return int(2 ** round(math.log2(max(value, 1.0))))
+            return int(2 ** math.floor(math.log2(max(value, 1.0)) + 0.5))
         if self.integer:
             grain = granularity(current) if self.granular else 1
-            return int(max(grain, round(value / grain) * grain))
+            return int(max(grain, math.floor(value / grain + 0.5) * grain))
         if self.scale == SCALE_LINEAR:
             return round(value, 3)
         if self.scale == SCALE_LOG_ONE_MINUS:
@@ -468,7 +469,7 @@ def snap_part(knob: Knob, index: int, value: float, knobs: list[Knob]) -> float 
             other_value = other.parts[index].value
             if is_model_width(knob) and is_head_size(other) and other_value > 0 and current % other_value == 0:
                 head = int(other_value)
-                return int(max(head, round(value / head) * head))
+                return int(max(head, math.floor(value / head + 0.5) * head))
             if is_head_size(knob) and is_model_width(other) and current > 0 and other_value % current == 0:
                 width = int(other_value)
                 divisors = [d for d in range(2, width + 1, 2) if width % d == 0] or [width]

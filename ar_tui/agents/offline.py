@@ -35,6 +35,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from ar_tui.agents.constants import (
+    SCALE_LOG2,
     Knob,
     NotAConstant,
     edit_for,
@@ -441,7 +442,8 @@ class Search:
             sign = 1 if left else -1  # away from the worse side
             distance = abs(u0 - neighbour[0])
             if momentum and _key(success[0]) == _key(at(neighbour[0])):
-                far = min(kind.max_step, GROWTH * distance)
+                # A power of two already doubles; it keeps its step.
+                far = distance if kind.scale == SCALE_LOG2 else min(kind.max_step, GROWTH * distance)
                 result.append((
                     at(u0 + sign * far), "momentum",
                     f"{name} {self._fmt(knob, success[0])} -> {self._fmt(knob, current)} was kept; going further the same way, with a larger step",
@@ -465,7 +467,7 @@ class Search:
             direction = 1 if random.Random(f"offline:{self.seed}:{name}").random() < 0.5 else -1
         untried = self.tries[name] == 0
         first_mode = "explore" if untried else ("momentum" if momentum else "probe")
-        first_step = min(kind.max_step, step * GROWTH) if momentum else step
+        first_step = min(kind.max_step, step * GROWTH) if momentum and kind.scale != SCALE_LOG2 else step
         reason = (
             f"{name} ({kind.label}) has not been moved yet" if untried
             else f"{name} was last kept going {'up' if direction > 0 else 'down'}; trying that way again from the new best"

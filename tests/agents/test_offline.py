@@ -506,3 +506,35 @@ async def test_nanochat_edit_keeps_the_script_valid(tmp_path):
     proposal = await OfflineProposer().propose(ctx, workspace, events.append)
     assert proposal.description == "WIDTH 192|768 -> 288|1152"
     assert "WIDTH = per_device(288, 1152)  # residual stream width" in (tmp_path / "w" / "train.py").read_text()
+
+
+# ---------------------------------------------------------------------------
+# Through the engine
+
+
+def test_ar_tui_run_headless_with_the_offline_proposer(tmp_path):
+    """`ar-tui run --headless --agent offline` as a real child process on a
+    real git repository: every experiment is one of ours and the run improves."""
+    import json
+    import os
+    import subprocess
+
+    from tests.conftest import make_target as make_git_target
+
+    target = make_git_target(tmp_path / "target", train=BOWL)
+    run_dir = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    done = subprocess.run(
+        [sys.executable, "-m", "ar_tui.cli", "run", "--headless", "--target", str(target), "--run-dir", str(run_dir),
+         "--tag", "t", "--max-experiments", "8", "--unattended", "--lookahead", "0", "--baseline-runs", "1"],
+        env=env, capture_output=True, text=True, timeout=240, cwd=REPO,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line.split("\t") for line in (run_dir / "results.tsv").read_text().splitlines()[1:]]
+    assert len(rows) == 9 and rows[0][4] == "baseline"
+    assert all(parse_description(row[4]) for row in rows[1:]), [row[4] for row in rows]
+    kept = [float(row[1]) for row in rows[1:] if row[3] == "keep"]
+    assert kept and min(kept) < float(rows[0][1]) - 0.3
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert any(e["kind"] == "agent_text" and "Offline search" in e["text"] for e in events)
+    assert sum(e["kind"] == "agent_tool" for e in events) >= 8
