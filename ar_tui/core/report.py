@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -395,7 +394,7 @@ def summary_table(report: Report) -> list[tuple[str, str]]:
         pace = "n/a" if report.experiments_per_hour is None else f"{report.experiments_per_hour:.1f}"
         share = "n/a" if report.training_share is None else f"{100 * report.training_share:.1f}%"
         if report.training_seconds is not None:
-            share += f" ({fmt_duration(report.training_seconds)} of {fmt_duration(report.wall_seconds)}"
+            share += f" ({fmt_duration(report.training_seconds)} training in {fmt_duration(report.wall_seconds)}"
             share += f" on {report.slots} slots)" if report.slots > 1 else ")"
     if report.cost_usd is None:
         cost = "n/a (no cost recorded)"

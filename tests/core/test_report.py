@@ -340,6 +340,35 @@ def test_direction_max_comes_from_the_events(tmp_path: Path) -> None:
     assert figures_table(render_markdown(report))["Metric"] == "val_bpb (higher is better)"
 
 
+def test_two_slots_training_side_by_side_share_the_wall_time(tmp_path: Path) -> None:
+    rows = [
+        Row(0, "a000000", 1.0, "keep", "baseline", 0.0, 100.0),
+        Row(1, "a000001", 0.9, "keep", "on slot 0", 0.0, 100.0),
+        Row(2, "a000002", 1.1, "discard", "on slot 1", 0.0, 100.0),
+    ]
+    started = ev.RunStarted(tag="two", target="t", run_dir="r", agent="claude", model="claude-unpriced",
+                            metric="val_bpb", direction="min", attended=False, veto_window_s=0,
+                            slots=["cuda:0", "cuda:1"], lookahead=0, resumed=False, ts=T0)
+    events: list[ev.Event] = [started]
+    # The baseline alone, then two experiments at once: 300 s of training in 200 s on two slots.
+    events.append(ev.ExperimentFinished(exp=0, slot=0, outcome="ok", metric=1.0, reported_metric=1.0,
+                                        memory_gb=1.0, seconds=100.0, exit_code=0, ts=T0 + 100))
+    for exp, slot in ((1, 0), (2, 1)):
+        events.append(ev.ExperimentFinished(exp=exp, slot=slot, outcome="ok", metric=rows[exp].metric,
+                                            reported_metric=None, memory_gb=1.0, seconds=100.0, exit_code=0,
+                                            ts=T0 + 200))
+    events.append(ev.Usage(exp=1, model="claude-unpriced", input_tokens=10, output_tokens=5,
+                           cache_write_5m_tokens=0, cache_write_1h_tokens=0, cache_read_tokens=0, cost_usd=None,
+                           total_input_tokens=10, total_output_tokens=5, ts=T0 + 200))
+    report = build_report(write_run(tmp_path / "run", rows, events))
+    assert report.slots == 2
+    assert report.training_share == pytest.approx(300 / (200 * 2))
+    table = figures_table(render_markdown(report))
+    assert table["Share of wall time training"] == "75.0% (0h 05m training in 0h 03m on 2 slots)"
+    # A model with no price: the spend shown is what was priced, and says so.
+    assert table["Total cost"] == "$0.0000 (at least; a model had no known price)"
+
+
 # ---------------------------------------------------------------- karpathy's own results.tsv
 
 
