@@ -32,7 +32,7 @@ import httpx2
 from ar_tui.agents import prompt
 from ar_tui.core import events as ev
 from ar_tui.core.config import ConfigError
-from ar_tui.core.pricing import PriceError, exact_cost, parse_price_overrides, price_for
+from ar_tui.core.pricing import PriceError, exact_cost, parse_price_overrides
 from ar_tui.core.proposer import (
     Emit,
     Proposal,
@@ -111,6 +111,7 @@ class _Run:
     workspace: Workspace
     emit: Emit
     before: dict[str, str | None]
+    prices: dict[str, Any]
     messages: list[dict[str, Any]] = field(default_factory=list)
     cost: Decimal = Decimal(0)
     usage: TokenUsage = field(default_factory=TokenUsage)
@@ -172,7 +173,9 @@ class ClaudeAgent:
     # --- the proposal ------------------------------------------------------
 
     async def propose(self, ctx: ProposalContext, workspace: Workspace, emit: Emit) -> Proposal:
-        run = _Run(ctx, workspace, emit, before=_snapshot(workspace))
+        # Prices from the constructor (the command line) win over the target's [prices].
+        run = _Run(ctx, workspace, emit, before=_snapshot(workspace),
+                   prices={**getattr(ctx.target, "prices", {}), **self.prices})
         run.messages.append(prompt.opening_message(ctx, workspace))
         system = prompt.system_blocks(self.program, ctx.target)
         tools = prompt.tools()
@@ -440,7 +443,7 @@ class ClaudeAgent:
     # --- money -------------------------------------------------------------
 
     def _account(self, run: _Run, usage: TokenUsage) -> None:
-        cost = exact_cost(self.model, usage, self.prices)
+        cost = exact_cost(self.model, usage, run.prices)
         if cost is not None:
             run.cost += cost
         run.usage.add(usage)
@@ -448,13 +451,13 @@ class ClaudeAgent:
 
     def _emit_usage(self, run: _Run, usage: TokenUsage, *, streaming: bool, cost: Decimal | None = None) -> None:
         if streaming:
-            cost = exact_cost(self.model, usage, self.prices)
+            cost = exact_cost(self.model, usage, run.prices)
         elif cost is None and not self._warned_no_price:
             self._warned_no_price = True
             run.emit(ev.Notice(
                 level="warning",
                 message=f"no price known for model {self.model}: showing tokens only, and --budget-usd "
-                        f"cannot be enforced; add it under [prices] to price it",
+                        f"cannot be enforced; add its prices under [prices] in autoresearch.toml",
             ))
         run.emit(ev.Usage(
             exp=run.exp,
@@ -467,9 +470,6 @@ class ClaudeAgent:
             cost_usd=None if cost is None else float(cost),
             streaming=streaming,
         ))
-
-    def price_known(self) -> bool:
-        return price_for(self.model, self.prices) is not None
 
     def _redact(self, text: str) -> str:
         for secret in self._secrets:

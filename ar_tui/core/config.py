@@ -7,6 +7,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 CONFIG_NAME = "autoresearch.toml"
 
@@ -31,6 +32,9 @@ class TargetConfig:
     timeout: float | None = None  # hard limit per run; default 2 * budget + 60
     max_file_bytes: int = 512 * 1024
     env: dict[str, str] = field(default_factory=dict)
+    # [prices."model-id"]: $ per million tokens for models the built-in table
+    # lacks (ar_tui.core.pricing.Price values, keyed by model id).
+    prices: dict[str, Any] = field(default_factory=dict)
     source: str = "defaults"  # where this came from, for messages
 
     @property
@@ -54,6 +58,7 @@ class TargetConfig:
 _KNOWN = {
     "target": {"editable", "protected", "run", "prepare", "time_budget", "timeout", "max_file_bytes", "env"},
     "metric": {"name", "direction", "pattern", "memory_pattern", "evaluate"},
+    "prices": None,  # any model id; checked by ar_tui.core.pricing
 }
 
 
@@ -84,11 +89,11 @@ def load_target(root: Path) -> TargetConfig:
 
     for section, values in data.items():
         if section not in _KNOWN:
-            raise fail(section, f"unknown section [{section}]; expected [target] and [metric]")
+            raise fail(section, f"unknown section [{section}]; expected [target], [metric] and [prices]")
         if not isinstance(values, dict):
             raise fail(section, "must be a table")
         for key in values:
-            if key not in _KNOWN[section]:
+            if _KNOWN[section] is not None and key not in _KNOWN[section]:
                 raise fail(f"{section}.{key}", f"unknown key; known: {', '.join(sorted(_KNOWN[section]))}")
 
     target = data.get("target", {})
@@ -155,6 +160,13 @@ def load_target(root: Path) -> TargetConfig:
             setattr(config, key, value)
     if "evaluate" in metric:
         config.evaluate = string(metric, "metric", "evaluate")
+    if "prices" in data:
+        from ar_tui.core.pricing import PriceError, parse_price_overrides
+
+        try:
+            config.prices = parse_price_overrides(data["prices"])
+        except PriceError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
     overlap = set(config.editable) & set(config.protected)
     if overlap:
         raise fail("target.protected", f"{', '.join(sorted(overlap))} cannot be both editable and protected")

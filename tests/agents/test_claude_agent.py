@@ -453,6 +453,18 @@ async def test_price_overrides_price_a_new_model(api, target, workspace):
     assert proposal.cost_usd == 0.006
 
 
+async def test_prices_from_autoresearch_toml_price_a_new_model(api, target, workspace):
+    (target / "autoresearch.toml").write_text('[prices."claude-new-9"]\ninput = 1\ncache_write_5m = 1.25\n'
+                                              'cache_write_1h = 2\ncache_read = 0.1\noutput = 5\n')
+    from ar_tui.core.config import load_target
+
+    api.script(reply(LOWER_LR, run_experiment("a"), usage=usage(input=2000, cache_read=10_000)))
+    ctx = make_ctx(target)
+    ctx.target = load_target(target)
+    proposal = await make_agent(api, model="claude-new-9").propose(ctx, workspace, lambda e: None)
+    assert proposal.cost_usd == 0.003
+
+
 def test_bad_configuration_is_a_one_line_error(api, monkeypatch, tmp_path):
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)

@@ -95,3 +95,15 @@ def test_bad_overrides_get_a_one_line_error_naming_the_entry(data, fragment):
 
 def test_price_of_keeps_decimal_values_exact():
     assert Price.of(0.3, 0.1, 0.2, 0.03, 1).input == Decimal("0.3")
+
+
+def test_autoresearch_toml_prices_are_read_and_checked(tmp_path):
+    from ar_tui.core.config import ConfigError, load_target
+
+    (tmp_path / "autoresearch.toml").write_text('[prices]\n"claude-new-7" = [1, 1.25, 2, 0.1, 5]\n')
+    assert cost_of("claude-new-7", usage(output=1_000_000), load_target(tmp_path).prices) == 5.0
+    (tmp_path / "autoresearch.toml").write_text('[prices."claude-new-7"]\ninput = 1\n')
+    with pytest.raises(ConfigError) as info:
+        load_target(tmp_path)
+    message = str(info.value)
+    assert "autoresearch.toml" in message and "missing cache_write_5m" in message and "\n" not in message
