@@ -13,10 +13,12 @@ into the run dir, `report_as_dict` is what `ar-tui report --json` prints.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import math
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -618,10 +620,23 @@ def render_chart(report: Report) -> bytes:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    # A reader (or a crash mid-write) never sees half a report.
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)
+    # A reader (or a crash mid-write) never sees half a report, and the engine
+    # writing at the end of a run and a user's `ar-tui report` cannot mix files.
+    try:
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ReportError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide the report from a colleague
+        os.replace(temporary, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        if isinstance(exc, OSError):
+            raise ReportError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
 
 
 def write_report(run_dir: Path, narrative: str | None = None) -> list[Path]:

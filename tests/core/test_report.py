@@ -525,6 +525,20 @@ def test_bad_ledgers_give_one_clear_line(tmp_path: Path, content: str, message: 
     assert not (tmp_path / REPORT_NAME).exists()
 
 
+def test_a_file_that_cannot_be_written_is_one_clear_line_and_keeps_the_old_report(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "run")
+    write_report(run)
+    before = (run / REPORT_NAME).read_bytes()
+    # Something in the way of the chart (works as root too, unlike a read-only dir).
+    (run / CHART_NAME).unlink()
+    (run / CHART_NAME).mkdir()
+    with pytest.raises(ReportError, match=f"cannot write {run / CHART_NAME}: Is a directory") as caught:
+        write_report(run, narrative="new")
+    assert "\n" not in str(caught.value)
+    assert (run / REPORT_NAME).read_bytes() == before
+    assert [p.name for p in run.iterdir() if p.name.endswith(".tmp")] == []
+
+
 def test_half_written_ledger_uses_the_complete_rows_and_says_so(tmp_path: Path) -> None:
     run = write_run(tmp_path / "run")
     with (run / "results.tsv").open("a") as ledger:
