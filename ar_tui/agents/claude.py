@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -139,6 +140,7 @@ class ClaudeAgent:
         prices: dict | None = None,
         retry_base_s: float = 1.0,
         retry_cap_s: float = 60.0,
+        editor_tool: str | None = None,
     ) -> None:
         if not isinstance(model, str) or not model.strip():
             raise AgentConfigError("--model must name a model, e.g. claude-sonnet-4-5")
@@ -164,6 +166,15 @@ class ClaudeAgent:
                 "no Anthropic API key: set ANTHROPIC_API_KEY (a local server accepts any value)"
             )
         self._secrets = [s for s in (self._client.api_key, self._client.auth_token) if s]
+        # Claude models get Anthropic's built-in text editor tool; other models
+        # behind a Messages API server (Ollama, llama.cpp, vLLM) know only
+        # tools with a schema. AR_TUI_EDITOR_TOOL overrides the guess.
+        editor_tool = editor_tool or os.environ.get("AR_TUI_EDITOR_TOOL") or (
+            "builtin" if _is_claude_model(self.model) else "custom"
+        )
+        if editor_tool not in ("builtin", "custom"):
+            raise AgentConfigError(f"editor tool must be builtin or custom, not {editor_tool!r}")
+        self.editor_tool = editor_tool
         self._warned_no_price = False
 
     @property
@@ -178,7 +189,7 @@ class ClaudeAgent:
                    prices={**getattr(ctx.target, "prices", {}), **self.prices})
         run.messages.append(prompt.opening_message(ctx, workspace))
         system = prompt.system_blocks(self.program, ctx.target)
-        tools = prompt.tools()
+        tools = prompt.tools(self.editor_tool)
         while True:
             response = await self._request(run, system, tools)
             if response.content:
@@ -478,6 +489,10 @@ class ClaudeAgent:
 
 
 # --- helpers -------------------------------------------------------------------
+
+
+def _is_claude_model(model: str) -> bool:
+    return "claude" in model.lower()
 
 
 def _snapshot(workspace: Workspace) -> dict[str, str | None]:

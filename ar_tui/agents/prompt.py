@@ -43,6 +43,33 @@ DO_NOT_REPEAT_MAX = 150
 
 EDITOR_TOOL: dict[str, Any] = {"type": "text_editor_20250728", "name": EDITOR_TOOL_NAME}
 
+# The same tool, described with an explicit schema, for servers that speak the
+# Messages API but do not know Anthropic's built-in tool types (Ollama,
+# llama.cpp, vLLM). The commands and their inputs are those of the built-in tool.
+EDITOR_TOOL_CUSTOM: dict[str, Any] = {
+    "name": EDITOR_TOOL_NAME,
+    "description": (
+        "View and edit the editable files. Commands: `view` (path, optional view_range [first, last] line "
+        "numbers); `str_replace` (path, old_str, new_str; old_str must occur exactly once); `create` (path, "
+        "file_text; replaces the whole file); `insert` (path, insert_line, insert_text; inserted after that "
+        "line, 0 for the top)."
+    ),
+    "input_schema": {
+        "type": "object",
+        "properties": {
+            "command": {"type": "string", "enum": ["view", "str_replace", "create", "insert"]},
+            "path": {"type": "string", "description": "a file path relative to the target, e.g. train.py"},
+            "view_range": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
+            "old_str": {"type": "string"},
+            "new_str": {"type": "string"},
+            "file_text": {"type": "string"},
+            "insert_line": {"type": "integer"},
+            "insert_text": {"type": "string"},
+        },
+        "required": ["command", "path"],
+    },
+}
+
 RUN_TOOL: dict[str, Any] = {
     "name": RUN_TOOL_NAME,
     "description": (
@@ -67,8 +94,11 @@ RUN_TOOL: dict[str, Any] = {
 }
 
 
-def tools() -> list[dict[str, Any]]:
-    return [dict(EDITOR_TOOL), {**RUN_TOOL, "cache_control": STABLE_CACHE}]
+def tools(editor: str = "builtin") -> list[dict[str, Any]]:
+    """The two tools; `editor` is "builtin" (Anthropic's text editor tool type)
+    or "custom" (the same tool with an explicit schema)."""
+    editor_tool = EDITOR_TOOL if editor == "builtin" else EDITOR_TOOL_CUSTOM
+    return [dict(editor_tool), {**RUN_TOOL, "cache_control": STABLE_CACHE}]
 
 
 def _direction_words(target: "TargetConfig") -> str:

@@ -143,6 +143,21 @@ async def test_requests_carry_only_the_two_tools_and_cache_breakpoints_on_the_st
     assert first["messages"][0]["content"][0] == second["messages"][0]["content"][0]
 
 
+async def test_other_models_get_the_editor_as_a_tool_with_a_schema(api, target, workspace, monkeypatch):
+    monkeypatch.delenv("AR_TUI_EDITOR_TOOL", raising=False)
+    api.script(reply(LOWER_LR, run_experiment("lower LR")), reply(LOWER_LR, run_experiment("again")))
+    await make_agent(api, model="qwen3-coder:30b").propose(make_ctx(target), workspace, lambda e: None)
+    editor = api.requests[0].json["tools"][0]
+    assert "type" not in editor and editor["name"] == "str_replace_based_edit_tool"
+    assert editor["input_schema"]["properties"]["command"]["enum"] == ["view", "str_replace", "create", "insert"]
+    assert "LR = 0.4" in (target / "train.py").read_text()
+    # The environment can insist on the built-in tool type, e.g. for a gateway to Claude.
+    monkeypatch.setenv("AR_TUI_EDITOR_TOOL", "builtin")
+    (target / "train.py").write_text(TINY_TRAIN)
+    await make_agent(api, model="my-gateway-model").propose(make_ctx(target), workspace, lambda e: None)
+    assert api.requests[1].json["tools"][0] == {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"}
+
+
 async def test_insert_accepts_insert_text_and_new_str(api, target, workspace):
     api.script(
         reply(edit("insert", path="train.py", insert_line=0, insert_text="# first")),
