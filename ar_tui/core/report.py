@@ -79,6 +79,7 @@ class FailedIdea:
 class Report:
     run_dir: str
     source: str  # "ar-tui" (an events.jsonl beside the ledger) or "results.tsv" (the ledger alone)
+    original_format: bool  # results.tsv has only karpathy/autoresearch's five columns
     tag: str
     agent: str
     model: str | None
@@ -306,6 +307,7 @@ def build_report(run_dir: Path) -> Report:
     return Report(
         run_dir=str(run_dir),
         source="ar-tui" if events else "results.tsv",
+        original_format=ledger.original_format,
         tag=view.tag or run_dir.resolve().name,
         agent=view.agent,
         model=view.model,
@@ -342,7 +344,12 @@ def build_report(run_dir: Path) -> Report:
 
 def report_as_dict(report: Report) -> dict[str, Any]:
     """The figures as plain JSON types, for `ar-tui report --json`."""
-    return dataclasses.asdict(report)
+    figures = dataclasses.asdict(report)
+    if report.original_format:
+        # The reader fills the columns such a file lacks with zeros; unknown is not zero.
+        original = {"exp", "commit", "metric", "memory_gb", "status", "description"}
+        figures["rows"] = [{k: v for k, v in row.items() if k in original} for row in figures["rows"]]
+    return figures
 
 
 # ---------------------------------------------------------------- report.md

@@ -401,6 +401,10 @@ def test_bare_original_results_tsv(tmp_path: Path) -> None:
     # What a bare ledger cannot know is unknown, not zero.
     for name in ("cost_usd", "tokens", "wall_seconds", "experiments_per_hour", "training_share", "cost_per_kept"):
         assert figures[name] is None, name
+    assert figures["original_format"] is True
+    assert [set(row) for row in figures["rows"]] == [{"exp", "commit", "metric", "memory_gb", "status", "description"}] * 10
+    assert [row["exp"] for row in figures["rows"]] == list(range(10))
+    assert [row["metric"] for row in figures["rows"]] == [m if r[3] != "crash" else None for m, r in zip(metrics, rows)]
 
     assert table["Baseline"] == f"{metrics[0]:.6f}"
     assert table["Best"].startswith(f"{min(kept):.6f} (exp {metrics.index(min(kept))}, ")
