@@ -1,0 +1,430 @@
+"""Detach and re-attach: a real background engine (`ar-tui run --detach`) on a
+tiny real target, reached through its real Unix socket by the attached app
+(driven with the pilot), by `ar-tui status / stop / ls` as child processes,
+and by hostile clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import pty
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from ar_tui.core import events as ev
+from ar_tui.core.engine import PID_FILE, engine_pid
+from ar_tui.core.ledger import read_events, read_results
+from ar_tui.core.remote import RemoteEngine, RemoteError, request
+from ar_tui.core.server import MAX_REQUEST_BYTES, SOCKET_NAME
+from ar_tui.ui.app import ArTuiApp
+from ar_tui.ui.confirm_screen import ConfirmScreen
+from tests.conftest import ar_tui_command, make_target
+
+# The baseline (the file as committed) is quick; every experiment changes a
+# constant and then "trains" for DETACH_SLEEP seconds, printing progress, so
+# a test can act while an experiment runs without waiting on the baseline.
+SLOW_TRAIN = textwrap.dedent(
+    """\
+    import os, time
+    LR = 0.5
+    WIDTH = 64
+    slow = (LR, WIDTH) != (0.5, 64)
+    deadline = time.time() + (float(os.environ.get("DETACH_SLEEP", "1")) if slow else 0.05)
+    step = 0
+    while True:
+        step += 1
+        print(f"step {step} lr {LR}", flush=True)
+        if time.time() >= deadline:
+            break
+        time.sleep(0.05)
+    print("---")
+    print(f"val_bpb: {(LR - 0.3) ** 2 + 1.0 + (WIDTH - 64) ** 2 * 1e-4:.6f}")
+    """
+)
+SIZE = (120, 40)
+
+
+def child_env(sleep: float) -> dict[str, str]:
+    return dict(os.environ, DETACH_SLEEP=str(sleep))
+
+
+async def cli(*args: object, sleep: float = 1.0, timeout: float = 120.0) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        *ar_tui_command(), *map(str, args), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdin=asyncio.subprocess.DEVNULL, env=child_env(sleep),
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    return process.returncode, out.decode(), err.decode()
+
+
+async def status(run_dir: Path) -> dict:
+    code, out, err = await cli("status", run_dir, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+async def wait_for(predicate, timeout: float = 60.0, what: str = "", interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def rows(run_dir: Path) -> list:
+    path = run_dir / "results.tsv"
+    return read_results(path)[1] if path.exists() else []
+
+
+def events(run_dir: Path, kind: type = ev.Event) -> list:
+    return [e for e in read_events(run_dir / "events.jsonl") if isinstance(e, kind)]
+
+
+def running_exp(run_dir: Path) -> int | None:
+    """The experiment now running according to events.jsonl."""
+    started = {e.exp for e in events(run_dir, ev.ExperimentStarted)}
+    finished = {e.exp for e in events(run_dir, ev.ExperimentFinished)}
+    live = sorted(started - finished)
+    return live[-1] if live else None
+
+
+@pytest.fixture
+async def detached(tmp_path: Path):
+    """Starts background engines with `ar-tui run --detach`; stops them after the test."""
+    started: list[tuple[Path, int]] = []
+
+    async def start(tag: str = "d", sleep: float = 1.0, *extra: object) -> Path:
+        target = make_target(tmp_path / f"target-{tag}", train=SLOW_TRAIN)
+        run_dir = tmp_path / f"run-{tag}"
+        code, out, err = await cli("run", "--detach", "--target", target, "--tag", tag, "--run-dir", run_dir,
+                                   "--agent", "offline", "--unattended", "--baseline-runs", "1", "--lookahead", "0",
+                                   *extra, sleep=sleep)
+        assert code == 0, err
+        assert f"ar-tui attach {run_dir}" in out
+        pid = engine_pid(run_dir)
+        assert pid is not None and pid != os.getpid()
+        started.append((run_dir, pid))
+        return run_dir
+
+    yield start
+    for run_dir, pid in started:
+        if psutil.pid_exists(pid):
+            try:
+                await request(run_dir, "stop", now=True)
+            except Exception:
+                pass
+        try:
+            psutil.Process(pid).wait(15)
+        except psutil.NoSuchProcess:
+            pass
+        except psutil.TimeoutExpired:
+            os.killpg(pid, signal.SIGKILL)
+
+
+async def until(pilot, predicate, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+async def test_attached_app_pauses_the_detached_engine_and_detaching_leaves_it_running(detached) -> None:
+    run_dir = await detached(sleep=1.0)
+    # The detached engine outlived the `ar-tui run --detach` that started it,
+    # in a session of its own: no terminal hang-up reaches it.
+    pid = engine_pid(run_dir)
+    assert os.getsid(pid) == pid
+    await wait_for(lambda: running_exp(run_dir) == 1, what="exp 1 running")
+
+    remote = RemoteEngine(run_dir)
+    history = await remote.connect()
+    assert isinstance(history[0], ev.RunStarted) and history[0].run_dir == str(run_dir.resolve())
+    app = ArTuiApp(remote, replay=history, log_dir=run_dir / "logs", machine_sampler=lambda: ["cpu (test)"])
+    async with app.run_test(size=SIZE) as pilot:
+        assert app.view.tag == "d" and app.view.baseline == 1.04  # the history, replayed
+        # Live training output arrives over the socket (log lines are never in events.jsonl).
+        live: list[ev.Event] = []
+        remote.subscribe(live.append)
+        await until(pilot, lambda: any(isinstance(e, ev.LogLine) for e in live), what="live log lines")
+        await until(pilot, lambda: len(app.logs.slot(0).lines) > 0, what="the app to show them")
+
+        await pilot.press("p")
+        await until(pilot, lambda: app.view.paused, what="the engine's Paused event")
+        figures = await status(run_dir)
+        assert figures["paused"] is True and figures["live"] is True and figures["clients"] == 1
+
+        await pilot.press("p")
+        await until(pilot, lambda: not app.view.paused, what="the engine's resume")
+        assert (await status(run_dir))["paused"] is False
+
+        await pilot.press("q")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await until(pilot, lambda: not app.is_running, what="the app to leave")
+    await remote.close()
+
+    # Detached: nobody watches, and the run goes on.
+    decided = len(rows(run_dir))
+    await wait_for(lambda: len(rows(run_dir)) >= decided + 2, what="two more decisions after detaching")
+    assert engine_pid(run_dir) == pid
+    assert [e.paused for e in events(run_dir, ev.Paused)] == [True, False]
+    assert (await status(run_dir))["clients"] == 0
+
+
+async def test_two_viewers_see_the_same_events_and_a_veto_acts_once(detached) -> None:
+    run_dir = await detached(sleep=60.0)
+    first, second = RemoteEngine(run_dir), RemoteEngine(run_dir)
+    seen_first: list[ev.Event] = []
+    seen_second: list[ev.Event] = []
+    history_first = await first.connect()
+    history_second = await second.connect()
+    first.subscribe(seen_first.append)
+    second.subscribe(seen_second.append)
+    try:
+        await wait_for(lambda: running_exp(run_dir) == 1, what="exp 1 running")
+        # Both press veto on the same experiment at the same moment.
+        answers = await asyncio.gather(first.call("veto", exp=1), second.call("veto", exp=1))
+        assert sorted(answers) == [False, True]
+
+        def decision(seen: list[ev.Event]) -> list[ev.Decision]:
+            return [e for e in seen if isinstance(e, ev.Decision) and e.exp == 1]
+
+        await wait_for(lambda: decision(seen_first) and decision(seen_second), what="both viewers see the veto")
+        assert [d.to_dict() for d in decision(seen_first)] == [d.to_dict() for d in decision(seen_second)]
+        assert [d.status for d in decision(seen_first)] == ["veto"]
+        assert [(r.exp, r.status) for r in rows(run_dir) if r.exp == 1] == [(1, "veto")]
+        finished = [e for e in events(run_dir, ev.ExperimentFinished) if e.exp == 1]
+        assert [f.outcome for f in finished] == [ev.OUTCOME_VETOED]
+
+        # History plus live stream is the whole run, with nothing doubled or missing,
+        # for both viewers alike.
+        await wait_for(lambda: running_exp(run_dir) == 2, what="exp 2 running")
+        await asyncio.sleep(0.3)
+        on_disk = [e.to_dict() for e in events(run_dir)]
+        for history, seen in ((history_first, seen_first), (history_second, seen_second)):
+            whole = [e.to_dict() for e in history] + [e.to_dict() for e in seen if e.persist]
+            assert whole == on_disk[: len(whole)] and len(whole) >= len(on_disk) - 2
+
+        # The handle's own veto (what the app's key calls) of a decided
+        # experiment: sent, refused by the engine, shown as a notice.
+        assert second.veto(1) is True
+        await wait_for(lambda: any(isinstance(e, ev.Notice) and "nothing to act on" in e.message
+                                   for e in seen_second), what="the refusal notice")
+        assert [(r.exp, r.status) for r in rows(run_dir) if r.exp == 1] == [(1, "veto")]
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_sigkill_of_an_attached_app_leaves_the_engine_running(detached) -> None:
+    run_dir = await detached(sleep=0.3)
+    # The real `ar-tui attach` in a terminal of its own.
+    master, slave = pty.openpty()
+    env = dict(os.environ, TERM="xterm-256color", COLUMNS="120", LINES="40")
+    app = subprocess.Popen([*ar_tui_command(), "attach", str(run_dir)], stdin=slave, stdout=slave, stderr=slave,
+                           env=env, start_new_session=True)
+    os.close(slave)
+    os.set_blocking(master, False)
+
+    def drain() -> None:
+        # The app's screen output must go somewhere, or it blocks on the terminal.
+        try:
+            while os.read(master, 65536):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    try:
+        async def attached() -> bool:
+            drain()
+            return (await status(run_dir))["clients"] == 1
+
+        await wait_for(attached, what="the app to attach", interval=0.2)
+        app.send_signal(signal.SIGKILL)
+        app.wait(10)
+        decided = len(rows(run_dir))
+
+        async def dropped() -> bool:
+            return (await status(run_dir))["clients"] == 0
+
+        await wait_for(dropped, what="the engine to notice the dead viewer", interval=0.2)
+        await wait_for(lambda: len(rows(run_dir)) >= decided + 2, what="two more decisions")
+        assert engine_pid(run_dir) is not None
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+        os.close(master)
+
+
+async def test_sighup_of_a_foreground_run_loses_nothing_and_run_resumes(tmp_path: Path) -> None:
+    target = make_target(tmp_path / "target", train=SLOW_TRAIN)
+    run_dir = tmp_path / "run"
+    args = [*ar_tui_command(), "run", "--headless", "--target", str(target), "--tag", "h", "--run-dir", str(run_dir),
+            "--agent", "offline", "--unattended", "--baseline-runs", "1", "--lookahead", "0"]
+    process = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.STDOUT, env=child_env(60.0))
+    output = []
+    assert process.stdout is not None
+    while True:
+        line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+        assert line, "".join(output)
+        output.append(line)
+        if line.startswith("exp 1 ") and "running" in line:
+            break
+    # The engine serves its socket in the foreground too.
+    assert stat.S_ISSOCK(os.stat(run_dir / SOCKET_NAME).st_mode)
+    process.send_signal(signal.SIGHUP)  # the SSH connection dropped
+    rest, _ = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, "".join(output) + rest.decode()
+    assert [(r.exp, r.status) for r in rows(run_dir)] == [(0, "keep")]
+    assert isinstance(events(run_dir)[-1], ev.RunStopped)
+    assert not (run_dir / SOCKET_NAME).exists() and not (run_dir / PID_FILE).exists()
+    assert not [p for p in psutil.process_iter(["environ"]) if _trains_in(p, run_dir)]
+
+    code, out, err = await cli("status", run_dir)
+    assert code == 0 and "stopped" in out
+
+    # The same command resumes: experiment 1 runs again and is decided once.
+    code, out, err = await cli(*args[3:], "--max-experiments", "2", sleep=0.05)
+    assert code == 0, out + err
+    assert "resuming run h" in out
+    assert [r.exp for r in rows(run_dir)] == [0, 1, 2]
+    assert len([e for e in events(run_dir, ev.ProposalReady) if e.exp == 1]) == 1
+    assert any(isinstance(e, ev.Notice) and "experiment 1 was interrupted" in e.message for e in events(run_dir))
+    assert [e.resumed for e in events(run_dir, ev.RunStarted)] == [False, True]
+
+
+def _trains_in(process: psutil.Process, run_dir: Path) -> bool:
+    try:
+        environ = process.info.get("environ") or {}
+    except (psutil.Error, AttributeError):
+        return False
+    return any(str(run_dir) == value for value in environ.values()) and process.pid != os.getpid()
+
+
+async def test_hostile_clients_get_errors_and_the_engine_runs_on(detached) -> None:
+    run_dir = await detached(sleep=0.2)
+    path = run_dir / SOCKET_NAME
+    reader, writer = await asyncio.open_unix_connection(str(path), limit=1 << 24)
+
+    async def ask(raw: bytes) -> dict:
+        writer.write(raw)
+        await writer.drain()
+        while True:
+            message = json.loads(await asyncio.wait_for(reader.readline(), 10))
+            if "event" not in message:
+                return message
+
+    hostile = [
+        (b"\x00\xff\xfe garbage\n", "not UTF-8"),
+        (b"{not json\n", "not JSON"),
+        (b"[1, 2, 3]\n", "JSON object"),
+        (b'{"id": 7}\n', "missing cmd"),
+        (b'{"cmd": "rm -rf /", "id": 8}\n', "unknown cmd"),
+        (b'{"cmd": "veto", "exp": "1", "id": 9}\n', "exp must be int or null"),
+        (b'{"cmd": "veto", "exp": true, "id": 10}\n', "exp must be int or null"),
+        (b'{"cmd": "set_attended", "id": 11}\n', "needs attended"),
+        (b'{"cmd": "set_attended", "attended": "yes", "id": 12}\n', "attended must be bool"),
+        (b'{"cmd": "pause", "force": 1, "id": 13}\n', "takes no argument"),
+        (b'{"cmd": "status", "id": {"a": 1}}\n', "id must be"),
+        (b'{"cmd": "subscribe", "id": 14}\n{"cmd": "subscribe", "id": 15}\n', None),
+    ]
+    for raw, error in hostile:
+        reply = await ask(raw)
+        if error is None:  # a second subscribe on the same connection
+            assert reply["ok"] is True and reply["id"] == 14
+            reply = await ask(b"")
+            assert reply["id"] == 15 and reply["ok"] is False and "already subscribed" in reply["error"]
+            continue
+        assert reply["ok"] is False and error in reply["error"], (raw, reply)
+    # Nothing above reached the engine: not paused, still attended=False.
+    figures = await request(run_dir, "status")
+    assert figures["paused"] is False and figures["attended"] is False
+
+    # An endless line is cut off with an error, and the connection closed.
+    writer.write(b"x" * (MAX_REQUEST_BYTES + 10))
+    await writer.drain()
+    reply = await ask(b"")
+    assert reply["ok"] is False and "longer than" in reply["error"]
+    await asyncio.wait_for(reader.read(), 10)  # EOF
+    writer.close()
+
+    # Half a message, then gone; and a storm of connections that say nothing.
+    _, half = await asyncio.open_unix_connection(str(path))
+    half.write(b'{"cmd": "sto')
+    await half.drain()
+    half.close()
+    storm = [socket.socket(socket.AF_UNIX) for _ in range(40)]
+    for sock in storm:
+        sock.connect(str(path))
+    for sock in storm:
+        sock.close()
+
+    # The engine is alive, answers, and its run goes on.
+    decided = len(rows(run_dir))
+    await wait_for(lambda: len(rows(run_dir)) >= decided + 2, what="two more decisions")
+    figures = await request(run_dir, "status")
+    assert figures["live"] is True
+    with pytest.raises(RemoteError, match="unknown cmd"):
+        await request(run_dir, "explode")
+
+
+async def test_socket_is_owner_only_stop_cleans_up_and_a_dead_run_is_detected(detached, tmp_path: Path) -> None:
+    run_dir = await detached(sleep=0.2)
+    pid = engine_pid(run_dir)
+    mode = os.stat(run_dir / SOCKET_NAME).st_mode
+    assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
+    # Nothing listens on a network port.
+    assert [c for c in psutil.Process(pid).net_connections(kind="inet")] == []
+
+    # A custom --run-dir registered itself, so `ls` finds it.
+    code, out, err = await cli("ls")
+    assert code == 0 and str(run_dir.resolve()) in out and "d " in out
+
+    code, out, err = await cli("stop", run_dir, "--wait")
+    assert code == 0, err
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not (run_dir / SOCKET_NAME).exists() and not (run_dir / PID_FILE).exists()
+    assert events(run_dir)[-1].reason == "stopped by the user"
+    code, out, err = await cli("ls")
+    assert "stopped" in out
+
+    # A crash leaves a socket nobody listens on and a pid file of a dead process.
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (run_dir / PID_FILE).write_text(f"{dead.pid}\n")
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(run_dir / SOCKET_NAME))
+    stale.close()
+    assert (run_dir / SOCKET_NAME).exists()
+
+    code, out, refusal = await cli("attach", run_dir)
+    assert code == 1
+    assert "not running" in refusal and f"--run-dir {run_dir.resolve()}" in refusal and "--tag d" in refusal
+    assert not (run_dir / SOCKET_NAME).exists() and not (run_dir / PID_FILE).exists()
+    code, out, err = await cli("status", run_dir, "--json")
+    assert json.loads(out)["live"] is False
+
+    # The command it offers resumes the run.
+    resume = next(line.split("ar-tui ", 1)[1] for line in refusal.splitlines() if "ar-tui run " in line).split()
+    code, out, err = await cli(*resume, "--headless", "--max-experiments", "3", sleep=0.05)
+    assert code == 0, out + err
+    assert "resuming run d" in out
+    assert sorted(r.exp for r in rows(run_dir)) == list(range(len(rows(run_dir))))
