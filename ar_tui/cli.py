@@ -57,12 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the research loop (the default command)")
     add_run_arguments(run)
     run.add_argument("--headless", action="store_true", help="no app: print a line per experiment")
+    run.add_argument("--detach", action="store_true", help="run the engine in the background; attach to watch")
     report = sub.add_parser("report", help="write report.md and progress.png for a run dir")
     report.add_argument("run_dir", type=Path)
     report.add_argument("--json", action="store_true", help="print the figures as JSON")
     report.add_argument("--narrate", action="store_true", help="ask Claude for a narrative (needs an API key)")
     report.add_argument("--model", default=os.environ.get("AR_TUI_MODEL", DEFAULT_MODEL))
     report.add_argument("--base-url")
+    add_remote_commands(sub)
     return parser
 
 
@@ -116,13 +118,20 @@ def make_proposer(args: argparse.Namespace):
     return ClaudeAgent(model=args.model, program=_program_text(args.program), base_url=args.base_url)
 
 
-def make_engine(args: argparse.Namespace):
-    from ar_tui.core.engine import Engine, EngineOptions
-    from ar_tui.core.targets import default_run_dir, materialize_bundled
+def run_location(args: argparse.Namespace) -> tuple[str, Path]:
+    """The run's tag and run dir (a detached engine is given both explicitly)."""
+    from ar_tui.core.targets import default_run_dir
 
     tag = args.tag or time.strftime("%b%d").lower()
+    return tag, (args.run_dir.resolve() if args.run_dir else default_run_dir(tag))
+
+
+def make_engine(args: argparse.Namespace):
+    from ar_tui.core.engine import Engine, EngineOptions
+    from ar_tui.core.targets import materialize_bundled
+
+    tag, run_dir = run_location(args)
     target = args.target.resolve() if args.target else materialize_bundled()
-    run_dir = args.run_dir.resolve() if args.run_dir else default_run_dir(tag)
     options = EngineOptions(
         target_dir=target,
         tag=tag,
@@ -205,6 +214,8 @@ async def _run_headless(engine) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if getattr(args, "detach", False):
+        return cmd_detach(args)
     try:
         engine = make_engine(args)
     except (ValueError, ImportError, OSError) as exc:
@@ -241,12 +252,160 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------- detach and attach
+
+
+def add_remote_commands(sub) -> None:
+    attach = sub.add_parser("attach", help="open the app on a running engine (default: the most recent live run)")
+    attach.add_argument("run_dir", nargs="?", type=Path)
+    status = sub.add_parser("status", help="one line about a run (default: the live runs, else the latest)")
+    status.add_argument("run_dir", nargs="?", type=Path)
+    status.add_argument("--json", action="store_true", help="print the figures as JSON")
+    stop = sub.add_parser("stop", help="ask a running engine to stop after the running experiment")
+    stop.add_argument("run_dir", nargs="?", type=Path)
+    stop.add_argument("--now", action="store_true", help="abort the running experiment (it runs again on resume)")
+    stop.add_argument("--wait", action="store_true", help="return once the engine has exited")
+    sub.add_parser("ls", help="list the runs on this machine with their state")
+
+
+def _live_run_dir(run_dir: Path | None, verb: str) -> Path:
+    """The run dir named, or the only live run; several live runs are listed
+    and the most recent one is taken only where that is harmless (attach)."""
+    from ar_tui.core.remote import live_run_dirs
+
+    if run_dir is not None:
+        return run_dir.resolve()
+    live = live_run_dirs()
+    if not live:
+        raise LookupError("no live run on this machine; `ar-tui ls` lists the runs")
+    if len(live) > 1:
+        listing = "\n".join(f"  {path}" for path in live)
+        if verb != "attach":
+            raise LookupError(f"{len(live)} live runs; name one:\n{listing}")
+        print(f"ar-tui: {len(live)} live runs, attaching to the most recent:\n{listing}", file=sys.stderr)
+    return live[0]
+
+
+def cmd_detach(args: argparse.Namespace) -> int:
+    from ar_tui.core.remote import EngineNotRunning, detached_argv, start_detached
+
+    tag, run_dir = run_location(args)
+    try:
+        argv = detached_argv([*args.argv, "--tag", tag, "--run-dir", str(run_dir)])
+        pid = asyncio.run(start_detached(argv, run_dir))
+    except (EngineNotRunning, OSError) as exc:
+        print(f"ar-tui: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"ar-tui: run {tag} is running in the background (pid {pid}); output in {run_dir / 'engine.out'}\n"
+          f"  watch it:   ar-tui attach {run_dir}\n"
+          f"  one line:   ar-tui status {run_dir}\n"
+          f"  stop it:    ar-tui stop {run_dir}")
+    return EXIT_OK
+
+
+async def _attach(run_dir: Path) -> int:
+    from ar_tui.core.remote import RemoteEngine
+    from ar_tui.ui.app import ArTuiApp
+
+    remote = RemoteEngine(run_dir)
+    history = await remote.connect()
+    try:
+        await ArTuiApp(remote, replay=history, log_dir=run_dir / "logs").run_async()
+    finally:
+        await remote.close()
+    return EXIT_OK
+
+
+def cmd_attach(args: argparse.Namespace) -> int:
+    from ar_tui.core.remote import EngineNotRunning, detached_argv, engine_is_live, resume_command, start_detached
+
+    try:
+        run_dir = _live_run_dir(args.run_dir, "attach")
+        code = asyncio.run(_attach(run_dir))
+    except LookupError as exc:
+        print(f"ar-tui: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except EngineNotRunning as exc:
+        resume = resume_command(run_dir)
+        print(f"ar-tui: {exc}; the run is not running. Resume it with:\n  ar-tui {' '.join(resume)}", file=sys.stderr)
+        if not (sys.stdin.isatty() and input("Resume it now in the background and attach? [y/N] ").strip().lower()
+                in ("y", "yes")):
+            return EXIT_ERROR
+        try:
+            asyncio.run(start_detached(detached_argv(resume), run_dir))
+            code = asyncio.run(_attach(run_dir))
+        except EngineNotRunning as again:
+            print(f"ar-tui: {again}", file=sys.stderr)
+            return EXIT_ERROR
+    if engine_is_live(run_dir):
+        print(f"ar-tui: detached; the run goes on. Attach again with: ar-tui attach {run_dir}")
+    return code
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from ar_tui.core.remote import EngineNotRunning, describe_status, find_run_dirs, live_run_dirs, run_status
+
+    run_dirs = [args.run_dir.resolve()] if args.run_dir else (live_run_dirs() or find_run_dirs()[:1])
+    if not run_dirs:
+        print("ar-tui: no runs on this machine", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        statuses = [asyncio.run(run_status(run_dir)) for run_dir in run_dirs]
+    except EngineNotRunning as exc:
+        print(f"ar-tui: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for status in statuses:
+        print(json.dumps(status) if args.json else describe_status(status))
+    return EXIT_OK
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from ar_tui.core.remote import EngineNotRunning, RemoteError, engine_pid, request, wait_for_exit
+
+    try:
+        run_dir = _live_run_dir(args.run_dir, "stop")
+        pid = engine_pid(run_dir)
+        asyncio.run(request(run_dir, "stop", now=args.now))
+    except (LookupError, EngineNotRunning, RemoteError) as exc:
+        print(f"ar-tui: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    when = "now: the running experiments are aborted" if args.now else "after the running experiments"
+    print(f"ar-tui: {run_dir.name} stops {when}")
+    if args.wait and pid is not None:
+        wait_for_exit(pid)
+    return EXIT_OK
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from ar_tui.core.remote import list_runs
+
+    runs = asyncio.run(list_runs())
+    if not runs:
+        print("no runs on this machine")
+        return EXIT_OK
+    print(f"{'TAG':16} {'STATE':12} {'EXPS':>5} {'KEPT':>5} {'BEST':>10}  RUN DIR")
+    for run in runs:
+        state = run["state"] + (" (paused)" if run.get("paused") and run.get("live") else "")
+        best = f"{run['best']:.6f}" if run.get("best") is not None else "-"
+        print(f"{(run['tag'] or '?')[:16]:16} {state:12} {run['experiments']:5d} {run['kept']:5d} {best:>10}  "
+              f"{run['run_dir']}")
+    return EXIT_OK
+
+
+REMOTE_COMMANDS = {"attach": cmd_attach, "status": cmd_status, "stop": cmd_stop, "ls": cmd_ls}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["run", *argv]
     args = parser.parse_args(argv)
+    args.argv = argv
+    if args.command in REMOTE_COMMANDS:
+        return REMOTE_COMMANDS[args.command](args)
     if args.command == "report":
         return cmd_report(args)
     return cmd_run(args)
