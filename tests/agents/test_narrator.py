@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ar_tui.agents.narrator import NarrationError, narrate
-from ar_tui.core.report import REPORT_NAME, build_report, write_report
+from ar_tui.core.report import REPORT_NAME, build_report, render_markdown, write_report
 from tests.core.test_report import ROWS, figures_table, write_run
 from tests.fake_messages_api import FakeMessagesAPI, error, reply, text
 
@@ -19,8 +19,7 @@ MODEL = "claude-sonnet-4-6"
 async def test_the_model_writes_prose_from_the_figures_and_cannot_change_them(tmp_path: Path) -> None:
     run = write_run(tmp_path / "run")
     report = build_report(run)
-    write_report(run)
-    figures_before = figures_table((run / REPORT_NAME).read_text())
+    figures_before = figures_table(render_markdown(report))
     story = "Two schedule changes carried the night; the baseline was 7.0 and everything cost $999."
     with FakeMessagesAPI() as api:
         api.script(reply(text(story)))
