@@ -248,12 +248,11 @@ class Search:
                 if loss is not None:
                     base_loss = loss
         for _exp, description in self.ctx.unseen:
-            for change in parse_description(description) or []:
-                self.unseen_knobs.add(change.name)
-            parsed_unseen = parse_description(description)
-            if parsed_unseen:
+            running = parse_description(description) or []
+            self.unseen_knobs.update(change.name for change in running)
+            if running:
                 point = dict(self.current)
-                point.update({c.name: _key(c.new[0]) for c in parsed_unseen if c.name in point})
+                point.update({c.name: _key(c.new[0]) for c in running if c.name in point})
                 self.unseen_points.add(self._point_key(point, 0))
         self.tried.add(self._point_key(self.current, 0))
         self.best_loss = self.loss_of(self.ctx.best_metric)
@@ -378,16 +377,18 @@ class Search:
         if not kind.movable(current):
             return [(kind.from_zero, "explore", f"{name} is {current}; trying a small non-zero value", None)] if kind.from_zero else []
         u0 = kind.to_u(current)
-        points = list(self._evidence(knob).items())
-        better = [p for p in points if p[1] < 0]
-        if better:
-            # Something was better than this value from an earlier best: go back to it here.
-            target = min(better, key=lambda p: p[1])
-            return [(
-                kind.from_u(target[0]), "probe",
-                f"{name} {self._fmt(knob, kind.from_u(target[0]))} did better by {-target[1]:.4g} from an earlier best; trying it here",
-                None,
-            )]
+        evidence = self._evidence(knob)
+        result: list[tuple[float, str, str, float | None]] = []
+        for u, delta in sorted(evidence.items(), key=lambda item: item[1]):
+            if delta < 0:
+                # It did better than this value once (on an earlier best, or
+                # inside the noise band): worth trying here.
+                result.append((
+                    kind.from_u(u), "probe",
+                    f"{name} {self._fmt(knob, kind.from_u(u))} once did better than {self._fmt(knob, current)} by {-delta:.4g}; trying it here",
+                    None,
+                ))
+        points = [(u, delta) for u, delta in evidence.items() if delta >= 0]
         below = [p for p in points if p[0] < u0 - 1e-12]
         above = [p for p in points if p[0] > u0 + 1e-12]
         left = max(below, default=None)
@@ -398,7 +399,6 @@ class Search:
         if success and kind.movable(success[0]) and kind.movable(success[1]):
             step = abs(kind.to_u(success[1]) - kind.to_u(success[0]))
         step = min(max(step, kind.resolution), kind.max_step)
-        result: list[tuple[float, str, str, float | None]] = []
 
         def at(u: float) -> float:
             return kind.from_u(u)
