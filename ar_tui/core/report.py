@@ -471,7 +471,8 @@ def render_markdown(
             f"- {report.metric} {fmt_metric(change.metric)}, {fmt_delta(change.delta)} "
             f"from {fmt_metric(change.previous)}"
         )
-        out.append(f"- cost {fmt_usd(change.cost_usd)}")
+        if change.cost_usd is not None:
+            out.append(f"- cost {fmt_usd(change.cost_usd)}")
         if change.rule or change.forced:
             out.append(f"- kept by: {_one_line(change.rule) or 'a person'}" + (" (forced)" if change.forced else ""))
         out.append("")
@@ -490,12 +491,15 @@ def render_markdown(
     if not report.failed_ideas:
         out += ["None.", ""]
     else:
-        out += [f"| exp | status | {report.metric} | delta | description | why |", "|---|---|---|---|---|---|"]
+        # A bare original ledger records no reasons: leave out an empty column.
+        reasons = any(idea.reason for idea in report.failed_ideas)
+        header = ["exp", "status", report.metric, "delta", "description"] + (["why"] if reasons else [])
+        out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for idea in report.failed_ideas[:MAX_FAILED_IDEAS_SHOWN]:
-            out.append(
-                f"| {idea.exp} | {idea.status} | {fmt_metric(idea.metric)} | {fmt_delta(idea.delta)} "
-                f"| {_one_line(idea.description)} | {_one_line(idea.reason)} |"
-            )
+            cells = [str(idea.exp), idea.status, fmt_metric(idea.metric), fmt_delta(idea.delta), _one_line(idea.description)]
+            if reasons:
+                cells.append(_one_line(idea.reason))
+            out.append("| " + " | ".join(cells) + " |")
         hidden = len(report.failed_ideas) - MAX_FAILED_IDEAS_SHOWN
         if hidden > 0:
             out.append(f"\n…and {hidden} more in {LEDGER_NAME}.")

@@ -414,6 +414,15 @@ def test_bare_original_results_tsv(tmp_path: Path) -> None:
     markdown = (run / REPORT_NAME).read_text()
     for row in rows[1:]:
         assert row[4] in markdown
+    previous = metrics[0]
+    for row in rows[1:]:
+        if row[3] == "keep":
+            assert f"val_bpb {float(row[1]):.6f}, {float(row[1]) - previous:+.6f} from {previous:.6f}" in markdown
+            previous = float(row[1])
+        else:
+            metric = "n/a" if row[3] == "crash" else f"{float(row[1]):.6f}"
+            delta = "n/a" if row[3] == "crash" else f"{float(row[1]) - previous:+.6f}"
+            assert f"| {row[3]} | {metric} | {delta} | {row[4]} |" in markdown
 
 
 def test_original_format_with_another_metric_name(tmp_path: Path) -> None:
