@@ -345,14 +345,12 @@ _POWER_OF_TWO_FALLBACK = {
 
 def _kind_of_parts(name: str, values: list[float | int]) -> Kind | None:
     """One kind for all parts of a knob; powers of two only when every part is one."""
-    kinds = [classify(name, value) for value in values]
-    if any(kind is None for kind in kinds):
+    kinds = {classify(name, value) for value in values}
+    if len(kinds) > 1:
+        kinds = {_POWER_OF_TWO_FALLBACK.get(kind, kind) for kind in kinds}
+    if len(kinds) != 1 or None in kinds:
         return None
-    kind = kinds[0]
-    if len(set(kinds)) > 1:
-        kind = _POWER_OF_TWO_FALLBACK.get(kind, kind)
-        if kind is None or any(k is not kind and _POWER_OF_TWO_FALLBACK.get(k, k) is not kind for k in kinds):
-            return None
+    (kind,) = kinds
     if not all(kind.movable(v) or kind.from_zero is not None for v in values):
         return None
     return kind

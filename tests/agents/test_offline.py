@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import math
 import random
 import statistics
 import sys
@@ -543,3 +542,36 @@ def test_ar_tui_run_headless_with_the_offline_proposer(tmp_path):
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     assert any(e["kind"] == "agent_text" and "Offline search" in e["text"] for e in events)
     assert sum(e["kind"] == "agent_tool" for e in events) >= 8
+
+
+def test_reads_nanogpt_style_lowercase_config():
+    source = """
+out_dir = 'out'
+eval_interval = 2000
+log_interval = 1
+eval_iters = 200
+always_save_checkpoint = True
+gradient_accumulation_steps = 5 * 8
+batch_size = 12
+block_size = 1024
+n_layer = 12
+n_head = 12
+n_embd = 768
+dropout = 0.0
+learning_rate = 6e-4
+max_iters = 600000
+weight_decay = 1e-1
+beta1 = 0.9
+beta2 = 0.95
+grad_clip = 1.0
+warmup_iters = 2000
+lr_decay_iters = 600000
+min_lr = 6e-5
+"""
+    knobs = {k.name: k.kind for k in find_knobs("train.py", source)}
+    assert set(knobs) == {
+        "gradient_accumulation_steps", "batch_size", "block_size", "n_layer", "n_head", "n_embd", "dropout",
+        "learning_rate", "weight_decay", "beta1", "beta2", "grad_clip", "warmup_iters", "min_lr",
+    }
+    assert knobs["learning_rate"] is LEARNING_RATE and knobs["min_lr"] is LEARNING_RATE
+    assert knobs["beta2"] is BETA and knobs["n_layer"] is DEPTH and knobs["dropout"] is FRACTION
