@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import git, make_target
-from tests.fake_messages_api import FakeMessagesAPI, RecordedRequest, edit, error, reply, run_experiment, text
+from tests.fake_messages_api import FakeMessagesAPI, RecordedRequest, edit, error, reply, run_experiment, text, usage
 
 KEY = "sk-ant-test-e2e-7d3a9b1f0c2e4d6a8b"
 CLI = [sys.executable, "-m", "ar_tui.cli"]
@@ -82,3 +82,56 @@ def test_three_experiments_end_to_end_with_costs_and_no_key_on_disk(tmp_path: Pa
     for path in [*run_dir.rglob("*"), *target.rglob("*")]:
         if path.is_file() and not path.is_symlink():
             assert KEY.encode() not in path.read_bytes(), path
+
+
+def run_cli(target: Path, run_dir: Path, api: FakeMessagesAPI, *extra: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=api.base_url, TINY_SLEEP="0.05",
+               PYTHONWARNINGS="ignore::DeprecationWarning")
+    return subprocess.run(
+        [*CLI, "run", "--headless", "--target", str(target), "--run-dir", str(run_dir), "--tag", "t",
+         "--agent", "claude", "--model", "claude-sonnet-4-5", "--unattended", "--lookahead", "0",
+         "--baseline-runs", "1", *extra],
+        env=env, capture_output=True, text=True, timeout=240,
+    )
+
+
+def test_a_rejected_key_stops_the_run_with_one_line_and_the_run_resumes_after(tmp_path: Path):
+    target = make_target(tmp_path / "target")
+    run_dir = tmp_path / "run"
+    with FakeMessagesAPI() as api:
+        api.script(error(401, "authentication_error", "invalid x-api-key"))
+        stopped = run_cli(target, run_dir, api, "--max-experiments", "1")
+        assert len(api.requests) == 1
+    assert stopped.returncode != 0
+    assert "rejected the key (401 authentication_error): invalid x-api-key" in stopped.stdout
+    assert "Traceback" not in stopped.stdout + stopped.stderr
+
+    # The user fixes the key and runs the same command: the run carries on.
+    with FakeMessagesAPI() as api:
+        api.responder = researcher
+        resumed = run_cli(target, run_dir, api, "--max-experiments", "1")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    rows = [line.split("\t") for line in (run_dir / "results.tsv").read_text().splitlines()[1:]]
+    assert [(r[3], r[4]) for r in rows] == [("keep", "baseline"), ("keep", "set LR = 0.4")]
+
+
+def test_the_budget_stops_the_run_cleanly_before_the_next_request(tmp_path: Path):
+    target = make_target(tmp_path / "target")
+    run_dir = tmp_path / "run"
+    with FakeMessagesAPI() as api:
+        # Each request costs 10,000 input tokens at $3/M = $0.03; the budget is $0.05.
+        def priced(request: RecordedRequest):
+            step = researcher(request)
+            step.usage = usage(input=10_000, output=0)
+            return step
+
+        api.responder = priced
+        done = run_cli(target, run_dir, api, "--max-experiments", "5", "--budget-usd", "0.05")
+        requests = len(api.requests)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "budget" in done.stdout
+    # Two requests ($0.06) reached the cap; none started after it.
+    assert requests == 2
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    stop = [e for e in events if e["kind"] == "run_stopped"][-1]
+    assert stop["cost_usd"] == 0.06 and "budget" in stop["reason"]
