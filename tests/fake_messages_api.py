@@ -90,6 +90,9 @@ class ToolUseBlock:
     name: str
     input: dict[str, Any] | None = None
     raw_json: str | None = None  # sent as-is instead of json.dumps(input): for broken JSON
+    # Send the input whole in content_block_start, with no JSON deltas, as some
+    # Messages-API-compatible servers do.
+    whole: bool = False
     id: str = field(default_factory=lambda: f"toolu_{uuid.uuid4().hex[:20]}")
 
     def json_text(self) -> str:
@@ -533,8 +536,9 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._event("content_block_start", {"type": "content_block_start", "index": index,
                                                     "content_block": {"type": "tool_use", "id": block.id,
-                                                                      "name": block.name, "input": {}}})
-                for piece in _chunks(block.json_text(), size):
+                                                                      "name": block.name,
+                                                                      "input": block.input if block.whole else {}}})
+                for piece in ([] if block.whole else _chunks(block.json_text(), size)):
                     self._event("content_block_delta", {"type": "content_block_delta", "index": index,
                                                         "delta": {"type": "input_json_delta",
                                                                   "partial_json": piece}})

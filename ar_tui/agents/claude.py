@@ -373,7 +373,10 @@ class ClaudeAgent:
                     elif kind == "content_block_start":
                         block = event.content_block
                         if block.type == "tool_use":
-                            blocks[event.index] = {"type": "tool_use", "id": block.id, "name": block.name}
+                            # Anthropic streams the input as JSON deltas after an empty `input`;
+                            # some compatible servers send it whole here instead.
+                            blocks[event.index] = {"type": "tool_use", "id": block.id, "name": block.name,
+                                                   "input": getattr(block, "input", None)}
                             json_parts[event.index] = []
                         elif block.type == "text":
                             blocks[event.index] = {"type": "text", "text": block.text or ""}
@@ -517,7 +520,9 @@ def _add_user_content(messages: list[dict[str, Any]], blocks: list[dict[str, Any
 def _parse_tool_call(block: dict[str, Any], raw: str) -> _ToolCall:
     call = _ToolCall(id=block["id"], name=block["name"], input={})
     if not raw.strip():
-        return call  # a tool called with no arguments streams no JSON
+        # No JSON deltas: the input came whole with the block, or the tool has no arguments.
+        call.input = block.get("input") if block.get("input") is not None else {}
+        return call
     try:
         call.input = json.loads(raw)
     except ValueError as exc:

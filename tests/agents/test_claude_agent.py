@@ -158,6 +158,14 @@ async def test_other_models_get_the_editor_as_a_tool_with_a_schema(api, target, 
     assert api.requests[1].json["tools"][0] == {"type": "text_editor_20250728", "name": "str_replace_based_edit_tool"}
 
 
+async def test_a_tool_input_sent_whole_at_block_start_is_accepted(api, target, workspace):
+    whole = edit("str_replace", path="train.py", old_str="LR = 0.5", new_str="LR = 0.4")
+    whole.whole = True
+    api.script(reply(whole, run_experiment("lower LR")))
+    await make_agent(api).propose(make_ctx(target), workspace, lambda e: None)
+    assert "LR = 0.4" in (target / "train.py").read_text()
+
+
 async def test_insert_accepts_insert_text_and_new_str(api, target, workspace):
     api.script(
         reply(edit("insert", path="train.py", insert_line=0, insert_text="# first")),
