@@ -575,3 +575,60 @@ min_lr = 6e-5
     }
     assert knobs["learning_rate"] is LEARNING_RATE and knobs["min_lr"] is LEARNING_RATE
     assert knobs["beta2"] is BETA and knobs["n_layer"] is DEPTH and knobs["dropout"] is FRACTION
+
+
+# A real tiny training run: a small MLP learns a fixed teacher with AdamW for a
+# fixed number of steps (so the metric does not depend on machine speed).
+TINY_TORCH = '''"""A real tiny training run: a two-layer MLP learns a fixed teacher on CPU."""
+import torch
+
+SEED = 0  # data and init
+LEARNING_RATE = 1e-3  # Adam learning rate
+HIDDEN_DIM = 16  # hidden width
+BATCH_SIZE = 2**7  # examples per step
+WEIGHT_DECAY = 0.0  # AdamW decay
+STEPS = 60  # optimisation steps (fixed, so the metric does not depend on machine speed)
+
+
+def main():
+    torch.set_num_threads(1)
+    generator = torch.Generator().manual_seed(SEED)
+    teacher = 0.4 * torch.randn(8, 1, generator=generator)
+    x_train = torch.randn(1024, 8, generator=generator)
+    y_train = torch.sin(x_train @ teacher) + 0.05 * torch.randn(1024, 1, generator=generator)
+    x_val = torch.randn(1024, 8, generator=generator)
+    y_val = torch.sin(x_val @ teacher)
+    torch.manual_seed(SEED)
+    model = torch.nn.Sequential(torch.nn.Linear(8, HIDDEN_DIM), torch.nn.GELU(), torch.nn.Linear(HIDDEN_DIM, 1))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
+    for step in range(STEPS):
+        index = torch.randint(0, 1024, (BATCH_SIZE,), generator=generator)
+        loss = torch.nn.functional.mse_loss(model(x_train[index]), y_train[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        val = torch.nn.functional.mse_loss(model(x_val), y_val).item()
+    print("---")
+    print(f"val_loss: {val:.6f}")
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+async def test_improves_a_real_tiny_torch_training(tmp_path):
+    workspace, _ = make_target(tmp_path, TINY_TORCH)
+    config = TargetConfig(root=tmp_path, metric="val_loss")
+    import torch
+
+    threads = torch.get_num_threads()  # the script sets its own; the test process keeps its setting
+    try:
+        loop = await drive(OfflineProposer(seed=0), workspace, config, 8, run_in_process)
+    finally:
+        torch.set_num_threads(threads)
+    baseline = loop.history[0].metric
+    print(f"tiny torch training: val_loss {baseline:.4f} -> {loop.best:.4f} in 8 experiments: "
+          + "; ".join(f"{r.description} ({r.status})" for r in loop.history[1:]))
+    assert loop.best < 0.1 * baseline
