@@ -6,9 +6,9 @@ Every test drives the real `anthropic` SDK over HTTP (streaming included) to
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import time
 from decimal import Decimal
 from pathlib import Path
 
@@ -345,11 +345,27 @@ async def test_a_long_529_storm_is_waited_out(api, target, workspace):
     assert proposal.description == "lower LR"
     waits = of_kind(events, ev.ApiWaiting)
     assert [w.attempt for w in waits] == list(range(1, storm + 1))
+    # Backoff doubles up to the cap (0.01 s here) and stays there, with jitter, for as long as it takes.
     assert all(0 < w.retry_in_s <= 0.01 for w in waits)
+    assert all(w.retry_in_s >= 0.005 for w in waits[10:])
     assert [w.waited_s for w in waits] == sorted(w.waited_s for w in waits)
     # One visible waiting state for the whole outage, then back to proposing.
     assert [e.state for e in of_kind(events, ev.StateChanged)] == [ev.STATE_WAITING_API, ev.STATE_PROPOSING]
     assert len(api.requests) == storm + 1
+
+
+def test_retry_after_headers_are_read_in_all_their_forms():
+    from email.utils import formatdate
+
+    from ar_tui.agents.claude import _retry_after
+
+    assert _retry_after({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    assert _retry_after({"retry-after": "7"}) == 7.0
+    in_a_minute = _retry_after({"retry-after": formatdate(time.time() + 60, usegmt=True)})
+    assert 55 <= in_a_minute <= 61
+    assert _retry_after({"retry-after": "soon"}) is None
+    assert _retry_after({}) is None
+    assert _retry_after({"retry-after": "999999"}) == 3600.0
 
 
 async def test_an_outage_measured_in_time_is_survived(api, target, workspace):
