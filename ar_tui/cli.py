@@ -237,9 +237,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         report = build_report(args.run_dir)
         narrative = None
         if args.narrate:
-            from ar_tui.agents.narrator import narrate
+            from ar_tui.agents.narrator import NarrationError, narrate
 
-            narrative = asyncio.run(narrate(report, model=args.model, base_url=args.base_url))
+            try:
+                narrative = asyncio.run(narrate(report, model=args.model, base_url=args.base_url))
+            except NarrationError as exc:
+                # The figures never depend on the model: write them anyway.
+                print(f"ar-tui: no narrative: {exc}", file=sys.stderr)
         paths = write_report(args.run_dir, narrative=narrative)
     except ReportError as exc:
         print(f"ar-tui: {exc}", file=sys.stderr)

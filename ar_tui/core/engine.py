@@ -713,6 +713,7 @@ class Engine:
         finally:
             slot.candidate = None
             self._slot_state(slot, ev.STATE_IDLE)
+            self._notify()
 
     def _emit_noise(self) -> None:
         self.emit(ev.NoiseEstimate(sd=self.noise.sd, samples=self.noise.samples, band=self.noise.band))
@@ -952,7 +953,7 @@ class Engine:
             touched = self.git.changed_files(cand.diff)
             protected = [f for f in touched if f in self.target.protected]
             if protected:
-                await self._decide(cand, ev.STATUS_DISCARD, None,
+                await self._decide(cand, ev.STATUS_CRASH, None,
                                    f"integrity: changes protected file(s) {', '.join(protected)}")
                 return
             message = f"exp {cand.exp}: {cand.description}"
@@ -1095,8 +1096,9 @@ class Engine:
             return
         if outcome.outcome != ev.OUTCOME_OK:
             self.last_failure_tail = outcome.tail
-            status = ev.STATUS_DISCARD if outcome.outcome == ev.OUTCOME_INTEGRITY else ev.STATUS_CRASH
-            await self._decide(cand, status, None, f"{outcome.outcome}: {outcome.message}")
+            # Rows without a metric are crashes, as in the original's ledger;
+            # the rule says which kind.
+            await self._decide(cand, ev.STATUS_CRASH, None, f"{outcome.outcome}: {outcome.message}")
             return
         metric = outcome.metric
         assert metric is not None and cand.commit is not None

@@ -70,14 +70,17 @@ def read_results(path: Path) -> tuple[str, list[LedgerRow], bool]:
     """Read a results.tsv (ar-tui's or the original's five columns).
     Returns (metric name, rows, whether a torn last line was skipped)."""
     text = Path(path).read_text(encoding="utf-8", errors="replace")
-    torn = bool(text) and not text.endswith("\n")
-    lines = text.split("\n")
-    if torn:
-        lines = lines[:-1]
-    lines = [line for line in lines if line.strip()]
+    lines = [line for line in text.split("\n") if line.strip()]
     if not lines:
-        return "val_bpb", [], torn
+        return "val_bpb", [], False
     header = lines[0].split("\t")
+    torn = False
+    # A last line without its newline is torn only when cells are missing: a
+    # hand-written results.tsv may simply lack the final newline. (The Ledger
+    # itself cuts any unterminated line before reading: it writes whole lines.)
+    if not text.endswith("\n") and len(lines) > 1 and len(lines[-1].split("\t")) < len(header):
+        lines = lines[:-1]
+        torn = True
     if len(header) < 5 or header[0] != "commit":
         raise LedgerError(f"{path}: not a results.tsv (the header must start with 'commit')")
     metric_name = header[1]
@@ -135,9 +138,8 @@ class Ledger:
         self.metric_name = metric_name
         self.rows: list[LedgerRow] = []
         if self.path.exists():
-            name, self.rows, torn = read_results(self.path)
-            if torn:
-                self._cut_torn_line()
+            self._cut_torn_line()
+            name, self.rows, _ = read_results(self.path)
         else:
             header = "\t".join(["commit", metric_name, "memory_gb", "status", "description", *EXTRA_COLUMNS]) + "\n"
             fd = self._open()
@@ -154,9 +156,9 @@ class Ledger:
 
     def _cut_torn_line(self) -> None:
         data = self.path.read_bytes()
-        keep = data[: data.rfind(b"\n") + 1]
-        with open(self.path, "r+b") as handle:
-            handle.truncate(len(keep))
+        if data and not data.endswith(b"\n"):
+            with open(self.path, "r+b") as handle:
+                handle.truncate(data.rfind(b"\n") + 1)
 
     def decided(self, exp: int) -> bool:
         return any(row.exp == exp for row in self.rows)
