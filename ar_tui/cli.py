@@ -383,7 +383,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from ar_tui.core.remote import list_runs
+    from ar_tui.core.remote import headline_state, list_runs
 
     runs = asyncio.run(list_runs())
     if not runs:
@@ -391,7 +391,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"{'TAG':16} {'STATE':12} {'EXPS':>5} {'KEPT':>5} {'BEST':>10}  RUN DIR")
     for run in runs:
-        state = run["state"] + (" (paused)" if run.get("paused") and run.get("live") else "")
+        state = headline_state(run)
         best = f"{run['best']:.6f}" if run.get("best") is not None else "-"
         print(f"{(run['tag'] or '?')[:16]:16} {state:12} {run['experiments']:5d} {run['kept']:5d} {best:>10}  "
               f"{run['run_dir']}")

@@ -380,12 +380,23 @@ def live_run_dirs() -> list[Path]:
     return [p for p in find_run_dirs() if engine_pid(p) is not None]
 
 
+def headline_state(status: dict[str, Any]) -> str:
+    """One word for a run: the engine's own state says `idle` while its slots
+    train, which is not what a person asking means."""
+    state = status.get("state") or "?"
+    if state in (STATE_DEAD, ev.STATE_STOPPED, ev.STATE_STOPPING):
+        return state
+    if status.get("paused"):
+        return ev.STATE_PAUSED
+    busy = [s["state"] for s in status.get("slots") or () if s.get("state") != ev.STATE_IDLE]
+    if state in (ev.STATE_IDLE, ev.STATE_PROPOSING) and busy:
+        return busy[0]
+    return state
+
+
 def describe_status(status: dict[str, Any]) -> str:
     """The one line `ar-tui status` prints."""
-    state = status.get("state") or "?"
-    if status.get("paused") and status.get("live"):
-        state = f"{state} (paused)"
-    parts = [status.get("tag") or Path(status.get("run_dir", "")).name, state]
+    parts = [status.get("tag") or Path(status.get("run_dir", "")).name, headline_state(status)]
     if status.get("experiment") is not None and status.get("live"):
         parts.append(f"exp {status['experiment']}")
     parts.append(f"{status.get('experiments', 0)} done, {status.get('kept', 0)} kept")
@@ -397,7 +408,7 @@ def describe_status(status: dict[str, Any]) -> str:
         parts.append(best)
     parts.append(f"${status.get('cost_usd', 0.0):.2f}")
     slots = status.get("slots") or []
-    if slots:
+    if slots and status.get("live"):
         parts.append("slots " + ", ".join(
             f"{s['device']} {s['state']}" + (f" exp {s['exp']}" if s.get("exp") is not None else "") for s in slots))
     if status.get("stopped_reason"):
