@@ -36,13 +36,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ar_tui.agents.claude import ClaudeAgent  # noqa: E402
-from ar_tui.core import events as ev  # noqa: E402
-from ar_tui.core.config import TargetConfig  # noqa: E402
-from ar_tui.core.pricing import exact_cost, price_for  # noqa: E402
-from ar_tui.core.proposer import ProposalContext, ResultRow, TokenUsage  # noqa: E402
-from ar_tui.core.workspace import Workspace  # noqa: E402
-from tests.fake_messages_api import (  # noqa: E402
+from ar_tui.agents.claude import ClaudeAgent
+from ar_tui.core import events as ev
+from ar_tui.core.config import TargetConfig
+from ar_tui.core.pricing import exact_cost, price_for
+from ar_tui.core.proposer import ProposalContext, ResultRow, TokenUsage
+from ar_tui.core.workspace import Workspace
+from tests.fake_messages_api import (
     DEFAULT_BYTES_PER_TOKEN,
     FakeMessagesAPI,
     RecordedRequest,

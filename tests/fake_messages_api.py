@@ -51,9 +51,10 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Union
+from typing import Any
 
 DEFAULT_BYTES_PER_TOKEN = 3.5  # a common estimate for English prose and Python code
 CACHE_LOOKBACK_BLOCKS = 20
@@ -99,7 +100,7 @@ class ToolUseBlock:
         return self.raw_json if self.raw_json is not None else json.dumps(self.input or {})
 
 
-Block = Union[TextBlock, ToolUseBlock]
+Block = TextBlock | ToolUseBlock
 
 
 @dataclass
@@ -136,7 +137,7 @@ class Outage:
     started: float | None = None
 
 
-Step = Union[Reply, ErrorReply, Outage, Callable[["RecordedRequest"], Any]]
+Step = Reply | ErrorReply | Outage | Callable[["RecordedRequest"], Any]
 
 
 def text(value: str) -> TextBlock:
@@ -330,7 +331,7 @@ class FakeMessagesAPI:
         self._thread: threading.Thread | None = None
 
     # lifecycle
-    def start(self) -> "FakeMessagesAPI":
+    def start(self) -> FakeMessagesAPI:
         api = self
 
         class Handler(_Handler):
@@ -349,7 +350,7 @@ class FakeMessagesAPI:
             self._server.server_close()
             self._server = None
 
-    def __enter__(self) -> "FakeMessagesAPI":
+    def __enter__(self) -> FakeMessagesAPI:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

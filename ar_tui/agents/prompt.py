@@ -19,13 +19,11 @@ every proposal into a fresh cache write.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ar_tui.core.config import TargetConfig
 from ar_tui.core.proposer import ProposalContext
-
-if TYPE_CHECKING:
-    from ar_tui.core.config import TargetConfig
-    from ar_tui.core.workspace import Workspace
+from ar_tui.core.workspace import Workspace, WorkspaceError
 
 EDITOR_TOOL_NAME = "str_replace_based_edit_tool"
 RUN_TOOL_NAME = "run_experiment"
@@ -101,11 +99,11 @@ def tools(editor: str = "builtin") -> list[dict[str, Any]]:
     return [dict(editor_tool), {**RUN_TOOL, "cache_control": STABLE_CACHE}]
 
 
-def _direction_words(target: "TargetConfig") -> str:
+def _direction_words(target: TargetConfig) -> str:
     return "lower is better" if target.direction == "min" else "higher is better"
 
 
-def system_blocks(program: str, target: "TargetConfig") -> list[dict[str, Any]]:
+def system_blocks(program: str, target: TargetConfig) -> list[dict[str, Any]]:
     """program.md and the target's fixed facts; identical for every request of a run."""
     protected = ", ".join(target.protected) or "none"
     facts = "\n".join([
@@ -114,18 +112,18 @@ def system_blocks(program: str, target: "TargetConfig") -> list[dict[str, Any]]:
         f"- Protected files (never edit): {protected}",
         f"- Metric: {target.metric}, {_direction_words(target)}",
         f"- Each experiment runs `{target.run}` with a fixed time budget of {target.time_budget:g} seconds.",
-        f"- Tools: `{EDITOR_TOOL_NAME}` to view and edit the editable files (paths relative to the "
-        f"target, e.g. `{target.editable[0]}`), then `{RUN_TOOL_NAME}` once to submit.",
+        (f"- Tools: `{EDITOR_TOOL_NAME}` to view and edit the editable files (paths relative to the "
+         f"target, e.g. `{target.editable[0]}`), then `{RUN_TOOL_NAME}` once to submit."),
     ])
     return [{"type": "text", "text": f"{program.rstrip()}\n\n{facts}\n", "cache_control": STABLE_CACHE}]
 
 
-def files_text(workspace: "Workspace") -> str:
+def files_text(workspace: Workspace) -> str:
     parts = ["The editable files at the start of this experiment (the current best):"]
     for rel in workspace.editable:
         try:
             content = workspace.read(rel)
-        except Exception as exc:  # a missing file is shown as such, not fatal
+        except WorkspaceError as exc:  # a missing file is shown as such, not fatal
             content = f"(unreadable: {exc})"
         parts.append(f'<file path="{rel}">\n{content}\n</file>')
     return "\n".join(parts)
@@ -206,7 +204,7 @@ def situation_text(ctx: ProposalContext) -> str:
     return "\n".join(lines)
 
 
-def opening_message(ctx: ProposalContext, workspace: "Workspace") -> dict[str, Any]:
+def opening_message(ctx: ProposalContext, workspace: Workspace) -> dict[str, Any]:
     return {
         "role": "user",
         "content": [

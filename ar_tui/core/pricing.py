@@ -12,9 +12,10 @@ requests rather than an accumulation of float rounding errors.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 from ar_tui.core.proposer import TokenUsage
 
@@ -33,7 +34,7 @@ class Price:
 
     @classmethod
     def of(cls, input: float | str, cache_write_5m: float | str, cache_write_1h: float | str,
-           cache_read: float | str, output: float | str) -> "Price":
+           cache_read: float | str, output: float | str) -> Price:
         # str() first: Decimal(0.3) would carry the float's binary error.
         return cls(*(Decimal(str(v)) for v in (input, cache_write_5m, cache_write_1h, cache_read, output)))
 

@@ -17,7 +17,12 @@ import pytest
 from ar_tui.agents.claude import ClaudeAgent
 from ar_tui.core import events as ev
 from ar_tui.core.config import ConfigError, TargetConfig
-from ar_tui.core.proposer import ProposalContext, ProposalFailed, ProposerStopped, ResultRow
+from ar_tui.core.proposer import (
+    ProposalContext,
+    ProposalFailed,
+    ProposerStopped,
+    ResultRow,
+)
 from ar_tui.core.workspace import Workspace
 from tests.conftest import TINY_PREPARE, TINY_TRAIN
 from tests.fake_messages_api import (
@@ -124,7 +129,7 @@ async def test_requests_carry_only_the_two_tools_and_cache_breakpoints_on_the_st
         body = request.json
         assert body["stream"] is True
         tools = body["tools"]
-        assert [t.get("type") for t in tools][0] == "text_editor_20250728"
+        assert tools[0].get("type") == "text_editor_20250728"
         assert [t["name"] for t in tools] == ["str_replace_based_edit_tool", "run_experiment"]
         assert tools[1]["input_schema"]["required"] == ["description"]
         # Tools and system prompt (program.md) end at one-hour breakpoints.

@@ -11,7 +11,16 @@ import sys
 from pathlib import Path
 
 from tests.conftest import git, make_target
-from tests.fake_messages_api import FakeMessagesAPI, RecordedRequest, edit, error, reply, run_experiment, text, usage
+from tests.fake_messages_api import (
+    FakeMessagesAPI,
+    RecordedRequest,
+    edit,
+    error,
+    reply,
+    run_experiment,
+    text,
+    usage,
+)
 
 KEY = "sk-ant-test-e2e-7d3a9b1f0c2e4d6a8b"
 CLI = [sys.executable, "-m", "ar_tui.cli"]

@@ -6,7 +6,15 @@ from decimal import Decimal
 
 import pytest
 
-from ar_tui.core.pricing import Price, PriceError, cost_of, exact_cost, model_family, parse_price_overrides, price_for
+from ar_tui.core.pricing import (
+    Price,
+    PriceError,
+    cost_of,
+    exact_cost,
+    model_family,
+    parse_price_overrides,
+    price_for,
+)
 from ar_tui.core.proposer import TokenUsage
 
 
