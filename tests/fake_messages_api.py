@@ -8,7 +8,7 @@ request so tests can assert on what the client sent.
 
 Script it with a queue of steps, served in order, one per request:
 
-    from tests.fake_messages_api import (FakeMessagesAPI, reply, text, edit,
+    from tests.fake_messages_api import (FakeMessagesAPI, reply, text, edit, tool_use,
         run_experiment, error, outage, drop, stream_error, usage)
 
     with FakeMessagesAPI() as api:
@@ -21,6 +21,12 @@ Script it with a queue of steps, served in order, one per request:
                   edit("str_replace", path="train.py", old_str="LR = 0.1", new_str="LR = 0.05")),
             reply(run_experiment("halve the LR", rationale="loss is noisy")),
             reply(text("done"), usage=usage(input=100, output=20, cache_read=900)),
+            reply(text("x"), stop_reason="max_tokens"),          # any stop reason
+            reply(tool_use("str_replace_based_edit_tool", raw_json='{"path": ')),  # broken JSON
+            drop(text("half a tho"), after=1),                   # connection cut mid-stream
+            stream_error(text("hm"), after=1),                   # SSE `error` event mid-stream
+            error(401, "authentication_error", "invalid x-api-key"),
+            error(429, "rate_limit_error", error_code="enforced_spend_limit_reached"),
         )
         agent = ClaudeAgent(model="claude-sonnet-4-5", program=..., api_key="sk-ant-test",
                             base_url=api.base_url)
