@@ -530,18 +530,18 @@ def test_ar_tui_run_headless_with_the_offline_proposer(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
     done = subprocess.run(
         [sys.executable, "-m", "ar_tui.cli", "run", "--headless", "--target", str(target), "--run-dir", str(run_dir),
-         "--tag", "t", "--max-experiments", "8", "--unattended", "--lookahead", "0", "--baseline-runs", "1"],
+         "--tag", "t", "--max-experiments", "5", "--unattended", "--lookahead", "0", "--baseline-runs", "1"],
         env=env, capture_output=True, text=True, timeout=240, cwd=REPO,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [line.split("\t") for line in (run_dir / "results.tsv").read_text().splitlines()[1:]]
-    assert len(rows) == 9 and rows[0][4] == "baseline"
+    assert len(rows) == 6 and rows[0][4] == "baseline"
     assert all(parse_description(row[4]) for row in rows[1:]), [row[4] for row in rows]
     kept = [float(row[1]) for row in rows[1:] if row[3] == "keep"]
     assert kept and min(kept) < float(rows[0][1]) - 0.3
     events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     assert any(e["kind"] == "agent_text" and "Offline search" in e["text"] for e in events)
-    assert sum(e["kind"] == "agent_tool" for e in events) >= 8
+    assert sum(e["kind"] == "agent_tool" for e in events) >= 5
 
 
 def test_reads_nanogpt_style_lowercase_config():
@@ -587,7 +587,7 @@ LEARNING_RATE = 1e-3  # Adam learning rate
 HIDDEN_DIM = 16  # hidden width
 BATCH_SIZE = 2**7  # examples per step
 WEIGHT_DECAY = 0.0  # AdamW decay
-STEPS = 60  # optimisation steps (fixed, so the metric does not depend on machine speed)
+STEPS = 40  # optimisation steps (fixed, so the metric does not depend on machine speed)
 
 
 def main():
