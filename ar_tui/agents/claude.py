@@ -330,7 +330,9 @@ class ClaudeAgent:
                 if waiting_since is None:
                     waiting_since = now
                     run.emit(ev.StateChanged(state=ev.STATE_WAITING_API, exp=run.exp, detail=verdict.reason))
-                delay = verdict.retry_after if verdict.retry_after is not None else self._backoff(attempt)
+                # Never sooner than the API asks, nor than the backoff: a server that keeps
+                # saying "retry-after: 0" must not be hammered in a tight loop.
+                delay = max(verdict.retry_after or 0.0, self._backoff(attempt))
                 run.emit(ev.ApiWaiting(exp=run.exp, reason=verdict.reason, retry_in_s=delay,
                                        attempt=attempt, waited_s=now - waiting_since))
                 await asyncio.sleep(delay)

@@ -359,6 +359,15 @@ async def test_a_long_529_storm_is_waited_out(api, target, workspace):
     assert len(api.requests) == storm + 1
 
 
+async def test_retry_after_zero_does_not_make_a_tight_loop(api, target, workspace):
+    api.script(*[error(429, "rate_limit_error", retry_after=0)] * 4, reply(LOWER_LR, run_experiment("lower LR")))
+    events: list[ev.Event] = []
+    await make_agent(api, retry_base_s=0.02, retry_cap_s=1.0).propose(make_ctx(target), workspace, events.append)
+    waits = [w.retry_in_s for w in of_kind(events, ev.ApiWaiting)]
+    assert len(waits) == 4 and all(w >= 0.01 for w in waits)
+    assert waits[-1] >= 0.08  # the backoff grew: 0.02 * 2**3 / 2 at least
+
+
 def test_retry_after_headers_are_read_in_all_their_forms():
     from email.utils import formatdate
 
