@@ -263,6 +263,11 @@ class ClaudeAgent:
                 except WorkspaceError as exc:
                     edit_failed = True
                     self._tool_result(run, results, call, str(exc), True, summary)
+                except (OSError, ValueError) as exc:
+                    # A path the file system rejects (a NUL byte) or a full disk: the
+                    # model is told, the loop goes on.
+                    edit_failed = True
+                    self._tool_result(run, results, call, f"the edit failed: {exc}", True, summary)
                 else:
                     self._tool_result(run, results, call, output, False, summary, line)
             elif call.name == prompt.RUN_TOOL_NAME:

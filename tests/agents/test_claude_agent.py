@@ -197,6 +197,7 @@ HOSTILE = [
     ("file grown past the cap", edit("create", path="train.py", file_text="x" * 600_000), "over the cap"),
     ("unknown command", edit("undo_edit", path="train.py"), "undo_edit is not available"),
     ("not an editable file", edit("create", path="evil.py", file_text="x"), "not editable"),
+    ("NUL byte in the path", edit("create", path="train.py\x00", file_text="x"), "not editable"),
 ]
 
 
