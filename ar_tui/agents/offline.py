@@ -18,10 +18,10 @@ of two for batch sizes, linear for ratios and depth):
 - knobs are chosen by how much moving them has changed the metric so far,
   discounted by their run of failures; now and then, and more often when
   progress stalls, the two most promising moves are combined.
-A crash going up in a memory-hungry knob (or any crash whose log says it ran
-out of memory) puts a ceiling on that knob; any other crash rules out the
-value that caused it. No point is proposed twice from the same code, and
-nothing that is still running (`ctx.unseen`) is proposed again.
+A crash going up in a memory-hungry knob or a learning rate (or any crash
+whose log says it ran out of memory) puts a ceiling on that knob; any other
+crash rules out the value that caused it. No point is proposed twice from the
+same code, and nothing that is still running (`ctx.unseen`) is proposed again.
 
 All edits go through the `Workspace`, the same path as the Claude agent's
 text-editor tool calls.
@@ -35,6 +35,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from ar_tui.agents.constants import (
+    LEARNING_RATE,
     SCALE_LOG2,
     Knob,
     NotAConstant,
@@ -291,7 +292,9 @@ class Search:
                 knob = self.by_name.get(name)
                 if knob is None:
                     continue
-                if new > old and (knob.kind.memory or out_of_memory):
+                # Bigger models and batches run out of memory, higher learning
+                # rates diverge: past such a crash, further is no better.
+                if new > old and (knob.kind.memory or knob.kind is LEARNING_RATE or out_of_memory):
                     self.ceiling[name] = min(self.ceiling.get(name, math.inf), _key(new))
                 elif len(changes) == 1:
                     self.bad_values[name].add(_key(new))
