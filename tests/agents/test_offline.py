@@ -632,3 +632,28 @@ async def test_improves_a_real_tiny_torch_training(tmp_path):
     print(f"tiny torch training: val_loss {baseline:.4f} -> {loop.best:.4f} in 8 experiments: "
           + "; ".join(f"{r.description} ({r.status})" for r in loop.history[1:]))
     assert loop.best < 0.1 * baseline
+
+
+async def test_knobs_in_several_editable_files_are_named_by_file(tmp_path):
+    (tmp_path / "train.py").write_text("LEARNING_RATE = 0.01  # main\n")
+    (tmp_path / "model.py").write_text("LEARNING_RATE = 0.5  # head\nDEPTH = 2  # layers\n")
+    workspace = Workspace(tmp_path, ["train.py", "model.py"], [])
+    names = {k.name for k in load_knobs(workspace)}
+    assert names == {"train.py:LEARNING_RATE", "model.py:LEARNING_RATE", "DEPTH"}
+    ctx = ProposalContext(exp=1, target=TargetConfig(root=tmp_path), best_metric=1.0, baseline_metric=1.0,
+                          history=[ResultRow(0, "0000000", 1.0, "keep", "baseline")])
+    proposal = await OfflineProposer().propose(ctx, workspace, lambda e: None)
+    (change,) = parse_description(proposal.description)
+    path, _, name = change.name.partition(":")
+    assert (path, name) in {("train.py", "LEARNING_RATE"), ("model.py", "LEARNING_RATE")}
+    assert f"LEARNING_RATE = {change.new[0]}" in (tmp_path / path).read_text()
+
+
+async def test_a_script_that_does_not_parse_is_a_one_line_failure(tmp_path):
+    broken = "LEARNING_RATE = 0.01\ndef f(:\n"
+    workspace, config = make_target(tmp_path, broken)
+    ctx = ProposalContext(exp=1, target=config, best_metric=1.0, baseline_metric=1.0, history=[])
+    with pytest.raises(ProposalFailed, match=r"^train.py does not parse \(line 2\)") as failure:
+        await OfflineProposer().propose(ctx, workspace, lambda e: None)
+    assert "\n" not in failure.value.reason
+    assert (tmp_path / "train.py").read_text() == broken
