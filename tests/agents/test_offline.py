@@ -504,12 +504,17 @@ async def test_nanochat_edit_keeps_the_script_valid(tmp_path):
     assert len(changed) == 1 and len(after.split("\n")) == len(source.split("\n"))
     (change,) = parse_description(proposal.description)
     assert knob_values(after)[change.name] == pytest.approx(change.new)
-    # A width move on both device classes keeps width a multiple of the head size.
-    ctx.adapt_description = "WIDTH 192|768 -> 288|1152"
+    # A `per_device(cpu, gpu)` knob is written back whole, comment and all.
+    width = {k.name: k for k in find_knobs("train.py", source)}["WIDTH"]
+    wider = tuple(part.value * 3 // 2 for part in width.parts)
+    wanted = f"WIDTH {width.text} -> {'|'.join(map(str, wider))}"
+    ctx.adapt_description = wanted
     workspace, _ = make_target(tmp_path / "w", source)
     proposal = await OfflineProposer().propose(ctx, workspace, events.append)
-    assert proposal.description == "WIDTH 192|768 -> 288|1152"
-    assert "WIDTH = per_device(288, 1152)  # residual stream width" in (tmp_path / "w" / "train.py").read_text()
+    assert proposal.description == wanted
+    written = (tmp_path / "w" / "train.py").read_text()
+    assert knob_values(written)["WIDTH"] == wider
+    assert f"WIDTH = per_device({', '.join(map(str, wider))})  # {width.comment}" in written
 
 
 # ---------------------------------------------------------------------------
