@@ -44,9 +44,11 @@ from ar_tui.core.proposer import (
 )
 from ar_tui.core.workspace import Workspace, WorkspaceError
 
-# Errors the API reports inside a 200 stream (an SSE `error` event) that a
-# later attempt can get past.
-RETRYABLE_STREAM_ERRORS = {"overloaded_error", "api_error", "rate_limit_error", "timeout_error"}
+# Errors the API reports inside a 200 stream (an SSE `error` event) that no
+# later attempt can get past; any other (overloaded_error, api_error, a proxy's
+# unreadable error) is an outage to wait out.
+FATAL_STREAM_ERRORS = {"invalid_request_error", "authentication_error", "permission_error", "not_found_error",
+                       "request_too_large", "billing_error"}
 RETRYABLE_STATUS = {408, 409, 429}
 MAX_RETRY_AFTER_S = 3600.0
 VIEW_CHARS = 60_000  # a larger view result is cut: the files are in the opening message already
@@ -387,8 +389,8 @@ class ClaudeAgent:
                             json_parts[event.index] = []
                         elif block.type == "text":
                             blocks[event.index] = {"type": "text", "text": block.text or ""}
-                        else:
-                            blocks[event.index] = block.to_dict()
+                        # Other blocks (a local model's `thinking`) are not sent back: no
+                        # thinking was asked for, and a partial block would be refused.
                     elif kind == "content_block_delta":
                         delta = event.delta
                         if delta.type == "text_delta" and event.index in blocks:
@@ -419,10 +421,7 @@ class ClaudeAgent:
                 call = _parse_tool_call(block, "".join(json_parts.get(index, [])))
                 calls.append(call)
                 content.append(call.param())
-            elif block["type"] == "text":
-                if block["text"]:
-                    content.append(block)
-            else:
+            elif block["text"]:
                 content.append(block)
         return _Response(content, calls, stop_reason, usage or TokenUsage())
 
@@ -437,9 +436,9 @@ class ClaudeAgent:
                 return _Verdict(False, f"spend limit reached ({label}): {detail}; raise the limit, then resume")
             if status == 200:
                 # An error event inside an accepted stream.
-                if kind in RETRYABLE_STREAM_ERRORS:
-                    return _Verdict(True, f"{kind} during the response")
-                return _Verdict(False, f"API error during the response ({label}): {detail}")
+                if kind in FATAL_STREAM_ERRORS:
+                    return _Verdict(False, f"API error during the response ({label}): {detail}")
+                return _Verdict(True, f"{kind or 'an error'} during the response")
             if status in RETRYABLE_STATUS or status >= 500:
                 return _Verdict(True, f"{label}: {detail}", _retry_after(exc.response.headers))
             if status == 401:

@@ -406,6 +406,14 @@ async def test_a_stream_that_breaks_midway_is_retried(api, target, workspace, br
     assert (target / "train.py").read_text().count("LR = 0.4") == 1
 
 
+async def test_a_mid_stream_error_that_waiting_cannot_fix_stops(api, target, workspace):
+    api.script(stream_error(text("Half"), LOWER_LR, after=1, error_type="invalid_request_error"))
+    with pytest.raises(ProposerStopped) as info:
+        await make_agent(api).propose(make_ctx(target), workspace, lambda e: None)
+    assert "invalid_request_error" in info.value.reason
+    assert len(api.requests) == 1
+
+
 @pytest.mark.parametrize("status, kind, code, fragment", [
     (401, "authentication_error", None, "rejected the key"),
     (403, "permission_error", None, "may not use this model"),
