@@ -210,7 +210,10 @@ async def _run_headless(engine) -> int:
     except UserError as exc:
         print(f"ar-tui: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return EXIT_ERROR if stopped.error else EXIT_OK
+    if stopped.error:
+        print(f"ar-tui: {stopped.reason}", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -213,6 +213,7 @@ class Engine:
         self._decide_lock = asyncio.Lock()
         self._proposer_lock = asyncio.Lock()
         self.control_server = None
+        self._log_broken = False
         self._propose_worktree: Path | None = None
         self._propose_target: Path | None = None
 
@@ -228,13 +229,22 @@ class Engine:
         return unsubscribe
 
     def emit(self, event: ev.Event) -> None:
-        if event.persist and self.event_log is not None:
-            self.event_log.write(event)
+        failure: LedgerError | None = None
+        if event.persist and self.event_log is not None and not self._log_broken:
+            try:
+                self.event_log.write(event)
+            except LedgerError as exc:
+                # Observers still hear of it (the app, the headless printer);
+                # the run then stops with the rows before it intact.
+                self._log_broken = True
+                failure = exc
         for observer in list(self.observers):
             try:
                 observer(event)
             except Exception as exc:  # an observer's bug must not stop the night's research
                 print(f"ar-tui: an observer failed on {event.kind}: {exc!r}", file=sys.stderr)
+        if failure is not None:
+            raise failure
 
     def _notify(self) -> None:
         self._changed.set()
