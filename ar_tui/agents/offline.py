@@ -471,10 +471,13 @@ class Search:
         untried = self.tries[name] == 0
         first_mode = "explore" if untried else ("momentum" if momentum else "probe")
         first_step = min(kind.max_step, step * GROWTH) if momentum and kind.scale != SCALE_LOG2 else step
-        reason = (
-            f"{name} ({kind.label}) has not been moved yet" if untried
-            else f"{name} was last kept going {'up' if direction > 0 else 'down'}; trying that way again from the new best"
-        )
+        way = "up" if direction > 0 else "down"
+        if untried:
+            reason = f"{name} ({kind.label}) has not been moved yet"
+        elif success:
+            reason = f"{name} was last kept going {way}; trying that way again from the new best"
+        else:
+            reason = f"{name}: nothing is known yet about moving it from {self._fmt(knob, current)}; trying a step {way}"
         result.append((at(u0 + direction * first_step), first_mode, reason, None))
         result.append((at(u0 - direction * step), "probe" if not untried else "explore", f"{name}: trying the other way", None))
         return result
