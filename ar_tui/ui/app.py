@@ -119,7 +119,7 @@ class ArTuiApp(App[Any]):
         self._engine_running = False
         self._stop_requested = False
         self._unsubscribe: Callable[[], None] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ui_loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
 
     # ------------------------------------------------------------------ layout
@@ -148,14 +148,14 @@ class ArTuiApp(App[Any]):
         self.veto_banner = self.query_one(VetoBanner)
         for name, label in PANES:
             self.query_one(f"#{name}").border_title = label
-        self._loop = asyncio.get_running_loop()
+        self._ui_loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         for event in self._replay:
             self._ingest(event)
         self._preload_running_logs()
         self._unsubscribe = self.handle.subscribe(self._observe)
-        self._flush()
-        self.set_interval(self._refresh_interval, self._flush)
+        self._redraw()
+        self.set_interval(self._refresh_interval, self._redraw)
         if self._run_engine is not None:
             self._engine_running = True
             self._engine_worker()
@@ -196,8 +196,8 @@ class ArTuiApp(App[Any]):
         anything else is handed over to that loop."""
         if threading.get_ident() == self._loop_thread:
             self._ingest(event)
-        elif self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._ingest, event)
+        elif self._ui_loop is not None and not self._ui_loop.is_closed():
+            self._ui_loop.call_soon_threadsafe(self._ingest, event)
 
     def _ingest(self, event: ev.Event) -> None:
         # Runs inside the engine's emit: it must be cheap and must not raise.
@@ -265,7 +265,7 @@ class ArTuiApp(App[Any]):
 
     # ------------------------------------------------------------------ drawing
 
-    def _flush(self) -> None:
+    def _redraw(self) -> None:
         now = self._clock()
         view = self.view
         self.training_log.sync()
@@ -331,6 +331,8 @@ class ArTuiApp(App[Any]):
         # binding of the same key applies).
         if action in ("request_quit", "help", "show_pane"):
             return True
+        if action == "next_slot":
+            return len(self.view.slots) > 1
         if self.screen is not self.screen_stack[0]:
             return None
         view = self.view
@@ -350,8 +352,6 @@ class ArTuiApp(App[Any]):
         if action == "start_now":
             slot = self._focused_slot()
             return True if self._live() and slot is not None and slot.state == ev.STATE_VETO_WINDOW else None
-        if action == "next_slot":
-            return True if len(view.slots) > 1 else False
         return True
 
     def action_pause(self) -> None:

@@ -30,7 +30,7 @@ def printable(text: str) -> str:
 class TrainingLog(ScrollView, can_focus=True):
     DEFAULT_CSS = """
     TrainingLog {
-        scrollbar-size-horizontal: 0;
+        overflow-x: hidden;
     }
     """
 
@@ -38,12 +38,14 @@ class TrainingLog(ScrollView, can_focus=True):
         super().__init__(id=id, classes=classes)
         self.buffer = buffer
         self.slot_index = 0
+        # Following: the view shows the newest lines whatever the scroll
+        # position says (a resize or a hidden tab must not leave it a few
+        # lines short). Only the user's own scrolling clears it.
+        self.following = True
+        self._moving = False  # set while this widget scrolls itself
         self._seen_version = -1
         self._seen_dropped = 0
         self._seen_exp: int | None = None
-        # Whether the view sticks to the newest line; cleared when the user
-        # scrolls up, set again when they scroll back to the end.
-        self.following = True
 
     @property
     def slot_log(self) -> SlotLog:
@@ -51,28 +53,48 @@ class TrainingLog(ScrollView, can_focus=True):
 
     def show_slot(self, index: int) -> None:
         self.slot_index = index
+        self.following = True
         self._seen_version = -1
-        self.sync(force_follow=True)
+        self.sync()
 
-    def sync(self, force_follow: bool = False) -> None:
+    def _scroll_self(self, y: float) -> None:
+        self._moving = True
+        try:
+            # force: the scrollbar that allows scrolling appears only at the
+            # next layout, and the view must move now.
+            self.scroll_to(y=y, animate=False, immediate=True, force=True)
+        finally:
+            self._moving = False
+
+    def watch_scroll_y(self, old: float, new: float) -> None:
+        super().watch_scroll_y(old, new)
+        if not self._moving:
+            self.following = new >= self.max_scroll_y
+
+    def sync(self) -> None:
         """Catch up with the buffer; called on the app's refresh timer."""
         log = self.slot_log
-        if log.version == self._seen_version and not force_follow:
+        if log.version == self._seen_version:
             return
-        following = force_follow or self.following or self._seen_exp != log.exp
+        if log.exp != self._seen_exp:
+            self.following = True
         newly_dropped = log.dropped - self._seen_dropped if log.exp == self._seen_exp else 0
         self._seen_version, self._seen_dropped, self._seen_exp = log.version, log.dropped, log.exp
-        self.virtual_size = Size(self.size.width, len(log.lines))
-        if following:
-            self.scroll_to(y=max(0, len(log.lines) - self.scrollable_content_region.height), animate=False, immediate=True)
-            self.following = True
+        self.virtual_size = Size(self.scrollable_content_region.width, len(log.lines))
+        if self.following:
+            self._scroll_self(max(0, len(log.lines) - self.scrollable_content_region.height))
         elif newly_dropped > 0:
-            self.scroll_to(y=max(0, self.scroll_y - newly_dropped), animate=False, immediate=True)
+            self._scroll_self(max(0, self.scroll_y - newly_dropped))
         self.refresh()
+
+    def first_visible(self) -> int:
+        if self.following:
+            return max(0, len(self.slot_log.lines) - self.scrollable_content_region.height)
+        return round(self.scroll_y)
 
     def render_line(self, y: int) -> Strip:
         lines = self.slot_log.lines
-        index = round(self.scroll_y) + y
+        index = self.first_visible() + y
         width = self.scrollable_content_region.width
         if not 0 <= index < len(lines):
             return Strip.blank(width, self.rich_style)
@@ -81,9 +103,6 @@ class TrainingLog(ScrollView, can_focus=True):
             text = set_cell_size(text, max(0, width - 1)) + "…"
         return Strip([Segment(text, self.rich_style)]).adjust_cell_length(width, self.rich_style)
 
-    def watch_scroll_y(self, old: float, new: float) -> None:
-        super().watch_scroll_y(old, new)
-        self.following = new >= self.max_scroll_y
-
     def on_resize(self) -> None:
-        self.sync(force_follow=self.following)
+        self._seen_version = -1
+        self.sync()
