@@ -33,6 +33,7 @@ import math
 import random
 import re
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from ar_tui.agents.constants import (
     LEARNING_RATE,
@@ -132,7 +133,9 @@ def _changes_from_diff(diff: str, names: set[str]) -> tuple[dict[str, tuple[floa
             structural = True
             continue
         (before if line.startswith("-") else after).update(found)
-    changes = {name: (before[name], after[name]) for name in before.keys() & after.keys() if before[name] != after[name]}
+    changes = {
+        name: (before[name], after[name]) for name in before.keys() & after.keys() if before[name] != after[name]
+    }
     if before.keys() ^ after.keys():
         structural = True
     return changes, structural
@@ -151,11 +154,18 @@ class Trial:
     base_loss: float | None
 
 
+class Candidate(NamedTuple):
+    target: float  # the first part's value, before rounding
+    mode: str  # explore / momentum / probe / refine / recheck
+    why: str
+    gain: float | None = None  # the improvement a fitted parabola predicts
+
+
 @dataclass
 class Move:
     knob: Knob
     new: Values
-    mode: str  # explore / momentum / probe / refine / pair
+    mode: str  # a Candidate's mode, or pair / adapt
     why: str
     score: float = 0.0
 
@@ -243,7 +253,9 @@ class Search:
             self.trials.append(trial)
             if point is not None:
                 self.tried.add(self._point_key(point, point_epoch))
-            self._learn(trial, out_of_memory=index == last_crash and bool(_OUT_OF_MEMORY.search(self.ctx.last_failure_tail)))
+            self._learn(
+                trial, out_of_memory=index == last_crash and bool(_OUT_OF_MEMORY.search(self.ctx.last_failure_tail))
+            )
             if row.status == "keep":
                 base, base_epoch = after_keep[index]
                 if loss is not None:
@@ -372,114 +384,120 @@ class Search:
     def _fmt(self, knob: Knob, value: float) -> str:
         return format_value(value, knob.parts[0].text, knob.kind.integer)
 
-    def candidates(self, knob: Knob) -> list[tuple[float, str, str, float | None]]:
-        """Ordered (target value, mode, why, predicted gain) for `knob`."""
+    def candidates(self, knob: Knob) -> list[Candidate]:
+        """The next values worth trying for `knob`, best first."""
         kind = knob.kind
         name = knob.name
         current = knob.value
+        result: list[Candidate] = []
+
+        def add(u: float, mode: str, why: str, gain: float | None = None) -> None:
+            result.append(Candidate(kind.from_u(u), mode, why, gain))
+
+        def shown(u: float) -> str:
+            return self._fmt(knob, kind.from_u(u))
+
+        def worse(point: tuple[float, float]) -> str:
+            return "crashed" if math.isinf(point[1]) else f"was worse by {point[1]:.4g}"
+
         if not kind.movable(current):
-            return [(kind.from_zero, "explore", f"{name} is {current}; trying a small non-zero value", None)] if kind.from_zero else []
+            if kind.from_zero:
+                result.append(Candidate(kind.from_zero, "explore", f"{name} is {current}; trying a small value", None))
+            return result
         u0 = kind.to_u(current)
         evidence = self._evidence(knob)
-        result: list[tuple[float, str, str, float | None]] = []
         for u, delta in sorted(evidence.items(), key=lambda item: item[1]):
             if delta < 0:
                 # It did better than this value once (on an earlier best, or
                 # inside the noise band): worth trying here.
-                result.append((
-                    kind.from_u(u), "probe",
-                    f"{name} {self._fmt(knob, kind.from_u(u))} once did better than {self._fmt(knob, current)} by {-delta:.4g}; trying it here",
-                    None,
-                ))
+                add(u, "probe", f"{name} {shown(u)} once did better than {shown(u0)} by {-delta:.4g}; trying it here")
         points = [(u, delta) for u, delta in evidence.items() if delta >= 0]
-        below = [p for p in points if p[0] < u0 - 1e-12]
-        above = [p for p in points if p[0] > u0 + 1e-12]
-        left = max(below, default=None)
-        right = min(above, default=None)
-        best = 0.0  # evidence is relative to the current best
-        step = kind.step
+        left = max((p for p in points if p[0] < u0 - 1e-12), default=None)
+        right = min((p for p in points if p[0] > u0 + 1e-12), default=None)
         success = self.last_success.get(name)
+        step = kind.step
         if success and kind.movable(success[0]) and kind.movable(success[1]):
             step = abs(kind.to_u(success[1]) - kind.to_u(success[0]))
         step = min(max(step, kind.resolution), kind.max_step)
 
-        def at(u: float) -> float:
-            return kind.from_u(u)
-
-        def worse(point: tuple[float, float]) -> str:
-            if math.isinf(point[1]):
-                return "crashed"
-            return f"was worse by {point[1]:.4g}"
-
         if left and right:
             gap_left, gap_right = u0 - left[0], right[0] - u0
             if math.isfinite(left[1]) and math.isfinite(right[1]):
-                # Parabola through (left, best, right): its vertex is where the
-                # three points say the minimum is.
-                x1, y1, x2, y2, x3, y3 = left[0], left[1], u0, best, right[0], right[1]
-                numerator = (x2 - x1) ** 2 * (y2 - y3) - (x2 - x3) ** 2 * (y2 - y1)
-                denominator = (x2 - x1) * (y2 - y3) - (x2 - x3) * (y2 - y1)
+                # Both neighbours are worse than here (0, the evidence is
+                # relative): the parabola through the three has its minimum
+                # in between; its second divided difference is its curvature.
+                x1, y1, x3, y3 = left[0], left[1], right[0], right[1]
+                numerator = (u0 - x1) ** 2 * (0 - y3) - (u0 - x3) ** 2 * (0 - y1)
+                denominator = (u0 - x1) * (0 - y3) - (u0 - x3) * (0 - y1)
                 if denominator != 0:
-                    vertex = x2 - 0.5 * numerator / denominator
+                    vertex = u0 - 0.5 * numerator / denominator
                     vertex = min(max(vertex, x1 + 0.25 * gap_left), x3 - 0.25 * gap_right)
-                    curvature = ((y3 - y2) / gap_right + (y1 - y2) / gap_left) / (gap_left + gap_right)
-                    gain = max(0.0, curvature * (vertex - u0) ** 2) if curvature > 0 else None
+                    curvature = (y3 / gap_right + y1 / gap_left) / (gap_left + gap_right)
                     if abs(vertex - u0) >= kind.resolution:
-                        result.append((
-                            at(vertex), "refine",
-                            f"{name}: both neighbours are worse ({self._fmt(knob, at(x1))} {worse(left)}, "
-                            f"{self._fmt(knob, at(x3))} {worse(right)}); a parabola through the three puts the best near {self._fmt(knob, at(vertex))}",
-                            gain,
-                        ))
+                        add(
+                            vertex,
+                            "refine",
+                            f"{name}: both neighbours are worse ({shown(x1)} {worse(left)}, {shown(x3)} "
+                            f"{worse(right)}); a parabola through the three puts the best near {shown(vertex)}",
+                            max(0.0, curvature * (vertex - u0) ** 2) if curvature > 0 else None,
+                        )
             for gap, sign, neighbour in sorted(((gap_left, -1, left), (gap_right, 1, right)), key=lambda g: -g[0]):
                 if gap / 2 >= kind.resolution:
-                    result.append((
-                        at(u0 + sign * gap / 2), "refine",
-                        f"{name}: {self._fmt(knob, at(neighbour[0]))} {worse(neighbour)}; trying halfway to it",
-                        None,
-                    ))
+                    add(
+                        u0 + sign * gap / 2,
+                        "refine",
+                        f"{name}: {shown(neighbour[0])} {worse(neighbour)}; trying halfway",
+                    )
             return result
+
         momentum = name in self.momentum and success is not None
         if left or right:
             neighbour = left or right
             sign = 1 if left else -1  # away from the worse side
             distance = abs(u0 - neighbour[0])
-            if momentum and _key(success[0]) == _key(at(neighbour[0])):
+            if momentum and _key(success[0]) == _key(kind.from_u(neighbour[0])):
                 # A power of two already doubles; it keeps its step.
                 far = distance if kind.scale == SCALE_LOG2 else min(kind.max_step, GROWTH * distance)
-                result.append((
-                    at(u0 + sign * far), "momentum",
-                    f"{name} {self._fmt(knob, success[0])} -> {self._fmt(knob, current)} was kept; going further the same way, with a larger step",
-                    None,
-                ))
-            result.append((
-                at(u0 + sign * min(max(distance, kind.resolution), kind.max_step)), "probe",
-                f"{name} {self._fmt(knob, at(neighbour[0]))} {worse(neighbour)}; trying the other side",
-                None,
-            ))
+                add(
+                    u0 + sign * far,
+                    "momentum",
+                    f"{name} {shown(neighbour[0])} -> {shown(u0)} was kept; going further the same way, with a larger step",
+                )
+            add(
+                u0 + sign * min(max(distance, kind.resolution), kind.max_step),
+                "probe",
+                f"{name} {shown(neighbour[0])} {worse(neighbour)}; trying the other side",
+            )
             if distance / 2 >= kind.resolution:
-                result.append((
-                    at(u0 - sign * distance / 2), "probe",
-                    f"{name}: the other side is closed; trying halfway to {self._fmt(knob, at(neighbour[0]))}",
-                    None,
-                ))
+                add(u0 - sign * distance / 2, "probe", f"{name}: the other side is closed; trying halfway")
             return result
+
         if success:
             direction = 1 if success[1] > success[0] else -1
         else:
             direction = 1 if random.Random(f"offline:{self.seed}:{name}").random() < 0.5 else -1
-        untried = self.tries[name] == 0
-        first_mode = "explore" if untried else ("momentum" if momentum else "probe")
-        first_step = min(kind.max_step, step * GROWTH) if momentum and kind.scale != SCALE_LOG2 else step
         way = "up" if direction > 0 else "down"
-        if untried:
-            reason = f"{name} ({kind.label}) has not been moved yet"
+        if self.tries[name] == 0:
+            add(u0 + direction * step, "explore", f"{name} ({kind.label}) has not been moved yet")
+            add(u0 - direction * step, "explore", f"{name} ({kind.label}) has not been moved yet; the other way")
+            return result
+        if momentum:
+            # A power of two already doubles; it keeps its step.
+            further = step if kind.scale == SCALE_LOG2 else min(kind.max_step, step * GROWTH)
+            add(u0 + direction * further, "momentum", f"{name} was just kept going {way}; going further")
         elif success:
-            reason = f"{name} was last kept going {way}; trying that way again from the new best"
+            add(
+                u0 + direction * step,
+                "probe",
+                f"{name} was last kept going {way}; trying that way again from the new best",
+            )
         else:
-            reason = f"{name}: nothing is known yet about moving it from {self._fmt(knob, current)}; trying a step {way}"
-        result.append((at(u0 + direction * first_step), first_mode, reason, None))
-        result.append((at(u0 - direction * step), "probe" if not untried else "explore", f"{name}: trying the other way", None))
+            add(
+                u0 + direction * step,
+                "probe",
+                f"{name}: nothing is known about moving it from {shown(u0)}; a step {way}",
+            )
+        add(u0 - direction * step, "probe", f"{name}: trying the other way")
         return result
 
     def best_move(self, knob: Knob) -> Move | None:
@@ -488,13 +506,14 @@ class Search:
             # When the evidence leaves nothing to try, a plain step either way
             # checks the knob again on the current best (knobs do interact).
             for sign in (1, -1):
-                u = knob.kind.to_u(knob.value) + sign * knob.kind.step
-                candidates.append((knob.kind.from_u(u), "recheck", f"{knob.name}: checking again on the current best", None))
-        for target, mode, why, gain in candidates:
-            values = self._values_at(knob, target)
+                target = knob.kind.from_u(knob.kind.to_u(knob.value) + sign * knob.kind.step)
+                candidates.append(Candidate(target, "recheck", f"{knob.name}: checking again on the current best"))
+        for candidate in candidates:
+            values = self._values_at(knob, candidate.target)
             if values is None or not self._fresh([(knob, values)]):
                 continue
-            return Move(knob, values, mode, why, self._score(knob, mode, gain))
+            score = self._score(knob, candidate.mode, candidate.gain)
+            return Move(knob, values, candidate.mode, candidate.why, score)
         return None
 
     def sensitivity(self, name: str) -> float | None:
@@ -538,9 +557,9 @@ class Search:
         reasoning = [self._summary()]
         if moves:
             reasoning.append(
-                "Most promising: " + ", ".join(
-                    f"{m.knob.name} -> {_values_text(m.new)} ({m.mode})" for m in moves[:3]
-                ) + "."
+                "Most promising: "
+                + ", ".join(f"{m.knob.name} -> {_values_text(m.new)} ({m.mode})" for m in moves[:3])
+                + "."
             )
             explored = all(self.tries[m.knob.name] > 0 for m in moves)
             stalled = self.since_keep >= STALL
@@ -558,9 +577,7 @@ class Search:
         if pair:
             reasoning.append("Every knob is settled at the current best on its own; trying two together.")
             return Plan(pair, reasoning)
-        raise ProposalFailed(
-            "offline search exhausted: every knob is settled at the current best, alone and in pairs"
-        )
+        raise ProposalFailed("offline search exhausted: every knob is settled at the current best, alone and in pairs")
 
     def _pair_of(self, moves: list[Move]) -> list[Move] | None:
         directional = [m for m in moves if m.mode != "refine"]
@@ -625,10 +642,7 @@ def load_knobs(workspace: Workspace) -> list[Knob]:
     counts: dict[str, int] = {}
     for knob in knobs:
         counts[knob.name] = counts.get(knob.name, 0) + 1
-    return [
-        knob if counts[knob.name] == 1 else _renamed(knob, f"{knob.path}:{knob.name}")
-        for knob in knobs
-    ]
+    return [knob if counts[knob.name] == 1 else _renamed(knob, f"{knob.path}:{knob.name}") for knob in knobs]
 
 
 def _renamed(knob: Knob, name: str) -> Knob:
@@ -676,11 +690,20 @@ class OfflineProposer:
             knob = search.by_name.get(change.name)
             if knob is None or _key(knob.value) == _key(change.new[0]):
                 continue
-            new = change.new if len(change.new) == len(knob.parts) else (change.new[0],) + tuple(p.value for p in knob.parts[1:])
+            new = (
+                change.new
+                if len(change.new) == len(knob.parts)
+                else (change.new[0],) + tuple(p.value for p in knob.parts[1:])
+            )
             moves.append(Move(knob, new, "adapt", f"re-applying {change.text} on the new best"))
         if not moves:
             return None
-        return Plan(moves, [f"Earlier proposal {search.ctx.adapt_description!r} no longer applies as written; re-applying its values."])
+        return Plan(
+            moves,
+            [
+                f"Earlier proposal {search.ctx.adapt_description!r} no longer applies as written; re-applying its values."
+            ],
+        )
 
     async def _apply(self, moves: list[Move], workspace: Workspace, exp: int, emit: Emit) -> list[tuple[str, str, str]]:
         originals = {path: workspace.read(path) for path in {m.knob.path for m in moves}}
@@ -688,7 +711,11 @@ class OfflineProposer:
         try:
             for move in moves:
                 source = workspace.read(move.knob.path)
-                bare = move.knob.name.split(":", 1)[-1] if move.knob.name.startswith(f"{move.knob.path}:") else move.knob.name
+                bare = (
+                    move.knob.name.split(":", 1)[-1]
+                    if move.knob.name.startswith(f"{move.knob.path}:")
+                    else move.knob.name
+                )
                 fresh = next((k for k in find_knobs(move.knob.path, source) if k.name == bare), None)
                 if fresh is None:
                     raise ProposalFailed(f"{move.knob.name} is no longer a constant in {move.knob.path}")
@@ -712,5 +739,3 @@ class OfflineProposer:
                 raise ProposalFailed(f"the edit left {exc.filename} unparseable: {exc.msg}") from None
             raise
         return changes
-
-

@@ -85,7 +85,7 @@ if __name__ == "__main__":
 OPTIMUM = 1.0
 
 # The hyperparameter block of karpathy/autoresearch's train.py, as written there.
-AUTORESEARCH_KNOBS = '''
+AUTORESEARCH_KNOBS = """
 # Model architecture
 ASPECT_RATIO = 64       # model_dim = depth * ASPECT_RATIO
 HEAD_DIM = 128          # target head dimension for attention
@@ -108,7 +108,7 @@ DEPTH = 8               # number of transformer layers
 DEVICE_BATCH_SIZE = 128  # per-device batch size (reduce if OOM)
 FINAL_EVAL_BATCH_SIZE = 256
 STARTUP_EXCLUDE_STEPS = 1
-'''
+"""
 
 
 def make_target(root: Path, source: str = BOWL) -> tuple[Workspace, TargetConfig]:
@@ -122,8 +122,11 @@ def make_target(root: Path, source: str = BOWL) -> tuple[Workspace, TargetConfig
 async def run_child(root: Path, config: TargetConfig) -> tuple[float | None, str]:
     """Run train.py as a real child process and read its metric line."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "train.py", cwd=root,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        sys.executable,
+        "train.py",
+        cwd=root,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     output = (await process.communicate())[0].decode()
     match = config.metric_regex.search(output)
@@ -157,8 +160,13 @@ class Loop:
 
 
 async def drive(
-    proposer, workspace: Workspace, config: TargetConfig, steps: int, evaluate=run_child,
-    earlier: list[ResultRow] = (), tail: str = "",
+    proposer,
+    workspace: Workspace,
+    config: TargetConfig,
+    steps: int,
+    evaluate=run_child,
+    earlier: list[ResultRow] = (),
+    tail: str = "",
 ) -> Loop:
     """What the engine does, reduced to its decisions: propose, run, keep if
     better, otherwise restore the file. `earlier` rows (discarded or crashed
@@ -170,8 +178,12 @@ async def drive(
     for exp in range(len(loop.history), len(loop.history) + steps):
         before = train.read_text()
         ctx = ProposalContext(
-            exp=exp, target=config, best_metric=loop.best, baseline_metric=baseline,
-            history=list(loop.history), last_failure_tail=tail,
+            exp=exp,
+            target=config,
+            best_metric=loop.best,
+            baseline_metric=baseline,
+            history=list(loop.history),
+            last_failure_tail=tail,
         )
         loop.contexts.append(ctx)
         try:
@@ -235,8 +247,14 @@ def regret(metric: float) -> float:
 def test_finds_hyperparameters_and_skips_seeds_strings_booleans_and_logging():
     knobs = {k.name: k for k in find_knobs("train.py", BOWL)}
     assert set(knobs) == {
-        "LEARNING_RATE", "WEIGHT_DECAY", "ADAM_BETAS[0]", "ADAM_BETAS[1]", "WIDTH", "DEPTH",
-        "BATCH_SIZE", "WARMDOWN_RATIO",
+        "LEARNING_RATE",
+        "WEIGHT_DECAY",
+        "ADAM_BETAS[0]",
+        "ADAM_BETAS[1]",
+        "WIDTH",
+        "DEPTH",
+        "BATCH_SIZE",
+        "WARMDOWN_RATIO",
     }
     assert knobs["LEARNING_RATE"].kind is LEARNING_RATE
     assert knobs["WEIGHT_DECAY"].kind is WEIGHT_DECAY
@@ -250,9 +268,21 @@ def test_finds_hyperparameters_and_skips_seeds_strings_booleans_and_logging():
 def test_reads_karpathy_autoresearch_constants():
     knobs = {k.name: k for k in find_knobs("train.py", AUTORESEARCH_KNOBS)}
     assert set(knobs) == {
-        "ASPECT_RATIO", "HEAD_DIM", "TOTAL_BATCH_SIZE", "EMBEDDING_LR", "UNEMBEDDING_LR", "MATRIX_LR",
-        "SCALAR_LR", "WEIGHT_DECAY", "ADAM_BETAS[0]", "ADAM_BETAS[1]", "WARMUP_RATIO", "WARMDOWN_RATIO",
-        "FINAL_LR_FRAC", "DEPTH", "DEVICE_BATCH_SIZE",
+        "ASPECT_RATIO",
+        "HEAD_DIM",
+        "TOTAL_BATCH_SIZE",
+        "EMBEDDING_LR",
+        "UNEMBEDDING_LR",
+        "MATRIX_LR",
+        "SCALAR_LR",
+        "WEIGHT_DECAY",
+        "ADAM_BETAS[0]",
+        "ADAM_BETAS[1]",
+        "WARMUP_RATIO",
+        "WARMDOWN_RATIO",
+        "FINAL_LR_FRAC",
+        "DEPTH",
+        "DEVICE_BATCH_SIZE",
     }
     assert knobs["TOTAL_BATCH_SIZE"].value == 2**19
     assert knobs["FINAL_LR_FRAC"].kind is FRACTION  # a fraction, though its name says LR
@@ -314,8 +344,10 @@ async def test_search_beats_random_single_knob_changes(tmp_path):
         ours.append(regret((await drive(OfflineProposer(seed), workspace, config, 30, run_in_process)).best))
         workspace, config = make_target(tmp_path / f"random{seed}")
         random_walk.append(regret((await drive(RandomSingleKnob(seed), workspace, config, 30, run_in_process)).best))
-    print(f"regret after 30 experiments: offline median {statistics.median(ours):.4f} {sorted(ours)}; "
-          f"random single-knob median {statistics.median(random_walk):.4f} {sorted(random_walk)}")
+    print(
+        f"regret after 30 experiments: offline median {statistics.median(ours):.4f} {sorted(ours)}; "
+        f"random single-knob median {statistics.median(random_walk):.4f} {sorted(random_walk)}"
+    )
     assert statistics.median(ours) < 0.5 * statistics.median(random_walk)
     assert max(ours) < statistics.median(random_walk)
 
@@ -382,8 +414,13 @@ async def test_a_fresh_instance_rebuilds_the_same_search_from_history(tmp_path):
 
 async def test_running_experiments_are_not_proposed_again(tmp_path):
     workspace, config = make_target(tmp_path / "a")
-    ctx = ProposalContext(exp=1, target=config, best_metric=2.5, baseline_metric=2.5,
-                          history=[ResultRow(0, "0000000", 2.5, "keep", "baseline")])
+    ctx = ProposalContext(
+        exp=1,
+        target=config,
+        best_metric=2.5,
+        baseline_metric=2.5,
+        history=[ResultRow(0, "0000000", 2.5, "keep", "baseline")],
+    )
     first = (await OfflineProposer().propose(ctx, workspace, lambda e: None)).description
     ctx.unseen = [(1, first)]
     ctx.exp = 2
@@ -398,8 +435,15 @@ async def test_out_of_memory_puts_a_ceiling_on_the_knob_that_caused_it(tmp_path)
     # Bigger batches would score better here, so only the ceiling keeps them out.
     workspace, config = make_target(tmp_path, BOWL.replace("BATCH_SIZE / 16", "BATCH_SIZE / 256"))
     crash = ResultRow(1, "0000001", None, "crash", "BATCH_SIZE 2**5 -> 2**6")
-    loop = await drive(OfflineProposer(seed=0), workspace, config, 40, run_in_process, earlier=[crash],
-                       tail="torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
+    loop = await drive(
+        OfflineProposer(seed=0),
+        workspace,
+        config,
+        40,
+        run_in_process,
+        earlier=[crash],
+        tail="torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB",
+    )
     batches = [knob_values(after)["BATCH_SIZE"][0] for after in loop.files_after]
     assert batches and max(batches) < 64
 
@@ -412,8 +456,14 @@ async def test_a_crash_rules_out_the_value_and_the_search_tries_the_other_side(t
         ResultRow(0, "0000000", 2.5, "keep", "baseline"),
         ResultRow(1, "0000001", None, "crash", "WARMDOWN_RATIO 0.5 -> 0.6"),
     ]
-    ctx = ProposalContext(exp=2, target=config, best_metric=2.5, baseline_metric=2.5, history=history,
-                          last_failure_tail="ValueError: warmdown too long")
+    ctx = ProposalContext(
+        exp=2,
+        target=config,
+        best_metric=2.5,
+        baseline_metric=2.5,
+        history=history,
+        last_failure_tail="ValueError: warmdown too long",
+    )
     knobs = load_knobs(workspace)
     search = Search(knobs, ctx, seed=0)
     move = search.best_move(next(k for k in knobs if k.name == "WARMDOWN_RATIO"))
@@ -441,20 +491,21 @@ async def test_learns_from_changes_made_by_another_proposer(tmp_path):
 
 async def test_an_earlier_proposal_is_reapplied_on_a_newer_best(tmp_path):
     workspace, config = make_target(tmp_path, BOWL.replace("LEARNING_RATE = 3e-3", "LEARNING_RATE = 4e-3"))
-    ctx = ProposalContext(exp=5, target=config, best_metric=2.0, baseline_metric=2.5,
-                          history=[ResultRow(0, "0000000", 2.5, "keep", "baseline")],
-                          adapt_description="LEARNING_RATE 3e-3 -> 6e-3")
+    ctx = ProposalContext(
+        exp=5,
+        target=config,
+        best_metric=2.0,
+        baseline_metric=2.5,
+        history=[ResultRow(0, "0000000", 2.5, "keep", "baseline")],
+        adapt_description="LEARNING_RATE 3e-3 -> 6e-3",
+    )
     proposal = await OfflineProposer().propose(ctx, workspace, lambda e: None)
     assert proposal.description == "LEARNING_RATE 4e-3 -> 6e-3"
     assert "LEARNING_RATE = 6e-3  # learning rate" in (tmp_path / "train.py").read_text()
 
 
 async def test_nothing_left_to_try_raises_proposal_failed(tmp_path):
-    script = (
-        "DEPTH = 1  # layers\n"
-        "if __name__ == '__main__':\n"
-        "    print(f'val_bpb: {1 + (DEPTH - 1) ** 2:.6f}')\n"
-    )
+    script = "DEPTH = 1  # layers\nif __name__ == '__main__':\n    print(f'val_bpb: {1 + (DEPTH - 1) ** 2:.6f}')\n"
     workspace, config = make_target(tmp_path, script)
     loop = await drive(OfflineProposer(), workspace, config, 10, run_in_process)
     # One knob at its lower bound: up once (worse), then nothing is left.
@@ -463,7 +514,8 @@ async def test_nothing_left_to_try_raises_proposal_failed(tmp_path):
     with pytest.raises(ProposalFailed, match="exhausted"):
         await OfflineProposer().propose(
             ProposalContext(exp=2, target=config, best_metric=1.0, baseline_metric=1.0, history=loop.history),
-            workspace, lambda e: None,
+            workspace,
+            lambda e: None,
         )
 
 
@@ -494,8 +546,13 @@ def test_nanochat_knobs():
 async def test_nanochat_edit_keeps_the_script_valid(tmp_path):
     source = NANOCHAT_TRAIN.read_text()
     workspace, config = make_target(tmp_path, source)
-    ctx = ProposalContext(exp=1, target=config, best_metric=2.0, baseline_metric=2.0,
-                          history=[ResultRow(0, "0000000", 2.0, "keep", "baseline")])
+    ctx = ProposalContext(
+        exp=1,
+        target=config,
+        best_metric=2.0,
+        baseline_metric=2.0,
+        history=[ResultRow(0, "0000000", 2.0, "keep", "baseline")],
+    )
     events = []
     proposal = await OfflineProposer().propose(ctx, workspace, events.append)
     after = (tmp_path / "train.py").read_text()
@@ -534,9 +591,31 @@ def test_ar_tui_run_headless_with_the_offline_proposer(tmp_path):
     run_dir = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
     done = subprocess.run(
-        [sys.executable, "-m", "ar_tui.cli", "run", "--headless", "--target", str(target), "--run-dir", str(run_dir),
-         "--tag", "t", "--max-experiments", "5", "--unattended", "--lookahead", "0", "--baseline-runs", "1"],
-        env=env, capture_output=True, text=True, timeout=240, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "ar_tui.cli",
+            "run",
+            "--headless",
+            "--target",
+            str(target),
+            "--run-dir",
+            str(run_dir),
+            "--tag",
+            "t",
+            "--max-experiments",
+            "5",
+            "--unattended",
+            "--lookahead",
+            "0",
+            "--baseline-runs",
+            "1",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=REPO,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [line.split("\t") for line in (run_dir / "results.tsv").read_text().splitlines()[1:]]
@@ -575,8 +654,20 @@ min_lr = 6e-5
 """
     knobs = {k.name: k.kind for k in find_knobs("train.py", source)}
     assert set(knobs) == {
-        "gradient_accumulation_steps", "batch_size", "block_size", "n_layer", "n_head", "n_embd", "dropout",
-        "learning_rate", "weight_decay", "beta1", "beta2", "grad_clip", "warmup_iters", "min_lr",
+        "gradient_accumulation_steps",
+        "batch_size",
+        "block_size",
+        "n_layer",
+        "n_head",
+        "n_embd",
+        "dropout",
+        "learning_rate",
+        "weight_decay",
+        "beta1",
+        "beta2",
+        "grad_clip",
+        "warmup_iters",
+        "min_lr",
     }
     assert knobs["learning_rate"] is LEARNING_RATE and knobs["min_lr"] is LEARNING_RATE
     assert knobs["beta2"] is BETA and knobs["n_layer"] is DEPTH and knobs["dropout"] is FRACTION
@@ -634,8 +725,10 @@ async def test_improves_a_real_tiny_torch_training(tmp_path):
     finally:
         torch.set_num_threads(threads)
     baseline = loop.history[0].metric
-    print(f"tiny torch training: val_loss {baseline:.4f} -> {loop.best:.4f} in 8 experiments: "
-          + "; ".join(f"{r.description} ({r.status})" for r in loop.history[1:]))
+    print(
+        f"tiny torch training: val_loss {baseline:.4f} -> {loop.best:.4f} in 8 experiments: "
+        + "; ".join(f"{r.description} ({r.status})" for r in loop.history[1:])
+    )
     assert loop.best < 0.1 * baseline
 
 
@@ -645,8 +738,13 @@ async def test_knobs_in_several_editable_files_are_named_by_file(tmp_path):
     workspace = Workspace(tmp_path, ["train.py", "model.py"], [])
     names = {k.name for k in load_knobs(workspace)}
     assert names == {"train.py:LEARNING_RATE", "model.py:LEARNING_RATE", "DEPTH"}
-    ctx = ProposalContext(exp=1, target=TargetConfig(root=tmp_path), best_metric=1.0, baseline_metric=1.0,
-                          history=[ResultRow(0, "0000000", 1.0, "keep", "baseline")])
+    ctx = ProposalContext(
+        exp=1,
+        target=TargetConfig(root=tmp_path),
+        best_metric=1.0,
+        baseline_metric=1.0,
+        history=[ResultRow(0, "0000000", 1.0, "keep", "baseline")],
+    )
     proposal = await OfflineProposer().propose(ctx, workspace, lambda e: None)
     (change,) = parse_description(proposal.description)
     path, _, name = change.name.partition(":")
