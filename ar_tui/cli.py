@@ -13,7 +13,7 @@ from pathlib import Path
 from ar_tui.core import events as ev
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-5-5"
 
 
 def _positive_float(text: str) -> float:

@@ -692,8 +692,9 @@ class Engine:
                 self._stop(f"the baseline failed ({first.outcome}: {first.message}); fix the target and run again",
                            error=True)
                 return
-        if self.stopping:
+        if not outcomes:
             return
+        # A stop asked for during the baseline still records the runs that finished.
         metrics = [o.metric for o in outcomes if o.metric is not None]
         for metric in metrics:
             self.noise.add(self.best_commit, metric)
