@@ -48,6 +48,7 @@ from ar_tui.agents.constants import (
     parse_value,
     snap_part,
 )
+from ar_tui.agents.prompt import EDITOR_TOOL_NAME
 from ar_tui.core.events import AgentText, AgentToolCall
 from ar_tui.core.proposer import Emit, Proposal, ProposalContext, ProposalFailed
 from ar_tui.core.workspace import Workspace, WorkspaceError
@@ -721,13 +722,13 @@ class OfflineProposer:
                     raise ProposalFailed(f"{move.knob.name} is no longer a constant in {move.knob.path}")
                 texts = [format_value(v, part.text, fresh.kind.integer) for v, part in zip(move.new, fresh.parts)]
                 old, new = edit_for(source, fresh, texts)
-                summary = f"str_replace {move.knob.path} ({move.knob.name})"
+                summary = f"str_replace {move.knob.path} ({move.knob.name})"  # the Claude agent's shape
                 try:
                     result = workspace.str_replace(move.knob.path, old, new)
                 except WorkspaceError as exc:
-                    emit(AgentToolCall(exp=exp, name="str_replace", summary=summary, is_error=True, result=str(exc)))
+                    emit(AgentToolCall(exp=exp, name=EDITOR_TOOL_NAME, summary=summary, is_error=True, result=str(exc)))
                     raise ProposalFailed(f"editing {move.knob.name}: {exc}") from None
-                emit(AgentToolCall(exp=exp, name="str_replace", summary=summary, result=result))
+                emit(AgentToolCall(exp=exp, name=EDITOR_TOOL_NAME, summary=summary, result=result))
                 changes.append((move.knob.name, fresh.text, "|".join(texts)))
             for path in originals:
                 text = workspace.read(path)

@@ -28,7 +28,14 @@ from ar_tui.agents.constants import (
     parse_value,
     snap_part,
 )
-from ar_tui.agents.offline import OfflineProposer, describe, load_knobs, parse_description
+from ar_tui.agents.offline import (
+    OfflineProposer,
+    Search,
+    describe,
+    load_knobs,
+    parse_description,
+)
+from ar_tui.agents.prompt import EDITOR_TOOL_NAME
 from ar_tui.core.config import TargetConfig
 from ar_tui.core.events import AgentText, AgentToolCall
 from ar_tui.core.proposer import ProposalContext, ProposalFailed, ResultRow
@@ -333,7 +340,7 @@ async def test_search_gets_close_to_the_optimum_running_the_target_as_a_child(tm
     texts = [e for e in loop.events if isinstance(e, AgentText)]
     tools = [e for e in loop.events if isinstance(e, AgentToolCall)]
     assert {e.exp for e in texts} == set(range(1, 31))
-    assert len(tools) >= 30 and all(t.name == "str_replace" and not t.is_error for t in tools)
+    assert len(tools) >= 30 and all(t.name == EDITOR_TOOL_NAME and not t.is_error for t in tools)
 
 
 async def test_search_beats_random_single_knob_changes(tmp_path):
@@ -449,8 +456,6 @@ async def test_out_of_memory_puts_a_ceiling_on_the_knob_that_caused_it(tmp_path)
 
 
 async def test_a_crash_rules_out_the_value_and_the_search_tries_the_other_side(tmp_path):
-    from ar_tui.agents.offline import Search
-
     workspace, config = make_target(tmp_path)
     history = [
         ResultRow(0, "0000000", 2.5, "keep", "baseline"),
@@ -472,8 +477,6 @@ async def test_a_crash_rules_out_the_value_and_the_search_tries_the_other_side(t
 
 async def test_learns_from_changes_made_by_another_proposer(tmp_path):
     """Rows without our description format still count, through their diff."""
-    from ar_tui.agents.offline import Search
-
     workspace, config = make_target(tmp_path)
     diff = (
         "--- a/train.py\n+++ b/train.py\n@@ -9 +9 @@\n"
