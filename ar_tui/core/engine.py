@@ -1209,6 +1209,7 @@ class Engine:
             forced=cand.forced and status == ev.STATUS_KEEP,
             rule=rule,
             rationale=cand.rationale,
+            prepared_before=cand.prepared_before,
         ))
 
 

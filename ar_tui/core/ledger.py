@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 from ar_tui.core import events as ev
 
-EXTRA_COLUMNS = ["exp", "cost_usd", "seconds", "forced", "rule", "rationale"]
+EXTRA_COLUMNS = ["exp", "cost_usd", "seconds", "forced", "prepared_before", "rule", "rationale"]
 
 
 class LedgerError(Exception):
@@ -41,6 +41,8 @@ class LedgerRow:
     forced: bool = False
     rule: str = ""
     rationale: str = ""
+    # Experiments whose results were not known when this one was prepared.
+    prepared_before: list[int] = field(default_factory=list)
 
     def to_line(self) -> str:
         cells = [
@@ -53,6 +55,7 @@ class LedgerRow:
             f"{self.cost_usd:.6f}",
             f"{self.seconds:.1f}",
             "1" if self.forced else "0",
+            ";".join(str(e) for e in self.prepared_before),
             _clean(self.rule),
             _clean(self.rationale),
         ]
@@ -114,6 +117,7 @@ def read_results(path: Path) -> tuple[str, list[LedgerRow], bool]:
                 forced=cell("forced", "0").strip() == "1",
                 rule=cell("rule"),
                 rationale=cell("rationale"),
+                prepared_before=[int(e) for e in cell("prepared_before").split(";") if e.strip().isdigit()],
             )
         )
     return metric_name, rows, torn

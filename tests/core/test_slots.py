@@ -76,7 +76,8 @@ async def test_prepared_proposal_is_reapplied_cleanly_on_a_new_best(tmp_path: Pa
     # ... and, exp 1 kept, it ran on top of it, marked as prepared before exp 1's result.
     assert started[2].parent == decisions[1].commit
     assert started[2].prepared_before == [1]
-    assert [(r.exp, r.status) for r in read_results(run_dir / "results.tsv")[1]] == [(0, "keep"), (1, "keep"), (2, "keep")]
+    rows = read_results(run_dir / "results.tsv")[1]
+    assert [(r.exp, r.status, r.prepared_before) for r in rows] == [(0, "keep", []), (1, "keep", []), (2, "keep", [1])]
     best = git(target, "show", "autoresearch/s:train.py")
     assert "LR = 0.4" in best and "WIDTH = 40" in best
 
