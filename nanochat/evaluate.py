@@ -24,10 +24,13 @@ import time
 import types
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
+# As in train.py: idle OpenMP threads sleep instead of spinning on a busy machine.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from nanochat import prepare as trusted
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from nanochat import prepare as trusted  # noqa: E402
 
 CAUSALITY_TOLERANCE = 1e-3  # max |logit change| at positions <= t; float32 noise is ~1e-6
 CAUSALITY_PROBES = 3  # cut points tried, each at a random position chosen now
@@ -161,6 +164,8 @@ def check_causal(model: torch.nn.Module, val_tokens: torch.Tensor, vocab_size: i
 
 def evaluate(checkpoint: Path, train_py: Path, device: str) -> dict[str, float]:
     started = time.time()
+    if device == "cpu":
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))  # the same threads as train.py's default
     dataset = trusted.load_dataset()
     before = _snapshot()
     train = load_train_module(train_py)
