@@ -10,6 +10,7 @@ with events like any other.
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from pathlib import Path
@@ -52,6 +53,10 @@ _BINDING_EVENTS = (
     ev.ExperimentStarted, ev.ExperimentFinished, ev.Decision, ev.RunStopped,
 )
 
+# The actions whose state the footer shows (see check_action).
+_FOOTER_ACTIONS = [("toggle_pause", ()), ("veto", ()), ("force_keep", ()), ("toggle_attended", ()),
+                   ("start_now", ()), ("next_slot", ())]
+
 # Reading the tail of a log file when attaching: enough for a full pane.
 _LOG_TAIL_BYTES = 256 * 1024
 
@@ -61,22 +66,25 @@ class ArTuiApp(App[Any]):
     TITLE = "ar-tui"
     # The footer needs every column at 80x24 for the keys that matter.
     ENABLE_COMMAND_PALETTE = False
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide"), (160, "-xwide")]
     VERTICAL_BREAKPOINTS = [(0, "-short"), (36, "-tall")]
 
     BINDINGS = [
-        Binding("p", "pause", "pause"),
-        Binding("p", "resume", "resume"),
+        # One binding per key with a fixed label: a label that changed with
+        # the state would rebuild the footer on every press (~100 ms at 200x60);
+        # the status line says whether the run is paused, and which mode.
+        Binding("p", "toggle_pause", "pause/resume"),
         Binding("v", "veto", "veto"),
         Binding("k", "force_keep", "keep"),
-        Binding("a", "set_attended(False)", "unattended"),
-        Binding("a", "set_attended(True)", "attended"),
+        Binding("a", "toggle_attended", "mode"),
         # Priority, so that a focused table does not swallow it; it is
         # disabled outside a veto window and then reaches the widget.
         Binding("enter", "start_now", "start now", priority=True),
         Binding("s", "next_slot", "slot"),
         Binding("q", "request_quit", "quit"),
         Binding("ctrl+q", "request_quit", "quit", show=False, priority=True),
+        # In a terminal app ctrl+c is a key, not a signal; people press it to leave.
+        Binding("ctrl+c", "request_quit", "quit", show=False, priority=True),
         Binding("question_mark", "help", "help", key_display="?"),
         *[
             Binding(str(number), f"show_pane('{name}')", label, show=False)
@@ -116,6 +124,8 @@ class ArTuiApp(App[Any]):
         self._baseline: ev.BaselineReady | None = None
         self._view_dirty = True
         self._bindings_dirty = True
+        self._footer_states: tuple = ()
+        self._tick = 0
         self._engine_running = False
         self._stop_requested = False
         self._unsubscribe: Callable[[], None] | None = None
@@ -180,10 +190,15 @@ class ArTuiApp(App[Any]):
             self.engine_result = event.worker.result
             self.exit(self.engine_result)
         elif event.state == WorkerState.ERROR:
-            # Stay open: whoever comes back to the terminal in the morning
-            # should see what stopped the run; q then leaves at once.
             self._engine_running = False
             self.engine_error = event.worker.error
+            if self.view.started_at is None:
+                # Refused before it started (bad input): nothing to watch, and
+                # the caller prints the one-line reason.
+                self.exit(None)
+                return
+            # Stay open: whoever comes back to the terminal in the morning
+            # should see what stopped the run; q then leaves at once.
             message = f"the engine stopped with an error: {self.engine_error!r}"
             self.agent_pane.add_line(message, style="bold red")
             self.notify(message, severity="error", timeout=30)
@@ -195,7 +210,10 @@ class ArTuiApp(App[Any]):
         """The engine's observer. Local engines call it on the app's own loop;
         anything else is handed over to that loop."""
         if threading.get_ident() == self._loop_thread:
-            self._ingest(event)
+            if type(event) is ev.LogLine:  # the flood: straight into the bounded buffer
+                self.logs.add(event.slot, event.exp, event.text, event.replace)
+            else:
+                self._ingest(event)
         elif self._ui_loop is not None and not self._ui_loop.is_closed():
             self._ui_loop.call_soon_threadsafe(self._ingest, event)
 
@@ -269,7 +287,11 @@ class ArTuiApp(App[Any]):
         now = self._clock()
         view = self.view
         self.training_log.sync()
-        self.agent_pane.sync()
+        self._tick += 1
+        if self._tick % 3 == 0:
+            # Streamed text re-wraps the whole pane (a relayout): 5 Hz reads
+            # as live, and leaves the loop free for keys.
+            self.agent_pane.sync()
         self.status_line.show(view, self._slot_index, now)
         self.veto_banner.show(view, self._slot_index, now)
         if self._view_dirty:
@@ -280,7 +302,12 @@ class ArTuiApp(App[Any]):
             self._title_log()
         if self._bindings_dirty:
             self._bindings_dirty = False
-            self.refresh_bindings()
+            # The footer rebuilds itself on every refresh_bindings (~100 ms at
+            # 200x60): only when a key's state really changed.
+            states = tuple(self.check_action(action, params) for action, params in _FOOTER_ACTIONS)
+            if states != self._footer_states:
+                self._footer_states = states
+                self.refresh_bindings()
 
     def _focused_slot(self):
         slots = self.view.slots
@@ -336,14 +363,7 @@ class ArTuiApp(App[Any]):
         if self.screen is not self.screen_stack[0]:
             return None
         view = self.view
-        if action == "pause":
-            return False if view.paused else (True if self._live() else None)
-        if action == "resume":
-            return (True if self._live() else None) if view.paused else False
-        if action == "set_attended":
-            wanted = bool(parameters[0]) if parameters else True
-            if wanted == view.attended:
-                return False
+        if action in ("toggle_pause", "toggle_attended"):
             return True if self._live() else None
         if action == "veto":
             return True if self._live() and self._veto_target() is not None else None
@@ -354,14 +374,14 @@ class ArTuiApp(App[Any]):
             return True if self._live() and slot is not None and slot.state == ev.STATE_VETO_WINDOW else None
         return True
 
-    def action_pause(self) -> None:
-        self.handle.pause()
+    def action_toggle_pause(self) -> None:
+        if self.view.paused:
+            self.handle.resume()
+        else:
+            self.handle.pause()
 
-    def action_resume(self) -> None:
-        self.handle.resume()
-
-    def action_set_attended(self, attended: bool) -> None:
-        self.handle.set_attended(attended)
+    def action_toggle_attended(self) -> None:
+        self.handle.set_attended(not self.view.attended)
 
     def action_start_now(self) -> None:
         slot = self._focused_slot()
@@ -467,3 +487,37 @@ class ArTuiApp(App[Any]):
     async def action_quit(self) -> None:
         # ctrl+q and the command palette go through the same confirmation.
         self.action_request_quit()
+
+
+def run_app(engine: Any) -> int:
+    """`ar-tui run` without --headless: the engine runs inside the app. A
+    resumed run's history comes from its events.jsonl, so it shows at once."""
+    from ar_tui.cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK, _install_stop_signals
+    from ar_tui.core.engine import UserError
+    from ar_tui.core.ledger import read_events
+
+    run_dir = Path(engine.options.run_dir)
+    app = ArTuiApp(engine, run_engine=engine.run, replay=read_events(run_dir / "events.jsonl"),
+                   log_dir=run_dir / "logs")
+
+    async def main() -> None:
+        # SIGTERM, SIGHUP (the SSH connection dropped): stop cleanly, and the
+        # app leaves when the engine has saved its state.
+        _install_stop_signals(engine)
+        await app.run_async()
+
+    asyncio.run(main())
+    error = app.engine_error
+    if isinstance(error, UserError):
+        print(f"ar-tui: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if error is not None:
+        print(f"ar-tui: the engine failed: {error!r}", file=sys.stderr)
+        return EXIT_ERROR
+    stopped = app.engine_result
+    if isinstance(stopped, ev.RunStopped):
+        print(f"ar-tui: {stopped.reason}; {stopped.experiments} experiments, {stopped.kept} kept, "
+              f"best {stopped.best_metric}", file=sys.stderr if stopped.error else sys.stdout)
+        return EXIT_ERROR if stopped.error else EXIT_OK
+    # Left while the engine was still stopping (a second q).
+    return EXIT_OK

@@ -15,7 +15,16 @@ _NO_USAGE = ev.Usage(exp=None, model="", input_tokens=0, output_tokens=0, cache_
 
 
 class CostMeter(Static):
+    _shown: tuple | None = None
+
     def show(self, view: RunView) -> None:
+        streaming = view.streaming_usage
+        figures = (view.cost_usd, view.budget_usd, view.unknown_price, len(view.rows), view.input_tokens,
+                   view.output_tokens, view.cache_write_tokens, view.cache_read_tokens, view.cache_hit_share,
+                   streaming.to_json() if streaming is not None else None)
+        if figures == self._shown:
+            return
+        self._shown = figures
         grid = Table.grid(padding=(0, 1))
         grid.add_column(style="bold", no_wrap=True)
         grid.add_column()
@@ -28,7 +37,6 @@ class CostMeter(Static):
             grid.add_row("spent", Text(f"{spent} of {fmt.dollars(view.budget_usd)}, {fmt.dollars(left)} left", style=style))
         else:
             grid.add_row("spent", f"{spent} (no budget)")
-        streaming = view.streaming_usage
         if streaming is not None:
             grid.add_row("", Text(f"● streaming: {fmt.dollars(streaming.cost_usd)} so far", style="italic"))
         grid.add_row("per exp", fmt.dollars(view.cost_per_experiment))
@@ -39,4 +47,4 @@ class CostMeter(Static):
         read = view.cache_read_tokens + live.cache_read_tokens
         grid.add_row("cache", f"write {fmt.tokens(write)}  read {fmt.tokens(read)}")
         grid.add_row("cache hit", f"{view.cache_hit_share * 100:.0f}%")
-        self.update(grid)
+        self.update(grid, layout=False)  # fixed height (app.tcss)

@@ -12,6 +12,7 @@ import re
 
 from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
+from rich.style import Style
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -46,6 +47,7 @@ class TrainingLog(ScrollView, can_focus=True):
         self._seen_version = -1
         self._seen_dropped = 0
         self._seen_exp: int | None = None
+        self._line_style: Style | None = None  # computing it costs more than drawing a line
 
     @property
     def slot_log(self) -> SlotLog:
@@ -92,16 +94,23 @@ class TrainingLog(ScrollView, can_focus=True):
             return max(0, len(self.slot_log.lines) - self.scrollable_content_region.height)
         return round(self.scroll_y)
 
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._line_style = None
+
     def render_line(self, y: int) -> Strip:
+        style = self._line_style
+        if style is None:
+            style = self._line_style = self.rich_style
         lines = self.slot_log.lines
         index = self.first_visible() + y
         width = self.scrollable_content_region.width
         if not 0 <= index < len(lines):
-            return Strip.blank(width, self.rich_style)
+            return Strip.blank(width, style)
         text = printable(lines[index])
         if cell_len(text) > width:
             text = set_cell_size(text, max(0, width - 1)) + "…"
-        return Strip([Segment(text, self.rich_style)]).adjust_cell_length(width, self.rich_style)
+        return Strip([Segment(text, style)]).adjust_cell_length(width, style)
 
     def on_resize(self) -> None:
         self._seen_version = -1

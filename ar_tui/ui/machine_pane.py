@@ -82,6 +82,7 @@ class MachinePane(Static):
         super().__init__("", id=id, classes=classes, markup=False)
         self._sampler = sampler
         self._interval = interval
+        self._shown = ""
 
     def on_mount(self) -> None:
         if self._sampler is None:
@@ -94,4 +95,7 @@ class MachinePane(Static):
             lines = self._sampler()
         except Exception as exc:  # a flaky driver must not take the app down
             lines = [f"machine stats unavailable: {exc}"]
-        self.update("\n".join(lines))
+        text = "\n".join(lines)
+        if text != self._shown:
+            self._shown = text
+            self.update(text, layout=False)

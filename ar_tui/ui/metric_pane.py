@@ -13,8 +13,8 @@ from ar_tui.ui.results_table import ResultsTable
 
 class MetricPane(Vertical):
     DEFAULT_CSS = """
-    MetricPane > #metric-summary { height: auto; }
-    MetricPane > Sparkline { height: 3; margin: 0 1; }
+    MetricPane > #metric-summary { height: 2; }
+    MetricPane > Sparkline { height: 3; }
     MetricPane > ResultsTable { height: 1fr; }
     """
 
@@ -23,6 +23,7 @@ class MetricPane(Vertical):
         self.summary = Static("no results yet", id="metric-summary", markup=False)
         self.sparkline = Sparkline([], id="metric-sparkline")
         self.table = ResultsTable(id="results")
+        self._summary_shown = ""
 
     def compose(self):
         yield self.summary
@@ -47,5 +48,7 @@ class MetricPane(Vertical):
         if view.best_exp is not None:
             summary += f" (exp {view.best_exp}, {fmt.percent(view.improvement_pct)})"
         summary += f"  ·  {len(view.rows)} decided, {kept} kept"
-        self.summary.update(summary)
+        if summary != self._summary_shown:
+            self._summary_shown = summary
+            self.summary.update(summary, layout=False)
         self.table.show_rows(rows, view.best_exp)

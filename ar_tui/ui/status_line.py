@@ -27,6 +27,8 @@ def display_state(view: RunView, slot_index: int) -> str:
 
 
 class StatusLine(Static):
+    _shown: Text | None = None
+
     def show(self, view: RunView, slot_index: int, now: float) -> None:
         line = Text()
         line.append(" ar-tui ", style="bold reverse")
@@ -57,4 +59,7 @@ class StatusLine(Static):
             line.append(f" ({fmt.percent(view.improvement_pct)} vs baseline)")
         if view.stopped is not None:
             line.append(f" · stopped: {view.stopped.reason}", style="bold red" if view.stopped.error else "")
-        self.update(line)
+        # An update re-lays the screen out: only when the line really changed.
+        if line != self._shown:
+            self._shown = line
+            self.update(line, layout=False)  # fixed height (app.tcss): no relayout

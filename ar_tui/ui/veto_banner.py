@@ -15,10 +15,13 @@ class VetoBanner(Static):
     VetoBanner.-active { display: block; }
     """
 
+    _shown: Text | None = None
+
     def show(self, view: RunView, slot_index: int, now: float) -> None:
         slot = view.slots[slot_index] if 0 <= slot_index < len(view.slots) else None
         waiting = slot is not None and slot.state == ev.STATE_VETO_WINDOW and slot.veto_deadline is not None
-        self.set_class(waiting, "-active")
+        if waiting != self.has_class("-active"):
+            self.set_class(waiting, "-active")
         if not waiting:
             return
         left = max(0, int(slot.veto_deadline - now + 0.999))
@@ -29,4 +32,6 @@ class VetoBanner(Static):
         line.append(" start now · ")
         line.append("v", style="bold")
         line.append(" veto")
-        self.update(line)
+        if line != self._shown:
+            self._shown = line
+            self.update(line, layout=False)
