@@ -47,7 +47,7 @@ class ResultsTable(DataTable):
                 Text("★" if is_best else "", style="bold"),
                 Text(str(row.exp), style="bold" if is_best else ""),
                 row.commit[:7],
-                Text(fmt.metric(row.metric), style="bold reverse" if is_best else style),
+                Text(fmt.metric(row.metric), style="bold underline" if is_best else style),
                 Text(status, style=style),
                 fmt.dollars(row.cost_usd) if row.cost_usd else "-",
                 Text(row.description, style=style),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import PurePath
+
 from rich.text import Text
 from textual.widgets import Static
 
@@ -33,7 +35,8 @@ class StatusLine(Static):
         line = Text()
         line.append(" ar-tui ", style="bold reverse")
         line.append(f" {view.tag or '-'} ", style="bold")
-        line.append(f"· {view.target or '-'} · {view.agent or '-'}")
+        # The target's directory name: the full path would crowd out the state.
+        line.append(f"· {PurePath(view.target).name if view.target else '-'} · {view.agent or '-'}")
         if view.model:
             line.append(f"/{view.model}")
         line.append(" · ")

@@ -1,0 +1,132 @@
+"""Regenerate the README's screenshots from a real tiny session.
+
+The real engine and the offline proposer run a tiny target in a temporary git
+repository (a train.py whose metric depends on its constants, printing
+progress for about four seconds a run). The app, at 200x60, is photographed mid-run,
+with the veto question open, with the help open, and at 80x24. Run it after
+any change to the UI:
+
+    python scripts/screenshots.py            # writes screenshots/*.svg
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ar_tui.agents.offline import OfflineProposer  # noqa: E402
+from ar_tui.core import events as ev  # noqa: E402
+from ar_tui.core.engine import Engine, EngineOptions  # noqa: E402
+from ar_tui.ui.app import ArTuiApp  # noqa: E402
+
+TRAIN = textwrap.dedent(
+    """\
+    # A stand-in for a training script: the metric is a smooth function of
+    # the constants, the output looks like a training run's.
+    import math, sys, time
+
+    MATRIX_LR = 0.04  # learning rate of the matrix parameters
+    WARMUP_RATIO = 0.1  # share of the budget spent warming up
+    DEPTH = 8  # transformer layers
+    WEIGHT_DECAY = 0.2  # decoupled weight decay
+
+    loss_floor = 0.95 + (math.log(MATRIX_LR / 0.06)) ** 2 * 0.2 + (WARMUP_RATIO - 0.05) ** 2 + (DEPTH - 10) ** 2 * 0.002
+    loss_floor += (WEIGHT_DECAY - 0.1) ** 2 * 0.5
+    steps = 60
+    for step in range(1, steps + 1):
+        loss = loss_floor + 2.5 * math.exp(-step / 12)
+        # Like nanochat: a progress line rewritten in place, kept every 10 steps.
+        sys.stdout.write(f"\\rstep {step:05d}/{steps} ({100 * step // steps}%) | loss {loss:.4f} | "
+                         f"lr {MATRIX_LR:.4f} | dt 33ms | tok/sec 48,210")
+        if step % 10 == 0:
+            sys.stdout.write("\\n")
+        sys.stdout.flush()
+        time.sleep(0.06)
+    print()
+    print("---")
+    print(f"val_bpb: {loss_floor:.6f}")
+    print("peak_vram_mb: 2211.3")
+    """
+)
+
+
+def git(cwd: Path, *args: str) -> None:
+    env = dict(os.environ, GIT_AUTHOR_NAME="s", GIT_AUTHOR_EMAIL="s@s", GIT_COMMITTER_NAME="s",
+               GIT_COMMITTER_EMAIL="s@s")
+    subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
+
+
+def make_target(root: Path) -> Path:
+    root.mkdir(parents=True)
+    git(root, "init", "-q", "-b", "main")
+    (root / "train.py").write_text(TRAIN)
+    (root / "prepare.py").write_text("# data and evaluation (fixed)\n")
+    (root / "autoresearch.toml").write_text("[target]\ntime_budget = 5\ntimeout = 60\n")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "tiny target")
+    return root
+
+
+async def wait_for(pilot, predicate, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the session did not get there in time")
+        await pilot.pause(0.05)
+
+
+async def main(out: Path) -> None:
+    work = Path(tempfile.mkdtemp(prefix="ar-tui-shots-"))
+    os.environ["AR_TUI_HOME"] = str(work / "home")
+    target = make_target(work / "nanochat-tiny")
+    options = EngineOptions(target_dir=target, tag="nov28", run_dir=work / "run", attended=False, lookahead=1,
+                            baseline_runs=1, max_experiments=12, write_report=False)
+    engine = Engine(options, OfflineProposer(seed=3))
+    app = ArTuiApp(engine, run_engine=engine.run)
+    out.mkdir(exist_ok=True)
+
+    def decided() -> int:
+        return len(app.view.rows)
+
+    def running_for(seconds: float) -> bool:
+        slot = app.view.slots[0] if app.view.slots else None
+        return (slot is not None and slot.state == ev.STATE_RUNNING and slot.started_at is not None
+                and time.time() - slot.started_at > seconds)
+
+    async with app.run_test(size=(200, 60)) as pilot:
+        await wait_for(pilot, lambda: decided() >= 5 and running_for(1.0))
+        await pilot.pause(0.3)
+        app.save_screenshot("main-200x60.svg", path=str(out))
+        await pilot.press("v")
+        await pilot.pause(0.3)
+        app.save_screenshot("veto-modal.svg", path=str(out))
+        await pilot.press("n")
+        await pilot.press("question_mark")
+        await pilot.pause(0.3)
+        app.save_screenshot("help.svg", path=str(out))
+        await pilot.press("escape")
+        await pilot.resize_terminal(80, 24)
+        await wait_for(pilot, lambda: running_for(2.5))
+        await pilot.press("2")  # the training log tab
+        await pilot.pause(0.3)
+        app.save_screenshot("log-80x24.svg", path=str(out))
+        await pilot.press("4")  # the metric tab
+        await pilot.pause(0.3)
+        app.save_screenshot("metric-80x24.svg", path=str(out))
+        await pilot.press("q", "y")
+        await wait_for(pilot, lambda: not app.is_running)
+    for name in sorted(p.name for p in out.glob("*.svg")):
+        print(f"wrote {out / name}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(ROOT / "screenshots"))
