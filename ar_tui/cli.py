@@ -312,12 +312,12 @@ def cmd_detach(args: argparse.Namespace) -> int:
 
 async def _attach(run_dir: Path) -> int:
     from ar_tui.core.remote import RemoteEngine
-    from ar_tui.ui.app import ArTuiApp
+    from ar_tui.ui.attached_app import AttachedApp
 
     remote = RemoteEngine(run_dir)
     history = await remote.connect()
     try:
-        await ArTuiApp(remote, replay=history, log_dir=run_dir / "logs").run_async()
+        await AttachedApp(remote, replay=history, log_dir=run_dir / "logs").run_async()
     finally:
         await remote.close()
     return EXIT_OK

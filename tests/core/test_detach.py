@@ -28,7 +28,7 @@ from ar_tui.core.ledger import read_events, read_results
 from ar_tui.core.remote import RemoteEngine, RemoteError, request
 from ar_tui.core.runner import RUN_MARKER_ENV, kill_orphans
 from ar_tui.core.server import MAX_REQUEST_BYTES, SOCKET_NAME
-from ar_tui.ui.app import ArTuiApp
+from ar_tui.ui.attached_app import AttachedApp
 from ar_tui.ui.confirm_screen import ConfirmScreen
 from tests.conftest import ar_tui_command, make_target
 
@@ -153,7 +153,7 @@ async def test_attached_app_pauses_the_detached_engine_and_detaching_leaves_it_r
     remote = RemoteEngine(run_dir)
     history = await remote.connect()
     assert isinstance(history[0], ev.RunStarted) and history[0].run_dir == str(run_dir.resolve())
-    app = ArTuiApp(remote, replay=history, log_dir=run_dir / "logs", machine_sampler=lambda: ["cpu (test)"])
+    app = AttachedApp(remote, replay=history, log_dir=run_dir / "logs", machine_sampler=lambda: ["cpu (test)"])
     async with app.run_test(size=SIZE) as pilot:
         assert app.view.tag == "d" and app.view.baseline == 1.04  # the history, replayed
         # Live training output arrives over the socket (log lines are never in events.jsonl).
@@ -183,6 +183,23 @@ async def test_attached_app_pauses_the_detached_engine_and_detaching_leaves_it_r
     assert engine_pid(run_dir) == pid
     assert [e.paused for e in events(run_dir, ev.Paused)] == [True, False]
     assert (await request(run_dir, "status"))["clients"] == 0
+
+    # Attach again, and this time stop the run from the app: x, then yes.
+    decided_before = {r.exp for r in rows(run_dir) if r.exp}
+    remote = RemoteEngine(run_dir)
+    history = await remote.connect()
+    app = AttachedApp(remote, replay=history, log_dir=run_dir / "logs", machine_sampler=lambda: ["cpu (test)"])
+    async with app.run_test(size=SIZE) as pilot:
+        assert decided_before <= {r.exp for r in app.view.rows}  # the whole history, replayed
+        await pilot.press("x")
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await until(pilot, lambda: app.view.stopped is not None, what="the run's end, seen by the app")
+        assert app.view.stopped.reason == "stopped by the user"
+        await pilot.press("q")  # nothing left running: q leaves at once
+        await until(pilot, lambda: not app.is_running, what="the app to leave")
+    await remote.close()
+    assert [e.reason for e in events(run_dir, ev.RunStopped)] == ["stopped by the user"]
 
 
 async def test_two_viewers_see_the_same_events_and_a_veto_acts_once(detached) -> None:
