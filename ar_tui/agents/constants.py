@@ -17,6 +17,7 @@ import math
 import re
 import tokenize
 from dataclasses import dataclass
+from functools import cached_property
 
 # The unit of a move: a knob's value is mapped to a coordinate `u` in which a
 # step of the same size means a change of similar consequence.
@@ -320,9 +321,9 @@ class Knob:
         """The value(s) as written, `|`-separated for several parts."""
         return "|".join(part.text for part in self.parts)
 
-    @property
-    def words(self) -> set[str]:
-        return set(name_words(self.name.split("[")[0]))
+    @cached_property
+    def words(self) -> frozenset[str]:
+        return frozenset(name_words(self.name.split("[")[0]))
 
 
 def _inline_comments(source: str) -> dict[int, str]:

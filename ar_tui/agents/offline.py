@@ -57,6 +57,7 @@ GROWTH = 1.5  # a kept move is followed by one this much larger
 FAILURE_DECAY = 0.7  # each failure in a row makes a knob this much less attractive
 UNSEEN_PENALTY = 0.2  # knobs already moving in a running experiment wait their turn
 PAIR_SHARE = 0.15  # how often a two-knob move is tried once every knob has been tried
+RECHECK_SCALES = (1.0, 2.0, 0.5)  # first steps of a knob's kind, when nothing better is left
 STALL = 8  # decided experiments without a keep after which pairs are tried far more often
 MOMENTUM_SCORE = 2000.0  # a kept move is followed up before anything else
 EXPLORE_SCORE = 1000.0  # times the kind's weight: untried knobs next
@@ -157,7 +158,7 @@ class Trial:
 
 class Candidate(NamedTuple):
     target: float  # the first part's value, before rounding
-    mode: str  # explore / momentum / probe / refine / recheck
+    mode: str  # explore / momentum / probe / refine / recheck / rescale
     why: str
     gain: float | None = None  # the improvement a fitted parabola predicts
 
@@ -505,10 +506,14 @@ class Search:
         candidates = self.candidates(knob)
         if knob.kind.movable(knob.value):
             # When the evidence leaves nothing to try, a plain step either way
-            # checks the knob again on the current best (knobs do interact).
-            for sign in (1, -1):
-                target = knob.kind.from_u(knob.kind.to_u(knob.value) + sign * knob.kind.step)
-                candidates.append(Candidate(target, "recheck", f"{knob.name}: checking again on the current best"))
+            # checks the knob again on the current best (knobs do interact),
+            # and after that, bigger and smaller steps: a long night should
+            # not end while there are moves nobody has tried.
+            for scale in RECHECK_SCALES:
+                for sign in (1, -1):
+                    target = self._stepped(knob, sign * scale)
+                    mode = "recheck" if scale == 1 else "rescale"
+                    candidates.append(Candidate(target, mode, f"{knob.name}: checking again on the current best"))
         for candidate in candidates:
             values = self._values_at(knob, candidate.target)
             if values is None or not self._fresh([(knob, values)]):
@@ -537,6 +542,8 @@ class Search:
                 score = gain if gain is not None else 0.25 * sensitivity
             elif mode == "recheck":
                 score = 0.03 * sensitivity
+            elif mode == "rescale":
+                score = 0.01 * sensitivity
             else:
                 score = 0.5 * sensitivity
             score *= FAILURE_DECAY ** self.failures_in_a_row[name]
@@ -599,20 +606,23 @@ class Search:
             for b in order[i + 1 :]:
                 if self._coupled(a, b):
                     continue
-                for sign_a in (1, -1):
-                    for sign_b in (1, -1):
-                        values_a = self._step_values(a, sign_a)
-                        values_b = self._step_values(b, sign_b)
-                        if values_a and values_b and self._fresh([(a, values_a), (b, values_b)]):
-                            why = f"{a.name} and {b.name} together"
-                            return [Move(a, values_a, "pair", why), Move(b, values_b, "pair", why)]
+                if not (a.kind.movable(a.value) and b.kind.movable(b.value)):
+                    continue
+                for scale in RECHECK_SCALES:
+                    for sign_a in (1, -1):
+                        for sign_b in (1, -1):
+                            values_a = self._values_at(a, self._stepped(a, sign_a * scale))
+                            values_b = self._values_at(b, self._stepped(b, sign_b * scale))
+                            if values_a and values_b and self._fresh([(a, values_a), (b, values_b)]):
+                                why = f"{a.name} and {b.name} together"
+                                return [Move(a, values_a, "pair", why), Move(b, values_b, "pair", why)]
         return None
 
-    def _step_values(self, knob: Knob, sign: int) -> Values | None:
+    @staticmethod
+    def _stepped(knob: Knob, steps: float) -> float:
+        """The value `steps` first steps of its kind away from the current one."""
         kind = knob.kind
-        if not kind.movable(knob.value):
-            return None
-        return self._values_at(knob, kind.from_u(kind.to_u(knob.value) + sign * kind.step))
+        return kind.from_u(kind.to_u(knob.value) + steps * kind.step)
 
     def _summary(self) -> str:
         decided = [t for t in self.trials if t.status != "keep" or t.changes]

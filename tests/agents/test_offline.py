@@ -511,8 +511,8 @@ async def test_nothing_left_to_try_raises_proposal_failed(tmp_path):
     script = "DEPTH = 1  # layers\nif __name__ == '__main__':\n    print(f'val_bpb: {1 + (DEPTH - 1) ** 2:.6f}')\n"
     workspace, config = make_target(tmp_path, script)
     loop = await drive(OfflineProposer(), workspace, config, 10, run_in_process)
-    # One knob at its lower bound: up once (worse), then nothing is left.
-    assert [r.description for r in loop.history[1:]] == ["DEPTH 1 -> 2"]
+    # One knob at its lower bound: up one step (worse), then two (worse), then nothing is left.
+    assert [r.description for r in loop.history[1:]] == ["DEPTH 1 -> 2", "DEPTH 1 -> 3"]
     assert (tmp_path / "train.py").read_text() == script  # the failed call left the file alone
     with pytest.raises(ProposalFailed, match="exhausted"):
         await OfflineProposer().propose(
