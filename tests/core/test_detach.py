@@ -496,3 +496,39 @@ async def test_a_viewer_that_never_reads_does_not_hold_up_the_engine(tmp_path: P
     assert kinds[-1] == "run_stopped"
     assert kinds.count("decision") == 1
     writer.close()
+
+
+async def test_without_a_run_dir_status_covers_every_live_run_and_stop_asks_which(detached) -> None:
+    first = await detached("alpha", 0.3)
+    second = await detached("beta", 0.3)
+    code, out, err = await cli("status")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert sorted(line.split()[0] for line in lines) == ["alpha", "beta"]
+    assert all("best val_bpb" in line or "0 done" in line for line in lines)
+    # Stopping a run nobody named would be a guess: refused, with the choices.
+    code, out, err = await cli("stop")
+    assert code == 1 and "2 live runs" in err and str(first.resolve()) in err and str(second.resolve()) in err
+    assert engine_pid(first) is not None and engine_pid(second) is not None
+
+
+async def test_a_run_dir_longer_than_a_socket_address_still_gets_its_socket(tmp_path: Path, monkeypatch) -> None:
+    from ar_tui.agents.scripted import ScriptedProposer, ScriptStep
+    from ar_tui.core.engine import Engine, EngineOptions
+
+    run_dir = tmp_path / ("a-very-long-directory-name-" * 4) / "run"
+    assert len(str(run_dir / SOCKET_NAME)) > 108  # AF_UNIX's limit on Linux
+    monkeypatch.setenv("DETACH_SLEEP", "60")
+    options = EngineOptions(target_dir=make_target(tmp_path / "target", train=SLOW_TRAIN), tag="long",
+                            run_dir=run_dir, attended=False, lookahead=0, baseline_runs=1, max_experiments=1,
+                            write_report=False)
+    engine = Engine(options, ScriptedProposer([ScriptStep("LR 0.5 -> 0.4", "LR = 0.5", "LR = 0.4")]))
+    run = asyncio.create_task(engine.run())
+    await wait_for(lambda: running_exp(run_dir) == 1, what="exp 1 running")
+    figures = await request(run_dir, "status")
+    assert figures["live"] is True and figures["slots"][0]["exp"] == 1
+    assert await request(run_dir, "veto", exp=1) is True
+    stopped = await asyncio.wait_for(run, 60)
+    assert [(r.exp, r.status) for r in rows(run_dir)] == [(0, "keep"), (1, "veto")]
+    assert stopped.reason == "max experiments (1) reached"
+    assert not (run_dir / SOCKET_NAME).exists()
