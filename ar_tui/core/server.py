@@ -294,8 +294,14 @@ class ControlServer:
             early, self._early = self._early, None
             for event in early:
                 self.view.apply(event)
-        sock = await asyncio.to_thread(self._bind)
-        self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=MAX_REQUEST_BYTES)
+        try:
+            sock = await asyncio.to_thread(self._bind)
+            self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=MAX_REQUEST_BYTES)
+        except BaseException:
+            # No socket, no server: stop observing (the engine runs on without one).
+            self._unsubscribe()
+            self._unsubscribe = None
+            raise
         with contextlib.suppress(OSError):
             register_run_dir(self.run_dir)
 
