@@ -601,14 +601,14 @@ class Search:
         return None
 
     def _exhaustive_pair(self) -> list[Move] | None:
-        order = sorted(self.knobs, key=lambda k: -(self.sensitivity(k.name) or 0.0))
-        for i, a in enumerate(order):
-            for b in order[i + 1 :]:
-                if self._coupled(a, b):
-                    continue
-                if not (a.kind.movable(a.value) and b.kind.movable(b.value)):
-                    continue
-                for scale in RECHECK_SCALES:
+        order = [
+            k for k in sorted(self.knobs, key=lambda k: -(self.sensitivity(k.name) or 0.0)) if k.kind.movable(k.value)
+        ]
+        for scale in RECHECK_SCALES:  # every pair at the usual step before any at another
+            for i, a in enumerate(order):
+                for b in order[i + 1 :]:
+                    if self._coupled(a, b):
+                        continue
                     for sign_a in (1, -1):
                         for sign_b in (1, -1):
                             values_a = self._values_at(a, self._stepped(a, sign_a * scale))
@@ -653,11 +653,7 @@ def load_knobs(workspace: Workspace) -> list[Knob]:
     counts: dict[str, int] = {}
     for knob in knobs:
         counts[knob.name] = counts.get(knob.name, 0) + 1
-    return [knob if counts[knob.name] == 1 else _renamed(knob, f"{knob.path}:{knob.name}") for knob in knobs]
-
-
-def _renamed(knob: Knob, name: str) -> Knob:
-    return replace(knob, name=name)
+    return [knob if counts[knob.name] == 1 else replace(knob, name=f"{knob.path}:{knob.name}") for knob in knobs]
 
 
 class OfflineProposer:
