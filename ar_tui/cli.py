@@ -334,7 +334,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     except EngineNotRunning as exc:
         resume = resume_command(run_dir)
-        print(f"ar-tui: {exc}; the run is not running. Resume it with:\n  ar-tui {' '.join(resume)}", file=sys.stderr)
+        print(f"ar-tui: {exc}. Resume the run with:\n  ar-tui {' '.join(resume)}", file=sys.stderr)
         if not (sys.stdin.isatty() and input("Resume it now in the background and attach? [y/N] ").strip().lower()
                 in ("y", "yes")):
             return EXIT_ERROR

@@ -425,7 +425,7 @@ async def test_socket_is_owner_only_a_crashed_engine_is_detected_and_resumed(det
 
     code, out, refusal = await cli("attach", run_dir)
     assert code == 1
-    assert "not running" in refusal and f"--run-dir {run_dir.resolve()}" in refusal and "--tag d" in refusal
+    assert "no engine is running" in refusal and f"--run-dir {run_dir.resolve()}" in refusal and "--tag d" in refusal
     assert not (run_dir / SOCKET_NAME).exists() and not (run_dir / PID_FILE).exists()
     figures = await status(run_dir)
     assert figures["live"] is False and figures["state"] == "dead"
