@@ -29,6 +29,7 @@ text-editor tool calls.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 import re
@@ -670,8 +671,9 @@ class OfflineProposer:
                 f"no tunable constants in {', '.join(workspace.editable)}: the offline search needs "
                 "module-level numeric assignments such as `LEARNING_RATE = 3e-4`"
             )
-        search = Search(knobs, ctx, self.seed)
-        plan = self._adapted(search) or search.plan()
+        # Rebuilding the search from a long history takes a fraction of a
+        # second of pure computation: off the event loop, so the app stays live.
+        plan = await asyncio.to_thread(self._plan, knobs, ctx)
 
         def say(text: str) -> None:
             emit(AgentText(exp=ctx.exp, text=text + "\n"))
@@ -685,6 +687,10 @@ class OfflineProposer:
         say(f"Proposal: {description}")
         rationale = " ".join(f"{m.why}." for m in plan.moves)
         return Proposal(description=description, rationale=rationale)
+
+    def _plan(self, knobs: list[Knob], ctx: ProposalContext) -> Plan:
+        search = Search(knobs, ctx, self.seed)
+        return self._adapted(search) or search.plan()
 
     def _adapted(self, search: Search) -> Plan | None:
         """Re-apply an earlier proposal on a newer best: the same target
