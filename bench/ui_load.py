@@ -163,6 +163,7 @@ def main() -> int:
             return 1
         time.sleep(0.05)
     flood_start = time.time()
+    cpu_start = process.cpu_times()
     presses: list[float] = []
     rss: list[tuple[float, int]] = []
     next_press = flood_start + 0.5
@@ -174,6 +175,10 @@ def main() -> int:
             os.write(master, b"p")
             next_press = now + 0.5
         time.sleep(0.05)
+    cpu_end = process.cpu_times()
+    flood_wall = time.time() - flood_start
+    app_cpu = (cpu_end.user + cpu_end.system - cpu_start.user - cpu_start.system) / flood_wall
+    load = os.getloadavg()[0]
     if len(presses) % 2:  # leave the engine resumed, so the run can finish
         time.sleep(0.3)
         presses.append(time.time())
@@ -204,6 +209,8 @@ def main() -> int:
               f"p95 {percentile(latencies, 0.95):.1f}  max {max(latencies):.1f}")
     print(f"app RSS MB: start {rss_mb[0]:.1f}  first third max {max(rss_mb[:third]):.1f}  "
           f"last third max {max(rss_mb[-third:]):.1f}  overall max {max(rss_mb):.1f}")
+    print(f"app CPU during the flood: {100 * app_cpu:.0f}% of one core (the engine, its runner and the UI "
+          f"share one event loop); machine load average {load:.1f} on {os.cpu_count()} CPUs")
     print(f"screen output: {screen_bytes[0] / 2**20:.1f} MiB over the run; app exit code {proc.returncode}")
     ok = len(paused) == len(presses) and proc.returncode == 0
     return 0 if ok else 1

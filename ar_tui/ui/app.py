@@ -101,7 +101,7 @@ class ArTuiApp(App[Any]):
         log_dir: Path | None = None,
         clock: Callable[[], float] = time.time,
         machine_sampler: Sampler | None = None,
-        refresh_hz: float = 15.0,
+        refresh_hz: float = 10.0,
         log_lines: int = DEFAULT_MAX_LINES,
     ) -> None:
         super().__init__()
@@ -476,8 +476,9 @@ class ArTuiApp(App[Any]):
         self.push_screen(
             ConfirmScreen(
                 "Stop the run and quit?",
-                "Running experiments are aborted and not recorded. Everything decided so far is kept; "
-                f"the run can be resumed later with its tag ({self.view.tag}).",
+                "Running experiments are aborted and not recorded. Everything decided so far is kept, "
+                f"and the run can be resumed: run the same command again (tag {self.view.tag}); the "
+                "aborted experiments run again first.",
                 yes="Stop and quit",
                 no="Keep running",
             ),

@@ -184,3 +184,24 @@ def test_the_engine_package_does_not_import_textual_or_rich() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert int(result.stdout) >= 8  # every engine module was imported
+
+
+async def test_s_shows_the_next_slots_log() -> None:
+    handle = ScriptedHandle()
+    app = ArTuiApp(handle, replay=session_events(slots=2), clock=lambda: T0 + 330, machine_sampler=lambda: ["cpu"])
+    async with app.run_test(size=(200, 60)) as pilot:
+        for slot, exp in ((0, 4), (1, 5)):
+            handle.emit(ev.ExperimentStarted(exp=exp, slot=slot, device="cpu", commit="abc1234", parent="b2c3d4e",
+                                             description=f"exp {exp}"))
+            for i in range(3):
+                handle.emit(ev.LogLine(exp=exp, slot=slot, text=f"slot {slot} line {i}"))
+        await pilot.pause(0.2)
+        assert app.check_action("next_slot", ()) is True
+        assert [line for line in visible_log(app) if line][-1] == "slot 0 line 2"
+        await pilot.press("s")
+        await until(pilot, lambda: [line for line in visible_log(app) if line][-1:] == ["slot 1 line 2"], timeout=5,
+                    what="slot 1's log")
+        assert "exp 5" in str(app.training_log.border_title) and "slot 1" in str(app.training_log.border_title)
+        await pilot.press("s")
+        await until(pilot, lambda: [line for line in visible_log(app) if line][-1:] == ["slot 0 line 2"], timeout=5,
+                    what="slot 0's log again")

@@ -32,7 +32,8 @@ async def test_p_pauses_after_the_running_experiment_and_resumes(tmp_path: Path)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: running(app, 1), what="exp 1 running")
         await pilot.press("p")
-        assert engine.paused and app.view.paused
+        await until(pilot, lambda: engine.paused and app.view.paused, timeout=5, what="the pause")
+        await pilot.pause(0.2)  # the status line is redrawn on the next tick
         assert "paused" in str(app.status_line.render())
         # Paused: experiment 1 finishes and is decided, experiment 2 waits.
         await until(pilot, lambda: any(r.exp == 1 for r in app.view.rows), what="exp 1 decided")
@@ -52,7 +53,7 @@ async def test_v_asks_then_aborts_the_running_experiment_as_a_veto(tmp_path: Pat
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: running(app, 1), what="exp 1 running")
         await pilot.press("v")
-        assert isinstance(app.screen, ConfirmScreen)
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=5, what="the question")
         assert "Veto experiment 1" in str(app.screen.query_one("#confirm-title").render())
         await pilot.press("y")
         await until(pilot, lambda: not app.is_running, what="the run to end")
@@ -72,7 +73,7 @@ async def test_v_then_n_changes_nothing(tmp_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: running(app, 1), what="exp 1 running")
         await pilot.press("v")
-        assert isinstance(app.screen, ConfirmScreen)
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=5, what="the question")
         await pilot.press("n")
         await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), what="the modal to close")
         await until(pilot, lambda: not app.is_running, what="the run to end")
@@ -142,7 +143,9 @@ async def test_v_in_the_veto_window_rejects_the_waiting_experiment(tmp_path: Pat
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.view.slots and app.view.slots[0].state == ev.STATE_VETO_WINDOW,
                     what="the veto window")
-        await pilot.press("v", "y")
+        await pilot.press("v")
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=5, what="the question")
+        await pilot.press("y")
         await until(pilot, lambda: not app.is_running, what="the run to end")
     assert not any(isinstance(e, ev.ExperimentStarted) and e.exp == 1 for e in events_of(run_dir))
     assert [(r.exp, r.status) for r in ledger(run_dir)] == [(0, "keep"), (1, "veto")]
@@ -155,8 +158,9 @@ async def test_q_asks_then_stops_the_run_so_that_it_can_be_resumed(tmp_path: Pat
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: running(app, 1), what="exp 1 running")
         await pilot.press("q")
-        assert isinstance(app.screen, ConfirmScreen)
-        assert "resumed" in str(app.screen.query_one("#confirm-message").render())
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=5, what="the question")
+        message = str(app.screen.query_one("#confirm-message").render())
+        assert "resumed" in message and "tag ui" in message
         await pilot.press("y")
         await until(pilot, lambda: not app.is_running, what="the app to exit")
     stopped = events_of(run_dir, ev.RunStopped)[-1]
@@ -171,7 +175,7 @@ async def test_question_mark_opens_help_and_escape_closes_it(tmp_path: Path) -> 
     app, _ = engine_app(ui_target(tmp_path / "t"), run_dir, [step("short", 0.4, sleep=3.0)])
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("question_mark")
-        assert isinstance(app.screen, HelpScreen)
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen), timeout=5, what="the help screen")
         await pilot.press("p")  # the help screen is modal: p does not reach the engine
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, HelpScreen), what="the help to close")
