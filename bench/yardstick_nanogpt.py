@@ -17,9 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the same thread policy as train.py, for a fair race
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "nanochat"))
 from prepare import evaluate_bpb, load_dataset  # noqa: E402
@@ -72,7 +73,7 @@ def main():
     seed = parser.parse_args().seed
     budget = float(os.environ.get("AR_TIME_BUDGET", 60))
     torch.manual_seed(seed)
-    torch.set_num_threads(2)
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))  # as train.py
     data = load_dataset()
     model = NanoGPT(data.vocab_size)
     decay = [p for p in model.parameters() if p.ndim >= 2]
