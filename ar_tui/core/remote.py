@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from ar_tui.core import events as ev
 from ar_tui.core.control import Observer, RunView
+from ar_tui.core.engine import PID_FILE, engine_pid
 from ar_tui.core.server import (
     EVENTS_FILE,
     SOCKET_NAME,
@@ -45,19 +46,14 @@ class EngineNotRunning(Exception):
     """No live engine answers for this run dir. The message is one line."""
 
 
-def engine_pid(run_dir: Path) -> int | None:
-    """The live engine's pid for `run_dir`, or None (see engine.engine_pid)."""
-    from ar_tui.core import engine
-
-    return engine.engine_pid(Path(run_dir))
+class RemoteError(Exception):
+    """The engine refused a request, or the connection is gone."""
 
 
 def clean_stale(run_dir: Path) -> bool:
     """Remove the socket and pid file a crashed engine left behind. Returns
     True when there was something stale. A live engine's files are kept."""
     run_dir = Path(run_dir)
-    from ar_tui.core.engine import PID_FILE
-
     pid_file = run_dir / PID_FILE
     try:
         recorded = pid_file.read_text()
@@ -263,10 +259,6 @@ class RemoteEngine:
 
     def request_stop(self, now: bool = False) -> None:
         self._command("stop", "stop", now=bool(now))
-
-
-class RemoteError(Exception):
-    """The engine refused a request, or the connection is gone."""
 
 
 async def request(run_dir: Path, cmd: str, **args: Any) -> Any:

@@ -499,8 +499,7 @@ async def test_a_viewer_that_never_reads_does_not_hold_up_the_engine(tmp_path: P
 
 
 async def test_without_a_run_dir_status_covers_every_live_run_and_stop_asks_which(detached) -> None:
-    first = await detached("alpha", 0.3)
-    second = await detached("beta", 0.3)
+    first, second = await asyncio.gather(detached("alpha", 0.3), detached("beta", 0.3))
     code, out, err = await cli("status")
     assert code == 0, err
     lines = out.splitlines()
