@@ -148,7 +148,7 @@ async def test_attached_app_pauses_the_detached_engine_and_detaching_leaves_it_r
     # in a session of its own: no terminal hang-up reaches it.
     pid = engine_pid(run_dir)
     assert os.getsid(pid) == pid
-    await wait_for(lambda: running_exp(run_dir) == 1, what="exp 1 running")
+    await wait_for(lambda: events(run_dir, ev.BaselineReady), what="the baseline")
 
     remote = RemoteEngine(run_dir)
     history = await remote.connect()
