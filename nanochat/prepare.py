@@ -287,44 +287,53 @@ def split_validation(documents: list[str]) -> tuple[str, list[str]]:
 # encodings download at run time, which would fail offline.
 
 
-def train_tokenizer(texts: Iterable[str]):
+@dataclass
+class BPE:
+    """What a tokenizer is: the split pattern and the merge ranks; BOS comes after them."""
+
+    pattern: str
+    ranks: dict[bytes, int]
+
+    def encoding(self):
+        import tiktoken
+
+        return tiktoken.Encoding(
+            name="nanochat", pat_str=self.pattern, mergeable_ranks=self.ranks, special_tokens={BOS: len(self.ranks)}
+        )
+
+    def byte_lengths(self) -> np.ndarray:
+        """Bytes each token stands for; 0 for BOS, which therefore never counts in bpb."""
+        lengths = np.zeros(len(self.ranks) + 1, dtype=np.int32)
+        for token, rank in self.ranks.items():
+            lengths[rank] = len(token)
+        return lengths
+
+    def save(self, directory: Path) -> None:
+        lines = [f"{base64.b64encode(token).decode()} {rank}" for token, rank in sorted(self.ranks.items(), key=lambda kv: kv[1])]
+        (directory / "tokenizer.bpe").write_text("\n".join(lines) + "\n")
+        (directory / "tokenizer.json").write_text(json.dumps({"pattern": self.pattern, "bos": BOS}))
+
+    @classmethod
+    def load(cls, directory: Path) -> BPE:
+        spec = json.loads((directory / "tokenizer.json").read_text())
+        ranks = {}
+        for line in (directory / "tokenizer.bpe").read_text().splitlines():
+            token, rank = line.split()
+            ranks[base64.b64decode(token)] = int(rank)
+        return cls(spec["pattern"], ranks)
+
+
+def train_tokenizer(texts: Iterable[str]) -> BPE:
     import rustbpe
 
     learner = rustbpe.Tokenizer()
     learner.train_from_iterator(iter(texts), vocab_size=VOCAB_SIZE - 1)
-    ranks = {bytes(token): rank for token, rank in learner.get_mergeable_ranks()}
-    return make_encoding(learner.get_pattern(), ranks)
-
-
-def make_encoding(pattern: str, ranks: dict[bytes, int]):
-    import tiktoken
-
-    return tiktoken.Encoding(name="nanochat", pat_str=pattern, mergeable_ranks=ranks, special_tokens={BOS: len(ranks)})
-
-
-def save_tokenizer(encoding, directory: Path) -> None:
-    ranks = encoding._mergeable_ranks  # tiktoken keeps no public accessor for these
-    lines = [f"{base64.b64encode(token).decode()} {rank}" for token, rank in sorted(ranks.items(), key=lambda kv: kv[1])]
-    (directory / "tokenizer.bpe").write_text("\n".join(lines) + "\n")
-    (directory / "tokenizer.json").write_text(json.dumps({"pattern": encoding._pat_str, "bos": BOS}))
+    return BPE(learner.get_pattern(), {bytes(token): rank for token, rank in learner.get_mergeable_ranks()})
 
 
 def load_tokenizer(directory: Path | None = None):
-    directory = directory or dataset_dir()
-    spec = json.loads((directory / "tokenizer.json").read_text())
-    ranks = {}
-    for line in (directory / "tokenizer.bpe").read_text().splitlines():
-        token, rank = line.split()
-        ranks[base64.b64decode(token)] = int(rank)
-    return make_encoding(spec["pattern"], ranks)
-
-
-def token_byte_lengths(encoding) -> np.ndarray:
-    """Bytes each token stands for; 0 for BOS, which therefore never counts in bpb."""
-    lengths = np.zeros(encoding.n_vocab, dtype=np.int32)
-    for token, rank in encoding._mergeable_ranks.items():
-        lengths[rank] = len(token)
-    return lengths
+    """The prepared tokenizer as a tiktoken.Encoding."""
+    return BPE.load(directory or dataset_dir()).encoding()
 
 
 # ---------------------------------------------------------------------------
@@ -374,7 +383,8 @@ def build(source: Source) -> Path:
             budget -= len(doc)
 
     print(f"training a {VOCAB_SIZE}-token BPE tokenizer", file=sys.stderr)
-    encoding = train_tokenizer(tokenizer_texts())
+    bpe = train_tokenizer(tokenizer_texts())
+    encoding = bpe.encoding()
     train_tokens = _tokenize(encoding, train_docs, "tokenize train")
     val_tokens = _tokenize(encoding, [val_text], "tokenize val")
 
@@ -383,8 +393,8 @@ def build(source: Source) -> Path:
     try:
         train_tokens.tofile(staging / "train.bin")
         val_tokens.tofile(staging / "val.bin")
-        np.save(staging / "token_bytes.npy", token_byte_lengths(encoding))
-        save_tokenizer(encoding, staging)
+        np.save(staging / "token_bytes.npy", bpe.byte_lengths())
+        bpe.save(staging)
         meta = {
             "dataset": source.key,
             "source": source.description,

@@ -11,9 +11,10 @@ metric) is fixed. Keep this contract when editing, or the run is not scored:
 * When the environment variable AR_CHECKPOINT is set, save
   `{"config": config, "state_dict": model.state_dict()}` there with
   torch.save, where `config` is a plain dict (str / int / float / bool) that
-  build_model turns back into the same model. `python -m nanochat.evaluate`
-  rebuilds the model from it in a separate process and computes val_bpb
-  itself; that is the number the harness records.
+  build_model turns back into the same model (an optional "dataset" entry,
+  the prepared dataset's name, lets the evaluator refuse a mismatch).
+  `python -m nanochat.evaluate` rebuilds the model from it in a separate
+  process and computes val_bpb itself; that is the number the harness records.
 * Training runs only under `if __name__ == "__main__":`, so importing this
   file builds nothing.
 * Output: progress lines, then a line `---` and `key: value` lines including
