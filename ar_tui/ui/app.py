@@ -448,7 +448,7 @@ class ArTuiApp(App[Any]):
         if isinstance(self.screen, ConfirmScreen):
             return
         if not self._engine_running:
-            if self._run_engine is not None or self.engine_error is not None:
+            if self._run_engine is not None or self.engine_error is not None or self.view.stopped is not None:
                 self.exit(self.engine_result)
                 return
             self.push_screen(

@@ -13,6 +13,7 @@ from rich.console import Console
 
 from ar_tui.core import events as ev
 from ar_tui.ui.app import ArTuiApp
+from ar_tui.ui.confirm_screen import ConfirmScreen
 from ar_tui.ui.machine_pane import PsutilSampler, default_sampler
 from tests.ui.helpers import until
 from tests.ui.scripted_handle import T0, ScriptedHandle, running_events, session_events
@@ -205,3 +206,26 @@ async def test_s_shows_the_next_slots_log() -> None:
         await pilot.press("s")
         await until(pilot, lambda: [line for line in visible_log(app) if line][-1:] == ["slot 0 line 2"], timeout=5,
                     what="slot 0's log again")
+
+
+async def test_attaching_mid_experiment_shows_its_log_so_far(tmp_path) -> None:
+    log_path = tmp_path / "logs" / "4.log"
+    log_path.parent.mkdir()
+    log_path.write_bytes(b"".join(b"step %d\n" % i for i in range(1, 31)) + b"progress 10%\rprogress 20%\rprogress 30%")
+    started = ev.ExperimentStarted(exp=4, slot=0, device="cpu", commit="e5f6071", parent="b2c3d4e",
+                                   description="lower the weight decay", log_path=str(log_path), ts=T0 + 311)
+    handle = ScriptedHandle()
+    app = ArTuiApp(handle, replay=[*session_events(), started], log_dir=tmp_path / "logs", clock=lambda: T0 + 330,
+                   machine_sampler=lambda: ["cpu"])
+    async with app.run_test(size=(200, 60)) as pilot:
+        await until(pilot, lambda: [line for line in visible_log(app) if line][-2:] == ["step 30", "progress 30%"],
+                    timeout=5, what="the log file's tail")
+        handle.emit(ev.LogLine(exp=4, slot=0, text="step 31"))
+        await until(pilot, lambda: [line for line in visible_log(app) if line][-1:] == ["step 31"], timeout=5,
+                    what="live lines after the file's")
+        await pilot.press("q")  # attached: leaving asks, and stops nothing
+        await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=5, what="the question")
+        assert "goes on" in str(app.screen.query_one("#confirm-message").render())
+        await pilot.press("y")
+        await until(pilot, lambda: not app.is_running, timeout=5, what="the app to exit")
+    assert handle.calls == []
