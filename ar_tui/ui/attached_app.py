@@ -47,9 +47,8 @@ class AttachedApp(ArTuiApp):
         )
 
     def action_request_quit(self) -> None:
-        # A run that has ended (or is ending) has nothing to leave running.
-        if self.view.stopped is not None or self._stop_requested:
-            if not isinstance(self.screen, ConfirmScreen):
-                self.exit()
+        # After x the run is ending: there is nothing to leave running.
+        if self._stop_requested and not isinstance(self.screen, ConfirmScreen):
+            self.exit()
             return
         super().action_request_quit()
