@@ -5,6 +5,7 @@ same `Workspace` as the agents and takes time to "think" when asked to."""
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass
 
 from ar_tui.core import events as ev
@@ -28,7 +29,9 @@ class ScriptedProposer:
     def __init__(self, steps: list[ScriptStep], think_s: float = 0.0) -> None:
         self.steps = list(steps)
         self.think_s = think_s
-        self.calls: list[ProposalContext] = []
+        # The latest contexts it was given, for tests to inspect (bounded: a
+        # benchmark of a thousand experiments must not measure this list).
+        self.calls: deque[ProposalContext] = deque(maxlen=20)
 
     async def propose(self, ctx: ProposalContext, workspace: Workspace, emit: Emit) -> Proposal:
         self.calls.append(ctx)

@@ -245,6 +245,8 @@ class RunView:
     def _on_run_stopped(self, e: ev.RunStopped) -> None:
         self.stopped = e
         self.state = ev.STATE_STOPPED
+        for slot in self.slots:
+            slot.state, slot.exp, slot.description, slot.veto_deadline = ev.STATE_IDLE, None, "", None
         self.cost_usd = max(self.cost_usd, e.cost_usd)
 
     def summary(self) -> dict:
