@@ -34,6 +34,9 @@ from nanochat import prepare as trusted  # noqa: E402
 
 CAUSALITY_TOLERANCE = 1e-3  # max |logit change| at positions <= t; float32 noise is ~1e-6
 CAUSALITY_PROBES = 3  # cut points tried, each at a random position chosen now
+# A model that does this much better on the validation text than on training
+# text has seen the validation text: honest models do the opposite.
+MEMORISATION_MARGIN = 0.3  # bits per byte
 
 
 class EvaluationError(Exception):
@@ -159,6 +162,16 @@ def check_causal(model: torch.nn.Module, val_tokens: torch.Tensor, vocab_size: i
     return worst
 
 
+# --- the memorisation check
+
+
+def reference_tokens(dataset: trusted.Dataset) -> torch.Tensor:
+    """A pinned slice of training text as long as the validation split, from the middle of the corpus."""
+    length = dataset.val_tokens.numel()
+    start = (dataset.train_tokens.numel() - length) // 2
+    return dataset.train_tokens[start : start + length]
+
+
 # --- the command
 
 
@@ -178,12 +191,18 @@ def evaluate(checkpoint: Path, train_py: Path, device: str) -> dict[str, float]:
         )
     try:
         val_bpb = trusted.evaluate_bpb(model, dataset.val_tokens, dataset.token_bytes, device)
+        train_bpb = trusted.evaluate_bpb(model, reference_tokens(dataset), dataset.token_bytes, device)
     except ValueError as exc:
         raise EvaluationError(str(exc)) from None
     check_untampered(before)
     if not math.isfinite(val_bpb):
         raise EvaluationError(f"val_bpb is {val_bpb}")
-    return {"val_bpb": val_bpb, "causal_max_diff": lookahead, "eval_seconds": time.time() - started}
+    if val_bpb < train_bpb - MEMORISATION_MARGIN:
+        raise EvaluationError(
+            f"the model scores {val_bpb:.3f} bits per byte on the validation text but {train_bpb:.3f} on training "
+            "text: it has seen the validation split"
+        )
+    return {"val_bpb": val_bpb, "train_bpb": train_bpb, "causal_max_diff": lookahead, "eval_seconds": time.time() - started}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     result_out.write(
         f"val_bpb: {result['val_bpb']:.6f}\n"
+        f"train_bpb: {result['train_bpb']:.6f}\n"
         f"causal_max_diff: {result['causal_max_diff']:.2e}\n"
         f"eval_seconds: {result['eval_seconds']:.1f}\n"
     )

@@ -27,7 +27,7 @@ def recorded_values(stdout: str) -> list[float]:
     return [float(v) for v in re.findall(r"^\s*val_bpb\s*[:=]\s*(\S+)", stdout, re.MULTILINE)]
 
 
-def edited(target: Path, name: str, *replacements: tuple[str, str], prefix: str = "") -> Path:
+def edited(target: Path, name: str, *replacements: tuple[str, str], prefix: str = "", suffix: str = "") -> Path:
     """A copy of the target's train.py with the edits an agent might make."""
     source = (target / "train.py").read_text()
     for pattern, replacement in replacements:
@@ -37,7 +37,7 @@ def edited(target: Path, name: str, *replacements: tuple[str, str], prefix: str 
         source, count = re.subn(r"^(from prepare import .*\n)", lambda m: m.group(1) + prefix, source, count=1, flags=re.MULTILINE)
         assert count, "train.py has no `from prepare import` line"
     path = target / name
-    path.write_text(source)
+    path.write_text(source + suffix)
     return path
 
 
@@ -77,6 +77,7 @@ def test_evaluator_rebuilds_the_saved_model_and_agrees_with_train_py(honest_run)
     printed = float(final_block(stdout)["val_bpb"])
     (recorded,) = recorded_values(evaluated)
     assert recorded == pytest.approx(printed, abs=1e-4)
+    assert re.search(r"^train_bpb: [\d.]+$", evaluated, re.MULTILINE)
 
 
 def test_printed_fake_metric_never_reaches_the_recorded_number(honest_run, prepared_cache: Path):
@@ -114,6 +115,43 @@ def test_train_py_that_tampers_with_the_metric_is_refused(honest_run, prepared_c
     assert recorded_values(evaluated.stdout) == []
     assert "replaced" in evaluated.stderr and replaced in evaluated.stderr
     assert "Traceback" not in evaluated.stderr
+
+
+MEMORISER = """
+_honest_build_model = build_model
+
+
+def build_model(config):
+    # Remembers which token follows each pair of tokens in the validation text.
+    model = _honest_build_model(config)
+    val = load_dataset().val_tokens.tolist()
+    table = {(a, b): c for a, b, c in zip(val, val[1:], val[2:])}
+    honest_forward = model.forward
+
+    def forward(idx):
+        logits = honest_forward(idx)
+        boost = torch.zeros_like(logits)
+        for row, tokens in enumerate(idx.tolist()):
+            for t in range(1, len(tokens)):
+                following = table.get((tokens[t - 1], tokens[t]))
+                if following is not None:
+                    boost[row, t, following] = 30.0
+        return logits + boost
+
+    model.forward = forward
+    return model
+"""
+
+
+def test_model_that_has_memorised_the_validation_text_is_refused(honest_run, prepared_cache: Path):
+    target, _, _ = honest_run
+    cheat = edited(target, "cheat_memorise.py", suffix=MEMORISER)
+
+    evaluated = evaluate(target, prepared_cache, "--train-py", str(cheat))
+
+    assert evaluated.returncode == 1, evaluated.stdout
+    assert recorded_values(evaluated.stdout) == []
+    assert "has seen the validation split" in evaluated.stderr.strip().splitlines()[-1]
 
 
 def test_model_that_attends_to_future_tokens_is_refused(prepared_cache: Path, target: Path):
