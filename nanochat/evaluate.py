@@ -4,13 +4,15 @@ Runs in its own process after train.py has finished. It takes the data, the
 tokenizer and evaluate_bpb from the installed nanochat.prepare (never the run's
 copy), builds the model with the run's `build_model(config)`, loads the weights
 from the checkpoint, refuses a model whose logits at position t depend on
-tokens after t, and prints `val_bpb: X`. That line is what the harness records;
+tokens after t or that does far better on the validation text than on
+training text, and prints `val_bpb: X`. That line is what the harness records;
 whatever train.py printed is shown but not trusted.
 
 The run's code executes inside this process, so the guards below stop edits
 that game the metric through the train.py contract (a printed number, a
-shorter evaluation, attention to the future, a swapped loss function). They
-are not a sandbox against code written to attack this process.
+shorter evaluation, attention to the future, a swapped loss function, a model
+that has seen the validation text). They are not a sandbox against code
+written to attack this process.
 """
 
 from __future__ import annotations
