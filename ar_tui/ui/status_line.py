@@ -41,12 +41,13 @@ class StatusLine(Static):
             line.append(f"/{view.model}")
         line.append(" · ")
         line.append("attended" if view.attended else "unattended", style="bold" if view.attended else "")
+        identity = line
+        line = Text()
         state = display_state(view, slot_index)
         label = fmt.STATE_LABELS.get(state, state)
         if state == ev.STATE_WAITING_API and view.api_waiting is not None:
             wait = view.api_waiting
             label += f" ({wait.reason}, attempt {wait.attempt})"
-        line.append(" · ")
         style = {ev.STATE_PAUSED: "bold yellow reverse", ev.STATE_WAITING_API: "bold yellow",
                  ev.STATE_STOPPED: "bold", ev.STATE_VETO_WINDOW: "bold magenta"}.get(state, "bold green")
         line.append(label, style=style)
@@ -62,6 +63,13 @@ class StatusLine(Static):
             line.append(f" ({fmt.percent(view.improvement_pct)} vs baseline)")
         if view.stopped is not None:
             line.append(f" · stopped: {view.stopped.reason}", style="bold red" if view.stopped.error else "")
+        # Who, then what: on one line when it fits, else the second part on a
+        # line of its own rather than wrapped mid-phrase.
+        joined = Text(" · ").join([identity, line])
+        if joined.cell_len <= self.size.width or not self.size.width:
+            line = joined
+        else:
+            line = Text("\n").join([identity, Text(" ") + line])
         # An update re-lays the screen out: only when the line really changed.
         if line != self._shown:
             self._shown = line
