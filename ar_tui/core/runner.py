@@ -28,7 +28,7 @@ from typing import Callable, Protocol
 # still receives every byte.
 MAX_LINE_CHARS = 8192
 TAIL_LINES = 60
-READ_CHUNK = 1 << 16
+READ_CHUNK = 1 << 14
 # Between SIGTERM and SIGKILL, so a child can flush its own files.
 TERM_GRACE_S = 3.0
 # Every process an engine starts carries this, so a resumed engine can find and
@@ -175,6 +175,10 @@ class LocalExecutor:
                     output_bytes += len(data)
                     log.write(data)
                     splitter.feed(data)
+                    # A read of buffered data returns without yielding: give
+                    # the loop (key presses, the app's refresh) a turn between
+                    # chunks, or a flooding child starves everything else.
+                    await asyncio.sleep(0)
             splitter.close()
 
         pump_task = asyncio.create_task(pump())

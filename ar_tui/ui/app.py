@@ -493,21 +493,38 @@ class ArTuiApp(App[Any]):
 def run_app(engine: Any) -> int:
     """`ar-tui run` without --headless: the engine runs inside the app. A
     resumed run's history comes from its events.jsonl, so it shows at once."""
-    from ar_tui.cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK, _install_stop_signals
-    from ar_tui.core.engine import UserError
+    from ar_tui.cli import EXIT_ERROR, EXIT_OK, _install_stop_signals
     from ar_tui.core.ledger import read_events
 
     run_dir = Path(engine.options.run_dir)
     app = ArTuiApp(engine, run_engine=engine.run, replay=read_events(run_dir / "events.jsonl"),
                    log_dir=run_dir / "logs")
+    if sys.platform != "win32":
+        from ar_tui.ui.hangup_driver import HangupSafeDriver, on_hangup
+
+        app.driver_class = HangupSafeDriver
 
     async def main() -> None:
         # SIGTERM, SIGHUP (the SSH connection dropped): stop cleanly, and the
         # app leaves when the engine has saved its state.
         _install_stop_signals(engine)
+        if sys.platform != "win32":
+            on_hangup(asyncio.get_running_loop(), lambda: engine.request_stop(True))
         await app.run_async()
 
     asyncio.run(main())
+    try:
+        return _report_exit(app)
+    except OSError:
+        # The terminal is gone (SIGHUP): the run is saved; nobody reads this.
+        stopped = app.engine_result
+        return EXIT_ERROR if app.engine_error or (isinstance(stopped, ev.RunStopped) and stopped.error) else EXIT_OK
+
+
+def _report_exit(app: "ArTuiApp") -> int:
+    from ar_tui.cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK
+    from ar_tui.core.engine import UserError
+
     error = app.engine_error
     if isinstance(error, UserError):
         print(f"ar-tui: {error}", file=sys.stderr)
