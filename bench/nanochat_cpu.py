@@ -91,7 +91,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="nanochat-bench-") as scratch:
         for budget in args.budgets:
             results = [train_with_seed(Path(scratch), seed, budget) for seed in seeds]
-            for seed, r in zip(seeds, results):
+            for seed, r in zip(seeds, results, strict=True):
                 print(f"train.py  budget {budget:.0f}s seed {seed}: val_bpb {r['val_bpb']:.4f}, "
                       f"{r['tokens_per_sec']:.0f} tok/s, {r['num_steps']:.0f} steps", file=sys.stderr, flush=True)
             rows.append(("train.py (default)", budget, results))

@@ -228,7 +228,7 @@ def parquet_source(url: str, shards: int) -> Source:
     def read() -> Iterator[str]:
         import pyarrow.parquet as pq
 
-        for u, path in zip(urls, files):
+        for u, path in zip(urls, files, strict=True):
             try:
                 parquet = pq.ParquetFile(path)
             except Exception as exc:  # pyarrow raises several types for a non-parquet file
