@@ -76,7 +76,7 @@ ROPE_BASE = 10_000  # rotary embedding base frequency
 LOGIT_SOFTCAP = per_device(0.0, 15.0)  # tanh cap on the logits (0 = off); costs CPU time on the big logits tensor
 
 # optimisation
-BATCH_SIZE = per_device(8, 64)  # sequences per step; on CPU, more small steps beat fewer big ones
+BATCH_SIZE = per_device(8, 128)  # sequences per step; on CPU, more small steps beat fewer big ones
 MATRIX_LR = 0.02  # Muon learning rate for the 2-D weights inside the blocks
 EMBED_LR = 0.3  # Adam learning rate for the token embedding
 HEAD_LR = per_device(0.016, 0.004)  # Adam learning rate for the output projection (larger for narrow models)
@@ -124,8 +124,9 @@ class Attention(nn.Module):
         B, T, C = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.n_head, self.head_dim).unbind(dim=2)
         # QK-norm, then rotary: stable attention logits without a learned scale.
-        q = apply_rotary(rms_norm(q), cos, sin)
-        k = apply_rotary(rms_norm(k), cos, sin)
+        # Under autocast the norm may run in float32; attention wants one dtype.
+        q = apply_rotary(rms_norm(q), cos, sin).to(v.dtype)
+        k = apply_rotary(rms_norm(k), cos, sin).to(v.dtype)
         y = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
         return self.proj(y.transpose(1, 2).reshape(B, T, C))
 
