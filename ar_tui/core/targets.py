@@ -36,10 +36,17 @@ def bundled_source() -> Path:
     return Path(nanochat.__file__).resolve().parent
 
 
+_IDENTITY = dict(GIT_AUTHOR_NAME="ar-tui", GIT_AUTHOR_EMAIL="ar-tui@localhost",
+                 GIT_COMMITTER_NAME="ar-tui", GIT_COMMITTER_EMAIL="ar-tui@localhost")
+
+
 def materialize_bundled() -> Path:
-    """The git repository holding the bundled nanochat target, made once."""
+    """The git repository holding the bundled nanochat target: made once, and
+    brought up to date on its main branch when ar-tui ships a newer version
+    (experiment branches are never touched)."""
     repo_dir = data_home() / "targets" / "nanochat"
     if (repo_dir / ".git").exists():
+        _update_bundled(repo_dir)
         return repo_dir
     source = bundled_source()
     staging = repo_dir.with_name("nanochat.tmp")
@@ -50,12 +57,25 @@ def materialize_bundled() -> Path:
     (staging / ".gitignore").write_text("__pycache__/\n*.pt\n")
     repo = git.Repo.init(staging, initial_branch="main")
     repo.git.add("--all")
-    with repo.git.custom_environment(
-        GIT_AUTHOR_NAME="ar-tui", GIT_AUTHOR_EMAIL="ar-tui@localhost",
-        GIT_COMMITTER_NAME="ar-tui", GIT_COMMITTER_EMAIL="ar-tui@localhost",
-    ):
+    with repo.git.custom_environment(**_IDENTITY):
         repo.git.commit("--quiet", "-m", "nanochat target, as bundled with ar-tui")
     # Renamed into place only when complete, so an interrupted first run
     # never leaves a half-made repository behind.
     os.replace(staging, repo_dir)
     return repo_dir
+
+
+def _update_bundled(repo_dir: Path) -> None:
+    source = bundled_source()
+    repo = git.Repo(repo_dir)
+    if repo.head.is_detached or repo.active_branch.name != "main" or repo.is_dirty(untracked_files=False):
+        return  # the user is working in it: leave it alone
+    changed = [name for name in BUNDLED_FILES
+               if (source / name).read_bytes() != (repo_dir / name).read_bytes()]
+    if not changed:
+        return
+    for name in changed:
+        shutil.copy2(source / name, repo_dir / name)
+    repo.git.add(*changed)
+    with repo.git.custom_environment(**_IDENTITY):
+        repo.git.commit("--quiet", "-m", f"nanochat target updated from ar-tui ({', '.join(changed)})")
