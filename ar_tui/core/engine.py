@@ -66,6 +66,8 @@ def engine_pid(run_dir: Path) -> int | None:
         pid = int((Path(run_dir) / PID_FILE).read_text().strip())
     except (OSError, ValueError):
         return None
+    if pid == os.getpid():
+        return pid
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -572,6 +574,10 @@ class Engine:
                     await task
         except LedgerError as exc:
             self._stop(f"{exc} (the rows before it are intact)", now=True, error=True)
+        except Exception as exc:  # a bug or a git failure: stop resumably, keep the evidence
+            self._record_crash(exc)
+            self._stop(f"engine error: {exc!r:.300} (details in engine-error.log; run again to resume)",
+                       now=True, error=True)
         except asyncio.CancelledError:
             self._stop("cancelled", now=True)
             for task in tasks:
@@ -582,6 +588,14 @@ class Engine:
                 if not task.done():
                     task.cancel()
         return await self._finish()
+
+    def _record_crash(self, exc: BaseException) -> None:
+        import traceback
+
+        with contextlib.suppress(OSError):
+            with open(self.run_dir / "engine-error.log", "a", encoding="utf-8") as handle:
+                handle.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+                handle.write("".join(traceback.format_exception(exc)))
 
     async def _finish(self) -> ev.RunStopped:
         with contextlib.suppress(LedgerError):

@@ -98,3 +98,25 @@ async def test_the_trusted_evaluator_decides_the_metric_not_the_training_script(
     assert [(r.status, r.metric) for r in rows] == [("keep", 1.04), ("discard", 1.36), ("keep", 1.01)]
     runs = {e.exp: e for e in finished(run_dir)}
     assert runs[1].reported_metric == 0.000001 and runs[1].metric == 1.36
+
+
+class BrokenExecutor:
+    """An executor whose infrastructure fails (a cluster that went away)."""
+
+    async def run(self, spec, on_line, stop):
+        raise RuntimeError("executor lost its connection")
+
+
+async def test_an_engine_failure_stops_the_run_resumably_with_a_clear_reason(tmp_path: Path) -> None:
+    target = make_target(tmp_path / "target", config=FAST_CONFIG)
+    run_dir = tmp_path / "run"
+    engine = Engine(EngineOptions(target_dir=target, tag="f", run_dir=run_dir, attended=False, baseline_runs=1,
+                                  max_experiments=1), ScriptedProposer([]), executor=BrokenExecutor())
+    stopped = await engine.run()
+    assert stopped.error and stopped.reason.startswith("engine error: RuntimeError('executor lost its connection')")
+    assert "executor lost its connection" in (run_dir / "engine-error.log").read_text()
+    assert not (run_dir / "engine.pid").exists()
+    # The same run dir resumes with a working executor.
+    again = await engine_for(target, run_dir, [ScriptStep("LR 0.5 -> 0.4", "LR = 0.5", "LR = 0.4")]).run()
+    assert not again.error
+    assert [r.status for r in read_results(run_dir / "results.tsv")[1]] == ["keep", "keep"]
