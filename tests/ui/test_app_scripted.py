@@ -200,8 +200,8 @@ async def test_s_shows_the_next_slots_log() -> None:
         assert app.check_action("next_slot", ()) is True
         assert [line for line in visible_log(app) if line][-1] == "slot 0 line 2"
         await pilot.press("s")
-        await until(pilot, lambda: [line for line in visible_log(app) if line][-1:] == ["slot 1 line 2"], timeout=5,
-                    what="slot 1's log")
+        await until(pilot, lambda: [line for line in visible_log(app) if line][-1:] == ["slot 1 line 2"]
+                    and "exp 5" in str(app.training_log.border_title), timeout=5, what="slot 1's log and title")
         assert "exp 5" in str(app.training_log.border_title) and "slot 1" in str(app.training_log.border_title)
         await pilot.press("s")
         await until(pilot, lambda: [line for line in visible_log(app) if line][-1:] == ["slot 0 line 2"], timeout=5,

@@ -172,13 +172,16 @@ async def test_q_asks_then_stops_the_run_so_that_it_can_be_resumed(tmp_path: Pat
 
 async def test_question_mark_opens_help_and_escape_closes_it(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    app, _ = engine_app(ui_target(tmp_path / "t"), run_dir, [step("short", 0.4, sleep=3.0)])
+    # The experiment outlasts the test's key presses even on a loaded machine:
+    # a run that ended mid-test would close the app under the help screen.
+    app, engine = engine_app(ui_target(tmp_path / "t"), run_dir, [step("long", 0.4, sleep=60.0)])
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("question_mark")
         await until(pilot, lambda: isinstance(app.screen, HelpScreen), timeout=5, what="the help screen")
         await pilot.press("p")  # the help screen is modal: p does not reach the engine
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, HelpScreen), what="the help to close")
+        engine.request_stop(now=True)
         await until(pilot, lambda: not app.is_running, what="the run to end")
     assert events_of(run_dir, ev.Paused) == []
 
