@@ -33,7 +33,7 @@ async def test_p_pauses_after_the_running_experiment_and_resumes(tmp_path: Path)
         await until(pilot, lambda: running(app, 1), what="exp 1 running")
         await pilot.press("p")
         await until(pilot, lambda: engine.paused and app.view.paused, timeout=5, what="the pause")
-        await pilot.pause(0.2)  # the status line is redrawn on the next tick
+        await pilot.pause(0.5)  # the status line is redrawn on the next tick
         assert "paused" in str(app.status_line.render())
         # Paused: experiment 1 finishes and is decided, experiment 2 waits.
         await until(pilot, lambda: any(r.exp == 1 for r in app.view.rows), what="exp 1 decided")
@@ -111,7 +111,7 @@ async def test_attended_window_counts_down_and_enter_starts_at_once(tmp_path: Pa
         assert banner.display
         assert 595 <= seconds_left(banner) <= 600
         offset[0] = 90.0  # the clock moves on: the countdown follows it
-        await pilot.pause(0.2)
+        await pilot.pause(0.5)
         assert 505 <= seconds_left(banner) <= 510
         assert app.check_action("start_now", ()) is True
         await pilot.press("enter")
