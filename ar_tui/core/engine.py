@@ -688,8 +688,9 @@ class Engine:
 
     async def _baseline(self) -> None:
         assert self.target is not None
+        # One stop event for the baseline's runs on every slot: a stop --now ends them all.
         cand = Candidate(exp=0, description="baseline", rationale="", diff="", base_commit=self.best_commit,
-                         is_baseline=True, commit=self.best_commit, parent=self.best_commit)
+                         is_baseline=True, commit=self.best_commit, parent=self.best_commit, stop=asyncio.Event())
         needed = max(1, self.options.baseline_runs)
         outcomes: list[Outcome] = []
         while len(outcomes) < needed and not self.stopping:
@@ -1034,11 +1035,8 @@ class Engine:
         def on_line(text: str, replace: bool) -> None:
             self.emit(ev.LogLine(exp=cand.exp, slot=slot.index, text=text, replace=replace))
 
-        assert cand.stop is not None or cand.is_baseline
-        stop = cand.stop or asyncio.Event()
-        if cand.is_baseline:
-            cand.stop = stop
-        result = await self.executor.run(spec, on_line, stop)
+        assert cand.stop is not None
+        result = await self.executor.run(spec, on_line, cand.stop)
         reported = _parse_float(result.matches.get("metric"))
         memory = _parse_float(result.matches.get("memory"))
         memory_gb = memory / 1024 if memory is not None else None
@@ -1092,7 +1090,7 @@ class Engine:
                        timeout_s=max(EVALUATE_TIMEOUT_S, self.target.time_budget), device=slot.device,
                        patterns={"metric": self.target.metric_regex})
         result = await self.executor.run(spec, lambda text, replace: self.emit(
-            ev.LogLine(exp=cand.exp, slot=slot.index, text=f"[evaluate] {text}", replace=replace)), cand.stop or asyncio.Event())
+            ev.LogLine(exp=cand.exp, slot=slot.index, text=f"[evaluate] {text}", replace=replace)), cand.stop)
         if result.stopped:
             outcome.outcome = ev.OUTCOME_VETOED if cand.vetoed else ev.OUTCOME_INTERRUPTED
             return

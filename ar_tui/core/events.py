@@ -60,9 +60,9 @@ class Event:
         _REGISTRY[cls.kind] = cls
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["kind"] = self.kind
-        return data
+        # Fields hold only JSON values, so a shallow copy serves; asdict's deep
+        # copy would be most of the cost of a flood of log lines.
+        return {**vars(self), "kind": self.kind}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))

@@ -20,7 +20,7 @@ import git
 GIT_ERRORS = (git.exc.GitError, git.exc.InvalidGitRepositoryError, git.exc.NoSuchPathError, OSError, ValueError)
 
 # Commits made by ar-tui need an identity even on a machine with no git config.
-_IDENTITY = {
+COMMIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "ar-tui",
     "GIT_AUTHOR_EMAIL": "ar-tui@localhost",
     "GIT_COMMITTER_NAME": "ar-tui",
@@ -170,7 +170,7 @@ class GitRepo:
     def commit(self, worktree: Path, message: str) -> str:
         wt = git.Repo(worktree)
         wt.git.add("--all", *self._pathspec())
-        with wt.git.custom_environment(**{k: os.environ.get(k, v) for k, v in _IDENTITY.items()}):
+        with wt.git.custom_environment(**{k: os.environ.get(k, v) for k, v in COMMIT_IDENTITY.items()}):
             wt.git.commit("--quiet", "--no-verify", "--allow-empty", "-m", message)
         return wt.head.commit.hexsha
 

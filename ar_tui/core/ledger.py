@@ -123,6 +123,14 @@ def read_results(path: Path) -> tuple[str, list[LedgerRow], bool]:
     return metric_name, rows, torn
 
 
+def _cut_torn_line(path: Path) -> None:
+    """Drop an unterminated last line: a write cut short by a crash or a full disk."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
+
+
 def _write_all(fd: int, data: bytes, path: Path) -> None:
     try:
         view = memoryview(data)
@@ -142,7 +150,7 @@ class Ledger:
         self.metric_name = metric_name
         self.rows: list[LedgerRow] = []
         if self.path.exists():
-            self._cut_torn_line()
+            _cut_torn_line(self.path)
             name, self.rows, _ = read_results(self.path)
         else:
             header = "\t".join(["commit", metric_name, "memory_gb", "status", "description", *EXTRA_COLUMNS]) + "\n"
@@ -157,12 +165,6 @@ class Ledger:
             return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as exc:
             raise LedgerError(f"cannot write {self.path}: {exc.strerror or exc}") from None
-
-    def _cut_torn_line(self) -> None:
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with open(self.path, "r+b") as handle:
-                handle.truncate(data.rfind(b"\n") + 1)
 
     def decided(self, exp: int) -> bool:
         return any(row.exp == exp for row in self.rows)
@@ -185,19 +187,12 @@ class EventLog:
 
     def __init__(self, run_dir: Path) -> None:
         self.path = Path(run_dir) / "events.jsonl"
-        self._cut_torn_line()
+        if self.path.exists():
+            _cut_torn_line(self.path)
         try:
             self._handle = open(self.path, "a", encoding="utf-8")
         except OSError as exc:
             raise LedgerError(f"cannot write {self.path}: {exc.strerror or exc}") from None
-
-    def _cut_torn_line(self) -> None:
-        if not self.path.exists():
-            return
-        data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with open(self.path, "r+b") as handle:
-                handle.truncate(data.rfind(b"\n") + 1)
 
     def write(self, event: ev.Event) -> None:
         try:

@@ -379,7 +379,7 @@ class ControlServer:
         subscribers = [c for c in self.clients if c.subscribed]
         if not subscribers:
             return
-        data = encode({"event": _event_fields(event)})
+        data = encode({"event": event.to_dict()})
         droppable = isinstance(event, ev.LogLine)
         for client in subscribers:
             client.send(data, droppable)
@@ -480,12 +480,6 @@ class ControlServer:
         elif getattr(self.engine, "stop_reason", None):
             summary["stopping_reason"] = self.engine.stop_reason
         return summary
-
-
-def _event_fields(event: ev.Event) -> dict[str, Any]:
-    """`event.to_dict()` without the deep copy of dataclasses.asdict: events
-    hold only JSON values, and a chatty training run sends thousands a second."""
-    return {**vars(event), "kind": event.kind}
 
 
 def _peer_uid(sock: socket.socket | None) -> int | None:

@@ -14,6 +14,8 @@ from pathlib import Path
 import git
 import platformdirs
 
+from ar_tui.core.git import COMMIT_IDENTITY
+
 BUNDLED_FILES = ("prepare.py", "train.py", "autoresearch.toml")
 
 
@@ -36,10 +38,6 @@ def bundled_source() -> Path:
     return Path(nanochat.__file__).resolve().parent
 
 
-_IDENTITY = dict(GIT_AUTHOR_NAME="ar-tui", GIT_AUTHOR_EMAIL="ar-tui@localhost",
-                 GIT_COMMITTER_NAME="ar-tui", GIT_COMMITTER_EMAIL="ar-tui@localhost")
-
-
 def materialize_bundled() -> Path:
     """The git repository holding the bundled nanochat target: made once, and
     brought up to date on its main branch when ar-tui ships a newer version
@@ -57,7 +55,7 @@ def materialize_bundled() -> Path:
     (staging / ".gitignore").write_text("__pycache__/\n*.pt\n")
     repo = git.Repo.init(staging, initial_branch="main")
     repo.git.add("--all")
-    with repo.git.custom_environment(**_IDENTITY):
+    with repo.git.custom_environment(**COMMIT_IDENTITY):
         repo.git.commit("--quiet", "-m", "nanochat target, as bundled with ar-tui")
     # Renamed into place only when complete, so an interrupted first run
     # never leaves a half-made repository behind.
@@ -77,5 +75,5 @@ def _update_bundled(repo_dir: Path) -> None:
     for name in changed:
         shutil.copy2(source / name, repo_dir / name)
     repo.git.add(*changed)
-    with repo.git.custom_environment(**_IDENTITY):
+    with repo.git.custom_environment(**COMMIT_IDENTITY):
         repo.git.commit("--quiet", "-m", f"nanochat target updated from ar-tui ({', '.join(changed)})")

@@ -10,6 +10,7 @@ with events like any other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import threading
 import time
@@ -493,7 +494,7 @@ class ArTuiApp(App[Any]):
 def run_app(engine: Any) -> int:
     """`ar-tui run` without --headless: the engine runs inside the app. A
     resumed run's history comes from its events.jsonl, so it shows at once."""
-    from ar_tui.cli import EXIT_ERROR, EXIT_OK, _install_stop_signals
+    from ar_tui.cli import _install_stop_signals
     from ar_tui.core.ledger import read_events
 
     run_dir = Path(engine.options.run_dir)
@@ -513,29 +514,34 @@ def run_app(engine: Any) -> int:
         await app.run_async()
 
     asyncio.run(main())
-    try:
-        return _report_exit(app)
-    except OSError:
-        # The terminal is gone (SIGHUP): the run is saved; nobody reads this.
-        stopped = app.engine_result
-        return EXIT_ERROR if app.engine_error or (isinstance(stopped, ev.RunStopped) and stopped.error) else EXIT_OK
+    # After a hang-up the terminal is gone: the run is saved and nobody reads this.
+    with contextlib.suppress(OSError):
+        _print_outcome(app)
+    return _exit_code(app)
 
 
-def _report_exit(app: "ArTuiApp") -> int:
+def _exit_code(app: "ArTuiApp") -> int:
     from ar_tui.cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK
+    from ar_tui.core.engine import UserError
+
+    if isinstance(app.engine_error, UserError):
+        return EXIT_BAD_INPUT
+    stopped = app.engine_result
+    if app.engine_error is not None or (isinstance(stopped, ev.RunStopped) and stopped.error):
+        return EXIT_ERROR
+    # A clean stop, or left while the engine was still stopping (a second q).
+    return EXIT_OK
+
+
+def _print_outcome(app: "ArTuiApp") -> None:
     from ar_tui.core.engine import UserError
 
     error = app.engine_error
     if isinstance(error, UserError):
         print(f"ar-tui: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    if error is not None:
+    elif error is not None:
         print(f"ar-tui: the engine failed: {error!r}", file=sys.stderr)
-        return EXIT_ERROR
-    stopped = app.engine_result
-    if isinstance(stopped, ev.RunStopped):
+    elif isinstance(app.engine_result, ev.RunStopped):
+        stopped = app.engine_result
         print(f"ar-tui: {stopped.reason}; {stopped.experiments} experiments, {stopped.kept} kept, "
               f"best {stopped.best_metric}", file=sys.stderr if stopped.error else sys.stdout)
-        return EXIT_ERROR if stopped.error else EXIT_OK
-    # Left while the engine was still stopping (a second q).
-    return EXIT_OK
