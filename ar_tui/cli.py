@@ -49,6 +49,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lookahead", type=_non_negative_int, default=1, help="prepared proposals per slot")
     parser.add_argument("--baseline-runs", type=int, default=2, help="runs of the baseline, to measure noise")
     parser.add_argument("--seed", type=int, default=0, help="seed of the offline proposer")
+    parser.add_argument("--sandbox", choices=["auto", "require", "off"], default="auto",
+                        help="confine each run (default auto: the best sandbox here, or none, said loudly)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,6 +147,7 @@ def make_engine(args: argparse.Namespace):
         devices=detect_devices(args.slots, args.devices),
         lookahead=args.lookahead,
         baseline_runs=max(1, args.baseline_runs),
+        sandbox=args.sandbox,
     )
     return Engine(options, make_proposer(args))
 
@@ -166,7 +169,8 @@ class HeadlessPrinter:
             mode = "attended" if event.attended else "unattended"
             verb = "resuming" if event.resumed else "starting"
             return (f"ar-tui: {verb} run {event.tag} on {event.target} ({event.agent}, {mode}, "
-                    f"slots {', '.join(event.slots)}); run dir {event.run_dir}")
+                    f"slots {', '.join(event.slots)}); run dir {event.run_dir}"
+                    + (f"; {event.sandbox}" if event.sandbox else ""))
         if isinstance(event, ev.BaselineReady):
             return f"baseline: {event.metric:.6f}"
         if isinstance(event, ev.ExperimentStarted):

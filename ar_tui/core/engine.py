@@ -46,7 +46,9 @@ from ar_tui.core.proposer import (
     ProposerStopped,
     ResultRow,
 )
-from ar_tui.core.runner import RUN_MARKER_ENV, Executor, LocalExecutor, RunSpec, kill_orphans
+from ar_tui.core.runner import RUN_MARKER_ENV, Executor, LocalExecutor, RunSpec, kill_orphans, run_marker
+from ar_tui.core.sandbox import Confinement, RunScratch, SandboxError, resolve_sandbox, runs_editable_file
+from ar_tui.core.targets import data_home
 from ar_tui.core.workspace import Workspace
 
 # A proposer that fails this many times in a row is not going to recover by itself.
@@ -109,6 +111,8 @@ class EngineOptions:
     max_runs: int = 2  # runs of one candidate inside the noise band
     noise_k: float = 2.0
     write_report: bool = True
+    sandbox: str = "auto"  # auto | require | off
+    sandbox_backends: list | None = None  # None: the platform's (tests pin one)
 
 
 @dataclass
@@ -171,7 +175,7 @@ def _env_for_child(run_dir: Path, extra: dict[str, str]) -> dict[str, str]:
     # `python` in a target's commands is the interpreter running ar-tui.
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     env["PYTHONUNBUFFERED"] = "1"
-    env[RUN_MARKER_ENV] = str(run_dir)
+    env[RUN_MARKER_ENV] = run_marker(run_dir)
     return env
 
 
@@ -218,6 +222,7 @@ class Engine:
         self._log_broken = False
         self._propose_worktree: Path | None = None
         self._propose_target: Path | None = None
+        self.confinement: Confinement | None = None
 
     # ------------------------------------------------------------------ observing
 
@@ -361,7 +366,13 @@ class Engine:
             target.time_budget = float(opts.time_budget)
         self.target = target
         try:
+            sandbox = resolve_sandbox(opts.sandbox, target.sandbox.network, opts.sandbox_backends)
+        except SandboxError as exc:
+            raise UserError(str(exc)) from None
+        self.confinement = Confinement(sandbox, self.run_dir, target.sandbox, data_home())
+        try:
             self.git = GitRepo(target.root, opts.tag)
+            self.git.keep = list(target.sandbox.keep)
             head = self.git.head_commit()
             self.git.check_clean()
         except GitError as exc:
@@ -547,8 +558,11 @@ class Engine:
                 max_experiments=self.options.max_experiments,
                 hours=self.options.hours,
                 time_budget_s=self.target.time_budget,
+                sandbox=self.confinement.sandbox.describe(),
             )
         )
+        if not self.confinement.sandbox.confined and self.confinement.sandbox.mode != "off":
+            self.emit(ev.Notice(level="warning", message=self.confinement.sandbox.describe()))
         for exp in self._resumed_exps:
             self.emit(ev.Notice(level="warning", message=f"experiment {exp} was interrupted; running it again"))
         if self.best_metric is not None:
@@ -677,9 +691,17 @@ class Engine:
             log_path=self.run_dir / "logs" / "prepare.log",
             timeout_s=3600,
         )
+        # A prepare that runs an editable file runs code the agent may have written.
+        scratch = RunScratch.create("prepare")
+        if runs_editable_file(self.target.prepare, self.target.editable):
+            spec.env, spec.policy = self.confinement.preparation(spec.env, slot.worktree, scratch)
+            spec.sandbox = self.confinement.sandbox
         stop = asyncio.Event()
-        result = await self.executor.run(spec, lambda text, replace: self.emit(
-            ev.LogLine(exp=0, slot=0, text=text, replace=replace)), stop)
+        try:
+            result = await self.executor.run(spec, lambda text, replace: self.emit(
+                ev.LogLine(exp=0, slot=0, text=text, replace=replace)), stop)
+        finally:
+            scratch.remove()
         if result.exit_code != 0:
             last = result.tail.strip().splitlines()[-1] if result.tail.strip() else ""
             self._stop(f"prepare command failed (exit {result.exit_code}): {last}", error=True)
@@ -1023,14 +1045,16 @@ class Engine:
         extra["AR_TIME_BUDGET"] = f"{target.time_budget:g}"
         if slot.device.startswith("cuda:"):
             extra["CUDA_VISIBLE_DEVICES"] = slot.device.split(":", 1)[1]
-        checkpoint = self.run_dir / "checkpoints" / f"{cand.exp}.{attempt}.pt"
+        scratch = RunScratch.create(f"exp{cand.exp}")
+        checkpoint = scratch.checkpoint
         if target.evaluate:
-            checkpoint.parent.mkdir(exist_ok=True)
             extra["AR_CHECKPOINT"] = str(checkpoint)
         env = _env_for_child(self.run_dir, extra)
+        train_env, policy = self.confinement.training(env, slot.worktree, scratch)
         patterns = {"metric": target.metric_regex, "memory": re.compile(target.memory_pattern, re.MULTILINE)}
-        spec = RunSpec(command=target.run, cwd=slot.target_dir, env=env, log_path=self._log_path(cand.exp, attempt),
-                       timeout_s=target.hard_timeout, device=slot.device, patterns=patterns)
+        spec = RunSpec(command=target.run, cwd=slot.target_dir, env=train_env, log_path=self._log_path(cand.exp, attempt),
+                       timeout_s=target.hard_timeout, device=slot.device, patterns=patterns,
+                       sandbox=self.confinement.sandbox, policy=policy)
 
         def on_line(text: str, replace: bool) -> None:
             self.emit(ev.LogLine(exp=cand.exp, slot=slot.index, text=text, replace=replace))
@@ -1056,7 +1080,7 @@ class Engine:
                 outcome.outcome = ev.OUTCOME_INTEGRITY
                 outcome.message = f"protected file(s) changed during the run: {', '.join(changed)}"
             elif target.evaluate:
-                await self._evaluate(slot, cand, attempt, checkpoint, env, outcome)
+                await self._evaluate(slot, cand, attempt, scratch, env, outcome)
             if outcome.outcome == ev.OUTCOME_OK:
                 if outcome.metric is None:
                     outcome.outcome, outcome.message = ev.OUTCOME_NO_METRIC, f"no {target.metric} line in the output"
@@ -1064,21 +1088,20 @@ class Engine:
                     outcome.outcome, outcome.message = ev.OUTCOME_NAN, f"{target.metric} is {outcome.metric}"
         if outcome.outcome not in (ev.OUTCOME_OK, ev.OUTCOME_VETOED, ev.OUTCOME_INTERRUPTED):
             outcome.tail = result.tail[-4000:]
-        with contextlib.suppress(OSError):
-            if checkpoint.exists():
-                checkpoint.unlink()
+        scratch.remove()
         self.emit(ev.ExperimentFinished(exp=cand.exp, slot=slot.index, outcome=outcome.outcome, metric=outcome.metric,
                                         reported_metric=outcome.reported, memory_gb=outcome.memory_gb,
                                         seconds=outcome.seconds, exit_code=outcome.exit_code, message=outcome.message,
                                         tail=outcome.tail))
         return outcome
 
-    async def _evaluate(self, slot: Slot, cand: Candidate, attempt: int, checkpoint: Path, env: dict[str, str],
+    async def _evaluate(self, slot: Slot, cand: Candidate, attempt: int, scratch: RunScratch, env: dict[str, str],
                         outcome: Outcome) -> None:
         """The trusted evaluator computes the metric that is recorded; what the
         training script printed is shown but not trusted."""
         assert self.target is not None
         self._slot_state(slot, ev.STATE_EVALUATING, cand.exp)
+        checkpoint = scratch.checkpoint
         if not checkpoint.exists():
             outcome.outcome = ev.OUTCOME_INTEGRITY
             outcome.message = f"the training script saved no checkpoint to AR_CHECKPOINT ({checkpoint.name})"
@@ -1086,9 +1109,12 @@ class Engine:
             return
         command = self.target.evaluate.replace("{checkpoint}", shlex.quote(str(checkpoint)))
         log = self._log_path(cand.exp, attempt).with_suffix(".eval.log")
-        spec = RunSpec(command=command, cwd=slot.target_dir, env=env, log_path=log,
+        # A fresh copy of the experiment's commit: nothing the run left in its worktree is there.
+        export = await asyncio.to_thread(self.git.export, cand.commit, scratch.export)
+        eval_env, policy = self.confinement.evaluation(env, export, scratch)
+        spec = RunSpec(command=command, cwd=export, env=eval_env, log_path=log,
                        timeout_s=max(EVALUATE_TIMEOUT_S, self.target.time_budget), device=slot.device,
-                       patterns={"metric": self.target.metric_regex})
+                       patterns={"metric": self.target.metric_regex}, sandbox=self.confinement.sandbox, policy=policy)
         result = await self.executor.run(spec, lambda text, replace: self.emit(
             ev.LogLine(exp=cand.exp, slot=slot.index, text=f"[evaluate] {text}", replace=replace)), cand.stop)
         if result.stopped:

@@ -102,6 +102,7 @@ class RunStarted(Event):
     max_experiments: int | None = None
     hours: float | None = None
     time_budget_s: float | None = None
+    sandbox: str = ""  # ar_tui.core.sandbox.Sandbox.describe(): the startup and status lines show it
 
 
 @dataclass
