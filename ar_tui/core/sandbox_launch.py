@@ -37,7 +37,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import platform
 import signal
 import struct
 import sys
@@ -137,7 +136,7 @@ def _bpf(code: int, jt: int, jf: int, k: int) -> bytes:
 
 
 def _apply_seccomp(network: bool) -> None:
-    machine = platform.machine()
+    machine = os.uname().machine
     if machine not in _ARCHES:
         raise OSError(f"no seccomp filter for architecture {machine}")
     audit_arch, nr_socket = _ARCHES[machine]

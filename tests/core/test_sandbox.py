@@ -332,3 +332,134 @@ async def test_a_run_ended_at_its_timeout_leaves_no_process(tmp_path, backend, h
     assert rows[1].status == "crash" and "timeout" in rows[1].rule
     assert time.monotonic() - started < 30
     assert daemons(mark) == []
+
+
+# ---------------------------------------------------------------- the parts, one by one
+
+
+def test_the_macos_profile_denies_by_default_and_hides_after_it_allows(tmp_path) -> None:
+    from ar_tui.core.sandbox import SandboxPolicy, seatbelt_profile
+
+    run_dir = str(tmp_path / "run")
+    worktree = f"{run_dir}/worktrees/slot-0"
+    policy = SandboxPolicy(read=("/usr", '/odd "quoted" path'), write=(worktree, "/private/tmp/scratch"),
+                           hidden=(run_dir, "/Users/me/.ssh"))
+    profile = seatbelt_profile(policy)
+    lines = profile.splitlines()
+    assert lines[:2] == ["(version 1)", "(deny default)"]
+    assert '(subpath "/odd \\"quoted\\" path")' in profile
+    assert "(allow network*)" not in profile and "system-socket" not in profile
+    read = next(i for i, line in enumerate(lines) if line.startswith("(allow file-read* (subpath"))
+    deny = next(i for i, line in enumerate(lines) if line.startswith("(deny file-read* file-write*"))
+    # In SBPL the later rule wins: the hidden paths come after what is allowed,
+    # and the worktree inside the hidden run dir comes back after that.
+    assert read < deny and f'(subpath "{run_dir}")' in lines[deny] and '(subpath "/Users/me/.ssh")' in lines[deny]
+    assert lines[deny + 1] == f'(allow file-read* file-write* (subpath "{worktree}"))'
+    assert "(allow signal (target same-sandbox))" in lines
+    assert "(allow network*)" in seatbelt_profile(SandboxPolicy(network=True))
+
+
+def test_resolution_of_auto_require_and_off() -> None:
+    from ar_tui.core.sandbox import SandboxError, resolve_sandbox
+
+    class Missing:
+        name = "missing"
+
+        def unavailable(self):
+            return "not installed"
+
+    class Present:
+        name = "present"
+
+        def unavailable(self):
+            return None
+
+    assert resolve_sandbox("auto", backends=[Missing(), Present()]).describe() == "sandbox: present, network off"
+    assert resolve_sandbox("require", True, [Present()]).describe() == "sandbox: present, network on"
+    none = resolve_sandbox("auto", backends=[Missing()])
+    assert not none.confined
+    assert none.describe() == "sandbox: NONE, runs are not confined (missing: not installed)"
+    assert resolve_sandbox("off", backends=[Present()]).describe() == "sandbox: off (--sandbox off): runs are not confined"
+    with pytest.raises(SandboxError, match=r"^--sandbox require: no sandbox is available \(missing: not installed\)$"):
+        resolve_sandbox("require", backends=[Missing()])
+    with pytest.raises(SandboxError, match="expected one of auto, require, off"):
+        resolve_sandbox("strict")
+
+
+def test_a_prepare_that_runs_an_editable_file_is_confined() -> None:
+    from ar_tui.core.sandbox import runs_editable_file
+
+    editable = ["train.py", "lib/model.py"]
+    assert runs_editable_file("python train.py --prepare", editable)
+    assert runs_editable_file("python ./train.py", editable)
+    assert runs_editable_file("python -m lib.model", editable)
+    assert runs_editable_file("cd x && python 'unbalanced", editable)  # unreadable: assume the worst
+    assert not runs_editable_file("python prepare.py", editable)
+    assert not runs_editable_file("python -m nanochat.prepare", editable)
+
+
+def test_landlock_rules_never_allow_a_hidden_path_inside_an_allowed_one(tmp_path) -> None:
+    from ar_tui.core.sandbox import _allow_except
+
+    for name in ("a/keep", "a/run/worktrees/slot-0", "a/run/worktrees/slot-1", "b"):
+        (tmp_path / name).mkdir(parents=True)
+    (tmp_path / "a" / "run" / "results.tsv").write_text("")
+    root, run = str(tmp_path / "a"), str(tmp_path / "a" / "run")
+    allowed = _allow_except([root, str(tmp_path / "b")], [run])
+    assert allowed == [f"{root}/keep", str(tmp_path / "b")]
+    # A path beneath a hidden one that the policy gives back stays.
+    assert _allow_except([f"{run}/worktrees/slot-0"], [run]) == [f"{run}/worktrees/slot-0"]
+
+
+def test_the_bubblewrap_command_hides_then_gives_the_worktree_back(tmp_path, home) -> None:
+    from ar_tui.core.sandbox import SandboxSettings, hidden_paths, make_policy
+
+    run_dir = tmp_path / "run"
+    worktree = run_dir / "worktrees" / "slot-0"
+    worktree.mkdir(parents=True)
+    (home / ".config" / "gcloud").mkdir(parents=True)
+    settings = SandboxSettings(read=[str(home)], write=[str(home / ".ssh")])  # a credential is never allowed
+    policy = make_policy(write=[worktree], hidden=hidden_paths(run_dir), settings=settings)
+    assert str(home) in policy.read and str(home / ".ssh") not in policy.write
+    args = Bubblewrap("bwrap").argv(policy, ["true"], worktree)
+    assert "--unshare-net" in args and "--die-with-parent" in args and "--unshare-pid" in args
+    ssh = args.index(str(home / ".ssh"))
+    assert args[ssh - 1] == "--tmpfs" and args.index("--bind") > ssh
+    assert args[args.index("--bind") + 1] == str(worktree)
+    assert args[-4:] == ["--chdir", str(worktree), "--", "true"]
+
+
+def test_nothing_in_the_childs_environment_names_the_run_dir(tmp_path) -> None:
+    from ar_tui.core.sandbox import RunScratch, confined_env
+
+    run_dir, data = tmp_path / "home" / "runs" / "night", tmp_path / "home"
+    scratch = RunScratch(tmp_path / "scratch")
+    env = {"AR_TUI_HOME": str(data), "LOG": f"--run-dir={run_dir}", "PATH": f"{run_dir}/bin:/usr/bin:.",
+           "PYTHONPATH": f":{tmp_path}/lib:relative", "LANG": "C.UTF-8", "PWD": str(run_dir)}
+    clean = confined_env(env, scratch, [run_dir, data])
+    assert all(str(data) not in value for value in clean.values())
+    assert clean["PATH"] == "/usr/bin" and clean["PYTHONPATH"] == f"{tmp_path}/lib"
+    assert clean["LANG"] == "C.UTF-8" and clean["HOME"] == str(scratch.home) and clean["TMPDIR"] == str(scratch.tmp)
+
+
+def test_orphans_are_found_by_an_opaque_marker(tmp_path) -> None:
+    import subprocess
+
+    from ar_tui.core.runner import RUN_MARKER_ENV, kill_orphans, run_marker
+
+    run_dir = tmp_path / "run"
+    marker = run_marker(run_dir)
+    assert str(tmp_path) not in marker and marker == run_marker(tmp_path / "run" / ".." / "run")
+    orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                              env=dict(os.environ, **{RUN_MARKER_ENV: marker}))
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                                 env=dict(os.environ, **{RUN_MARKER_ENV: run_marker(tmp_path / "other")}))
+    try:
+        deadline = time.monotonic() + 10
+        while psutil.Process(orphan.pid).environ().get(RUN_MARKER_ENV) != marker and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the child has exec'd
+        assert kill_orphans(run_dir) == 1
+        assert orphan.wait(10) != 0 and bystander.poll() is None
+    finally:
+        bystander.kill()
+        orphan.kill()
