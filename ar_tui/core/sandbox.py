@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import importlib.util
+import json
 import os
 import shlex
 import shutil
@@ -114,16 +115,18 @@ class Bubblewrap:
         return None
 
     @staticmethod
-    def _hide(hidden: Sequence[str], roots: Sequence[str]) -> list[str]:
+    def _hide(hidden: Sequence[str], roots: Sequence[str], remounts: list[str]) -> list[str]:
         """Mounts that cover each hidden path strictly inside one of `roots`
         (elsewhere it is not visible anyway: bubblewrap's root holds only
-        what is bound)."""
+        what is bound). A covering tmpfs is made read-only only at the end
+        (`remounts`), after the writable paths inside it are bound."""
         args: list[str] = []
         for path in hidden:
             if not any(_under(path, root) and path != root for root in roots):
                 continue
             if os.path.isdir(path):
-                args += ["--tmpfs", path, "--remount-ro", path]
+                args += ["--tmpfs", path]
+                remounts += ["--remount-ro", path]
             elif os.path.lexists(path):
                 args += ["--ro-bind", "/dev/null", path]
         return args
@@ -133,6 +136,8 @@ class Bubblewrap:
                 "--unshare-uts", "--unshare-cgroup-try"]
         if not policy.network:
             args.append("--unshare-net")
+        # /tmp and /dev/shm are private: nothing a run leaves there outlives it.
+        private = ["/tmp", "/dev/shm"]
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
         bound: list[str] = []
         for path in policy.read:
@@ -142,16 +147,19 @@ class Bubblewrap:
             else:
                 args += ["--ro-bind-try", path, path]
                 bound.append(path)
-        # Mounts apply in order: hide what a read path would show, then give
-        # back the writable paths (a worktree inside the hidden run dir).
-        args += self._hide(policy.hidden, bound)
+        # Mounts apply in order: hide what a read path (or the private /tmp,
+        # where the mount points of the writable paths are made) would show,
+        # then give back the writable paths (a worktree inside the hidden run
+        # dir), then hide what a writable path holds.
+        remounts: list[str] = []
+        args += self._hide(policy.hidden, bound + private, remounts)
         for path in policy.write:
             args += ["--bind", path, path]
-        args += self._hide(policy.hidden, policy.write)
+        args += self._hide(policy.hidden, policy.write, remounts)
         for path in policy.devices:
             args += ["--dev-bind-try", path, path]
         # Anything else the mounts above created (their parent dirs) stays read-only.
-        args += ["--remount-ro", "/", "--chdir", str(cwd), "--", *command]
+        args += [*remounts, "--remount-ro", "/", "--chdir", str(cwd), "--", *command]
         return args
 
 
@@ -183,10 +191,18 @@ class LandlockBackend:
             return f"the kernel refuses Landlock ({str(exc).splitlines()[0]})"
         if abi < self.MIN_ABI:
             return f"Landlock ABI {abi} is too old"
+        # The ABI is not the whole story (seccomp, prctl): confine `true` once.
+        probe = self.argv(SandboxPolicy(read=tuple(p for p in LINUX_SYSTEM_READ if os.path.exists(p))), ["true"], Path("/"))
+        try:
+            result = subprocess.run(probe, capture_output=True, text=True, timeout=20)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"the launcher does not start: {exc}"
+        if result.returncode != 0:
+            return (result.stderr.strip().splitlines() or [f"the launcher exited {result.returncode}"])[-1]
         return None
 
     def argv(self, policy: SandboxPolicy, command: Sequence[str], cwd: Path) -> list[str]:
-        import json
+        import landlock
 
         # Landlock allows by path and cannot carve a hidden path out of an
         # allowed one: an allowed dir that holds a hidden path is replaced by
@@ -194,12 +210,17 @@ class LandlockBackend:
         read = _allow_except(policy.read, policy.hidden)
         write = _allow_except(policy.write, policy.hidden)
         devices = list(policy.devices)
-        # /dev is readable; only the harmless character devices are writable.
+        # Not /dev as a whole: a run as root could read a disk device (and
+        # every file on it) through it. Only the harmless character devices.
         write += [d for d in ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty")
                   if os.path.exists(d)]
-        read += ["/dev", "/proc"]
-        encoded = json.dumps({"read": read, "write": write, "devices": devices, "network": policy.network})
-        return [self.python, "-I", str(LAUNCHER), encoded, "--", *command]
+        read.append("/proc")
+        # -S: no site-packages processing (a third of the launcher's start-up
+        # with an editable install); the launcher imports landlock from here.
+        packages = str(Path(landlock.__file__).resolve().parent.parent)
+        encoded = json.dumps({"read": read, "write": write, "devices": devices, "network": policy.network,
+                              "packages": packages})
+        return [self.python, "-I", "-S", str(LAUNCHER), encoded, "--", *command]
 
 
 def _allow_except(roots: Sequence[str], hidden: Sequence[str]) -> list[str]:

@@ -1,10 +1,12 @@
 """The no-root sandbox on Linux: Landlock, seccomp and a reaper, in front of a command.
 
-    python -I sandbox_launch.py POLICY_JSON -- ARGV...
+    python -I -S sandbox_launch.py POLICY_JSON -- ARGV...
 
-Run as a script by path (never imported from the run's working directory, and
-`-I` keeps the run's environment and cwd off `sys.path`), it confines itself
-and then runs ARGV as its only child:
+Run as a script by path (never imported from the run's working directory;
+`-I` keeps the run's environment and cwd off `sys.path`, `-S` skips the
+site-packages start-up, and the policy names where `landlock` is installed). This process stays
+outside the sandbox, as the reaper; its one child confines itself and then
+becomes ARGV:
 
 - Landlock (through the `landlock` package) allows reading the policy's `read`
   paths and writing its `write` paths, nothing else; on ABI >= 4 it refuses
@@ -17,19 +19,26 @@ and then runs ARGV as its only child:
   (Landlock covers TCP only, not UDP or raw sockets); `io_uring_setup` is
   refused because io_uring can open sockets without the `socket()` call.
   `socketpair()` and pipes keep working.
-- It is a child subreaper: anything the command starts that tries to outlive
-  it (a double fork, `setsid`) is re-parented here and killed when the
-  command ends, and the executor kills this process's whole tree on a timeout
-  or a stop.
+- Run as root, the child drops every capability (the bounding set, so exec
+  grants none): with them, root could still read the engine's
+  /proc/PID/environ, its API key included, through Landlock.
+- This process is a child subreaper: anything the command starts that tries
+  to outlive it (a double fork, `setsid`) is re-parented here and killed when
+  the command ends, and the executor kills this process's whole tree on a
+  timeout or a stop.
 
 What it cannot do without root: a private /tmp or /dev/shm (TMPDIR points at
-the run's scratch dir instead, and /dev/shm is not writable), a pid namespace
-(other processes are visible in /proc, but Landlock refuses to ptrace or read
-their environment), and hiding paths by name (a path that is not allowed is
-unreadable, not absent).
+the run's scratch dir instead, and /dev/shm is not writable, so Python's
+multiprocessing locks and torch DataLoader workers fail there), a pid
+namespace (other processes are visible in /proc, but Landlock refuses to
+ptrace them or read their environment), and hiding paths by name (a path that
+is not allowed is unreadable, not absent). If the engine itself is killed with
+SIGKILL, this reaper dies with it and a daemon that left the process group
+survives until the next engine's orphan sweep (`kill_orphans`), which finds it
+by the marker in its environment unless it re-executed itself without it.
 
-This file imports nothing from ar_tui: it runs inside the sandbox, with the
-interpreter's packages only.
+This file imports nothing from ar_tui: it runs with the interpreter's
+packages only.
 """
 
 from __future__ import annotations
@@ -252,6 +261,7 @@ def main(argv: list[str]) -> int:
         return EXIT_SANDBOX_FAILED
     policy = json.loads(argv[0])
     command = argv[2:]
+    sys.path.append(policy["packages"])
     import landlock  # noqa: F401  (imported once here, not after the fork)
 
     # This process stays outside the sandbox: the reaper must see /proc and

@@ -463,3 +463,18 @@ def test_orphans_are_found_by_an_opaque_marker(tmp_path) -> None:
     finally:
         bystander.kill()
         orphan.kill()
+
+
+async def test_a_prepare_that_runs_the_editable_file_is_confined(tmp_path, backend, home) -> None:
+    attack = textwrap.dedent(f"""\
+        import sys
+        if "--prepare" in sys.argv:
+            open({str(home / "pwned.txt")!r}, "w").write("planted by prepare")
+    """) + TINY_TRAIN
+    config = FAST_CONFIG.replace("[target]\n", '[target]\nprepare = "python train.py --prepare"\n')
+    target = make_target(tmp_path / "target", train=attack, config=config)
+    options = EngineOptions(target_dir=target, tag="s", run_dir=tmp_path / "run", attended=False, lookahead=0,
+                            baseline_runs=1, max_experiments=0, sandbox_backends=[backend])
+    stopped = await Engine(options, ScriptedProposer([])).run()
+    assert stopped.error and stopped.reason.startswith("prepare command failed (exit 1)")
+    assert not (home / "pwned.txt").exists()
