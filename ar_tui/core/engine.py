@@ -369,7 +369,7 @@ class Engine:
             sandbox = resolve_sandbox(opts.sandbox, target.sandbox.network, opts.sandbox_backends)
         except SandboxError as exc:
             raise UserError(str(exc)) from None
-        self.confinement = Confinement(sandbox, self.run_dir, target.sandbox, data_home())
+        self.confinement = Confinement(sandbox, self.run_dir, target.sandbox, data_home(), declared_env=target.env)
         try:
             self.git = GitRepo(target.root, opts.tag)
             self.git.keep = list(target.sandbox.keep)

@@ -55,8 +55,13 @@ SYSTEM_SECRETS = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-"
 LINUX_SYSTEM_READ = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/sys",
                      "/run/systemd/resolve", "/run/resolvconf", "/nix/store")
 MACOS_SYSTEM_READ = ("/usr", "/bin", "/sbin", "/System", "/Library", "/opt", "/private/etc", "/private/var/db/timezone",
-                     "/dev", "/Applications/Xcode.app", "/Library/Developer")
+                     "/Applications/Xcode.app", "/Library/Developer")
 GPU_DEVICE_GLOBS = ("/dev/nvidia*", "/dev/nvidia-caps", "/dev/dri")
+# Inherited variables with these in their names are credentials: a run could
+# print one into its log, which the agent reads. The target's own [target] env
+# is passed whatever its names.
+SECRET_ENV_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "API_KEY", "APIKEY", "ACCESS_KEY", "CREDENTIAL",
+                    "PRIVATE_KEY", "AUTH_SOCK")
 
 
 class SandboxError(UserError):
@@ -111,7 +116,8 @@ class Bubblewrap:
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"bwrap does not start: {exc}"
         if probe.returncode != 0:
-            return f"bwrap cannot create namespaces here: {probe.stderr.strip().splitlines()[-1:] or probe.returncode}"
+            last = probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else f"exit {probe.returncode}"
+            return f"bwrap cannot create namespaces here: {last}"
         return None
 
     @staticmethod
@@ -447,13 +453,17 @@ def make_policy(*, write: Sequence[str | Path], read: Sequence[str | Path] = (),
 
 
 def confined_env(env: dict[str, str], scratch: "RunScratch", revealing: Sequence[str | Path],
-                 tmp: Path | None = None) -> dict[str, str]:
+                 tmp: Path | None = None, declared: Sequence[str] = ()) -> dict[str, str]:
     """The child's environment: nothing that names the run dir or the data home
-    (`revealing`), no relative search path (it would resolve in the worktree),
-    and a home and temp dir of its own in the scratch dir."""
+    (`revealing`), no inherited credential (names with SECRET_ENV_WORDS,
+    unless `declared` by the target), no relative search path (it would
+    resolve in the worktree), and a home and temp dir of its own in the
+    scratch dir."""
     marks = [str(p) for p in revealing] + [_real(p) for p in revealing]
     clean: dict[str, str] = {}
     for key, value in env.items():
+        if key not in declared and any(word in key.upper() for word in SECRET_ENV_WORDS):
+            continue
         if key in ("PATH", "PYTHONPATH"):
             parts = [p for p in value.split(os.pathsep) if os.path.isabs(p) and not any(m in p for m in marks)]
             if parts:
@@ -514,8 +524,10 @@ class Confinement:
     of run may read and write, and the environment it gets."""
 
     def __init__(self, sandbox: Sandbox, run_dir: Path, settings: SandboxSettings | None = None,
-                 data_home: Path | None = None, extra_read: Sequence[str | Path] = ()) -> None:
+                 data_home: Path | None = None, extra_read: Sequence[str | Path] = (),
+                 declared_env: Sequence[str] = ()) -> None:
         self.sandbox = sandbox
+        self.declared_env = list(declared_env)  # the target's [target] env: passed whatever its names
         self.settings = settings or SandboxSettings(network=sandbox.network)
         self.hidden = hidden_paths(run_dir, data_home)
         self.revealing = [Path(run_dir)] + ([Path(data_home)] if data_home is not None else [])
@@ -523,7 +535,7 @@ class Confinement:
         self.extra_read = [str(p) for p in extra_read]
 
     def _env(self, env: dict[str, str], scratch: RunScratch, tmp: Path) -> dict[str, str]:
-        return confined_env(env, scratch, self.revealing, tmp=tmp)
+        return confined_env(env, scratch, self.revealing, tmp=tmp, declared=self.declared_env)
 
     def training(self, env: dict[str, str], worktree: Path, scratch: RunScratch) -> tuple[dict[str, str], SandboxPolicy]:
         """The training command: writes its worktree and scratch dir, reads the dataset."""

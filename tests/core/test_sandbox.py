@@ -435,9 +435,12 @@ def test_nothing_in_the_childs_environment_names_the_run_dir(tmp_path) -> None:
     run_dir, data = tmp_path / "home" / "runs" / "night", tmp_path / "home"
     scratch = RunScratch(tmp_path / "scratch")
     env = {"AR_TUI_HOME": str(data), "LOG": f"--run-dir={run_dir}", "PATH": f"{run_dir}/bin:/usr/bin:.",
-           "PYTHONPATH": f":{tmp_path}/lib:relative", "LANG": "C.UTF-8", "PWD": str(run_dir)}
-    clean = confined_env(env, scratch, [run_dir, data])
+           "PYTHONPATH": f":{tmp_path}/lib:relative", "LANG": "C.UTF-8", "PWD": str(run_dir),
+           "GITHUB_TOKEN": "ghp_x", "AWS_SECRET_ACCESS_KEY": "x", "SSH_AUTH_SOCK": "/tmp/agent", "WANDB_API_KEY": "w"}
+    clean = confined_env(env, scratch, [run_dir, data], declared=["WANDB_API_KEY"])
     assert all(str(data) not in value for value in clean.values())
+    assert not {"GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "SSH_AUTH_SOCK"} & clean.keys()
+    assert clean["WANDB_API_KEY"] == "w"  # the target declared it in [target] env
     assert clean["PATH"] == "/usr/bin" and clean["PYTHONPATH"] == f"{tmp_path}/lib"
     assert clean["LANG"] == "C.UTF-8" and clean["HOME"] == str(scratch.home) and clean["TMPDIR"] == str(scratch.tmp)
 
