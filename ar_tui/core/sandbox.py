@@ -474,6 +474,12 @@ def confined_env(env: dict[str, str], scratch: "RunScratch", revealing: Sequence
         clean[key] = str(tmp or scratch.tmp)
     clean["HOME"] = str(scratch.home)
     clean["XDG_CACHE_HOME"] = str(scratch.home / ".cache")
+    # Packages installed with `pip install --user` stay importable (and
+    # readable: they are on sys.path) although HOME is elsewhere now.
+    import site
+
+    if site.ENABLE_USER_SITE and os.path.isdir(site.getusersitepackages()):
+        clean.setdefault("PYTHONUSERBASE", site.getuserbase())
     for key in ("PWD", "OLDPWD"):
         clean.pop(key, None)
     return clean
@@ -535,6 +541,8 @@ class Confinement:
         self.extra_read = [str(p) for p in extra_read]
 
     def _env(self, env: dict[str, str], scratch: RunScratch, tmp: Path) -> dict[str, str]:
+        if not self.sandbox.confined:
+            return dict(env)  # unconfined (off, or none to be had): the user's environment as it is
         return confined_env(env, scratch, self.revealing, tmp=tmp, declared=self.declared_env)
 
     def training(self, env: dict[str, str], worktree: Path, scratch: RunScratch) -> tuple[dict[str, str], SandboxPolicy]:
@@ -560,9 +568,11 @@ class Confinement:
                                                               *self.extra_read],
                              hidden=self.hidden, settings=self.settings, write_declared=False)
         clean = self._env(env, scratch, scratch.eval_tmp)
-        clean["HOME"] = str(scratch.eval_tmp)
-        clean["XDG_CACHE_HOME"] = str(scratch.eval_tmp / ".cache")
+        if self.sandbox.confined:
+            clean["HOME"] = str(scratch.eval_tmp)
+            clean["XDG_CACHE_HOME"] = str(scratch.eval_tmp / ".cache")
         clean["PYTHONSAFEPATH"] = "1"  # python -P: `python -m nanochat.evaluate` does not import from the cwd
-        clean["PYTHONNOUSERSITE"] = "1"
+        if "PYTHONPATH" in clean:
+            clean["PYTHONPATH"] = os.pathsep.join(p for p in clean["PYTHONPATH"].split(os.pathsep) if os.path.isabs(p))
         clean["PYTHONDONTWRITEBYTECODE"] = "1"
         return clean, policy

@@ -59,8 +59,11 @@ NOISY_TRAIN = textwrap.dedent(
 
 
 async def test_a_gain_inside_the_noise_band_is_run_again_before_it_is_kept(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("NOISE_COUNTER", str(tmp_path / "counter"))
-    target = make_target(tmp_path / "target", train=NOISY_TRAIN)
+    # The counter outlives each run: a path the target declares writable to the sandbox.
+    (tmp_path / "noise").mkdir()
+    monkeypatch.setenv("NOISE_COUNTER", str(tmp_path / "noise" / "counter"))
+    target = make_target(tmp_path / "target", train=NOISY_TRAIN,
+                         config=f'[sandbox]\nwrite = ["{tmp_path / "noise"}"]\n')
     run_dir = tmp_path / "run"
     # Baseline runs: 1.04, 1.06 -> mean 1.05, sd 0.01414, band 0.0283.
     # A tiny real gain (LR 0.5 -> 0.48: 1.0324 + offset): run 3 gives 1.0424,
