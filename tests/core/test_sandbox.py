@@ -481,3 +481,19 @@ async def test_a_prepare_that_runs_the_editable_file_is_confined(tmp_path, backe
     stopped = await Engine(options, ScriptedProposer([])).run()
     assert stopped.error and stopped.reason.startswith("prepare command failed (exit 1)")
     assert not (home / "pwned.txt").exists()
+
+
+def test_a_reset_removes_untracked_and_ignored_files_but_keeps_declared_caches(tmp_path) -> None:
+    from ar_tui.core.git import GitRepo
+
+    repo = make_target(tmp_path / "repo" / "target", extra={".gitignore": "*.pt\n__pycache__/\n"})
+    git_repo = GitRepo(repo, "t")
+    git_repo.keep = [".cache"]
+    worktree = tmp_path / "wt"
+    target = git_repo.ensure_worktree(worktree, git_repo.head_commit())
+    for name in ("planted.py", "model.pt", "__pycache__/x.pyc", ".cache/compiled.bin", "sub/.cache/other"):
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        (target / name).write_text("x")
+    git_repo.reset(worktree, git_repo.head_commit())
+    left = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file() and ".git" not in p.parts)
+    assert left == [".cache/compiled.bin", ".gitignore", "prepare.py", "train.py"]
