@@ -35,7 +35,17 @@ from typing import Awaitable, Callable
 from ar_tui.core import events as ev
 from ar_tui.core.config import ConfigError, TargetConfig, load_target, validate_files
 from ar_tui.core.control import Observer
-from ar_tui.core.decisions import RERUN, NoiseModel, judge
+from ar_tui.core.decisions import (
+    DEFAULT_BASELINE_RUNS,
+    DEFAULT_CONFIDENCE,
+    DEFAULT_MAX_RUNS,
+    REMEASURE_BEST,
+    RERUN,
+    NoiseModel,
+    decide,
+    mean,
+    night_summary,
+)
 from ar_tui.core.git import GIT_ERRORS, GitError, GitRepo
 from ar_tui.core.ledger import EventLog, Ledger, LedgerError, LedgerRow, read_events, read_state, write_state
 from ar_tui.core.proposer import (
@@ -47,6 +57,7 @@ from ar_tui.core.proposer import (
     ResultRow,
 )
 from ar_tui.core.runner import RUN_MARKER_ENV, Executor, LocalExecutor, RunSpec, kill_orphans
+from ar_tui.core.seeds import SEED_ENV, next_attempt, read_texts, seed_for, seed_only_refusal
 from ar_tui.core.workspace import Workspace
 
 # A proposer that fails this many times in a row is not going to recover by itself.
@@ -105,9 +116,9 @@ class EngineOptions:
     veto_window_s: float = 60.0
     devices: list[str] = field(default_factory=lambda: ["cpu"])  # one slot per entry
     lookahead: int = 1
-    baseline_runs: int = 2
-    max_runs: int = 2  # runs of one candidate inside the noise band
-    noise_k: float = 2.0
+    baseline_runs: int = DEFAULT_BASELINE_RUNS
+    max_runs: int = DEFAULT_MAX_RUNS  # runs of one candidate inside the noise band
+    confidence: float = DEFAULT_CONFIDENCE  # of each keep (ar_tui.core.decisions)
     write_report: bool = True
 
 
@@ -126,6 +137,7 @@ class Candidate:
     runs: list[float] = field(default_factory=list)
     attempt: int = 0
     forced: bool = False
+    remeasure: bool = False  # its next run re-measures the best (ar_tui.core.decisions)
     vetoed: bool = False
     interrupted: bool = False
     memory_gb: float | None = None
@@ -163,6 +175,7 @@ class Outcome:
     exit_code: int | None
     message: str
     tail: str
+    seed: int | None = None
 
 
 def _env_for_child(run_dir: Path, extra: dict[str, str]) -> dict[str, str]:
@@ -189,7 +202,7 @@ class Engine:
         self.slots: list[Slot] = []
         self.queue: deque[Candidate] = deque()
         self.in_flight: dict[int, Candidate] = {}
-        self.noise = NoiseModel(k=options.noise_k)
+        self.noise = NoiseModel()
         self.best_commit = ""
         self.best_metric: float | None = None
         self.baseline_metric: float | None = None
@@ -218,6 +231,7 @@ class Engine:
         self._log_broken = False
         self._propose_worktree: Path | None = None
         self._propose_target: Path | None = None
+        self._remeasure_failed: set[str] = set()
 
     # ------------------------------------------------------------------ observing
 
@@ -441,8 +455,7 @@ class Engine:
         self.spent_usd = float(state.get("spent_usd", 0.0))
         self.tokens.update(state.get("tokens", {}))
         self.cost_by_exp = {int(k): v for k, v in state.get("cost_by_exp", {}).items()}
-        self.noise = NoiseModel.from_dict(state["noise"]) if "noise" in state else NoiseModel(k=self.options.noise_k)
-        self.noise.k = self.options.noise_k
+        self.noise = NoiseModel.from_dict(state["noise"]) if "noise" in state else NoiseModel()
         self.next_exp = int(state.get("next_exp", 1))
         rows = self.ledger.rows
         proposals: dict[int, ev.ProposalReady] = {}
@@ -481,6 +494,10 @@ class Engine:
                     self.git.set_branch(kept)
                     self.best_commit = kept
             self.metric_of[self.best_commit] = last.metric
+            # The best's estimate is the mean of all its runs, re-measures included.
+            best_runs = self.noise.runs(self.best_commit)
+            if best_runs:
+                self.best_metric = self.metric_of[self.best_commit] = mean(best_runs)
         decided = {row.exp for row in rows if row.exp is not None}
         for exp, ready in sorted(proposals.items()):
             self.next_exp = max(self.next_exp, exp + 1)
@@ -567,6 +584,7 @@ class Engine:
             if not self.stopping:
                 self._maybe_finish()
                 await asyncio.gather(*(self._slot_loop(slot) for slot in self.slots))
+                await self._confirm_best()
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -618,6 +636,14 @@ class Engine:
             cost_usd=self.spent_usd,
             error=self.stop_error,
         )
+        baseline = next((row.commit for row in self.ledger.rows if row.exp == 0 and row.metric is not None), None)
+        if baseline and self.best_commit and self.target is not None:
+            summary = night_summary(self.noise, baseline, self.best_commit, self.target.direction,
+                                    self.options.confidence)
+            stopped.improvement_ci_pct = summary["improvement_ci_pct"]
+            stopped.improvement_text = summary["improvement_text"]
+            stopped.noise_sd, stopped.noise_dof = summary["noise_sd"], summary["noise_dof"]
+            stopped.noise_jitter_only = summary["noise_jitter_only"]
         with contextlib.suppress(LedgerError):
             self.emit(ev.StateChanged(state=ev.STATE_STOPPED, detail=stopped.reason))
             self.emit(stopped)
@@ -711,8 +737,9 @@ class Engine:
             return
         # A stop asked for during the baseline still records the runs that finished.
         metrics = [o.metric for o in outcomes if o.metric is not None]
-        for metric in metrics:
-            self.noise.add(self.best_commit, metric)
+        for o in outcomes:
+            if o.metric is not None:
+                self.noise.add(self.best_commit, o.metric, o.seed)
         mean = sum(metrics) / len(metrics)
         cand.memory_gb = max((o.memory_gb for o in outcomes if o.memory_gb is not None), default=None)
         cand.seconds = sum(o.seconds for o in outcomes)
@@ -725,16 +752,41 @@ class Engine:
         self._emit_noise()
         self._save_state()
 
+    async def _confirm_best(self) -> None:
+        """Before the morning report, run a kept best with fresh seeds until it
+        has as many runs made after its keep as the baseline has: its own runs
+        were chosen for looking good, so only fresh ones measure the night's
+        improvement fairly. Skipped when the user stopped the run, or it failed."""
+        if self.stop_error or self.stop_reason == "stopped by the user" or not self.slots:
+            return
+        if self.noise.sd is None or self.noise.jitter_only:
+            return  # no seed noise was measured: fresh runs would say nothing new
+        needed = self.options.baseline_runs - len(self.noise.fresh_runs(self.best_commit))
+        if needed <= 0 or not self.noise.runs(self.best_commit):
+            return
+        best, slot = self.best_commit, self.slots[0]
+        cand = Candidate(exp=0, description="confirming the best", rationale="", diff="", base_commit=best,
+                         is_baseline=True, commit=best, parent=best, stop=asyncio.Event())
+        cand.attempt = next_attempt(0, [s for seeds in self.noise.seeds.values() for s in seeds]) - 1
+        for _ in range(needed):
+            outcome = await self._run_baseline_once(slot, cand)
+            if outcome.outcome != ev.OUTCOME_OK or outcome.metric is None:
+                return
+            self.noise.add(best, outcome.metric, outcome.seed)
+            self.best_metric = self.metric_of[best] = mean(self.noise.runs(best))
+            self._emit_noise()
+            self._save_state()
+
     async def _run_baseline_once(self, slot: Slot, cand: Candidate) -> Outcome:
-        await asyncio.to_thread(self.git.reset, slot.worktree, self.best_commit)
+        await asyncio.to_thread(self.git.reset, slot.worktree, cand.commit)
         cand.attempt += 1
         attempt = cand.attempt
         slot.candidate = cand
         try:
-            self.emit(ev.ExperimentStarted(exp=0, slot=slot.index, device=slot.device, commit=self.best_commit,
-                                           parent=self.best_commit, description="baseline", attempt=attempt,
+            self.emit(ev.ExperimentStarted(exp=0, slot=slot.index, device=slot.device, commit=cand.commit,
+                                           parent=cand.commit, description=cand.description, attempt=attempt,
                                            log_path=str(self._log_path(0, attempt))))
-            self._slot_state(slot, ev.STATE_RUNNING, 0, "baseline")
+            self._slot_state(slot, ev.STATE_RUNNING, 0, cand.description)
             return await self._execute(slot, cand, attempt)
         finally:
             slot.candidate = None
@@ -742,7 +794,9 @@ class Engine:
             self._notify()
 
     def _emit_noise(self) -> None:
-        self.emit(ev.NoiseEstimate(sd=self.noise.sd, samples=self.noise.samples, band=self.noise.band))
+        band = self.noise.band(len(self.noise.runs(self.best_commit)), self.options.confidence)
+        self.emit(ev.NoiseEstimate(sd=self.noise.sd, samples=self.noise.samples, band=band, dof=self.noise.dof,
+                                   jitter_only=self.noise.jitter_only, confidence=self.options.confidence))
 
     # ------------------------------------------------------------------ proposing
 
@@ -874,6 +928,7 @@ class Engine:
             finally:
                 self.emit(ev.StateChanged(state=ev.STATE_IDLE if not self.paused else ev.STATE_PAUSED))
             diff = await asyncio.to_thread(self.git.diff, self._propose_worktree, base)
+            edited = read_texts(self._propose_target, self.git.changed_files(diff))
             await asyncio.to_thread(self.git.reset, self._propose_worktree, base)
             cost = self.cost_by_exp.get(exp, 0.0) - cost_before
             if not diff.strip():
@@ -882,6 +937,9 @@ class Engine:
             refused = [f for f in touched if f not in self.target.editable]
             if refused:
                 raise ProposalFailed(f"the proposal changed files that are not editable: {', '.join(refused)}", cost)
+            seed_only = seed_only_refusal(read_texts(self._propose_target, list(edited)), edited)
+            if seed_only:
+                raise ProposalFailed(seed_only, cost)
             if adapt is None:
                 self.next_exp = max(self.next_exp, exp + 1)
             cand = Candidate(
@@ -959,6 +1017,10 @@ class Engine:
         if cand.vetoed:
             await self._decide_vetoed(cand)
             return
+        if cand.remeasure and cand.parent == self.best_commit:
+            await self._remeasure_best(slot, cand)
+            return
+        cand.remeasure = False
         fresh_code = cand.commit is None or cand.parent != self.best_commit
         if fresh_code:
             await asyncio.to_thread(self.git.reset, slot.worktree, self.best_commit)
@@ -999,6 +1061,34 @@ class Engine:
         cand.stop = None
         await self._judge(slot, cand, outcome)
 
+    async def _remeasure_best(self, slot: Slot, cand: Candidate) -> None:
+        """Run the best again with a new seed (an attempt of the challenger's
+        experiment, so its seed and log are its own), then decide the
+        challenger again against the mean of all the best's runs."""
+        best = self.best_commit
+        cand.remeasure = False
+        await asyncio.to_thread(self.git.reset, slot.worktree, best)
+        cand.attempt += 1
+        cand.stop = asyncio.Event()
+        self.emit(ev.ExperimentStarted(exp=cand.exp, slot=slot.index, device=slot.device, commit=best, parent=best,
+                                       description=f"re-measuring the best for: {cand.description}",
+                                       attempt=cand.attempt, log_path=str(self._log_path(cand.exp, cand.attempt))))
+        self._slot_state(slot, ev.STATE_RUNNING, cand.exp, "re-measuring the best")
+        outcome = await self._execute(slot, cand, cand.attempt)
+        cand.stop = None
+        if outcome.outcome == ev.OUTCOME_OK and outcome.metric is not None and best == self.best_commit:
+            self.noise.add(best, outcome.metric, outcome.seed)
+            self.best_metric = self.metric_of[best] = mean(self.noise.runs(best))
+            outcome = Outcome(ev.OUTCOME_OK, None, None, None, outcome.seconds, 0, "", "", outcome.seed)
+        elif outcome.outcome == ev.OUTCOME_OK:
+            outcome = Outcome(ev.OUTCOME_OK, None, None, None, outcome.seconds, 0, "", "", outcome.seed)
+        elif outcome.outcome not in (ev.OUTCOME_INTERRUPTED, ev.OUTCOME_VETOED):
+            self._remeasure_failed.add(best)
+            self.emit(ev.Notice(level="warning", message=f"re-measuring the best failed ({outcome.message}); "
+                                                         f"deciding experiment {cand.exp} without it"))
+            outcome = Outcome(ev.OUTCOME_OK, None, None, None, outcome.seconds, 0, "", "", outcome.seed)
+        await self._judge(slot, cand, outcome)
+
     async def _adapt(self, cand: Candidate, conflict: str) -> Candidate | None:
         self.emit(ev.Notice(level="info",
                             message=f"experiment {cand.exp} conflicts with the new best; asking the agent to adapt it"))
@@ -1021,6 +1111,8 @@ class Engine:
         target = self.target
         extra = dict(target.env)
         extra["AR_TIME_BUDGET"] = f"{target.time_budget:g}"
+        seed = seed_for(cand.exp, attempt)
+        extra[SEED_ENV] = str(seed)
         if slot.device.startswith("cuda:"):
             extra["CUDA_VISIBLE_DEVICES"] = slot.device.split(":", 1)[1]
         checkpoint = self.run_dir / "checkpoints" / f"{cand.exp}.{attempt}.pt"
@@ -1041,7 +1133,7 @@ class Engine:
         memory = _parse_float(result.matches.get("memory"))
         memory_gb = memory / 1024 if memory is not None else None
         outcome = Outcome(ev.OUTCOME_OK, reported, reported, memory_gb, result.seconds, result.exit_code, "",
-                          "")
+                          "", seed)
         if result.stopped:
             outcome.outcome = ev.OUTCOME_VETOED if cand.vetoed else ev.OUTCOME_INTERRUPTED
             outcome.message = "vetoed by the user" if cand.vetoed else "stopped"
@@ -1123,10 +1215,10 @@ class Engine:
             # the rule says which kind.
             await self._decide(cand, ev.STATUS_CRASH, None, f"{outcome.outcome}: {outcome.message}")
             return
-        metric = outcome.metric
-        assert metric is not None and cand.commit is not None
-        cand.runs.append(metric)
-        self.noise.add(cand.commit, metric)
+        if outcome.metric is not None:  # None: this run re-measured the best
+            assert cand.commit is not None
+            cand.runs.append(outcome.metric)
+            self.noise.add(cand.commit, outcome.metric, outcome.seed)
         async with self._decide_lock:
             best = self.best_metric
             assert best is not None
@@ -1140,21 +1232,31 @@ class Engine:
                                    locked=True)
                 return
             if stale:
-                parent_metric = self.metric_of.get(cand.parent or "", best)
-                verdict = judge(cand.runs, parent_metric, self.target.direction, self.noise, 10**9, self.target.metric)
-                if verdict.status == ev.STATUS_DISCARD:
-                    await self._decide(cand, ev.STATUS_DISCARD, verdict.metric,
-                                       f"{verdict.rule} (against its own parent; a newer best exists)", locked=True)
+                cand_mean = mean(cand.runs)
+                parent_runs = self.noise.runs(cand.parent or "") or [self.metric_of.get(cand.parent or "", best)]
+                if self.target.improvement(cand_mean, mean(parent_runs)) <= 0:
+                    await self._decide(cand, ev.STATUS_DISCARD, cand_mean,
+                                       f"{self.target.metric} {cand_mean:.6f} not better than its parent's "
+                                       f"{mean(parent_runs):.6f} (a newer best exists)", locked=True)
                     return
-                self._rerun(cand, f"{self.target.metric} {verdict.metric:.6f} beat its parent, but a newer best was "
+                self._rerun(cand, f"{self.target.metric} {cand_mean:.6f} beat its parent, but a newer best was "
                                   f"kept while it ran: re-applying it on the new best and running again", fresh=True)
                 return
-            verdict = judge(cand.runs, best, self.target.direction, self.noise, self.options.max_runs,
-                            self.target.metric)
-            if verdict.status == RERUN:
+            verdict = self._verdict(cand)
+            if verdict.action in (RERUN, REMEASURE_BEST):
+                cand.remeasure = verdict.action == REMEASURE_BEST
                 self._rerun(cand, verdict.rule, fresh=False)
                 return
-            await self._decide(cand, verdict.status, verdict.metric, verdict.rule, locked=True)
+            await self._decide(cand, verdict.action, verdict.metric, verdict.rule, locked=True)
+
+    def _verdict(self, cand: Candidate):
+        """The policy's answer for a candidate against the best (ar_tui.core.decisions)."""
+        assert self.target is not None and self.best_metric is not None
+        best_runs = self.noise.runs(self.best_commit) or [self.best_metric]
+        # A best whose re-measure failed is not asked for again.
+        cap = len(best_runs) if self.best_commit in self._remeasure_failed else None
+        return decide(cand.runs, best_runs, self.noise, self.target.direction, self.options.confidence,
+                      self.options.max_runs, self.target.min_effect, self.target.metric, max_best_runs=cap)
 
     async def _rebase_forced(self, slot: Slot, cand: Candidate) -> bool:
         await asyncio.to_thread(self.git.reset, slot.worktree, self.best_commit)
@@ -1168,6 +1270,7 @@ class Engine:
         if fresh:
             cand.commit = None
             cand.runs = []
+            cand.remeasure = False
         self.emit(ev.Decision(exp=cand.exp, status=RERUN, rule=rule, metric=sum(cand.runs) / len(cand.runs)
                               if cand.runs else None, best_before=self.best_metric, best_after=None,
                               commit=cand.commit or "", description=cand.description, cost_usd=cand.cost_usd))
@@ -1190,6 +1293,7 @@ class Engine:
         commit = cand.commit or cand.base_commit
         self._append_row(cand, status, metric, rule, commit=commit)
         if status == ev.STATUS_KEEP and cand.commit is not None:
+            self.noise.mark_kept(cand.commit)
             old = self.best_commit
             await asyncio.to_thread(self.git.advance_branch, cand.commit, old)
             self.best_commit = cand.commit
