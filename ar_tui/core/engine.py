@@ -36,7 +36,9 @@ from ar_tui.core import events as ev
 from ar_tui.core.config import ConfigError, TargetConfig, load_target, validate_files
 from ar_tui.core.control import Observer
 from ar_tui.core.decisions import RERUN, NoiseModel, judge
+from ar_tui.core.failures import crash_reason
 from ar_tui.core.git import GIT_ERRORS, GitError, GitRepo
+from ar_tui.core.interpreter import TargetPython, resolve_python
 from ar_tui.core.ledger import EventLog, Ledger, LedgerError, LedgerRow, read_events, read_state, write_state
 from ar_tui.core.proposer import (
     Proposal,
@@ -165,11 +167,11 @@ class Outcome:
     tail: str
 
 
-def _env_for_child(run_dir: Path, extra: dict[str, str]) -> dict[str, str]:
+def _env_for_child(run_dir: Path, extra: dict[str, str], python: TargetPython) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV_PREFIXES)}
     env.update(extra)
-    # `python` in a target's commands is the interpreter running ar-tui.
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    # `python` in a target's commands is the target's interpreter (ar_tui.core.interpreter).
+    env = python.child_env(env, run_dir)
     env["PYTHONUNBUFFERED"] = "1"
     env[RUN_MARKER_ENV] = str(run_dir)
     return env
@@ -183,6 +185,7 @@ class Engine:
         self.run_dir = Path(options.run_dir).resolve()
         self.observers: list[Observer] = []
         self.target: TargetConfig | None = None
+        self.python: TargetPython | None = None
         self.git: GitRepo | None = None
         self.ledger: Ledger | None = None
         self.event_log: EventLog | None = None
@@ -355,6 +358,7 @@ class Engine:
         try:
             target = load_target(Path(opts.target_dir))
             validate_files(target)
+            self.python = resolve_python(target)
         except ConfigError as exc:
             raise UserError(str(exc)) from None
         if opts.time_budget is not None:
@@ -547,6 +551,7 @@ class Engine:
                 max_experiments=self.options.max_experiments,
                 hours=self.options.hours,
                 time_budget_s=self.target.time_budget,
+                python=self.python.description,
             )
         )
         for exp in self._resumed_exps:
@@ -671,18 +676,18 @@ class Engine:
         slot = self.slots[0]
         self.emit(ev.StateChanged(state=ev.STATE_STARTING, detail="preparing data"))
         spec = RunSpec(
-            command=self.target.prepare,
+            command=self.python.command(self.target.prepare),
             cwd=slot.target_dir,
-            env=_env_for_child(self.run_dir, self.target.env),
+            env=_env_for_child(self.run_dir, self.target.env, self.python),
             log_path=self.run_dir / "logs" / "prepare.log",
             timeout_s=3600,
         )
         stop = asyncio.Event()
         result = await self.executor.run(spec, lambda text, replace: self.emit(
-            ev.LogLine(exp=0, slot=0, text=text, replace=replace)), stop)
+            ev.LogLine(exp=0, slot=0, text=f"{ev.PREPARE_LOG_PREFIX}{text}", replace=replace)), stop)
         if result.exit_code != 0:
-            last = result.tail.strip().splitlines()[-1] if result.tail.strip() else ""
-            self._stop(f"prepare command failed (exit {result.exit_code}): {last}", error=True)
+            self._stop(f"prepare command failed: {crash_reason(result.tail, result.exit_code, self.python.description)}",
+                       error=True)
 
     # ------------------------------------------------------------------ baseline
 
@@ -1027,9 +1032,9 @@ class Engine:
         if target.evaluate:
             checkpoint.parent.mkdir(exist_ok=True)
             extra["AR_CHECKPOINT"] = str(checkpoint)
-        env = _env_for_child(self.run_dir, extra)
+        env = _env_for_child(self.run_dir, extra, self.python)
         patterns = {"metric": target.metric_regex, "memory": re.compile(target.memory_pattern, re.MULTILINE)}
-        spec = RunSpec(command=target.run, cwd=slot.target_dir, env=env, log_path=self._log_path(cand.exp, attempt),
+        spec = RunSpec(command=self.python.command(target.run), cwd=slot.target_dir, env=env, log_path=self._log_path(cand.exp, attempt),
                        timeout_s=target.hard_timeout, device=slot.device, patterns=patterns)
 
         def on_line(text: str, replace: bool) -> None:
@@ -1048,7 +1053,8 @@ class Engine:
         elif result.timed_out:
             outcome.outcome, outcome.message = ev.OUTCOME_TIMEOUT, f"killed after the hard timeout of {target.hard_timeout:g} s"
         elif result.exit_code != 0:
-            outcome.outcome, outcome.message = ev.OUTCOME_CRASH, f"exit code {result.exit_code}"
+            outcome.outcome = ev.OUTCOME_CRASH
+            outcome.message = crash_reason(result.tail, result.exit_code, self.python.description)
         else:
             changed = [f for f, h in self.git.file_hashes(slot.target_dir, target.protected).items()
                        if h != self.protected_hashes.get(f)]
@@ -1084,7 +1090,7 @@ class Engine:
             outcome.message = f"the training script saved no checkpoint to AR_CHECKPOINT ({checkpoint.name})"
             outcome.metric = None
             return
-        command = self.target.evaluate.replace("{checkpoint}", shlex.quote(str(checkpoint)))
+        command = self.python.command(self.target.evaluate.replace("{checkpoint}", shlex.quote(str(checkpoint))))
         log = self._log_path(cand.exp, attempt).with_suffix(".eval.log")
         spec = RunSpec(command=command, cwd=slot.target_dir, env=env, log_path=log,
                        timeout_s=max(EVALUATE_TIMEOUT_S, self.target.time_budget), device=slot.device,

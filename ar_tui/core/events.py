@@ -102,6 +102,7 @@ class RunStarted(Event):
     max_experiments: int | None = None
     hours: float | None = None
     time_budget_s: float | None = None
+    python: str = ""  # which interpreter the target's commands run with, in words
 
 
 @dataclass
@@ -221,6 +222,11 @@ class ExperimentStarted(Event):
     attempt: int = 1  # >1 for re-runs (noise band, or re-applied on a newer best)
     prepared_before: list[int] = field(default_factory=list)  # results not known when it was prepared
     log_path: str = ""
+
+
+# A LogLine of the target's prepare command starts with this, so a viewer can
+# tell data preparation from training (the headless output shows it).
+PREPARE_LOG_PREFIX = "[prepare] "
 
 
 @dataclass
