@@ -20,6 +20,9 @@ MAX_REASON_CHARS = 200
 # line a traceback ends with. A bare exception name counts only after a traceback.
 _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Exit|Interrupt|Warning))(?::\s*(.*))?$")
 _TRACEBACK_START = "Traceback (most recent call last):"
+# `prepare: error: no API key`, `error: Failed to fetch`: how command-line
+# tools (uv, argparse, the examples) say why they exited.
+_ERROR_LINE = re.compile(r"^(?:[\w.-]+: )?error: \S", re.IGNORECASE)
 _MISSING_MODULE = re.compile(r"No module named '([^']+)'")
 _CUDA_MISSING = re.compile(
     r"Torch not compiled with CUDA enabled|Found no NVIDIA driver|No CUDA GPUs are available"
@@ -47,6 +50,12 @@ def exception_line(tail: str) -> str | None:
         if match and (match.group(2) is not None or seen_traceback):
             found = line
     return found
+
+
+def error_line(tail: str) -> str | None:
+    """The last `tool: error: ...` line in `tail`, or None."""
+    found = [line.strip() for line in tail.splitlines() if _ERROR_LINE.match(line.strip())]
+    return found[-1] if found else None
 
 
 def environment_hint(tail: str, python: str = "") -> str | None:
@@ -82,7 +91,7 @@ def crash_reason(tail: str, exit_code: int | None, python: str = "") -> str:
         code = f"killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
     else:
         code = f"exit code {exit_code}"
-    cause = exception_line(tail)
+    cause = exception_line(tail) or error_line(tail)
     if cause is None and exit_code == 127:
         cause = _last_line(tail)
     reason = f"{_cut(cause)} ({code})" if cause else code

@@ -51,9 +51,14 @@ def test_a_missing_interpreter_or_uv_failure_points_at_the_environment() -> None
 
 def test_output_without_a_traceback_keeps_the_exit_code_and_a_kill_is_named() -> None:
     assert crash_reason("loss 3.2\nloss 3.1", 2) == "exit code 2"
-    assert crash_reason("Error: this is prose, not an exception line", 1) == "exit code 1"
+    assert crash_reason("Errors: prose that names no exception", 1) == "exit code 1"
     assert crash_reason("", -9) == "killed by SIGKILL (out of memory?)"
     assert crash_reason("x" * 10, -15) == "killed by SIGTERM"
+
+
+def test_a_tools_own_error_line_is_the_reason_when_there_is_no_traceback() -> None:
+    tail = "reading 24 reviews\nprompt: error: no API key; set AR_PROMPT_API_KEY"
+    assert crash_reason(tail, 2) == "prompt: error: no API key; set AR_PROMPT_API_KEY (exit code 2)"
 
 
 def test_an_overlong_exception_line_is_cut() -> None:
