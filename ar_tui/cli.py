@@ -32,7 +32,7 @@ def _non_negative_int(text: str) -> int:
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", type=Path, help="target directory in a git repo (default: the bundled nanochat)")
-    parser.add_argument("--example", help="run one of the examples that ship with ar-tui (forecast, speed, prompt, ...)")
+    parser.add_argument("--example", help="run an example that ships with ar-tui: forecast, speed, prompt or backtest")
     parser.add_argument("--tag", help="run tag; experiments go on branch autoresearch/<tag> (default: today, e.g. nov28)")
     parser.add_argument("--run-dir", type=Path, help="where the ledger, logs and worktrees go")
     parser.add_argument("--agent", choices=["offline", "claude"], help="default: claude when ANTHROPIC_API_KEY is set")

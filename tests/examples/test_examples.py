@@ -43,7 +43,7 @@ def assert_two_experiments_with_metrics(run_dir: Path, stopped: ev.RunStopped) -
 
 
 def test_every_example_has_its_parts() -> None:
-    assert set(example_names()) >= {"forecast", "speed", "prompt"}
+    assert set(example_names()) >= {"forecast", "speed", "prompt", "backtest"}
     for name in example_names():
         folder = EXAMPLES_DIR / name
         assert (folder / "README.md").is_file() and (folder / "autoresearch.toml").is_file()
@@ -94,6 +94,16 @@ async def test_speed_with_a_failing_test_is_a_crash_whatever_its_time(tmp_path: 
     assert rows[1].metric is None
     assert "crash: AssertionError: " in rows[1].rule and "test(s) of test_sort.py failed" in rows[1].rule
     assert "FAILED" in (run_dir / "logs" / "1.log").read_text()
+
+
+async def test_backtest_runs_two_experiments_on_real_prices(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    rows = assert_two_experiments_with_metrics(run_dir, await run_example("backtest", run_dir))
+    log = (run_dir / "logs" / "0.log").read_text()
+    # GOOG 2004-2013, bought and held: a Sharpe ratio near 0.9.
+    buy_and_hold = float(log.split("buy_and_hold_sharpe:")[1].split()[0])
+    assert 0.8 < buy_and_hold < 1.0
+    assert rows[0].metric != buy_and_hold
 
 
 def labels() -> dict[str, str]:
