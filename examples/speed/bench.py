@@ -12,7 +12,7 @@ import sys
 import time
 import unittest
 
-REPEATS = 5
+REPEATS = 7
 METRIC = "sort_seconds"
 
 
