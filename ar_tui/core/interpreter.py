@@ -70,26 +70,19 @@ class TargetPython:
         """`env` with PATH (and the virtual environment variables) set so
         that `python` is this interpreter."""
         env = dict(env)
-        path = env.get("PATH", "")
+        # `uv run` puts the project environment first on PATH itself; uv
+        # must be found by the shell that runs the command.
+        entries = [str(self.uv.parent)] if self.uv is not None else [str(self.executable.parent)]
         if self.kind == KIND_UV:
-            assert self.project_env is not None
             env["UV_PROJECT_ENVIRONMENT"] = str(self.project_env)
-            # uv warns, and may pick the wrong one, when another environment is active.
-            env.pop("VIRTUAL_ENV", None)
-            # uv itself must be found by the shell that runs the command too.
-            entries = [str(self.uv.parent)] if self.uv else []
-        elif self.kind == KIND_VENV:
-            assert self.project_env is not None
+        if self.kind == KIND_VENV:
             env["VIRTUAL_ENV"] = str(self.project_env)
-            entries = [str(self.executable.parent)]
-        elif self.kind == KIND_CONFIG:
+        elif self.kind in (KIND_UV, KIND_CONFIG):
+            # Another active environment would be misleading (and uv warns about it).
             env.pop("VIRTUAL_ENV", None)
-            entries = [str(self.executable.parent)]
-            if not _is_python_of(self.executable.parent, self.executable):
-                entries.insert(0, str(_write_shim(run_dir / SHIM_DIR, self.executable)))
-        else:
-            entries = [os.path.dirname(sys.executable)]
-        env["PATH"] = os.pathsep.join(entries + ([path] if path else []))
+        if self.kind == KIND_CONFIG and not _is_python_of(self.executable.parent, self.executable):
+            entries.insert(0, str(_write_shim(run_dir / SHIM_DIR, self.executable)))
+        env["PATH"] = os.pathsep.join(entries + ([env["PATH"]] if env.get("PATH") else []))
         return env
 
 
@@ -172,9 +165,10 @@ def _find_uv() -> Path | None:
 
 
 def _is_python_of(directory: Path, executable: Path) -> bool:
+    """Whether `python` in `directory` is `executable` (so the directory alone puts it on PATH)."""
     candidate = directory / "python"
     try:
-        return candidate.exists() and os.path.samefile(candidate, executable) and candidate.parent == executable.parent
+        return candidate.exists() and os.path.samefile(candidate, executable)
     except OSError:
         return False
 

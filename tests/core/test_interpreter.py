@@ -90,17 +90,20 @@ def test_configured_python_is_found_relative_to_the_target_and_checked(tmp_path:
         resolve_python(load_target(named))
 
 
-def test_configured_python_outside_a_venv_is_what_python_means_through_a_launcher(tmp_path: Path) -> None:
-    # /usr/bin/python3.11-like: its directory's `python` may be another
-    # interpreter, so `python` must come from a launcher that execs this one.
-    base = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
-    target = make_target(tmp_path / "t", config=f'[target]\npython = "{base}"\n')
+def test_configured_python_is_what_python_means_even_where_its_directorys_python_is_another(tmp_path: Path) -> None:
+    # Like /usr/bin/python3.12 beside a /usr/bin/python that is 3.10.
+    other = tmp_path / "bin"
+    other.mkdir()
+    chosen = other / "python3.99"
+    chosen.symlink_to(os.path.realpath(sys.executable))
+    (other / "python").write_text("#!/bin/sh\necho the wrong python; exit 3\n")
+    (other / "python").chmod(0o755)
+    target = make_target(tmp_path / "t", config=f'[target]\npython = "{chosen}"\n')
     python = resolve_python(load_target(target))
-    run_dir = tmp_path / "run"
-    env = python.child_env({"PATH": os.environ["PATH"]}, run_dir)
+    env = python.child_env({"PATH": os.environ["PATH"]}, tmp_path / "run")
     out = subprocess.run(["sh", "-c", "python -c 'import sys; print(sys.executable)'"], env=env, check=True,
                          capture_output=True, text=True).stdout.strip()
-    assert os.path.realpath(out) == os.path.realpath(base)
+    assert out == str(chosen)
 
 
 async def test_a_target_with_its_own_venv_runs_with_it(tmp_path: Path) -> None:
