@@ -112,7 +112,8 @@ class Trial:
             extra["AR_CHECKPOINT"] = str(checkpoint)
         env = child_env(self.run_dir.path, extra, self.python)
         patterns = {"metric": target.metric_regex, "memory": re.compile(target.memory_pattern, re.MULTILINE)}
-        spec = RunSpec(command=self.python.command(target.run), cwd=slot.target_dir, env=env, log_path=self.run_dir.log(cand.exp, attempt),
+        spec = RunSpec(command=self.python.command(target.run), cwd=slot.target_dir, env=env,
+                       log_path=self.run_dir.log(cand.exp, attempt),
                        timeout_s=target.hard_timeout, device=slot.device, patterns=patterns)
 
         def on_line(text: str, replace: bool) -> None:
