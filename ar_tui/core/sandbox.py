@@ -391,6 +391,27 @@ def interpreter_paths() -> list[str]:
     return sorted({_real(p) for p in paths if os.path.exists(p)})
 
 
+def target_python_paths(python: object) -> list[str]:
+    """What the target's own interpreter needs to read: its environment, the
+    interpreter it is made from, and uv with its cache when commands run
+    through `uv run`. `python` is an ar_tui.core.interpreter.TargetPython."""
+    paths = []
+    executable = getattr(python, "executable", None)
+    if executable is not None:
+        for exe in {Path(executable), Path(_real(executable))}:
+            paths.append(str(exe.parent.parent))  # bin/python -> the environment or installation
+    for attr in ("project_env",):
+        if getattr(python, attr, None) is not None:
+            paths.append(str(getattr(python, attr)))
+    uv = getattr(python, "uv", None)
+    if uv is not None:
+        paths.append(str(Path(_real(uv)).parent))
+        import platformdirs
+
+        paths.append(os.environ.get("UV_CACHE_DIR") or platformdirs.user_cache_dir("uv"))
+    return [_real(p) for p in paths]
+
+
 def dataset_cache() -> str:
     """Where the bundled target keeps its prepared data (AR_TUI_CACHE overrides)."""
     import platformdirs

@@ -33,11 +33,12 @@ from ar_tui.core.engine.strategy import GreedyStrategy, Judging, Strategy, make_
 from ar_tui.core.engine.trial import Trial
 from ar_tui.core.errors import UserError
 from ar_tui.core.git import GIT_ERRORS, GitError, GitRepo
+from ar_tui.core.interpreter import TargetPython, resolve_python
 from ar_tui.core.ledger import EventLog, Ledger, LedgerError, read_events, read_state, write_state
 from ar_tui.core.proposer import Proposer
 from ar_tui.core.rundir import RunDir
 from ar_tui.core.runner import Executor, LocalExecutor, kill_orphans
-from ar_tui.core.sandbox import Confinement, resolve_sandbox
+from ar_tui.core.sandbox import Confinement, resolve_sandbox, target_python_paths
 from ar_tui.core.targets import data_home
 
 # A service is handed the engine once its run dir is claimed and opened.
@@ -63,6 +64,7 @@ class Engine:
         self.accounting = Accounting()
         self.scheduler = Scheduler(self)
         self.trial: Trial | None = None
+        self.python: TargetPython | None = None
         self.confinement: Confinement | None = None
         self.recorder: Recorder | None = None
         self.propose_target: Path | None = None
@@ -211,6 +213,7 @@ class Engine:
         try:
             target = load_target(Path(opts.target_dir))
             validate_files(target)
+            self.python = resolve_python(target)
         except ConfigError as exc:
             raise UserError(str(exc)) from None
         if opts.time_budget is not None:
@@ -220,7 +223,8 @@ class Engine:
             opts.strategy, direction=target.direction, debug=bool(getattr(self.proposer, "can_debug", False)),
             islands=opts.islands or max(2, len(opts.devices)), migrate_every=opts.migrate_every)
         sandbox = resolve_sandbox(opts.sandbox, target.sandbox.network, opts.sandbox_backends)  # SandboxError: a UserError
-        self.confinement = Confinement(sandbox, run_dir.path, target.sandbox, data_home(), declared_env=target.env)
+        self.confinement = Confinement(sandbox, run_dir.path, target.sandbox, data_home(), declared_env=target.env,
+                                       extra_read=target_python_paths(self.python))
         try:
             git = self.git = GitRepo(target.root, opts.tag)
             git.keep = list(target.sandbox.keep)
@@ -279,7 +283,7 @@ class Engine:
             protected.append("autoresearch.toml")
         target.protected = protected
         hashes = git.file_hashes(self.propose_target, protected)
-        self.trial = Trial(run_dir, target, git, self.executor, self.emit, hashes, self.confinement)
+        self.trial = Trial(run_dir, target, git, self.executor, self.emit, hashes, self.python, self.confinement)
         self._node_refs = set(git.nodes())
         self.recorder = Recorder(run_dir, self.ledger, self.emit, self.save_state)
 
@@ -362,6 +366,7 @@ class Engine:
             max_experiments=self.options.max_experiments,
             hours=self.options.hours,
             time_budget_s=self.target.time_budget,
+            python=self.python.description,
             sandbox=self.confinement.sandbox.describe(),
         ))
         if not self.confinement.sandbox.confined and self.confinement.sandbox.mode != "off":
