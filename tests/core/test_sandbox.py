@@ -83,7 +83,8 @@ def refused(rows, exp: int = 1) -> None:
     """Experiment `exp` crashed with a one-line reason, and the next one still ran and was kept."""
     row = next(r for r in rows if r.exp == exp)
     assert row.status == "crash" and row.metric is None, statuses(rows)
-    assert row.rule.startswith("crash: exit code") and "\n" not in row.rule
+    # One line: the crash's own explanation (the refused call, as Python said it) and its exit code.
+    assert row.rule.startswith("crash: ") and "exit code 1" in row.rule and "\n" not in row.rule
     assert statuses(rows)[-1] == (exp + 1, "keep")
 
 
@@ -135,7 +136,7 @@ async def test_writes_outside_the_worktree_fail_and_change_nothing(tmp_path, bac
     # is allowed; every other write is refused.
     crashed = [r for r in rows if r.status == "crash"]
     assert len(crashed) >= len(targets) - 1, statuses(rows)
-    assert all(r.rule.startswith("crash: exit code") for r in crashed)
+    assert all(r.rule.startswith("crash: ") and "exit code 1" in r.rule for r in crashed)
     assert (len(targets) + 1, "keep") in statuses(rows)
     assert not (home / "pwned.txt").exists()
     # The written line, not the attack's source (which a worktree may hold).
@@ -479,7 +480,7 @@ async def test_a_prepare_that_runs_the_editable_file_is_confined(tmp_path, backe
     options = EngineOptions(target_dir=target, tag="s", run_dir=tmp_path / "run", attended=False, lookahead=0,
                             baseline_runs=1, max_experiments=0, sandbox_backends=[backend])
     stopped = await Engine(options, ScriptedProposer([])).run()
-    assert stopped.error and stopped.reason.startswith("prepare command failed (exit 1)")
+    assert stopped.error and stopped.reason.startswith("prepare command failed") and "exit code 1" in stopped.reason
     assert not (home / "pwned.txt").exists()
 
 
