@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ar_tui.core.errors import UserError
+
 CONFIG_NAME = "autoresearch.toml"
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """Bad input from the user; the message is one line meant for them."""
 
 

@@ -30,12 +30,13 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Iterable
 
 from ar_tui.core import events as ev
 from ar_tui.core.config import ConfigError, TargetConfig, load_target, validate_files
 from ar_tui.core.control import Observer
 from ar_tui.core.decisions import RERUN, NoiseModel, judge
+from ar_tui.core.errors import UserError  # noqa: F401  (re-exported: callers import it from here)
 from ar_tui.core.git import GIT_ERRORS, GitError, GitRepo
 from ar_tui.core.ledger import EventLog, Ledger, LedgerError, LedgerRow, read_events, read_state, write_state
 from ar_tui.core.proposer import (
@@ -47,6 +48,7 @@ from ar_tui.core.proposer import (
     ResultRow,
 )
 from ar_tui.core.runner import RUN_MARKER_ENV, Executor, LocalExecutor, RunSpec, kill_orphans
+from ar_tui.core.services import Service, ServiceStack
 from ar_tui.core.workspace import Workspace
 
 # A proposer that fails this many times in a row is not going to recover by itself.
@@ -86,10 +88,6 @@ def engine_pid(run_dir: Path) -> int | None:
     except Exception:
         pass
     return pid
-
-
-class UserError(Exception):
-    """Bad input: the engine refuses to start. The message is one line."""
 
 
 @dataclass
@@ -176,10 +174,12 @@ def _env_for_child(run_dir: Path, extra: dict[str, str]) -> dict[str, str]:
 
 
 class Engine:
-    def __init__(self, options: EngineOptions, proposer: Proposer, executor: Executor | None = None) -> None:
+    def __init__(self, options: EngineOptions, proposer: Proposer, executor: Executor | None = None,
+                 services: Iterable[Service] = ()) -> None:
         self.options = options
         self.proposer = proposer
         self.executor = executor or LocalExecutor()
+        self.services = ServiceStack(services)
         self.run_dir = Path(options.run_dir).resolve()
         self.observers: list[Observer] = []
         self.target: TargetConfig | None = None
@@ -214,7 +214,6 @@ class Engine:
         self._changed = asyncio.Event()
         self._decide_lock = asyncio.Lock()
         self._proposer_lock = asyncio.Lock()
-        self.control_server = None
         self._log_broken = False
         self._propose_worktree: Path | None = None
         self._propose_target: Path | None = None
@@ -528,7 +527,7 @@ class Engine:
             self._release_run_dir()
             raise
         assert self.target is not None
-        await self._start_control_server()
+        await self.services.enter(self)
         self.emit(
             ev.RunStarted(
                 tag=self.options.tag,
@@ -621,41 +620,11 @@ class Engine:
         with contextlib.suppress(LedgerError):
             self.emit(ev.StateChanged(state=ev.STATE_STOPPED, detail=stopped.reason))
             self.emit(stopped)
-        if self.options.write_report and self.ledger.rows:
-            await self._write_report()
-        if self.control_server is not None:
-            with contextlib.suppress(Exception):
-                await self.control_server.close()
+        await self.services.exit(self)
         if self.event_log is not None:
             self.event_log.close()
         self._release_run_dir()
         return stopped
-
-    async def _start_control_server(self) -> None:
-        """The run's Unix socket, through which `ar-tui attach`, `status` and
-        `stop` reach this engine."""
-        try:
-            from ar_tui.core.server import ControlServer
-        except ImportError:
-            return
-        try:
-            self.control_server = ControlServer(self, self.run_dir)
-            await self.control_server.start()
-        except OSError as exc:
-            self.control_server = None
-            self.emit(ev.Notice(level="warning", message=f"no control socket, attach will not work: {exc}"))
-
-    async def _write_report(self) -> None:
-        try:
-            from ar_tui.core.report import write_report
-        except ImportError:
-            return
-        try:
-            await asyncio.to_thread(write_report, self.run_dir)
-        except Exception as exc:  # the run is over; a report failure must not hide its result
-            for observer in list(self.observers):
-                with contextlib.suppress(Exception):
-                    observer(ev.Notice(level="warning", message=f"could not write the report: {exc}"))
 
     async def _hours_timer(self) -> None:
         if not self.options.hours:

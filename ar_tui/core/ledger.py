@@ -16,11 +16,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ar_tui.core import events as ev
+from ar_tui.core.errors import RunError
 
 EXTRA_COLUMNS = ["exp", "cost_usd", "seconds", "forced", "prepared_before", "rule", "rationale"]
 
 
-class LedgerError(Exception):
+class LedgerError(RunError):
     """The run dir cannot be written (full disk, permissions): one line for the user."""
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
+from ar_tui.core.errors import UserError
 from ar_tui.core.proposer import TokenUsage
 
 _MILLION = Decimal(1_000_000)
@@ -70,7 +71,7 @@ _SUFFIXES = (
 )
 
 
-class PriceError(ValueError):
+class PriceError(UserError, ValueError):
     """A price override the user wrote is not usable; the message is one line."""
 
 

@@ -12,24 +12,11 @@ import shutil
 from pathlib import Path
 
 import git
-import platformdirs
 
 from ar_tui.core.git import COMMIT_IDENTITY
+from ar_tui.core.rundir import data_home, default_run_dir, runs_root  # noqa: F401  (the run-dir layout owns them)
 
 BUNDLED_FILES = ("prepare.py", "train.py", "autoresearch.toml")
-
-
-def data_home() -> Path:
-    """Where run dirs and materialised targets live (AR_TUI_HOME overrides)."""
-    return Path(os.environ.get("AR_TUI_HOME") or platformdirs.user_data_dir("ar-tui")).expanduser()
-
-
-def runs_root() -> Path:
-    return data_home() / "runs"
-
-
-def default_run_dir(tag: str) -> Path:
-    return runs_root() / tag
 
 
 def bundled_source() -> Path:

@@ -1,0 +1,92 @@
+"""Small text formatters shared by the app, the headless printer, the status
+lines and the morning report, so a metric, a cost or a duration reads the same
+everywhere. Toolkit-free: plain strings only.
+
+`missing` is what an unknown value reads as: "-" in a terminal's tight
+columns, "n/a" in the report's prose tables.
+"""
+
+from __future__ import annotations
+
+from ar_tui.core import events as ev
+
+
+def duration(seconds: float | None) -> str:
+    """A clock: 04:05, or 1:02:03 past the hour."""
+    if seconds is None or seconds < 0:
+        return "-"
+    seconds = int(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def hours_minutes(seconds: float | None, missing: str = "-") -> str:
+    """A span of a night: 7h 05m."""
+    if seconds is None:
+        return missing
+    minutes = int(round(seconds / 60))
+    return f"{minutes // 60}h {minutes % 60:02d}m"
+
+
+def metric(value: float | None, missing: str = "-") -> str:
+    return missing if value is None else f"{value:.6f}"
+
+
+def delta(value: float | None, missing: str = "-") -> str:
+    """A change of the metric, in its own units, always signed."""
+    return missing if value is None else f"{value:+.6f}"
+
+
+def percent(value: float | None, signed: bool = True, missing: str = "-") -> str:
+    if value is None:
+        return missing
+    return f"{value:+.2f}%" if signed else f"{value:.0f}%"
+
+
+def share(value: float | None, missing: str = "-") -> str:
+    """A percentage given as a plain figure (12.34 -> 12.34%)."""
+    return missing if value is None else f"{value:.2f}%"
+
+
+def dollars(value: float | None) -> str:
+    """Money at a glance: cents above $10, a tenth of a cent below."""
+    if value is None:
+        return "-"
+    return f"${value:,.2f}" if abs(value) >= 10 else f"${value:.3f}"
+
+
+def exact_dollars(value: float | None, missing: str = "-") -> str:
+    """Money in a summary or a report, where a token's cost still shows."""
+    return missing if value is None else f"${value:.4f}"
+
+
+def tokens(count: int) -> str:
+    if count >= 1_000_000:
+        return f"{count / 1_000_000:.2f}M"
+    if count >= 1_000:
+        return f"{count / 1_000:.1f}k"
+    return str(count)
+
+
+# A status must read differently without colour too (NO_COLOR, monochrome
+# terminals), so each has its own mark as well as its own style.
+STATUS_MARKS = {
+    ev.STATUS_KEEP: "✓",
+    ev.STATUS_DISCARD: "·",
+    ev.STATUS_CRASH: "✗",
+    ev.STATUS_VETO: "⊘",
+}
+
+STATE_LABELS = {
+    ev.STATE_STARTING: "starting",
+    ev.STATE_PROPOSING: "proposing",
+    ev.STATE_VETO_WINDOW: "waiting for the veto window",
+    ev.STATE_RUNNING: "running",
+    ev.STATE_EVALUATING: "evaluating",
+    ev.STATE_IDLE: "idle",
+    ev.STATE_PAUSED: "paused",
+    ev.STATE_WAITING_API: "waiting for the API",
+    ev.STATE_STOPPING: "stopping",
+    ev.STATE_STOPPED: "stopped",
+}
