@@ -260,12 +260,11 @@ async def _run_headless(engine, run_dir: Path) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     try:
         run_dir, options = resolve_run(args)
-        if args.detach:
-            store_options(run_dir, options)
-            return detach(run_dir, options.tag)
         store_options(run_dir, options)
+        if args.detach:
+            return detach(run_dir, options.tag)
         engine = make_engine(run_dir, options)
-    except (ImportError, OSError) as exc:
+    except (ImportError, OSError) as exc:  # a missing package, an unreadable target: the user's to fix
         raise UserError(str(exc)) from None
     if args.headless:
         return asyncio.run(_run_headless(engine, run_dir))
@@ -274,12 +273,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_app(engine)
 
 
+def start_in_background(run_dir: Path) -> int:
+    """A headless engine on the run dir's stored options, outliving this
+    terminal; returns its pid once its socket answers."""
+    from ar_tui.core.remote import start_detached
+
+    return asyncio.run(start_detached(["run", "--run-dir", str(run_dir), "--headless"], run_dir))
+
+
 def detach(run_dir: Path, tag: str) -> int:
     """Start the engine in the background on the options just stored, and
     say how to reach it."""
-    from ar_tui.core.remote import start_detached
-
-    pid = asyncio.run(start_detached(["run", "--run-dir", str(run_dir), "--headless"], run_dir))
+    pid = start_in_background(run_dir)
     print(f"ar-tui: run {tag} is running in the background (pid {pid}); output in {RunDir(run_dir).engine_out}\n"
           f"  watch it:   ar-tui attach {run_dir}\n"
           f"  one line:   ar-tui status {run_dir}\n"
@@ -343,7 +348,7 @@ async def _attach(run_dir: Path) -> int:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from ar_tui.core.remote import EngineNotRunning, start_detached
+    from ar_tui.core.remote import EngineNotRunning
     from ar_tui.headless import open_app_command
 
     run_dir = _live_run_dir(args.run_dir, "attach")
@@ -355,7 +360,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
         if not (sys.stdin.isatty() and input("Resume it now in the background and attach? [y/N] ").strip().lower()
                 in ("y", "yes")):
             return exit_codes.EXIT_ERROR
-        asyncio.run(start_detached(["run", "--run-dir", str(run_dir), "--headless"], run_dir))
+        start_in_background(run_dir)
         code = asyncio.run(_attach(run_dir))
     if RunDir(run_dir).is_live():
         print(f"ar-tui: detached; the run goes on. Attach again with: ar-tui attach {run_dir}")
