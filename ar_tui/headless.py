@@ -72,7 +72,8 @@ def where_to_look(run_dir: Path) -> str:
     paths = RunDir(run_dir)
     lines = [f"{label}: {path}" for label, path in (("report", paths.report), ("chart", paths.chart))
              if path.is_file()]
-    lines.append(f"open it in the app: {open_app_command(paths.path)}")
+    # There is no viewer for a stopped run but the app on a resumed one: say so.
+    lines.append(f"open it in the app (it goes on if a budget is left): {open_app_command(paths.path)}")
     return "\n".join(lines)
 
 

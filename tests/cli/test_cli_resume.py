@@ -43,7 +43,7 @@ def test_run_dir_alone_resumes_with_the_stored_options(tiny_target: Path, tmp_pa
     # The headless summary ends with where to look next.
     tail = first.stdout.strip().splitlines()[-3:]
     assert tail == [f"report: {RunDir(run_dir.resolve()).report}", f"chart: {RunDir(run_dir.resolve()).chart}",
-                    f"open it in the app: ar-tui run --run-dir {run_dir.resolve()}"]
+                    f"open it in the app (it goes on if a budget is left): ar-tui run --run-dir {run_dir.resolve()}"]
     assert RunDir(run_dir).report.is_file() and RunDir(run_dir).chart.is_file()
 
     # Nothing but the run dir and a raised budget: same target, tag, agent, mode.
