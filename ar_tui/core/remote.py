@@ -1,6 +1,8 @@
 """The other end of the control socket: an `EngineHandle` for an attached app,
-one-shot requests for `ar-tui status` / `stop`, the list of runs on this
-machine, and starting an engine detached from the terminal.
+one-shot requests for `ar-tui status` / `stop`, the status of every run on
+this machine (which runs there are is `ar_tui.core.rundir`'s to say), and
+starting an engine detached from the terminal. The text people read is in
+`ar_tui.headless`.
 
 An attached app calls the handle's methods synchronously, the way it calls a
 local engine; a round trip must not block its event loop, so each command is
