@@ -1,10 +1,6 @@
-"""Small text formatters shared by the app, the headless printer, the status
-lines and the morning report, so a metric, a cost or a duration reads the same
-everywhere. Toolkit-free: plain strings only.
-
-`missing` is what an unknown value reads as: "-" in a terminal's tight
-columns, "n/a" in the report's prose tables.
-"""
+"""Small text formatters shared by the app, the headless printer and the
+report, so a metric or a duration reads the same everywhere. Toolkit-free.
+`missing` is how an unknown value reads ("-"; the report says "n/a")."""
 
 from __future__ import annotations
 
@@ -12,7 +8,6 @@ from ar_tui.core import events as ev
 
 
 def duration(seconds: float | None) -> str:
-    """A clock: 04:05, or 1:02:03 past the hour."""
     if seconds is None or seconds < 0:
         return "-"
     seconds = int(seconds)
@@ -50,7 +45,6 @@ def share(value: float | None, missing: str = "-") -> str:
 
 
 def dollars(value: float | None) -> str:
-    """Money at a glance: cents above $10, a tenth of a cent below."""
     if value is None:
         return "-"
     return f"${value:,.2f}" if abs(value) >= 10 else f"${value:.3f}"
