@@ -143,6 +143,10 @@ def given_options(args: argparse.Namespace) -> dict:
     return given
 
 
+def _today_tag() -> str:
+    return time.strftime("%b%d").lower()
+
+
 def _default_program() -> Path:
     for candidate in (Path("program.md"), Path(__file__).resolve().parent.parent / "program.md"):
         if candidate.is_file():
@@ -155,19 +159,19 @@ def resolve_run(args: argparse.Namespace):
     the run dir stores, over the defaults. Refuses a conflicting flag."""
     from ar_tui import run_options
     from ar_tui.agents.registry import READS_PROGRAM
-    from ar_tui.core.executors import executor_names
+    from ar_tui.core.executors import executor_factory
     from ar_tui.core.rundir import default_run_dir
     from ar_tui.gpus import detect_devices
 
     if args.run_dir is not None:
         run_dir = args.run_dir.resolve()
     else:
-        run_dir = default_run_dir(args.tag or time.strftime("%b%d").lower()).resolve()
+        run_dir = default_run_dir(args.tag or _today_tag()).resolve()
     paths = RunDir(run_dir)
     stored = run_options.load(run_dir)
     options = run_options.merge(stored, given_options(args), binding=paths.has_records(), where=f"run {run_dir}")
     if options.tag is None:
-        options.tag = time.strftime("%b%d").lower()
+        options.tag = _today_tag()
     if options.agent is None:
         options.agent = "claude" if os.environ.get("ANTHROPIC_API_KEY") else "offline"
     if options.model is None:
@@ -176,8 +180,7 @@ def resolve_run(args: argparse.Namespace):
         options.devices = detect_devices(None, None)
     if options.program is None and options.agent in READS_PROGRAM:
         options.program = str(_default_program())
-    if options.executor not in executor_names():
-        raise UserError(f"unknown executor {options.executor!r}; known: {', '.join(executor_names())}")
+    executor_factory(options.executor)  # an unknown name is refused before anything is stored
     if options.target is None:
         from ar_tui.core.targets import materialize_bundled
 

@@ -24,9 +24,13 @@ def executor_names() -> list[str]:
     return sorted(EXECUTORS)
 
 
-def make_executor(name: str = DEFAULT_EXECUTOR) -> Executor:
+def executor_factory(name: str) -> Callable[[], Executor]:
+    """The registered factory for `name`; raises UserError for an unknown name."""
     try:
-        factory = EXECUTORS[name]
+        return EXECUTORS[name]
     except KeyError:
         raise UserError(f"unknown executor {name!r}; known: {', '.join(executor_names())}") from None
-    return factory()
+
+
+def make_executor(name: str = DEFAULT_EXECUTOR) -> Executor:
+    return executor_factory(name)()
