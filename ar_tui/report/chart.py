@@ -83,12 +83,17 @@ def render_chart(report: Report) -> bytes:
     outside = [r for r in discarded if not low_limit <= r.metric <= high_limit]
     if inside:
         ax.scatter([r.exp for r in inside], [r.metric for r in inside], c=DISCARD_COLOUR, s=18, zorder=2, label="Discarded")
-    # Off the scale: pinned to the edge they lie beyond, pointing that way.
-    for beyond, height, marker in ((lambda m: m > high_limit, 0.985, "^"), (lambda m: m < low_limit, 0.015, "v")):
+    # Off the scale: pinned to the edge they lie beyond, pointing that way,
+    # with the value they measured.
+    for beyond, height, marker, side, offset in ((lambda m: m > high_limit, 0.985, "^", "above", -10),
+                                                 (lambda m: m < low_limit, 0.015, "v", "below", 4)):
         clipped = [r for r in outside if beyond(r.metric)]
         if clipped:
             ax.scatter([r.exp for r in clipped], [height] * len(clipped), transform=edge, c=DISCARD_COLOUR,
-                       marker=marker, s=30, zorder=2, label="Discarded (off the scale)")
+                       marker=marker, s=30, zorder=2, label=f"Discarded ({side} the range)")
+        for row in clipped:
+            ax.annotate(f"{row.metric:.4g}", (row.exp, height), xycoords=edge, textcoords="offset points",
+                        xytext=(5, offset), fontsize=7, color="#777777")
     labels = chart_labels(report)
     title = f"{report.tag}: {report.experiments} experiments, {report.kept} kept improvements"
     if report.kept > MAX_CHART_LABELS - 1:
