@@ -428,10 +428,10 @@ def _peer_uid(sock: socket.socket | None) -> int | None:
 
 @contextlib.asynccontextmanager
 async def control_service(engine: EngineHandle) -> AsyncIterator[ControlServer]:
-    """The run's control socket as a service (see `ar_tui.core.services`):
+    """The run's control socket as a service (see `ar_tui.core.engine.Service`):
     open while the run lives, so that `attach`, `status` and `stop` reach it.
     The engine runs on without it when the socket cannot be made."""
-    server = ControlServer(engine, engine.run_dir)  # type: ignore[attr-defined]
+    server = ControlServer(engine, engine.run_dir.path)  # type: ignore[attr-defined]
     try:
         await server.start()
     except OSError as exc:

@@ -67,8 +67,8 @@ async def report_service(engine: Any) -> AsyncIterator[None]:
     """A service that writes the report once the run has stopped, when it has
     decided anything (and the engine's options did not turn reports off)."""
     yield
-    run_dir = Path(engine.run_dir)
-    if not getattr(engine.options, "write_report", True) or not _has_rows(run_dir):
+    run_dir = engine.run_dir.path
+    if not engine.options.write_report or not _has_rows(run_dir):
         return
     try:
         await asyncio.to_thread(write_report, run_dir)

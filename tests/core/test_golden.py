@@ -1,7 +1,8 @@
 """The redesign keeps behaviour identical: a scripted proposer on a
 deterministic target gives the same results.tsv and the same decision events
 (times, costs and commit hashes aside) as the recording made before the
-engine was split into parts.
+engine was split into parts. One difference is deliberate and recorded: the
+baseline is now decided by a `Decision` event like any other row (exp 0).
 
 Re-record deliberately (a rule changed on purpose) with
 `AR_TUI_RECORD_GOLDEN=1 python -m pytest tests/core/test_golden.py`.
