@@ -200,7 +200,7 @@ def store_options(run_dir: Path, options) -> None:
 # ---------------------------------------------------------------------- wiring an engine
 
 
-def make_proposer(options):
+def make_proposer(run_dir: Path, options):
     from ar_tui.agents.registry import ProposerSettings, make_proposer as from_registry
 
     program = None
@@ -209,8 +209,9 @@ def make_proposer(options):
             program = Path(options.program).read_text(encoding="utf-8")
         except OSError as exc:
             raise UserError(f"program file not readable: {options.program} ({exc.strerror or exc})") from None
-    return from_registry(options.agent, ProposerSettings(model=options.model, program=program,
-                                                         base_url=options.base_url, seed=options.seed))
+    return from_registry(options.agent, ProposerSettings(
+        model=options.model, program=program, base_url=options.base_url, seed=options.seed,
+        target=Path(options.target), run_dir=run_dir, extra=dict(options.extra)))
 
 
 def run_services() -> list:
@@ -240,7 +241,7 @@ def make_engine(run_dir: Path, options):
         lookahead=options.lookahead,
         baseline_runs=max(1, options.baseline_runs),
     )
-    return Engine(engine_options, make_proposer(options), executor=make_executor(options.executor),
+    return Engine(engine_options, make_proposer(run_dir, options), executor=make_executor(options.executor),
                   services=run_services())
 
 

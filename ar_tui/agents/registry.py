@@ -7,8 +7,9 @@ Anthropic SDK. A new proposer registers here and the CLI offers it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
 
 from ar_tui.core.errors import UserError
 from ar_tui.core.proposer import Proposer
@@ -20,6 +21,9 @@ class ProposerSettings:
     program: str | None = None  # the agent's instructions (text), for agents that read them
     base_url: str | None = None
     seed: int = 0
+    target: Path | None = None  # the target directory, for proposers that read it before the run
+    run_dir: Path | None = None  # where a proposer may keep what it remembers across resumes
+    extra: dict[str, Any] = field(default_factory=dict)  # the run's extra options (RunOptions.extra)
 
 
 def _offline(settings: ProposerSettings) -> Proposer:
