@@ -25,7 +25,10 @@ DEFAULT_MODEL = "claude-sonnet-5-5"
 # argparse dests of run flags that later parts add (strategy, team, sandbox
 # ...): their values are stored in RunOptions.extra, so a resumed or detached
 # run keeps them. Every run flag must be stored one way or the other.
-EXTRA_OPTIONS: tuple[str, ...] = ()
+EXTRA_OPTIONS: tuple[str, ...] = ("strategy", "islands", "migrate_every")
+# The extra options that are EngineOptions fields of the same name: a new run
+# stores the engine's default for each, so that a resume cannot switch it.
+ENGINE_EXTRA_OPTIONS = ("strategy", "islands", "migrate_every")
 
 
 # ---------------------------------------------------------------------- flags
@@ -42,6 +45,13 @@ def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {text}")
     return value
 
 
@@ -76,6 +86,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lookahead", type=_non_negative_int, help="prepared proposals per slot (default 1)")
     parser.add_argument("--baseline-runs", type=int, help="runs of the baseline, to measure noise (default 2)")
     parser.add_argument("--seed", type=int, help="seed of the offline proposer (default 0)")
+    parser.add_argument("--strategy", choices=["greedy", "tree", "islands"],
+                        help="search: one greedy lineage (the default), a tree of experiments, or islands that "
+                             "trade their best")
+    parser.add_argument("--islands", type=_positive_int, help="islands for --strategy islands (default: one per slot, "
+                                                               "at least 2)")
+    parser.add_argument("--migrate-every", type=_positive_int,
+                        help="islands: decided experiments between migrations (default 8)")
 
 
 def add_run_command(sub) -> None:
@@ -143,6 +160,15 @@ def given_options(args: argparse.Namespace) -> dict:
     return given
 
 
+def _engine_defaults(names: tuple[str, ...]) -> dict:
+    """The engine's own defaults for these options (EngineOptions owns them)."""
+    import dataclasses
+
+    from ar_tui.core.engine import EngineOptions
+
+    return {f.name: f.default for f in dataclasses.fields(EngineOptions) if f.name in names}
+
+
 def _today_tag() -> str:
     return time.strftime("%b%d").lower()
 
@@ -181,6 +207,9 @@ def resolve_run(args: argparse.Namespace):
     if options.program is None and options.agent in READS_PROGRAM:
         options.program = str(_default_program())
     executor_factory(options.executor)  # an unknown name is refused before anything is stored
+    for name, default in _engine_defaults(ENGINE_EXTRA_OPTIONS).items():
+        if default is not None:
+            options.extra.setdefault(name, default)
     if options.target is None:
         from ar_tui.core.targets import materialize_bundled
 
@@ -240,6 +269,7 @@ def make_engine(run_dir: Path, options):
         devices=list(options.devices),
         lookahead=options.lookahead,
         baseline_runs=max(1, options.baseline_runs),
+        **{name: options.extra[name] for name in ENGINE_EXTRA_OPTIONS if name in options.extra},
     )
     return Engine(engine_options, make_proposer(run_dir, options), executor=make_executor(options.executor),
                   services=run_services())

@@ -16,7 +16,9 @@ Flags given at resume are merged with the stored options by these rules:
 - how the run is watched and scheduled (`ADJUSTABLE`: attended mode, veto
   window, devices, lookahead, the API's address) may change freely;
 - `extra` holds options that later parts add (strategy, team, sandbox):
-  a key stored with another value is a conflict, a new key is added.
+  a key stored with another value is a conflict (its flag is `--` and the
+  key), a new key is added. The CLI stores the engine's default for the
+  extra options that are engine options, so they bind from the first start.
 
 The stored options bind only once the run has records: a run dir whose first
 start was refused (a dirty tree, say) takes the next command's options whole.
@@ -152,8 +154,10 @@ def merge(stored: RunOptions | None, given: dict[str, Any], defaults: dict[str, 
                     f"resume it without {FLAGS[name].split('/')[0]}, or start a new run with another --run-dir")
         for key, value in given_extra.items():
             if key in base["extra"] and base["extra"][key] != value:
-                raise OptionConflict(f"{where} was started with {key} {base['extra'][key]!r}, not {value!r}; "
-                                     "resume it without that option, or start a new run with another --run-dir")
+                # An extra option is set by the flag of its name (argparse's dest).
+                flag = "--" + key.replace("_", "-")
+                raise OptionConflict(f"{where} was started with {flag} {base['extra'][key]}, not {flag} {value}; "
+                                     f"resume it without {flag}, or start a new run with another --run-dir")
     base.update(given)
     base["extra"] = {**base["extra"], **given_extra}
     return RunOptions.from_dict(base)

@@ -84,3 +84,22 @@ def test_a_first_start_that_was_refused_binds_nothing(tiny_target: Path, tmp_pat
                     "--baseline-runs", "1", "--max-experiments", "0")
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(RunDir(run_dir).options.read_text())["target"] == str(clean.resolve())
+
+
+def test_the_search_strategy_is_stored_and_cannot_change_at_resume(tiny_target: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    first = ar_tui("run", "--headless", "--target", tiny_target, "--run-dir", run_dir, "--agent", "offline",
+                   "--unattended", "--baseline-runs", "1", "--lookahead", "0", "--max-experiments", "1",
+                   "--strategy", "tree")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert json.loads(RunDir(run_dir).options.read_text())["extra"] == {"strategy": "tree", "migrate_every": 8}
+    refused(ar_tui("run", "--headless", "--run-dir", run_dir, "--strategy", "islands"),
+            "was started with --strategy tree, not --strategy islands")
+    # A run started without --strategy stores the engine's default, so it binds too.
+    other = tmp_path / "other"
+    plain = ar_tui("run", "--headless", "--target", make_target(tmp_path / "t2"), "--run-dir", other, "--agent",
+                   "offline", "--unattended", "--baseline-runs", "1", "--max-experiments", "0")
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert json.loads(RunDir(other).options.read_text())["extra"]["strategy"] == "greedy"
+    refused(ar_tui("run", "--headless", "--run-dir", other, "--strategy", "tree"),
+            "was started with --strategy greedy, not --strategy tree")

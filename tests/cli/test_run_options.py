@@ -58,7 +58,7 @@ def test_the_same_value_given_again_is_no_conflict() -> None:
 def test_extra_options_keep_their_stored_value_and_new_ones_are_added() -> None:
     merged = merge(STARTED, {"extra": {"team": "small"}}, binding=True)
     assert merged.extra == {"strategy": "greedy", "team": "small"}
-    with pytest.raises(OptionConflict, match="strategy 'greedy', not 'tree'"):
+    with pytest.raises(OptionConflict, match="started with --strategy greedy, not --strategy tree; resume it without --strategy"):
         merge(STARTED, {"extra": {"strategy": "tree"}}, binding=True)
 
 
