@@ -25,10 +25,10 @@ DEFAULT_MODEL = "claude-sonnet-5-5"
 # argparse dests of run flags that later parts add (strategy, team, sandbox
 # ...): their values are stored in RunOptions.extra, so a resumed or detached
 # run keeps them. Every run flag must be stored one way or the other.
-EXTRA_OPTIONS: tuple[str, ...] = ("strategy", "islands", "migrate_every")
+EXTRA_OPTIONS: tuple[str, ...] = ("max_runs", "confidence", "strategy", "islands", "migrate_every")
 # The extra options that are EngineOptions fields of the same name: a new run
 # stores the engine's default for each, so that a resume cannot switch it.
-ENGINE_EXTRA_OPTIONS = ("strategy", "islands", "migrate_every")
+ENGINE_EXTRA_OPTIONS = ("max_runs", "confidence", "strategy", "islands", "migrate_every")
 
 
 # ---------------------------------------------------------------------- flags
@@ -38,6 +38,13 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def _confidence(text: str) -> float:
+    value = float(text)
+    if not 0.5 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0.5 and 1 (e.g. 0.95), not {text}")
     return value
 
 
@@ -60,6 +67,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     type must not override what a resumed run was started with; the defaults
     named in the help are applied in `resolve_run`."""
     from ar_tui.agents.registry import proposer_names
+    from ar_tui.run_options import RunOptions
 
     parser.add_argument("--target", type=Path, help="target directory in a git repo (default: the bundled nanochat)")
     parser.add_argument("--tag", help="run tag; experiments go on branch autoresearch/<tag> (default: today, e.g. nov28)")
@@ -84,7 +92,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slots", type=int, help="number of slots (default: one per visible GPU, else 1)")
     parser.add_argument("--devices", help="GPU indices for the slots, e.g. 0,2,3")
     parser.add_argument("--lookahead", type=_non_negative_int, help="prepared proposals per slot (default 1)")
-    parser.add_argument("--baseline-runs", type=int, help="runs of the baseline, to measure noise (default 2)")
+    parser.add_argument("--baseline-runs", type=int,
+                        help=f"seed-varied runs of the baseline, to measure noise (default {RunOptions.baseline_runs})")
+    parser.add_argument("--max-runs", type=int, help="runs of a candidate inside the noise band (default 4)")
+    parser.add_argument("--confidence", type=_confidence, help="confidence that a kept gain is real (default 0.95)")
     parser.add_argument("--seed", type=int, help="seed of the offline proposer (default 0)")
     parser.add_argument("--strategy", choices=["greedy", "tree", "islands"],
                         help="search: one greedy lineage (the default), a tree of experiments, or islands that "
@@ -152,6 +163,8 @@ def given_options(args: argparse.Namespace) -> dict:
         given["program"] = str(args.program.resolve())
     if args.baseline_runs is not None:
         given["baseline_runs"] = max(1, args.baseline_runs)
+    if args.max_runs is not None:
+        args.max_runs = max(1, args.max_runs)
     if args.slots is not None or args.devices:
         given["devices"] = detect_devices(args.slots, args.devices)
     extra = {name: getattr(args, name) for name in EXTRA_OPTIONS if getattr(args, name, None) is not None}

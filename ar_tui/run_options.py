@@ -62,7 +62,7 @@ class RunOptions:
     agent: str | None = None
     model: str | None = None
     seed: int = 0
-    baseline_runs: int = 2
+    baseline_runs: int = 3  # the CLI's default (cheaper than the engine's own DEFAULT_BASELINE_RUNS)
     lookahead: int = 1
     devices: list[str] | None = None  # one slot per entry; None: one per visible GPU, else one CPU slot
     max_experiments: int | None = None
