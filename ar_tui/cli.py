@@ -23,6 +23,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _confidence(text: str) -> float:
+    value = float(text)
+    if not 0.5 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0.5 and 1 (e.g. 0.95), not {text}")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -55,7 +62,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slots", type=int, help="number of slots (default: one per visible GPU, else 1)")
     parser.add_argument("--devices", help="GPU indices for the slots, e.g. 0,2,3")
     parser.add_argument("--lookahead", type=_non_negative_int, default=1, help="prepared proposals per slot")
-    parser.add_argument("--baseline-runs", type=int, default=2, help="runs of the baseline, to measure noise")
+    parser.add_argument("--baseline-runs", type=int, default=3, help="seed-varied runs of the baseline, to measure noise")
+    parser.add_argument("--max-runs", type=int, default=4, help="runs of a candidate inside the noise band")
+    parser.add_argument("--confidence", type=_confidence, default=0.95, help="confidence that a kept gain is real")
     parser.add_argument("--seed", type=int, default=0, help="seed of the offline proposer")
     parser.add_argument("--strategy", choices=["greedy", "tree", "islands"], default="greedy",
                         help="search: one greedy lineage, a tree of experiments, or islands that trade their best")
@@ -163,6 +172,8 @@ def make_engine(args: argparse.Namespace):
         devices=detect_devices(args.slots, args.devices),
         lookahead=args.lookahead,
         baseline_runs=max(1, args.baseline_runs),
+        max_runs=max(1, args.max_runs),
+        confidence=args.confidence,
         strategy=args.strategy,
         islands=args.islands,
         migrate_every=args.migrate_every,
