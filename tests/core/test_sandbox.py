@@ -22,6 +22,7 @@ from ar_tui.core import events as ev
 from ar_tui.core.engine import Engine, EngineOptions, UserError
 from ar_tui.core.ledger import read_events, read_results
 from ar_tui.core.sandbox import Bubblewrap, LandlockBackend
+from ar_tui.core.server import control_service
 from tests.conftest import TINY_TRAIN, make_target
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux backends")
@@ -69,7 +70,8 @@ async def run_engine(tmp_path: Path, steps: list[ScriptStep], backend, *, sandbo
     opts = dict(target_dir=target, tag="s", run_dir=run_dir, attended=False, lookahead=0, baseline_runs=1,
                 max_experiments=len(steps), sandbox=sandbox, sandbox_backends=[backend] if backend else None)
     opts.update(options)
-    stopped = await Engine(EngineOptions(**opts), ScriptedProposer(steps)).run()
+    # The run's control socket is there, as in a real run: the attacks go for it.
+    stopped = await Engine(EngineOptions(**opts), ScriptedProposer(steps), services=[control_service]).run()
     assert not stopped.error, stopped.reason
     _, rows, _ = read_results(run_dir / "results.tsv")
     return run_dir, rows
