@@ -70,6 +70,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     from ar_tui.run_options import RunOptions
 
     parser.add_argument("--target", type=Path, help="target directory in a git repo (default: the bundled nanochat)")
+    parser.add_argument("--example", help="run an example that ships with ar-tui: forecast, speed, prompt or backtest")
     parser.add_argument("--tag", help="run tag; experiments go on branch autoresearch/<tag> (default: today, e.g. nov28)")
     parser.add_argument("--run-dir", type=Path,
                         help="where the ledger, logs and worktrees go; alone, it resumes that run as it was started")
@@ -157,8 +158,17 @@ def given_options(args: argparse.Namespace) -> dict:
         ("time_budget", "time_budget"), ("attended", "attended"), ("veto_window_s", "veto_window"),
         ("lookahead", "lookahead"), ("seed", "seed"),
     ) if getattr(args, flag) is not None}
+    if args.target is not None and args.example is not None:
+        raise UserError("--target and --example name two targets; give one")
     if args.target is not None:
         given["target"] = str(args.target.resolve())
+    elif args.example is not None:
+        from ar_tui.core.targets import materialize_example
+
+        try:
+            given["target"] = str(materialize_example(args.example))
+        except ValueError as exc:  # an unknown example: the message lists them
+            raise UserError(str(exc)) from None
     if args.program is not None:
         given["program"] = str(args.program.resolve())
     if args.baseline_runs is not None:
@@ -187,7 +197,8 @@ def _today_tag() -> str:
 
 
 def _default_program() -> Path:
-    for candidate in (Path("program.md"), Path(__file__).resolve().parent.parent / "program.md"):
+    # The default instructions ship inside the package (ar_tui/program.md).
+    for candidate in (Path("program.md"), Path(__file__).resolve().parent / "program.md"):
         if candidate.is_file():
             return candidate.resolve()
     raise UserError("program file not found: program.md (pass --program FILE)")
