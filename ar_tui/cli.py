@@ -165,10 +165,7 @@ def given_options(args: argparse.Namespace) -> dict:
     elif args.example is not None:
         from ar_tui.core.targets import materialize_example
 
-        try:
-            given["target"] = str(materialize_example(args.example))
-        except ValueError as exc:  # an unknown example: the message lists them
-            raise UserError(str(exc)) from None
+        given["target"] = str(materialize_example(args.example))
     if args.program is not None:
         given["program"] = str(args.program.resolve())
     if args.baseline_runs is not None:

@@ -12,6 +12,8 @@ it) carries them as package data.
 
 from __future__ import annotations
 
+from ar_tui.core.errors import UserError
+
 import os
 import shutil
 from pathlib import Path
@@ -45,9 +47,9 @@ def example_names() -> list[str]:
 
 
 def materialize_example(name: str) -> Path:
-    """The git repository holding example `name`; ValueError for an unknown one."""
+    """The git repository holding example `name`; UserError for an unknown one."""
     if name not in example_names():
-        raise ValueError(f"no example {name!r}; the examples are: {', '.join(example_names()) or 'none installed'}")
+        raise UserError(f"no example {name!r}; the examples are: {', '.join(example_names()) or 'none installed'}")
     source = EXAMPLES_DIR / name
     files = sorted(str(p.relative_to(source)) for p in source.rglob("*")
                    if p.is_file() and not any(part.endswith(_NOT_TARGET_FILES) for part in p.parts))
