@@ -483,7 +483,8 @@ def confined_env(env: dict[str, str], scratch: "RunScratch", revealing: Sequence
     marks = [str(p) for p in revealing] + [_real(p) for p in revealing]
     clean: dict[str, str] = {}
     for key, value in env.items():
-        if key not in declared and any(word in key.upper() for word in SECRET_ENV_WORDS):
+        # AR_* variables are the user's settings for ar-tui targets (AR_PROMPT_API_KEY): meant for the run.
+        if key not in declared and not key.startswith("AR_") and any(word in key.upper() for word in SECRET_ENV_WORDS):
             continue
         if key in ("PATH", "PYTHONPATH"):
             parts = [p for p in value.split(os.pathsep) if os.path.isabs(p) and not any(m in p for m in marks)]
@@ -495,6 +496,9 @@ def confined_env(env: dict[str, str], scratch: "RunScratch", revealing: Sequence
         clean[key] = str(tmp or scratch.tmp)
     clean["HOME"] = str(scratch.home)
     clean["XDG_CACHE_HOME"] = str(scratch.home / ".cache")
+    # uv locks its cache even for `uv run --frozen`: a cache of the run's own
+    # (the shared one stays read-only, so no run can poison it for the next).
+    clean["UV_CACHE_DIR"] = str(scratch.home / ".cache" / "uv")
     # Packages installed with `pip install --user` stay importable (and
     # readable: they are on sys.path) although HOME is elsewhere now.
     import site
