@@ -34,7 +34,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", type=Path, help="target directory in a git repo (default: the bundled nanochat)")
     parser.add_argument("--tag", help="run tag; experiments go on branch autoresearch/<tag> (default: today, e.g. nov28)")
     parser.add_argument("--run-dir", type=Path, help="where the ledger, logs and worktrees go")
-    parser.add_argument("--agent", choices=["offline", "claude"], help="default: claude when ANTHROPIC_API_KEY is set")
+    parser.add_argument("--agent", choices=["offline", "claude", "hybrid"],
+                        help="default: claude when ANTHROPIC_API_KEY is set; hybrid: Claude for structure, "
+                             "the offline search for the knobs")
     parser.add_argument("--model", default=os.environ.get("AR_TUI_MODEL", DEFAULT_MODEL))
     parser.add_argument("--base-url", help="a Messages API server (default: ANTHROPIC_BASE_URL or Anthropic's)")
     parser.add_argument("--program", type=Path, help="the agent's instructions (default: program.md)")
@@ -49,6 +51,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lookahead", type=_non_negative_int, default=1, help="prepared proposals per slot")
     parser.add_argument("--baseline-runs", type=int, default=2, help="runs of the baseline, to measure noise")
     parser.add_argument("--seed", type=int, default=0, help="seed of the offline proposer")
+    parser.add_argument("--offline-search", choices=["optuna", "classic"], default="optuna",
+                        help="the offline proposer's search (default: optuna)")
+    parser.add_argument("--sampler", choices=["tpe", "cmaes"], default="tpe", help="the Optuna search's sampler")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,13 +114,19 @@ def _program_text(path: Path | None) -> str:
 
 def make_proposer(args: argparse.Namespace):
     agent = args.agent or ("claude" if os.environ.get("ANTHROPIC_API_KEY") else "offline")
-    if agent == "offline":
-        from ar_tui.agents.offline import OfflineProposer
+    from ar_tui.agents.offline import OfflineProposer
 
-        return OfflineProposer(seed=args.seed)
+    offline = OfflineProposer(seed=args.seed, search=args.offline_search, sampler=args.sampler)
+    if agent == "offline":
+        return offline
     from ar_tui.agents.claude import ClaudeAgent
 
-    return ClaudeAgent(model=args.model, program=_program_text(args.program), base_url=args.base_url)
+    claude = ClaudeAgent(model=args.model, program=_program_text(args.program), base_url=args.base_url)
+    if agent == "hybrid":
+        from ar_tui.agents.hybrid import HybridProposer
+
+        return HybridProposer(claude, offline)
+    return claude
 
 
 def run_location(args: argparse.Namespace) -> tuple[str, Path]:

@@ -191,6 +191,7 @@ class ProposalReady(Event):
     diff: str
     base_commit: str
     cost_usd: float = 0.0
+    proposer: str = ""  # who proposed it (see Proposal.proposer)
 
 
 @dataclass

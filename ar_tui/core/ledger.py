@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from ar_tui.core import events as ev
 
-EXTRA_COLUMNS = ["exp", "cost_usd", "seconds", "forced", "prepared_before", "rule", "rationale"]
+EXTRA_COLUMNS = ["exp", "cost_usd", "seconds", "forced", "prepared_before", "rule", "rationale", "proposer"]
 
 
 class LedgerError(Exception):
@@ -43,6 +43,7 @@ class LedgerRow:
     rationale: str = ""
     # Experiments whose results were not known when this one was prepared.
     prepared_before: list[int] = field(default_factory=list)
+    proposer: str = ""  # "offline", "claude", a team role; "" in a ledger from before the column
 
     def to_line(self) -> str:
         cells = [
@@ -58,6 +59,7 @@ class LedgerRow:
             ";".join(str(e) for e in self.prepared_before),
             _clean(self.rule),
             _clean(self.rationale),
+            _clean(self.proposer),
         ]
         return "\t".join(cells) + "\n"
 
@@ -118,6 +120,7 @@ def read_results(path: Path) -> tuple[str, list[LedgerRow], bool]:
                 rule=cell("rule"),
                 rationale=cell("rationale"),
                 prepared_before=[int(e) for e in cell("prepared_before").split(";") if e.strip().isdigit()],
+                proposer=cell("proposer").strip(),
             )
         )
     return metric_name, rows, torn

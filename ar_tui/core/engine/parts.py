@@ -55,6 +55,7 @@ class Candidate:
     seconds: float = 0.0
     window: asyncio.Future | None = None
     stop: asyncio.Event | None = None
+    proposer: str = ""  # who proposed it (Proposal.proposer, else the proposer's name)
 
     @property
     def mean(self) -> float | None:

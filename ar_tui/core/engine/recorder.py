@@ -46,6 +46,7 @@ class Recorder:
             rule=rule,
             rationale=cand.rationale,
             prepared_before=cand.prepared_before,
+            proposer=cand.proposer,
         ))
 
     def decision(self, cand: Candidate, status: str, metric: float | None, rule: str, commit: str,

@@ -101,6 +101,7 @@ class Scheduler:
             spent_usd=engine.accounting.spent_usd,
             budget_usd=engine.options.budget_usd,
             gate=self._gate,
+            run_dir=engine.run_dir.path,
         )
 
     async def _gate(self) -> None:
@@ -194,11 +195,12 @@ class Scheduler:
                 base_commit=base,
                 cost_usd=(adapt.cost_usd if adapt else 0.0) + cost,
                 prepared_before=sorted(c.exp for c in state.in_flight.values() if c.exp != exp),
+                proposer=proposal.proposer or engine.proposer.name,
             )
             engine.recorder.diff(cand)
             state.in_flight[exp] = cand
             self.emit(ev.ProposalReady(exp=exp, description=cand.description, rationale=cand.rationale, diff=diff,
-                                       base_commit=base, cost_usd=cand.cost_usd))
+                                       base_commit=base, cost_usd=cand.cost_usd, proposer=cand.proposer))
             engine.save_state()
             return cand
 

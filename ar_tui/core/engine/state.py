@@ -47,7 +47,7 @@ class ResearchState:
             self.exp_of[cand.commit] = cand.exp
         self.in_flight.pop(cand.exp, None)
         self.history.append(ResultRow(cand.exp, commit[:7], metric, status, cand.description, cand.rationale,
-                                      cand.diff, cand.cost_usd))
+                                      cand.diff, cand.cost_usd, cand.proposer, cand.seconds))
 
     def parent_exp(self, commit: str | None) -> int | None:
         return self.exp_of.get(commit or "")
@@ -77,7 +77,8 @@ class ResearchState:
             ready = proposals.get(row.exp) if row.exp is not None else None
             self.history.append(ResultRow(exp=row.exp or 0, commit=row.commit, metric=row.metric, status=row.status,
                                           description=row.description, rationale=row.rationale,
-                                          diff=ready.diff if ready else "", cost_usd=row.cost_usd))
+                                          diff=ready.diff if ready else "", cost_usd=row.cost_usd,
+                                          proposer=row.proposer, seconds=row.seconds))
         keeps = [row for row in rows if row.status == ev.STATUS_KEEP and row.metric is not None]
         if keeps:
             last = keeps[-1]
@@ -99,5 +100,5 @@ class ResearchState:
             if exp not in decided:
                 self.in_flight[exp] = Candidate(exp=exp, description=ready.description, rationale=ready.rationale,
                                                 diff=ready.diff, base_commit=ready.base_commit,
-                                                cost_usd=ready.cost_usd)
+                                                cost_usd=ready.cost_usd, proposer=ready.proposer)
         return self
