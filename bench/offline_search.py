@@ -4,12 +4,14 @@ experiments each needs to reach the other's final best.
 
     python bench/offline_search.py                       # the synthetic target, 30 experiments x 5 seeds
     python bench/offline_search.py --experiments 60 --seeds 5 --searches classic optuna:tpe optuna:cmaes
-    python bench/offline_search.py --target examples/fast --experiments 60 --seeds 5   # a real target
+    python bench/offline_search.py --engine --target nanochat --experiments 20 --time-budget 60 --seeds 3
 
-The loop is the engine's greedy strategy reduced to its decisions (propose,
-run train.py as a child process, keep if better, otherwise restore the file),
-so the comparison measures the searches and nothing else. For CPU nanochat
-through the real engine, see docs/README-optuna.md.
+By default the loop is the engine's greedy strategy reduced to its decisions
+(propose, run train.py as a child process, keep if better, otherwise restore
+the file), so the comparison measures the searches and nothing else. With
+`--engine`, every (search, seed) is a real `ar-tui run --headless` on the
+target (a git repository), and the curves are read from its results.tsv:
+that is the form for real targets (CPU nanochat, examples/fast).
 
 The synthetic target (`--target synthetic`, the default) is a train.py whose
 val_bpb is a noisy function of knobs of every kind the discovery knows (two
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -135,13 +138,56 @@ def reach(curve: list[float], level: float) -> int | None:
     return next((i for i, value in enumerate(curve) if value <= level), None)
 
 
+def engine_run(search: str, seed: int, experiments: int, target: Path, work: Path,
+               time_budget: float | None) -> list[float]:
+    """One real `ar-tui run --headless`; best-so-far after each experiment."""
+    import subprocess
+
+    from ar_tui.core.ledger import read_results
+
+    name, _, sampler = search.partition(":")
+    tag = f"bench-{search.replace(':', '-')}-{seed}"
+    run_dir = work / tag
+    cmd = [sys.executable, "-m", "ar_tui.cli", "run", "--headless", "--target", str(target), "--tag", tag,
+           "--run-dir", str(run_dir), "--agent", "offline", "--offline-search", name, "--sampler", sampler or "tpe",
+           "--seed", str(seed), "--unattended", "--lookahead", "0", "--baseline-runs", "1",
+           "--max-experiments", str(experiments)]
+    if time_budget is not None:
+        cmd += ["--time-budget", str(time_budget)]
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    _, rows, _ = read_results(run_dir / "results.tsv")
+    curve, best = [], None
+    for row in rows:
+        if row.status == "keep" and row.metric is not None:
+            best = row.metric
+        curve.append(best)
+    curve.extend([best] * (experiments + 1 - len(curve)))
+    return curve
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", default="synthetic", help="'synthetic' or a target directory with train.py")
     parser.add_argument("--experiments", type=int, default=30)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--searches", nargs="+", default=["classic", "optuna:tpe", "optuna:cmaes"])
+    parser.add_argument("--engine", action="store_true", help="each run a real `ar-tui run --headless`")
+    parser.add_argument("--time-budget", type=float, help="training seconds per experiment (with --engine)")
     args = parser.parse_args()
+    if args.engine:
+        if args.target == "synthetic":
+            raise SystemExit("--engine needs --target DIR (a git repository with train.py)")
+        curves_e: dict[str, list[list[float]]] = {s: [] for s in args.searches}
+        with tempfile.TemporaryDirectory() as tmp:
+            for seed in range(args.seeds):
+                for search in args.searches:
+                    curves_e[search].append(engine_run(search, seed, args.experiments, Path(args.target).resolve(),
+                                                       Path(tmp), args.time_budget))
+        report(args, curves_e)
+        return
     if args.target == "synthetic":
         source = SYNTHETIC
     else:
@@ -152,6 +198,10 @@ async def main() -> None:
             for search in args.searches:
                 curves[search].append(await one_run(search, seed, args.experiments, source, ["train.py"],
                                                     Path(tmp)))
+    report(args, curves)
+
+
+def report(args, curves: dict[str, list[list[float]]]) -> None:
     print(f"target {args.target}, {args.experiments} experiments, seeds 0..{args.seeds - 1} (lower is better)")
     print("\nmedian best-so-far over seeds, per experiment")
     marks = sorted({0, 1, 2, 5, 10, 15, 20, 30, 40, 50, 60, args.experiments} & set(range(args.experiments + 1)))
