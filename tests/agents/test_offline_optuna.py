@@ -184,23 +184,27 @@ async def test_a_journal_that_disagrees_with_the_ledger_is_rebuilt_from_it(tmp_p
 async def test_an_out_of_memory_crash_puts_a_ceiling_on_the_space(tmp_path):
     workspace, config = make_target(tmp_path / "t")
     crash = ResultRow(1, "0000001", None, "crash", "BATCH_SIZE 2**5 -> 2**6")
+    diverged = ResultRow(2, "0000002", None, "crash", "LEARNING_RATE 3e-3 -> 6e-3")
     tail = "Traceback (most recent call last):\nMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n"
     from ar_tui.agents.offline.knobs import load_knobs
 
     knobs = load_knobs(workspace)
-    ctx = ProposalContext(exp=2, target=config, best_metric=1.5, baseline_metric=1.5,
-                          history=[ResultRow(0, "0" * 7, 1.5, "keep", "baseline"), crash], last_failure_tail=tail)
+    ctx = ProposalContext(exp=3, target=config, best_metric=1.5, baseline_metric=1.5,
+                          history=[ResultRow(0, "0" * 7, 1.5, "keep", "baseline"), crash, diverged],
+                          last_failure_tail=tail)
     search = OptunaSearch(knobs, ctx, 0, run_dir=tmp_path)
-    assert search.ledger.ceiling == {"BATCH_SIZE": 64}
-    # The sampler's largest batch is moved below the ceiling; the rest is untouched.
+    assert search.ledger.ceiling == {"BATCH_SIZE": 64, "LEARNING_RATE": 6e-3}
+    # The sampler's largest batch and rate are moved below their ceilings; the rest is untouched.
     top = {dim.param: dim.distribution.high for dim in search.dims.values()}
     point = search._point_from(top)
-    assert point["BATCH_SIZE"] == 32 and point["DEPTH"] == 6
+    assert point["BATCH_SIZE"] == 32 and point["DEPTH"] == 6 and point["LEARNING_RATE"] < 6e-3
+    assert point["LEARNING_RATE"] > 3e-3  # the largest the distribution's grid has below the ceiling
     # Driven for a while after that crash, it never goes back to 64 or above.
     (tmp_path / "run").mkdir()
-    loop = await drive(OfflineProposer(seed=0), workspace, config, 15, run_in_process, earlier=[crash], tail=tail,
-                       run_dir=tmp_path / "run")
+    loop = await drive(OfflineProposer(seed=0), workspace, config, 15, run_in_process, earlier=[crash, diverged],
+                       tail=tail, run_dir=tmp_path / "run")
     assert all(knob_values(text)["BATCH_SIZE"][0] < 64 for text in loop.files_after)
+    assert all(knob_values(text)["LEARNING_RATE"][0] < 6e-3 for text in loop.files_after)
 
 
 async def test_a_knob_set_change_re_bases_the_sampler(tmp_path):

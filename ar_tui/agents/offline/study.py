@@ -93,6 +93,7 @@ class Dimension:
     distribution: BaseDistribution
     to_param: Callable[[float], float]
     from_param: Callable[[float], float]
+    increasing: bool = True  # whether a larger parameter means a larger value (not for 1 - beta)
 
     def encode(self, value: float) -> float | int:
         """The parameter for `value`, kept inside the distribution and on its grid."""
@@ -104,17 +105,17 @@ class Dimension:
         return float(raw)
 
     def below(self, param: float | int) -> float | int | None:
-        """The distribution's largest parameter below `param`, or None."""
+        """The parameter one grid step (a twentieth of the range, for floats)
+        toward smaller values of the knob, or None at the end of the range."""
         dist = self.distribution
+        sign = -1 if self.increasing else 1
         if isinstance(dist, IntDistribution):
-            lower = int(param) - dist.step
-            return lower if lower >= dist.low else None
-        # Floats: a twentieth of the range below, in the distribution's own scale.
-        if dist.log:
-            lower = math.exp(math.log(param) - (math.log(dist.high) - math.log(dist.low)) / 20)
+            moved = int(param) + sign * dist.step
+        elif dist.log:
+            moved = math.exp(math.log(param) + sign * (math.log(dist.high) - math.log(dist.low)) / 20)
         else:
-            lower = param - (dist.high - dist.low) / 20
-        return lower if lower >= dist.low else None
+            moved = param + sign * (dist.high - dist.low) / 20
+        return moved if dist.low <= moved <= dist.high else None
 
 
 def dimension_for(knob: Knob, start: float | int) -> Dimension | None:
@@ -137,7 +138,7 @@ def dimension_for(knob: Knob, start: float | int) -> Dimension | None:
         low = max(gap / reach, 1.0 - (kind.upper if kind.upper is not None else 1.0 - 1e-6))
         high = min(gap * reach, 1.0 - (kind.lower if kind.lower is not None else 0.0))
         return Dimension(knob, f"1-{name}", FloatDistribution(low, high, log=True),
-                         lambda v: 1.0 - v, lambda p: 1.0 - p)
+                         lambda v: 1.0 - v, lambda p: 1.0 - p, increasing=False)
     if kind.scale == SCALE_LINEAR and not kind.integer:
         # Ratios and fractions: their whole bounded range.
         low = kind.lower if kind.lower is not None else start - kind.max_step
@@ -350,8 +351,10 @@ class OptunaSearch:
             param = params[dim.param]
             value = _settle(knob, dim.from_param(param), self.knobs)
             ceiling = self.ledger.ceiling.get(name, math.inf)
+            # Down the distribution's own grid (rounding may not move a float
+            # at all, so the walk is on the parameter), until under the ceiling.
             while key(value) >= ceiling:
-                param = dim.below(dim.encode(value))
+                param = dim.below(param)
                 if param is None:
                     value = knob.value if key(knob.value) < ceiling else value
                     break
