@@ -72,7 +72,7 @@ async def run_hybrid(tmp_path: Path, source: str, steps: int):
         api.responder = structural_researcher
         claude = ClaudeAgent(model="claude-sonnet-4-5", program="Improve val_bpb.", api_key=KEY,
                              base_url=api.base_url)
-        hybrid = HybridProposer(claude, OfflineProposer(seed=0))
+        hybrid = HybridProposer(claude, OfflineProposer(seed=0, search="optuna"))
         loop = await drive(hybrid, workspace, config, steps, run_child, run_dir=run_dir)
         requests = list(api.requests)
     return hybrid, loop, requests
@@ -112,7 +112,7 @@ async def test_allocation_shifts_toward_claude_when_structure_is_what_improves(t
 async def test_a_resumed_hybrid_allocates_as_this_one_would(tmp_path):
     """The bandit holds nothing the ledger cannot give back."""
     hybrid, loop, _ = await run_hybrid(tmp_path, IDEAS, 6)
-    fresh = HybridProposer(hybrid.structural, OfflineProposer(seed=0))
+    fresh = HybridProposer(hybrid.structural, OfflineProposer(seed=0, search="optuna"))
     for ctx in loop.contexts:
         assert fresh.bandit(ctx).choose() == hybrid.bandit(ctx).choose()
     chosen = [hybrid.bandit(ctx).choose() for ctx in loop.contexts]
@@ -136,3 +136,17 @@ def test_the_ledger_records_who_proposed_each_experiment_and_reads_old_files(tmp
                                      "abc1234\t1.000000\t0.0\tkeep\tbaseline\n")
     _, rows, torn = read_results(old / "results.tsv")
     assert not torn and rows[0].proposer == "" and rows[0].description == "baseline"
+
+
+def test_agent_hybrid_is_built_from_the_command_line(monkeypatch):
+    from ar_tui.cli import build_parser, make_proposer
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    args = build_parser().parse_args(["run", "--agent", "hybrid", "--offline-search", "optuna", "--sampler", "cmaes",
+                                      "--seed", "7", "--model", "claude-sonnet-4-5"])
+    proposer = make_proposer(args)
+    assert isinstance(proposer, HybridProposer) and isinstance(proposer.structural, ClaudeAgent)
+    sampler = proposer.sampler
+    assert (sampler.search, sampler.sampler, sampler.seed) == ("optuna", "cmaes", 7)
+    default = make_proposer(build_parser().parse_args(["run", "--agent", "offline"]))
+    assert isinstance(default, OfflineProposer) and default.search == "classic"

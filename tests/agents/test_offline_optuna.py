@@ -57,6 +57,10 @@ LOGIT_SOFTCAP = 15.0  # a positive scale
 """
 
 
+def optuna_search(seed: int) -> OfflineProposer:
+    return OfflineProposer(seed, search="optuna")
+
+
 def same(a, b) -> bool:
     """Two distributions alike up to float rounding."""
     return type(a) is type(b) and a.log == b.log and a.step == b.step and all(
@@ -116,7 +120,7 @@ def test_each_knob_kind_maps_to_its_distribution():
 
 async def test_search_improves_and_never_proposes_a_configuration_twice(tmp_path):
     workspace, config = make_target(tmp_path / "t")
-    loop = await drive(OfflineProposer(seed=0), workspace, config, 30, run_in_process, run_dir=tmp_path)
+    loop = await drive(optuna_search(0), workspace, config, 30, run_in_process, run_dir=tmp_path)
     assert len(loop.history) == 31
     assert all(parse_description(row.description) for row in loop.history[1:])
     points = [tuple(sorted(knob_values(text).items())) for text in [loop.files_before[0], *loop.files_after]]
@@ -130,7 +134,7 @@ async def test_a_study_rebuilt_from_the_ledger_alone_matches_the_stored_one(tmp_
     stored_dir, rebuilt_dir = tmp_path / "stored", tmp_path / "rebuilt"
     stored_dir.mkdir()
     rebuilt_dir.mkdir()
-    loop = await drive(OfflineProposer(seed=4), workspace, config, 12, run_in_process, run_dir=stored_dir)
+    loop = await drive(optuna_search(4), workspace, config, 12, run_in_process, run_dir=stored_dir)
     ctx = ProposalContext(exp=13, target=config, best_metric=loop.best, baseline_metric=loop.history[0].metric,
                           history=loop.history)
     from ar_tui.agents.offline.knobs import load_knobs
@@ -150,9 +154,9 @@ async def test_a_study_rebuilt_from_the_ledger_alone_matches_the_stored_one(tmp_
     shutil.copytree(workspace.root, copy_target)
     from ar_tui.core.workspace import Workspace
 
-    first = await OfflineProposer(seed=4).propose(ProposalContext(**{**ctx.__dict__, "run_dir": stored_dir}),
+    first = await optuna_search(4).propose(ProposalContext(**{**ctx.__dict__, "run_dir": stored_dir}),
                                                   workspace, lambda e: None)
-    second = await OfflineProposer(seed=4).propose(ProposalContext(**{**ctx.__dict__, "run_dir": copy_dir}),
+    second = await optuna_search(4).propose(ProposalContext(**{**ctx.__dict__, "run_dir": copy_dir}),
                                                    Workspace(copy_target, ["train.py"], ["prepare.py"]),
                                                    lambda e: None)
     assert first.description == second.description
@@ -164,9 +168,9 @@ async def test_a_journal_that_disagrees_with_the_ledger_is_rebuilt_from_it(tmp_p
     run_a.mkdir()
     run_b.mkdir()
     (tmp_path / "t2").mkdir()
-    loop_a = await drive(OfflineProposer(seed=1), workspace, config, 4, run_in_process, run_dir=run_a)
+    loop_a = await drive(optuna_search(1), workspace, config, 4, run_in_process, run_dir=run_a)
     workspace_b, _ = make_target(tmp_path / "t2")
-    loop_b = await drive(OfflineProposer(seed=2), workspace_b, config, 4, run_in_process, run_dir=run_b)
+    loop_b = await drive(optuna_search(2), workspace_b, config, 4, run_in_process, run_dir=run_b)
     assert loop_a.history[1].description != loop_b.history[1].description
     # Run b's ledger with run a's journal: the ledger wins.
     shutil.copy(run_a / JOURNAL_FILE, run_b / JOURNAL_FILE)
@@ -201,7 +205,7 @@ async def test_an_out_of_memory_crash_puts_a_ceiling_on_the_space(tmp_path):
     assert point["LEARNING_RATE"] > 3e-3  # the largest the distribution's grid has below the ceiling
     # Driven for a while after that crash, it never goes back to 64 or above.
     (tmp_path / "run").mkdir()
-    loop = await drive(OfflineProposer(seed=0), workspace, config, 15, run_in_process, earlier=[crash, diverged],
+    loop = await drive(optuna_search(0), workspace, config, 15, run_in_process, earlier=[crash, diverged],
                        tail=tail, run_dir=tmp_path / "run")
     assert all(knob_values(text)["BATCH_SIZE"][0] < 64 for text in loop.files_after)
     assert all(knob_values(text)["LEARNING_RATE"][0] < 6e-3 for text in loop.files_after)
@@ -211,7 +215,7 @@ async def test_a_knob_set_change_re_bases_the_sampler(tmp_path):
     workspace, config = make_target(tmp_path / "t")
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    loop = await drive(OfflineProposer(seed=0), workspace, config, 5, run_in_process, run_dir=run_dir)
+    loop = await drive(optuna_search(0), workspace, config, 5, run_in_process, run_dir=run_dir)
     train = workspace.root / "train.py"
     before = train.read_text()
     # Claude's kind of change, kept: a new knob, used by the code.
@@ -237,7 +241,7 @@ async def test_a_knob_set_change_re_bases_the_sampler(tmp_path):
     assert exp == 6 and state == "COMPLETE" and math.isclose(value, loop.best - 0.01)
     assert params == search.params_of(dict(search.ledger.current))
     events = []
-    proposal = await OfflineProposer(seed=0).propose(ctx, workspace, events.append)
+    proposal = await optuna_search(0).propose(ctx, workspace, events.append)
     assert any("Re-based" in getattr(e, "text", "") for e in events)
     assert parse_description(proposal.description)
 
@@ -264,7 +268,7 @@ def test_kill_9_and_resume_proposes_no_repeat(tmp_path):
     run_dir = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
     cmd = [sys.executable, "-m", "ar_tui.cli", "run", "--headless", "--target", str(target), "--tag", "night",
-           "--run-dir", str(run_dir), "--agent", "offline", "--unattended", "--baseline-runs", "1",
+           "--run-dir", str(run_dir), "--agent", "offline", "--offline-search", "optuna", "--unattended", "--baseline-runs", "1",
            "--lookahead", "1", "--max-experiments", "10"]
     engine = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
