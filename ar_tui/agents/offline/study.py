@@ -8,12 +8,17 @@ the code): log scales for rates and scales (x/÷ the kind's largest move),
 for powers of two, whole numbers for depth and heads, and a grid of the
 knob's granularity for widths and batch sizes that are not powers of two.
 
-What ran is what the study holds. A sampled value is rounded the way the
-script writes it (three significant digits, a width that stays a multiple of
-the head size); when rounding changed it, the sampled trial is closed as
-failed (marked `skipped: rounded`) and the rounded configuration is enqueued
-and asked as the trial that runs, so every trial that carries an `exp`
-attribute holds exactly the configuration of that experiment.
+Asked, and what ran. A sampled value is rounded the way the script writes
+it (three significant digits, a width that stays a multiple of the head
+size). The trial keeps the sampler's own values, because CMA-ES learns only
+from trials it asked itself (an enqueued configuration carries none of its
+generation state), and records the rounded configuration that ran as its
+`ran` attribute: the samplers learn within a rounding of the truth, and the
+ledger is compared against what ran. Experiments the search did not ask
+(the baseline, another proposer's change, a study rebuilt from the ledger)
+are enqueued with what they ran; TPE learns from those as from its own,
+CMA-ES does not, so a CMA-ES study rebuilt from the ledger restarts its
+distribution at the start point.
 
 Out of memory. A crash going up in a memory-hungry knob (or a learning rate,
 or any crash whose log says out of memory) puts a ceiling on that knob, read
@@ -79,6 +84,7 @@ MAX_ASKS = 30  # asks per proposal before the search admits it only finds config
 _EXP = "exp"
 _SKIPPED = "skipped"
 _ASKED = "asked"  # proposed by this search (not imported from the ledger)
+_RAN = "ran"  # the configuration that ran, as parameters (the ask rounded as the script writes it)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -193,6 +199,12 @@ def _parts(knob: Knob, first: float | int, knobs: list[Knob]) -> Values:
     return (first, *rest)
 
 
+def _ran(trial: optuna.trial.FrozenTrial) -> dict:
+    """The configuration an experiment's trial ran: recorded for the ones
+    this search asked, the trial's own parameters for ones imported from the ledger."""
+    return dict(trial.user_attrs.get(_RAN, trial.params))
+
+
 def _same(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(math.isclose(a[k], b[k], rel_tol=1e-9, abs_tol=1e-12) for k in a)
 
@@ -275,9 +287,8 @@ class OptunaSearch:
             if not self._sync(study):
                 # The journal disagrees with the ledger (another run's file, a
                 # hand edit): the ledger is the truth; start the study again from it.
-                optuna.delete_study(study_name=self.study_name, storage=study._storage)
-                study = optuna.create_study(study_name=self.study_name, storage=study._storage,
-                                            sampler=self._sampler(0))
+                optuna.delete_study(study_name=self.study_name, storage=storage)
+                study = optuna.create_study(study_name=self.study_name, storage=storage, sampler=self._sampler(0))
                 self.rebuilt = True
                 assert self._sync(study)
         return study
@@ -301,14 +312,14 @@ class OptunaSearch:
                 study.enqueue_trial(params, user_attrs={_EXP: trial.exp})
                 asked = study.ask(self.distributions)
                 known_state = None
-            elif known.state == TrialState.RUNNING and not _same(known.params, params):
+            elif known.state == TrialState.RUNNING and not _same(_ran(known), params):
                 # Re-applied on a newer best (an adaptation): what ran is the new configuration.
                 study.tell(known.number, state=TrialState.FAIL)  # its exp's later trial supersedes it
                 study.enqueue_trial(params, user_attrs={_EXP: trial.exp})
                 asked = study.ask(self.distributions)
                 known_state = None
             else:
-                if not _same(known.params, params):
+                if not _same(_ran(known), params):
                     return False
                 known_state = known.state
                 asked = known.number
@@ -330,7 +341,7 @@ class OptunaSearch:
 
     def decided_trials(self) -> list[tuple[int, dict, str, float | None]]:
         """(exp, params, state, value) of every experiment the study holds, by exp."""
-        rows = [(exp, dict(t.params), t.state.name, t.value) for exp, t in self._by_exp(self.study).items()
+        rows = [(exp, _ran(t), t.state.name, t.value) for exp, t in self._by_exp(self.study).items()
                 if t.state != TrialState.RUNNING]
         return sorted(rows, key=lambda r: r[0])
 
@@ -380,13 +391,10 @@ class OptunaSearch:
                 trial.set_user_attr(_SKIPPED, "tried already")
                 study.tell(trial, state=TrialState.FAIL)
                 continue
-            params = self.params_of(point)
-            if not _same(trial.params, params):
-                # Rounding moved it: the trial that runs must hold what runs.
-                trial.set_user_attr(_SKIPPED, "rounded")
-                study.tell(trial, state=TrialState.FAIL)
-                study.enqueue_trial(params)
-                trial = study.ask(self.distributions)
+            # The trial keeps what the sampler asked (CMA-ES learns only from
+            # its own asks) and records what runs: the same, rounded the way
+            # the script writes it.
+            trial.set_user_attr(_RAN, self.params_of(point))
             trial.set_user_attr(_EXP, self.ctx.exp)
             trial.set_user_attr(_ASKED, True)
             return self._as_plan(point, attempt)
