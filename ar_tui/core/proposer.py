@@ -32,6 +32,7 @@ class ResultRow:
     rationale: str = ""
     diff: str = ""  # the experiment's change against its parent
     cost_usd: float = 0.0
+    parent: int | None = None  # the experiment it was built on (None for the baseline)
     proposer: str = ""  # who proposed it: "offline", "claude", a team role; "" in an older ledger
     seconds: float = 0.0  # training time it took
 
@@ -57,6 +58,19 @@ class ProposalContext:
     adapt_description: str = ""
     adapt_diff: str = ""
     adapt_conflict: str = ""
+    # Where in the population this proposal grows (tree and island search; for
+    # greedy the parent is always the best): the parent's chain of changes from
+    # the baseline with their results, the children already tried from that
+    # parent (do not repeat them), and a compact summary of the population.
+    parent_exp: int | None = None
+    lineage: list[ResultRow] = field(default_factory=list)
+    siblings: list[ResultRow] = field(default_factory=list)
+    population: str = ""
+    island: int | None = None
+    # Set for a debug step: the crashed experiment to fix, with its log tail;
+    # the workspace holds that experiment's code.
+    debug_of: int | None = None
+    debug_tail: str = ""
     # The run dir, where a proposer may keep its own durable state (the offline
     # search's study journal); None outside a run.
     run_dir: Path | None = None
