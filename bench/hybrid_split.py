@@ -1,7 +1,7 @@
 """How `--agent hybrid` splits experiments between Claude and the knob sampler.
 
     python bench/hybrid_split.py                  # 30 experiments, seeds 0..2
-    python bench/hybrid_split.py --experiments 60 --seeds 5
+    python bench/hybrid_split.py --experiments 60 --seeds 5 --offline-search optuna
 
 A scripted Claude session against the local Messages API server
 (tests/fake_messages_api.py; the real ClaudeAgent and anthropic SDK over
@@ -55,7 +55,7 @@ def scripted_claude(request):
                  edit("insert", path="train.py", insert_line=0, insert_text=f"# idea {count}\n"))
 
 
-async def one_run(seed: int, experiments: int, work: Path) -> list[ResultRow]:
+async def one_run(seed: int, experiments: int, work: Path, search: str) -> list[ResultRow]:
     root, run_dir = work / f"target-{seed}", work / f"run-{seed}"
     root.mkdir(parents=True)
     run_dir.mkdir()
@@ -67,7 +67,7 @@ async def one_run(seed: int, experiments: int, work: Path) -> list[ResultRow]:
         api.responder = scripted_claude
         claude = ClaudeAgent(model="claude-sonnet-4-5", program="Improve val_bpb.", api_key="sk-ant-bench",
                              base_url=api.base_url)
-        hybrid = HybridProposer(claude, OfflineProposer(seed=seed))
+        hybrid = HybridProposer(claude, OfflineProposer(seed=seed, search=search))
         baseline, _ = await run_target(root, config, 0)
         assert baseline is not None
         history = [ResultRow(0, "0" * 7, baseline, "keep", "baseline")]
@@ -117,10 +117,12 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiments", type=int, default=30)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--offline-search", choices=["classic", "optuna"], default="classic",
+                        help="the sampler side (default: classic, as `--agent hybrid` uses)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        runs = [await one_run(seed, args.experiments, Path(tmp)) for seed in range(args.seeds)]
-    print(f"hybrid on the synthetic target (+ up to {MAX_USEFUL_IDEAS} structural ideas worth {IDEA_GAIN} each), "
+        runs = [await one_run(seed, args.experiments, Path(tmp), args.offline_search) for seed in range(args.seeds)]
+    print(f"hybrid (sampler: {args.offline_search}) on the synthetic target (+ up to {MAX_USEFUL_IDEAS} structural ideas worth {IDEA_GAIN} each), "
           f"{args.experiments} experiments, seeds 0..{args.seeds - 1}")
     print("\nwho got each experiment (C = claude, o = offline sampler; upper case = kept)")
     for seed, history in enumerate(runs):
