@@ -138,15 +138,20 @@ def test_the_ledger_records_who_proposed_each_experiment_and_reads_old_files(tmp
     assert not torn and rows[0].proposer == "" and rows[0].description == "baseline"
 
 
-def test_agent_hybrid_is_built_from_the_command_line(monkeypatch):
-    from ar_tui.cli import build_parser, make_proposer
+def test_agent_hybrid_is_registered_and_its_sampler_options_are_stored(monkeypatch):
+    from ar_tui.agents.registry import ProposerSettings, make_proposer
+    from ar_tui.cli import build_parser, given_options
 
-    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     args = build_parser().parse_args(["run", "--agent", "hybrid", "--offline-search", "optuna", "--sampler", "cmaes",
-                                      "--seed", "7", "--model", "claude-sonnet-4-5"])
-    proposer = make_proposer(args)
+                                      "--seed", "7"])
+    given = given_options(args)
+    assert given["agent"] == "hybrid" and given["extra"] == {"offline_search": "optuna", "sampler": "cmaes"}
+    settings = ProposerSettings(model="claude-sonnet-4-5", program="Improve val_bpb.", base_url="http://127.0.0.1:9",
+                                seed=7, extra=given["extra"])
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    proposer = make_proposer("hybrid", settings)
     assert isinstance(proposer, HybridProposer) and isinstance(proposer.structural, ClaudeAgent)
     sampler = proposer.sampler
     assert (sampler.search, sampler.sampler, sampler.seed) == ("optuna", "cmaes", 7)
-    default = make_proposer(build_parser().parse_args(["run", "--agent", "offline"]))
+    default = make_proposer("offline", ProposerSettings(model="m"))
     assert isinstance(default, OfflineProposer) and default.search == "classic"

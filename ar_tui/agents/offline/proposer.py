@@ -37,6 +37,7 @@ from ar_tui.agents.offline.knobs import (
     parse_description,
 )
 from ar_tui.agents.prompt import EDITOR_TOOL_NAME
+from ar_tui.core.errors import UserError
 from ar_tui.core.events import AgentText, AgentToolCall
 from ar_tui.core.proposer import Emit, Proposal, ProposalContext, ProposalFailed
 from ar_tui.core.workspace import Workspace, WorkspaceError
@@ -54,9 +55,9 @@ class OfflineProposer:
         from ar_tui.agents.offline.study import SAMPLERS
 
         if search not in SEARCHES:
-            raise ValueError(f"unknown offline search {search!r}; choose one of: {', '.join(SEARCHES)}")
+            raise UserError(f"unknown offline search {search!r}; choose one of: {', '.join(SEARCHES)}")
         if sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+            raise UserError(f"unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}")
         self.seed = seed
         self.search = search
         self.sampler = sampler
