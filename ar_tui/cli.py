@@ -197,6 +197,12 @@ class HeadlessPrinter:
         if isinstance(event, ev.RunStopped):
             best = f"{event.best_metric:.6f}" if event.best_metric is not None else "-"
             gain = f"{event.improvement_pct:+.2f}%" if event.improvement_pct is not None else "-"
+            if event.improvement_text and event.improvement_ci_pct is not None:
+                gain = event.improvement_text  # "2.1% better (95% interval 1.4% to 2.8%)"
+            if event.noise_sd is not None:
+                gain += f"  noise sd {event.noise_sd:.6f} ({event.noise_dof} dof)"
+                if event.noise_jitter_only:
+                    gain += ": jitter only (the target ignores AR_SEED; set [metric] min_effect)"
             return (f"stopped: {event.reason}\nexperiments: {event.experiments}  kept: {event.kept}  best: {best}  "
                     f"improvement over baseline: {gain}  cost: ${event.cost_usd:.4f}")
         return None
