@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from ar_tui.core import events as ev
+from ar_tui.core.decisions import DEFAULT_BASELINE_RUNS, DEFAULT_CONFIDENCE, DEFAULT_MAX_RUNS
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
 DEFAULT_MODEL = "claude-sonnet-5-5"
@@ -54,9 +55,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slots", type=int, help="number of slots (default: one per visible GPU, else 1)")
     parser.add_argument("--devices", help="GPU indices for the slots, e.g. 0,2,3")
     parser.add_argument("--lookahead", type=_non_negative_int, default=1, help="prepared proposals per slot")
-    parser.add_argument("--baseline-runs", type=int, default=3, help="seed-varied runs of the baseline, to measure noise")
-    parser.add_argument("--max-runs", type=int, default=4, help="runs of a candidate inside the noise band")
-    parser.add_argument("--confidence", type=_confidence, default=0.95, help="confidence that a kept gain is real")
+    parser.add_argument("--baseline-runs", type=int, default=DEFAULT_BASELINE_RUNS,
+                        help="seed-varied runs of the baseline, to measure noise")
+    parser.add_argument("--max-runs", type=int, default=DEFAULT_MAX_RUNS, help="runs of a candidate inside the noise band")
+    parser.add_argument("--confidence", type=_confidence, default=DEFAULT_CONFIDENCE,
+                        help="confidence that a kept gain is real")
     parser.add_argument("--seed", type=int, default=0, help="seed of the offline proposer")
 
 
