@@ -38,6 +38,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {text}")
+    return value
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", type=Path, help="target directory in a git repo (default: the bundled nanochat)")
     parser.add_argument("--tag", help="run tag; experiments go on branch autoresearch/<tag> (default: today, e.g. nov28)")
@@ -61,6 +68,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--confidence", type=_confidence, default=DEFAULT_CONFIDENCE,
                         help="confidence that a kept gain is real")
     parser.add_argument("--seed", type=int, default=0, help="seed of the offline proposer")
+    parser.add_argument("--strategy", choices=["greedy", "tree", "islands"], default="greedy",
+                        help="search: one greedy lineage, a tree of experiments, or islands that trade their best")
+    parser.add_argument("--islands", type=_positive_int, help="islands for --strategy islands (default: one per slot, "
+                                                               "at least 2)")
+    parser.add_argument("--migrate-every", type=_positive_int, default=8,
+                        help="islands: decided experiments between migrations")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -159,6 +172,9 @@ def make_engine(args: argparse.Namespace):
         baseline_runs=max(1, args.baseline_runs),
         max_runs=max(1, args.max_runs),
         confidence=args.confidence,
+        strategy=args.strategy,
+        islands=args.islands,
+        migrate_every=args.migrate_every,
     )
     return Engine(options, make_proposer(args))
 

@@ -31,6 +31,8 @@ class EngineOptions:
     max_runs: int = DEFAULT_MAX_RUNS  # runs of one candidate inside the noise band
     confidence: float = DEFAULT_CONFIDENCE  # of each keep (ar_tui.core.decisions)
     strategy: str = "greedy"
+    islands: int | None = None  # island search: sub-populations (default one per slot, at least 2)
+    migrate_every: int = 8  # island search: decided experiments between migrations
     write_report: bool = True
 
 
@@ -51,13 +53,19 @@ class Candidate:
     runs: list[float] = field(default_factory=list)
     attempt: int = 0
     forced: bool = False
-    remeasure: bool = False  # its next run re-measures the best (ar_tui.core.decisions)
+    # Decided again without a run of its own, once the best it was compared
+    # with has been re-measured (ar_tui.core.decisions.REMEASURE_BEST).
+    rejudge: bool = False
     vetoed: bool = False
     interrupted: bool = False
     memory_gb: float | None = None
     seconds: float = 0.0
     window: asyncio.Future | None = None
     stop: asyncio.Event | None = None
+    island: int | None = None  # the sub-population it grows in (island search)
+    debug_of: int | None = None  # the crashed experiment this one tries to fix
+    # A decided node run again to firm up its estimate: no new row, no new commit.
+    remeasure: bool = False
 
     @property
     def mean(self) -> float | None:
@@ -71,6 +79,8 @@ class Candidate:
             "base_commit": self.base_commit,
             "cost_usd": self.cost_usd,
             "prepared_before": self.prepared_before,
+            "island": self.island,
+            "debug_of": self.debug_of,
         }
 
 

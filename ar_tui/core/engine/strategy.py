@@ -20,7 +20,7 @@ engine unchanged.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ar_tui.core import events as ev
 from ar_tui.core.direction import Direction
@@ -39,6 +39,19 @@ if TYPE_CHECKING:
 KEEP = ev.STATUS_KEEP
 DISCARD = ev.STATUS_DISCARD
 REAPPLY = "reapply"  # built on a base that is no longer current: rebuild on the new one, run again
+
+@dataclass(frozen=True)
+class Base:
+    """Where the next proposal grows: a node's commit, and what else to do."""
+
+    commit: str
+    exp: int | None  # the node's experiment number (None before the baseline is decided)
+    island: int | None = None
+    debug_of: int | None = None  # a crashed node handed back to be fixed; `commit` is its code
+    # Run this node again first (it is about to seed more of the population on
+    # one lucky run); the strategy is asked again afterwards.
+    remeasure: int | None = None
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -66,11 +79,15 @@ class Judging:
 class Strategy(Protocol):
     name: str
 
-    def base_for_proposal(self, state: "ResearchState") -> str: ...
+    def base_for_proposal(self, state: "ResearchState") -> Base: ...
 
     def base_for_run(self, state: "ResearchState", cand: "Candidate") -> str: ...
 
     def decide(self, state: "ResearchState", cand: "Candidate", judging: Judging) -> Verdict: ...
+
+    def live_nodes(self, state: "ResearchState", judging: Judging) -> set[int]:
+        """Nodes that may still be chosen as parents: the engine keeps a git ref for each."""
+        ...
 
 
 FORCED_KEEP_RULE = "forced keep by the user"
@@ -86,8 +103,8 @@ class GreedyStrategy:
 
     name = "greedy"
 
-    def base_for_proposal(self, state: "ResearchState") -> str:
-        return state.best_commit
+    def base_for_proposal(self, state: "ResearchState") -> Base:
+        return Base(state.best_commit, state.best_exp)
 
     def base_for_run(self, state: "ResearchState", cand: "Candidate") -> str:
         return state.best_commit
@@ -115,14 +132,17 @@ class GreedyStrategy:
                           max_best_runs=len(best_runs) if judging.best_runs_capped else None)
         return Verdict(decision.action, decision.rule, decision.metric)
 
+    def live_nodes(self, state: "ResearchState", judging: Judging) -> set[int]:
+        return set()  # the branch itself holds the one node greedy builds on
 
-STRATEGIES: dict[str, Callable[[], Strategy]] = {"greedy": GreedyStrategy}
 
+def make_strategy(name: str, **settings) -> Strategy:
+    from ar_tui.core.engine.population import STRATEGIES
 
-def make_strategy(name: str) -> Strategy:
     try:
-        return STRATEGIES[name]()
+        factory = STRATEGIES[name]
     except KeyError:
         from ar_tui.core.errors import UserError
 
         raise UserError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}") from None
+    return factory(**settings)
