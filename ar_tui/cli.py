@@ -47,6 +47,7 @@ def _positive_int(text: str) -> int:
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", type=Path, help="target directory in a git repo (default: the bundled nanochat)")
+    parser.add_argument("--example", help="run an example that ships with ar-tui: forecast, speed, prompt or backtest")
     parser.add_argument("--tag", help="run tag; experiments go on branch autoresearch/<tag> (default: today, e.g. nov28)")
     parser.add_argument("--run-dir", type=Path, help="where the ledger, logs and worktrees go")
     parser.add_argument("--agent", choices=["offline", "claude"], help="default: claude when ANTHROPIC_API_KEY is set")
@@ -125,7 +126,8 @@ def _visible_gpus() -> list[str]:
 
 
 def _program_text(path: Path | None) -> str:
-    candidates = [path] if path else [Path("program.md"), Path(__file__).resolve().parent.parent / "program.md"]
+    # The default instructions ship inside the package (ar_tui/program.md).
+    candidates = [path] if path else [Path("program.md"), Path(__file__).resolve().parent / "program.md"]
     for candidate in candidates:
         if candidate and candidate.is_file():
             return candidate.read_text(encoding="utf-8")
@@ -153,10 +155,13 @@ def run_location(args: argparse.Namespace) -> tuple[str, Path]:
 
 def make_engine(args: argparse.Namespace):
     from ar_tui.core.engine import Engine, EngineOptions
-    from ar_tui.core.targets import materialize_bundled
+    from ar_tui.core.targets import materialize_bundled, materialize_example
 
     tag, run_dir = run_location(args)
-    target = args.target.resolve() if args.target else materialize_bundled()
+    if args.target and args.example:
+        raise ValueError("--target and --example name two targets; give one")
+    target = (args.target.resolve() if args.target
+              else materialize_example(args.example) if args.example else materialize_bundled())
     options = EngineOptions(
         target_dir=target,
         tag=tag,
@@ -196,7 +201,10 @@ class HeadlessPrinter:
             mode = "attended" if event.attended else "unattended"
             verb = "resuming" if event.resumed else "starting"
             return (f"ar-tui: {verb} run {event.tag} on {event.target} ({event.agent}, {mode}, "
-                    f"slots {', '.join(event.slots)}); run dir {event.run_dir}")
+                    f"slots {', '.join(event.slots)}); run dir {event.run_dir}"
+                    + (f"\n{event.python}" if event.python else ""))
+        if isinstance(event, ev.LogLine) and event.text.startswith(ev.PREPARE_LOG_PREFIX):
+            return event.text if event.text[len(ev.PREPARE_LOG_PREFIX):].strip() else None
         if isinstance(event, ev.BaselineReady):
             return f"baseline: {event.metric:.6f}"
         if isinstance(event, ev.ExperimentStarted):

@@ -146,14 +146,8 @@ async def test_a_lucky_incumbent_is_remeasured(tmp_path: Path) -> None:
     assert "1 run" in kept.rule
     remeasure = [e for e in events if isinstance(e, ev.Decision) and e.exp == 2 and "re-measuring the best" in e.rule]
     assert remeasure, [e.rule for e in events if isinstance(e, ev.Decision)]
-    # The best ran again with a new seed (a further attempt of its own experiment) before exp 2 was decided.
-    run_of_best = [e for e in events if isinstance(e, ev.ExperimentStarted) and e.exp == 1 and e.attempt == 2]
-    assert run_of_best and run_of_best[0].commit == kept.commit
-    assert seed_of(run_dir / "logs" / "1.2.log") == seed_for(1, 2)
-    remeasured = [e for e in events if isinstance(e, ev.Remeasured) and e.exp == 1]
-    assert remeasured and remeasured[0].reason == "a close challenger arrived"
-    final = [e for e in events if isinstance(e, ev.Decision) and e.exp == 2 and e.status != "rerun"]
-    assert len(final) == 1 and events.index(remeasured[0]) < events.index(final[0])
+    run_of_best = [e for e in events if isinstance(e, ev.ExperimentStarted) and e.exp == 2 and e.commit == kept.commit]
+    assert run_of_best and run_of_best[0].description.startswith("re-measuring the best")
     state = json.loads((run_dir / "state.json").read_text())
     assert len(state["noise"]["groups"][kept.commit]) >= 2  # the best's estimate: all its runs
 

@@ -33,6 +33,7 @@ from ar_tui.core.engine.strategy import GreedyStrategy, Judging, Strategy, make_
 from ar_tui.core.engine.trial import Trial
 from ar_tui.core.errors import UserError
 from ar_tui.core.git import GIT_ERRORS, GitError, GitRepo
+from ar_tui.core.interpreter import TargetPython, resolve_python
 from ar_tui.core.ledger import EventLog, Ledger, LedgerError, read_events, read_state, write_state
 from ar_tui.core.proposer import Proposer
 from ar_tui.core.rundir import RunDir
@@ -61,6 +62,7 @@ class Engine:
         self.accounting = Accounting()
         self.scheduler = Scheduler(self)
         self.trial: Trial | None = None
+        self.python: TargetPython | None = None
         self.recorder: Recorder | None = None
         self.propose_target: Path | None = None
         self.attended = options.attended
@@ -208,6 +210,7 @@ class Engine:
         try:
             target = load_target(Path(opts.target_dir))
             validate_files(target)
+            self.python = resolve_python(target)
         except ConfigError as exc:
             raise UserError(str(exc)) from None
         if opts.time_budget is not None:
@@ -273,7 +276,7 @@ class Engine:
             protected.append("autoresearch.toml")
         target.protected = protected
         hashes = git.file_hashes(self.propose_target, protected)
-        self.trial = Trial(run_dir, target, git, self.executor, self.emit, hashes)
+        self.trial = Trial(run_dir, target, git, self.executor, self.emit, hashes, self.python)
         self._node_refs = set(git.nodes())
         self.recorder = Recorder(run_dir, self.ledger, self.emit, self.save_state)
 
@@ -356,6 +359,7 @@ class Engine:
             max_experiments=self.options.max_experiments,
             hours=self.options.hours,
             time_budget_s=self.target.time_budget,
+            python=self.python.description,
         ))
         for exp in self._resumed_exps:
             self.emit(ev.Notice(level="warning", message=f"experiment {exp} was interrupted; running it again"))

@@ -53,9 +53,7 @@ class Candidate:
     runs: list[float] = field(default_factory=list)
     attempt: int = 0
     forced: bool = False
-    # Decided again without a run of its own, once the best it was compared
-    # with has been re-measured (ar_tui.core.decisions.REMEASURE_BEST).
-    rejudge: bool = False
+    remeasure_best: bool = False  # its next run re-measures the best (ar_tui.core.decisions)
     vetoed: bool = False
     interrupted: bool = False
     memory_gb: float | None = None

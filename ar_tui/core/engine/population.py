@@ -36,9 +36,18 @@ import math
 from typing import TYPE_CHECKING, Callable
 
 from ar_tui.core import events as ev
-from ar_tui.core.decisions import REMEASURE_BEST, RERUN, decide
 from ar_tui.core.direction import Direction
-from ar_tui.core.engine.strategy import DISCARD, FORCED_KEEP_RULE, KEEP, Base, GreedyStrategy, Judging, Strategy, Verdict
+from ar_tui.core.engine.strategy import (
+    DISCARD,
+    FORCED_KEEP_RULE,
+    KEEP,
+    Base,
+    GreedyStrategy,
+    Judging,
+    Strategy,
+    Verdict,
+    judge_against_best,
+)
 
 if TYPE_CHECKING:
     from ar_tui.core.engine.parts import Candidate
@@ -75,15 +84,10 @@ def _judge_against_best(state: "ResearchState", cand: "Candidate", judging: Judg
     assert cand.runs and state.best_metric is not None
     if cand.forced:
         return Verdict(KEEP, FORCED_KEEP_RULE, cand.mean)
-    best_runs = state.noise.runs(state.best_commit) or [state.best_metric]
-    verdict = decide(cand.runs, best_runs, state.noise, judging.direction, judging.confidence, judging.max_runs,
-                     judging.min_effect, judging.metric_name,
-                     max_best_runs=len(best_runs) if judging.best_runs_capped else None)
-    if verdict.action in (RERUN, REMEASURE_BEST):
-        return Verdict(verdict.action, verdict.rule, verdict.metric)
+    verdict = judge_against_best(state, cand, judging)
     if verdict.action == DISCARD:
         return Verdict(DISCARD, f"{verdict.rule} (kept in the population)", verdict.metric)
-    return Verdict(KEEP, verdict.rule, verdict.metric)
+    return verdict
 
 
 def _maybe_remeasure(state: "ResearchState", node: "Node", base: Base) -> Base:

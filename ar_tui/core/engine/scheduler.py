@@ -21,12 +21,12 @@ from collections import deque
 from typing import TYPE_CHECKING, Callable
 
 from ar_tui.core import events as ev
-from ar_tui.core.decisions import REMEASURE_BEST, RERUN
+from ar_tui.core.decisions import REMEASURE_BEST, RERUN, mean
 from ar_tui.core.engine.parts import MAX_FAILED_PROPOSALS_IN_ROW, Candidate, Outcome, Slot
 from ar_tui.core.engine.strategy import DISCARD, KEEP, REAPPLY, REBASE_FAILED_RULE, Base
 from ar_tui.core.ledger import LedgerError
 from ar_tui.core.proposer import Proposal, ProposalContext, ProposalFailed, ProposerStopped, RunStopping
-from ar_tui.core.seeds import read_texts, seed_only_refusal
+from ar_tui.core.seeds import next_attempt, read_texts, seed_only_refusal
 from ar_tui.core.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -243,7 +243,7 @@ class Scheduler:
         """Run a decided node again with a new seed, ahead of new proposals."""
         node = self.state.nodes[exp]
         self.state.remeasuring.add(exp)
-        cand = Candidate(exp=exp, description=node.description, rationale=why, diff="", base_commit=node.commit,
+        cand = Candidate(exp=exp, description=node.description, rationale="", diff="", base_commit=node.commit,
                          commit=node.commit, parent=node.commit, runs=list(node.runs), remeasure=True,
                          island=node.island, attempt=self.state.attempts.get(exp, 1))
         self.emit(ev.Notice(level="info", message=f"re-measuring experiment {exp} ({why}): "
@@ -314,33 +314,35 @@ class Scheduler:
         noise = state.noise
         if engine.stop_error or engine.stop_reason == "stopped by the user" or not self.slots:
             return
-        if noise.sd is None or noise.jitter_only or state.best_exp not in state.nodes:
+        if noise.sd is None or noise.jitter_only or not noise.runs(state.best_commit):
             return
-        slot = self.slots[0]
-        while len(noise.fresh_runs(state.best_commit)) < engine.options.baseline_runs:
-            before = len(noise.runs(state.best_commit))
-            self._queue_remeasure(state.best_exp, "confirming the best before the report")
-            cand = self.queue.popleft()
-            slot.candidate = cand
-            try:
-                await self._remeasure(slot, cand)
-            finally:
-                slot.candidate = None
-                self.slot_state(slot, ev.STATE_IDLE)
-            if len(noise.runs(state.best_commit)) == before:  # failed or interrupted
+        needed = engine.options.baseline_runs - len(noise.fresh_runs(state.best_commit))
+        best, slot = state.best_commit, self.slots[0]
+        # Runs of exp 0 after the baseline's: their seeds continue its sequence.
+        cand = Candidate(exp=0, description="confirming the best", rationale="", diff="", base_commit=best,
+                         is_baseline=True, commit=best, parent=best, stop=asyncio.Event())
+        cand.attempt = next_attempt(0, [s for seeds in noise.seeds.values() for s in seeds]) - 1
+        for _ in range(max(0, needed)):
+            outcome = await self._run_baseline_once(slot, cand)
+            if outcome.outcome != ev.OUTCOME_OK or outcome.metric is None:
                 return
+            noise.add(best, outcome.metric, outcome.seed)
+            state.best_metric = state.metric_of[best] = mean(noise.runs(best))
+            engine.emit_noise()
+            engine.save_state()
 
     async def _run_baseline_once(self, slot: Slot, cand: Candidate) -> Outcome:
         engine = self.engine
-        await engine.trial.checkout(slot, self.state.best_commit)
+        assert cand.commit is not None
+        await engine.trial.checkout(slot, cand.commit)
         cand.attempt += 1
         attempt = cand.attempt
         slot.candidate = cand
         try:
-            self.emit(ev.ExperimentStarted(exp=0, slot=slot.index, device=slot.device, commit=self.state.best_commit,
-                                           parent=self.state.best_commit, description="baseline", attempt=attempt,
+            self.emit(ev.ExperimentStarted(exp=0, slot=slot.index, device=slot.device, commit=cand.commit,
+                                           parent=cand.commit, description=cand.description, attempt=attempt,
                                            log_path=str(engine.run_dir.log(0, attempt))))
-            self.slot_state(slot, ev.STATE_RUNNING, 0, "baseline")
+            self.slot_state(slot, ev.STATE_RUNNING, 0, cand.description)
             return await engine.trial.execute(slot, cand, attempt)
         finally:
             slot.candidate = None
@@ -404,13 +406,10 @@ class Scheduler:
         if cand.vetoed:
             await self.decide_vetoed(cand)
             return
-        if cand.rejudge:
-            # Wait for the best's re-measure (another slot may be running it).
-            await self.wait_for(lambda: engine.stopping or state.best_exp not in state.remeasuring)
-            cand.rejudge = False
-            if cand.parent == engine.strategy.base_for_run(state, cand) and cand.runs:
-                await self._judge(slot, cand, Outcome(ev.OUTCOME_OK, None, None, None, 0.0, 0, "", ""))
-                return
+        if cand.remeasure_best and cand.parent == engine.strategy.base_for_run(state, cand):
+            await self._remeasure_best(slot, cand)
+            return
+        cand.remeasure_best = False
         base = engine.strategy.base_for_run(state, cand)
         if cand.commit is None or cand.parent != base:
             conflict = await trial.build(slot, base, cand.diff)
@@ -474,16 +473,48 @@ class Scheduler:
                 estimate = state.remeasured(cand.exp, outcome.metric)
                 node = state.nodes[cand.exp]
                 self.emit(ev.Remeasured(exp=cand.exp, metric=outcome.metric, estimate=estimate, runs=len(node.runs),
-                                        reason=cand.rationale or "a node about to be built on again"))
+                                        reason="a node about to be built on again"))
                 engine.emit_noise()
             else:
                 state.remeasuring.discard(cand.exp)
-                self.remeasure_failed.add(cand.commit)
                 self.emit(ev.Remeasured(exp=cand.exp, metric=None, estimate=state.nodes[cand.exp].metric,
                                         runs=len(state.nodes[cand.exp].runs),
                                         reason=f"the re-run failed ({outcome.outcome}: {outcome.message})"))
             engine.save_state()
         await engine.sync_nodes()
+
+    async def _remeasure_best(self, slot: Slot, cand: Candidate) -> None:
+        """Run the best again with a new seed (as an attempt of the
+        challenger's experiment, so its seed and log are its own), then decide
+        the challenger again against the mean of all the best's runs."""
+        engine, state = self.engine, self.state
+        best = state.best_commit
+        cand.remeasure_best = False
+        await engine.trial.checkout(slot, best)
+        cand.attempt += 1
+        cand.stop = asyncio.Event()
+        self.emit(ev.ExperimentStarted(exp=cand.exp, slot=slot.index, device=slot.device, commit=best, parent=best,
+                                       description=f"re-measuring the best for: {cand.description}",
+                                       attempt=cand.attempt, log_path=str(engine.run_dir.log(cand.exp, cand.attempt)),
+                                       parent_exp=state.best_exp))
+        self.slot_state(slot, ev.STATE_RUNNING, cand.exp, "re-measuring the best")
+        outcome = await engine.trial.execute(slot, cand, cand.attempt)
+        cand.stop = None
+        if outcome.outcome in (ev.OUTCOME_INTERRUPTED, ev.OUTCOME_VETOED):
+            await self._judge(slot, cand, outcome)
+            return
+        if outcome.outcome == ev.OUTCOME_OK and outcome.metric is not None:
+            if best == state.best_commit:
+                state.noise.add(best, outcome.metric, outcome.seed)
+                if state.best_exp in state.nodes:
+                    state.remeasured(state.best_exp, outcome.metric)
+                state.best_metric = state.metric_of[best] = mean(state.noise.runs(best))
+        else:
+            self.remeasure_failed.add(best)
+            self.emit(ev.Notice(level="warning", message=f"re-measuring the best failed ({outcome.message}); "
+                                                         f"deciding experiment {cand.exp} without it"))
+        # Not a run of the candidate: no metric of its own to add.
+        await self._judge(slot, cand, Outcome(ev.OUTCOME_OK, None, None, None, outcome.seconds, 0, "", ""))
 
     # ------------------------------------------------------------------ decisions
 
@@ -508,7 +539,7 @@ class Scheduler:
             # the rule says which kind.
             await self.decide(cand, ev.STATUS_CRASH, None, f"{outcome.outcome}: {outcome.message}")
             return
-        if outcome.metric is not None:  # None: decided again after the best was re-measured
+        if outcome.metric is not None:  # None: the run re-measured the best
             assert cand.commit is not None
             cand.runs.append(outcome.metric)
             state.noise.add(cand.commit, outcome.metric, outcome.seed)
@@ -518,14 +549,9 @@ class Scheduler:
                 await self.decide(cand, DISCARD, verdict.metric, REBASE_FAILED_RULE, locked=True)
             elif verdict.action in (KEEP, DISCARD):
                 await self.decide(cand, verdict.action, verdict.metric, verdict.rule, locked=True)
-            elif verdict.action in (RERUN, REAPPLY):
+            elif verdict.action in (RERUN, REAPPLY, REMEASURE_BEST):
+                cand.remeasure_best = verdict.action == REMEASURE_BEST
                 self._rerun(cand, verdict.rule, fresh=verdict.action == REAPPLY)
-            elif verdict.action == REMEASURE_BEST and state.best_exp in state.nodes:
-                # The best runs again first; then this candidate is decided again as it is.
-                cand.rejudge = True
-                self._rerun(cand, verdict.rule, fresh=False)
-                if state.best_exp not in state.remeasuring:
-                    self._queue_remeasure(state.best_exp, "a close challenger arrived")
             else:
                 raise ValueError(f"strategy {engine.strategy.name} gave an unknown verdict {verdict.action!r}")
 
@@ -541,7 +567,7 @@ class Scheduler:
         if fresh:
             cand.commit = None
             cand.runs = []
-            cand.rejudge = False
+            cand.remeasure_best = False
         self.emit(ev.Decision(exp=cand.exp, status=RERUN, rule=rule, metric=cand.mean,
                               best_before=self.state.best_metric, best_after=None, commit=cand.commit or "",
                               description=cand.description, cost_usd=cand.cost_usd))

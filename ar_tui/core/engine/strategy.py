@@ -125,15 +125,21 @@ class GreedyStrategy:
             return Verdict(REAPPLY, f"{judging.metric_name} {cand.mean:.6f} beat its parent, but a newer best "
                                     f"was kept while it ran: re-applying it on the new best and running again",
                            cand.mean)
-        # The statistics and the policy live in ar_tui.core.decisions.
-        best_runs = state.noise.runs(state.best_commit) or [state.best_metric]
-        decision = decide(cand.runs, best_runs, state.noise, judging.direction, judging.confidence,
-                          judging.max_runs, judging.min_effect, judging.metric_name,
-                          max_best_runs=len(best_runs) if judging.best_runs_capped else None)
-        return Verdict(decision.action, decision.rule, decision.metric)
+        return judge_against_best(state, cand, judging)
 
     def live_nodes(self, state: "ResearchState", judging: Judging) -> set[int]:
         return set()  # the branch itself holds the one node greedy builds on
+
+
+def judge_against_best(state: "ResearchState", cand: "Candidate", judging: Judging) -> Verdict:
+    """The candidate's runs against the best's (the mean of all its runs);
+    the statistics and the policy live in ar_tui.core.decisions."""
+    assert state.best_metric is not None
+    best_runs = state.noise.runs(state.best_commit) or [state.best_metric]
+    decision = decide(cand.runs, best_runs, state.noise, judging.direction, judging.confidence,
+                      judging.max_runs, judging.min_effect, judging.metric_name,
+                      max_best_runs=len(best_runs) if judging.best_runs_capped else None)
+    return Verdict(decision.action, decision.rule, decision.metric)
 
 
 def make_strategy(name: str, **settings) -> Strategy:
