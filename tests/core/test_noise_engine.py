@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 from ar_tui.agents.scripted import ScriptedProposer, ScriptStep
-from ar_tui.cli import HeadlessPrinter
+from ar_tui.headless import HeadlessPrinter
 from ar_tui.core import events as ev
 from ar_tui.core.control import RunView
 from ar_tui.core.engine import Engine, EngineOptions
