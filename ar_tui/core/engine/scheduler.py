@@ -197,7 +197,9 @@ class Scheduler:
             try:
                 proposal: Proposal = await engine.proposer.propose(ctx, workspace,
                                                                    engine.accounting.agent_emit(exp, self.emit))
-            except (ProposalFailed, ProposerStopped, asyncio.CancelledError):
+            # A LedgerError is the event log failing under one of the proposer's
+            # events (a full disk): the run stops, it is not the proposer's bug.
+            except (ProposalFailed, ProposerStopped, LedgerError, asyncio.CancelledError):
                 raise
             except Exception as exc:  # a proposer's bug costs one proposal, not the night
                 raise ProposalFailed(f"the proposer failed: {exc!r}"[:500]) from exc
