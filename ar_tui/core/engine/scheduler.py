@@ -116,6 +116,7 @@ class Scheduler:
             budget_usd=engine.options.budget_usd,
             gate=self._gate,
             **where,
+            run_dir=engine.run_dir.path,
         )
 
     async def _gate(self) -> None:
@@ -228,6 +229,7 @@ class Scheduler:
                 prepared_before=sorted(c.exp for c in state.in_flight.values() if c.exp != exp),
                 island=where.island,
                 debug_of=where.debug_of,
+                proposer=proposal.proposer or engine.proposer.name,
             )
             engine.recorder.diff(cand)
             state.in_flight[exp] = cand
@@ -235,7 +237,7 @@ class Scheduler:
                 state.chose_parent(where.exp)
             self.emit(ev.ProposalReady(exp=exp, description=cand.description, rationale=cand.rationale, diff=diff,
                                        base_commit=base, cost_usd=cand.cost_usd, parent_exp=where.exp,
-                                       island=where.island, debug_of=where.debug_of))
+                                       island=where.island, debug_of=where.debug_of, proposer=cand.proposer))
             engine.save_state()
             return cand
 
