@@ -26,10 +26,10 @@ DEFAULT_MODEL = "claude-sonnet-5-5"
 # ...): their values are stored in RunOptions.extra, so a resumed or detached
 # run keeps them. Every run flag must be stored one way or the other.
 EXTRA_OPTIONS: tuple[str, ...] = ("max_runs", "confidence", "strategy", "islands", "migrate_every",
-                                 "offline_search", "sampler")
+                                 "offline_search", "sampler", "sandbox")
 # The extra options that are EngineOptions fields of the same name: a new run
 # stores the engine's default for each, so that a resume cannot switch it.
-ENGINE_EXTRA_OPTIONS = ("max_runs", "confidence", "strategy", "islands", "migrate_every")
+ENGINE_EXTRA_OPTIONS = ("max_runs", "confidence", "strategy", "islands", "migrate_every", "sandbox")
 
 
 # ---------------------------------------------------------------------- flags
@@ -109,6 +109,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--offline-search", choices=["classic", "optuna"],
                         help="the offline proposer's search (default: classic, the benchmark's winner)")
     parser.add_argument("--sampler", choices=["tpe", "cmaes"], help="the Optuna search's sampler (default: tpe)")
+    parser.add_argument("--sandbox", choices=["auto", "require", "off"],
+                        help="confine each run (default auto: the best sandbox here, or none, said loudly)")
 
 
 def add_run_command(sub) -> None:

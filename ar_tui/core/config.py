@@ -11,6 +11,7 @@ from typing import Any
 
 from ar_tui.core.decisions import NO_MIN_EFFECT, MinEffect, parse_min_effect
 from ar_tui.core.errors import UserError
+from ar_tui.core.sandbox import SandboxSettings
 
 CONFIG_NAME = "autoresearch.toml"
 
@@ -42,6 +43,7 @@ class TargetConfig:
     # [prices."model-id"]: $ per million tokens for models the built-in table
     # lacks (ar_tui.core.pricing.Price values, keyed by model id).
     prices: dict[str, Any] = field(default_factory=dict)
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # the [sandbox] table
     source: str = "defaults"  # where this came from, for messages
 
     @property
@@ -66,6 +68,7 @@ _KNOWN = {
     "target": {"editable", "protected", "run", "prepare", "time_budget", "timeout", "max_file_bytes", "env", "python"},
     "metric": {"name", "direction", "pattern", "memory_pattern", "evaluate", "min_effect"},
     "prices": None,  # any model id; checked by ar_tui.core.pricing
+    "sandbox": {"network", "read", "write", "keep"},
 }
 
 
@@ -96,7 +99,7 @@ def load_target(root: Path) -> TargetConfig:
 
     for section, values in data.items():
         if section not in _KNOWN:
-            raise fail(section, f"unknown section [{section}]; expected [target], [metric] and [prices]")
+            raise fail(section, f"unknown section [{section}]; expected [target], [metric], [prices] and [sandbox]")
         if not isinstance(values, dict):
             raise fail(section, "must be a table")
         for key in values:
@@ -181,11 +184,37 @@ def load_target(root: Path) -> TargetConfig:
             config.prices = parse_price_overrides(data["prices"])
         except PriceError as exc:
             raise ConfigError(f"{path}: {exc}") from None
+    if "sandbox" in data:
+        config.sandbox = _sandbox_settings(data["sandbox"], root, fail)
     overlap = set(config.editable) & set(config.protected)
     if overlap:
         raise fail("target.protected", f"{', '.join(sorted(overlap))} cannot be both editable and protected")
     config.source = str(path)
     return config
+
+
+def _sandbox_settings(table: dict, root: Path, fail: Any) -> SandboxSettings:
+    """[sandbox]: `network` (bool), `read` and `write` (paths, `~` and relative
+    to the target allowed), `keep` (worktree paths that survive the clean
+    before each run, e.g. a cache)."""
+    settings = SandboxSettings()
+    if "network" in table:
+        if not isinstance(table["network"], bool):
+            raise fail("sandbox.network", "must be true or false")
+        settings.network = table["network"]
+    for key in ("read", "write", "keep"):
+        if key not in table:
+            continue
+        value = table[key]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise fail(f"sandbox.{key}", "must be a list of paths")
+        if key == "keep":
+            if any(Path(v).is_absolute() or ".." in Path(v).parts for v in value):
+                raise fail("sandbox.keep", "paths must be inside the target")
+            settings.keep = list(value)
+        else:
+            setattr(settings, key, [str((root / Path(v).expanduser()).resolve()) for v in value])
+    return settings
 
 
 def validate_files(config: TargetConfig) -> None:

@@ -103,6 +103,7 @@ class RunStarted(Event):
     hours: float | None = None
     time_budget_s: float | None = None
     python: str = ""  # which interpreter the target's commands run with, in words
+    sandbox: str = ""  # ar_tui.core.sandbox.Sandbox.describe(): the startup and status lines show it
 
 
 @dataclass

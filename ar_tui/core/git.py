@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 
 import hashlib
+import io
 import os
 import shutil
+import tarfile
 from pathlib import Path
 
 import git
@@ -53,6 +55,8 @@ class GitRepo:
         if self.subdir == ".":
             self.subdir = ""
         self.tag = tag
+        # Target-relative paths a reset keeps (caches the target declares).
+        self.keep: list[str] = []
         self.branch = f"autoresearch/{tag}"
         try:
             self.repo.git.check_ref_format("--branch", self.branch)
@@ -160,8 +164,23 @@ class GitRepo:
     def reset(self, worktree: Path, commit: str) -> None:
         wt = git.Repo(worktree)
         wt.git.reset("--hard", "--quiet", commit)
-        # Remove what an experiment created, but keep ignored files (caches).
-        wt.git.clean("-fd", "--quiet", *self._pathspec())
+        # Nothing an experiment created survives into the next one, ignored
+        # files included, apart from the caches the target declares.
+        prefix = f"{self.subdir}/" if self.subdir else ""
+        wt.git.clean("-ffdx", "--quiet", *(f"--exclude=/{prefix}{path}" for path in self.keep), *self._pathspec())
+
+    def export(self, commit: str, dest: Path) -> Path:
+        """The target's files exactly as committed at `commit`, in the new dir
+        `dest` (no worktree metadata, nothing untracked); returns the target
+        dir inside it."""
+        archive = io.BytesIO()
+        self.repo.archive(archive, commit, format="tar", path=self.subdir or ".")
+        archive.seek(0)
+        Path(dest).mkdir(parents=True)
+        with tarfile.open(fileobj=archive) as tar:
+            # The "data" filter refuses links and paths that leave `dest`.
+            tar.extractall(dest, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        return self.target_in(dest)
 
     def diff(self, worktree: Path, base: str) -> str:
         """The worktree's changes to the target against `base`, new files included."""

@@ -6,7 +6,9 @@ log file, while memory stays bounded whatever the child prints: only the last
 lines and the lines that match the metric patterns are kept.
 
 The engine talks to an `Executor`, so a later executor can start the same runs
-on a cluster (Ray, Slurm) without touching the engine's decisions.
+on a cluster (Ray, Slurm) without touching the engine's decisions. The sandbox
+travels in the `RunSpec` and the executor applies it, so an executor on
+another machine confines the run there.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import hashlib
 import os
 import re
 import signal
@@ -24,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
+from ar_tui.core.sandbox import Sandbox, SandboxPolicy
+
 # A single line is cut here for display and pattern matching; the log file
 # still receives every byte.
 MAX_LINE_CHARS = 8192
@@ -32,8 +37,9 @@ READ_CHUNK = 1 << 14
 # Between SIGTERM and SIGKILL, so a child can flush its own files.
 TERM_GRACE_S = 3.0
 # Every process an engine starts carries this, so a resumed engine can find and
-# end the orphans of one that was killed.
-RUN_MARKER_ENV = "AR_TUI_RUN_DIR"
+# end the orphans of one that was killed. Its value is `run_marker(run_dir)`,
+# which does not tell the child where the run dir is.
+RUN_MARKER_ENV = "AR_TUI_RUN"
 
 _NON_PRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]|\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -49,6 +55,9 @@ class RunSpec:
     timeout_s: float
     device: str = "cpu"
     patterns: dict[str, re.Pattern[str]] = field(default_factory=dict)  # name -> regex with one group
+    # The command runs confined when both are set and the sandbox has a backend.
+    sandbox: Sandbox | None = None
+    policy: SandboxPolicy | None = None
 
 
 @dataclass
@@ -127,6 +136,30 @@ def kill_group(pgid: int, sig: int = signal.SIGKILL) -> None:
         os.killpg(pgid, sig)
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL every descendant of `pid`, then its process group. A process
+    that left the group (`setsid`) is still a descendant while the sandbox's
+    reaper, a child subreaper, is alive: kill the tree before the reaper."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        root = psutil.Process(pid)
+        for _ in range(20):  # a child that forks while we kill is found on the next pass
+            children = root.children(recursive=True)
+            if not children:
+                break
+            for child in children:
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+    kill_group(pid, signal.SIGKILL)
+
+
+def run_marker(run_dir: Path) -> str:
+    """The value of RUN_MARKER_ENV for a run dir: opaque, so a child learns
+    nothing of where the run dir is, and the same for every engine of it."""
+    return "run-" + hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:32]
+
+
 class LocalExecutor:
     """Runs each experiment as a child process group on this machine."""
 
@@ -149,8 +182,10 @@ class LocalExecutor:
 
         splitter = _LineSplitter(handle_line)
         started = time.monotonic()
-        proc = await asyncio.create_subprocess_shell(
-            spec.command,
+        confined = spec.sandbox is not None and spec.sandbox.confined and spec.policy is not None
+        argv = spec.sandbox.wrap(spec.command, spec.cwd, spec.policy) if confined else ["/bin/sh", "-c", spec.command]
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
             cwd=str(spec.cwd),
             env=spec.env,
             stdin=asyncio.subprocess.DEVNULL,
@@ -195,14 +230,14 @@ class LocalExecutor:
                         await asyncio.wait_for(asyncio.shield(pump_task), TERM_GRACE_S)
                 else:
                     timed_out = True
-                kill_group(pgid, signal.SIGKILL)
+                kill_tree(pgid)
                 # The group is gone; the pipe closes once every member has exited.
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.shield(pump_task), 10)
             exit_code = await proc.wait()
         except BaseException:
             # The engine itself is being cancelled: leave nothing running.
-            kill_group(pgid, signal.SIGKILL)
+            kill_tree(pgid)
             raise
         finally:
             stop_task.cancel()
@@ -226,7 +261,7 @@ def kill_orphans(run_dir: Path) -> int:
     the marker in its environment). Returns how many were ended."""
     import psutil
 
-    marker = str(Path(run_dir).resolve())
+    marker = run_marker(run_dir)
     me = os.getpid()
     ended = 0
     for proc in psutil.process_iter(["pid"]):

@@ -94,7 +94,7 @@ def test_the_search_strategy_is_stored_and_cannot_change_at_resume(tiny_target: 
     assert first.returncode == 0, first.stdout + first.stderr
     # The engine's own defaults are stored beside the flag given, so none can switch at resume.
     assert json.loads(RunDir(run_dir).options.read_text())["extra"] == {
-        "strategy": "tree", "migrate_every": 8, "max_runs": 4, "confidence": 0.95}
+        "strategy": "tree", "migrate_every": 8, "max_runs": 4, "confidence": 0.95, "sandbox": "auto"}
     refused(ar_tui("run", "--headless", "--run-dir", run_dir, "--strategy", "islands"),
             "was started with --strategy tree, not --strategy islands")
     # A run started without --strategy stores the engine's default, so it binds too.

@@ -26,7 +26,7 @@ from ar_tui.core import events as ev
 from ar_tui.core.engine import PID_FILE, engine_pid
 from ar_tui.core.ledger import read_events, read_results
 from ar_tui.core.remote import RemoteEngine, RemoteError, request
-from ar_tui.core.runner import RUN_MARKER_ENV, kill_orphans
+from ar_tui.core.runner import RUN_MARKER_ENV, kill_orphans, run_marker
 from ar_tui.core.server import MAX_REQUEST_BYTES, SOCKET_NAME, control_service
 from ar_tui.ui.attached_app import AttachedApp
 from ar_tui.ui.confirm_screen import ConfirmScreen
@@ -334,7 +334,7 @@ async def test_sighup_of_a_foreground_run_loses_nothing_and_run_resumes(tmp_path
 
 def _trains_in(process: psutil.Process, run_dir: Path) -> bool:
     try:
-        return process.environ().get(RUN_MARKER_ENV) == str(run_dir.resolve())
+        return process.environ().get(RUN_MARKER_ENV) == run_marker(run_dir)
     except psutil.Error:
         return False
 

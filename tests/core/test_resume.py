@@ -36,7 +36,10 @@ SPAWNING_TRAIN = textwrap.dedent(
 def start(target: Path, run_dir: Path, env: dict, max_experiments: int) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "ar_tui.cli", "run", "--headless", "--target", str(target), "--tag", "night",
            "--run-dir", str(run_dir), "--agent", "offline", "--unattended", "--baseline-runs", "1",
-           "--lookahead", "0", "--max-experiments", str(max_experiments)]
+           "--lookahead", "0", "--max-experiments", str(max_experiments),
+           # Unconfined, so the killed run really leaves a grandchild for the
+           # orphan sweep to end (a sandbox ends it with the engine).
+           "--sandbox", "off"]
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

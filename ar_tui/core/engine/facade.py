@@ -38,6 +38,8 @@ from ar_tui.core.ledger import EventLog, Ledger, LedgerError, read_events, read_
 from ar_tui.core.proposer import Proposer
 from ar_tui.core.rundir import RunDir
 from ar_tui.core.runner import Executor, LocalExecutor, kill_orphans
+from ar_tui.core.sandbox import Confinement, resolve_sandbox, target_python_paths
+from ar_tui.core.targets import data_home
 
 # A service is handed the engine once its run dir is claimed and opened.
 Service = Callable[["Engine"], AsyncContextManager[object]]
@@ -63,6 +65,7 @@ class Engine:
         self.scheduler = Scheduler(self)
         self.trial: Trial | None = None
         self.python: TargetPython | None = None
+        self.confinement: Confinement | None = None
         self.recorder: Recorder | None = None
         self.propose_target: Path | None = None
         self.attended = options.attended
@@ -219,8 +222,12 @@ class Engine:
         self.strategy = make_strategy(
             opts.strategy, direction=target.direction, debug=bool(getattr(self.proposer, "can_debug", False)),
             islands=opts.islands or max(2, len(opts.devices)), migrate_every=opts.migrate_every)
+        sandbox = resolve_sandbox(opts.sandbox, target.sandbox.network, opts.sandbox_backends)  # SandboxError: a UserError
+        self.confinement = Confinement(sandbox, run_dir.path, target.sandbox, data_home(), declared_env=target.env,
+                                       extra_read=target_python_paths(self.python))
         try:
             git = self.git = GitRepo(target.root, opts.tag)
+            git.keep = list(target.sandbox.keep)
             head = git.head_commit()
             git.check_clean()
         except GitError as exc:
@@ -276,7 +283,7 @@ class Engine:
             protected.append("autoresearch.toml")
         target.protected = protected
         hashes = git.file_hashes(self.propose_target, protected)
-        self.trial = Trial(run_dir, target, git, self.executor, self.emit, hashes, self.python)
+        self.trial = Trial(run_dir, target, git, self.executor, self.emit, hashes, self.python, self.confinement)
         self._node_refs = set(git.nodes())
         self.recorder = Recorder(run_dir, self.ledger, self.emit, self.save_state)
 
@@ -360,7 +367,10 @@ class Engine:
             hours=self.options.hours,
             time_budget_s=self.target.time_budget,
             python=self.python.description,
+            sandbox=self.confinement.sandbox.describe(),
         ))
+        if not self.confinement.sandbox.confined and self.confinement.sandbox.mode != "off":
+            self.emit(ev.Notice(level="warning", message=self.confinement.sandbox.describe()))
         for exp in self._resumed_exps:
             self.emit(ev.Notice(level="warning", message=f"experiment {exp} was interrupted; running it again"))
         if self.state.best_metric is not None:

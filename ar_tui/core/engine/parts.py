@@ -34,6 +34,8 @@ class EngineOptions:
     islands: int | None = None  # island search: sub-populations (default one per slot, at least 2)
     migrate_every: int = 8  # island search: decided experiments between migrations
     write_report: bool = True
+    sandbox: str = "auto"  # auto | require | off
+    sandbox_backends: list | None = None  # None: the platform's (tests pin one)
 
 
 @dataclass

@@ -10,7 +10,6 @@ failure, whatever it printed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import os
 import re
@@ -25,7 +24,8 @@ from ar_tui.core.failures import crash_reason
 from ar_tui.core.git import GitRepo
 from ar_tui.core.interpreter import TargetPython
 from ar_tui.core.rundir import RunDir
-from ar_tui.core.runner import RUN_MARKER_ENV, Executor, RunSpec
+from ar_tui.core.runner import RUN_MARKER_ENV, Executor, RunSpec, run_marker
+from ar_tui.core.sandbox import Confinement, RunScratch, runs_editable_file
 from ar_tui.core.seeds import SEED_ENV, seed_for
 
 # Environment variables never passed to a training script: it could print them.
@@ -39,7 +39,7 @@ def child_env(run_dir: Path, extra: dict[str, str], python: TargetPython) -> dic
     # `python` in a target's commands is the target's interpreter (ar_tui.core.interpreter).
     env = python.child_env(env, run_dir)
     env["PYTHONUNBUFFERED"] = "1"
-    env[RUN_MARKER_ENV] = str(run_dir)
+    env[RUN_MARKER_ENV] = run_marker(run_dir)
     return env
 
 
@@ -59,7 +59,9 @@ def last_line(text: str) -> str:
 
 class Trial:
     def __init__(self, run_dir: RunDir, target: TargetConfig, git: GitRepo, executor: Executor,
-                 emit: Callable[[ev.Event], None], protected_hashes: dict[str, str], python: TargetPython) -> None:
+                 emit: Callable[[ev.Event], None], protected_hashes: dict[str, str], python: TargetPython,
+                 confinement: Confinement) -> None:
+        self.confinement = confinement  # every run of the target's code is confined by it
         self.run_dir = run_dir
         self.target = target
         self.python = python
@@ -93,9 +95,17 @@ class Trial:
         spec = RunSpec(command=self.python.command(self.target.prepare), cwd=slot.target_dir,
                        env=child_env(self.run_dir.path, self.target.env, self.python),
                        log_path=self.run_dir.prepare_log, timeout_s=PREPARE_TIMEOUT_S)
-        result = await self.executor.run(spec, lambda text, replace: self.emit(
-            ev.LogLine(exp=0, slot=slot.index, text=f"{ev.PREPARE_LOG_PREFIX}{text}", replace=replace)),
-            asyncio.Event())
+        # A prepare that runs an editable file runs code the agent may have written.
+        scratch = RunScratch.create("prepare")
+        if runs_editable_file(self.target.prepare, self.target.editable):
+            spec.env, spec.policy = self.confinement.preparation(spec.env, slot.worktree, scratch)
+            spec.sandbox = self.confinement.sandbox
+        try:
+            result = await self.executor.run(spec, lambda text, replace: self.emit(
+                ev.LogLine(exp=0, slot=slot.index, text=f"{ev.PREPARE_LOG_PREFIX}{text}", replace=replace)),
+                asyncio.Event())
+        finally:
+            scratch.remove()
         if result.exit_code != 0:
             return f"prepare command failed: {crash_reason(result.tail, result.exit_code, self.python.description)}"
         return None
@@ -109,15 +119,18 @@ class Trial:
         extra[SEED_ENV] = str(seed)
         if slot.device.startswith("cuda:"):
             extra["CUDA_VISIBLE_DEVICES"] = slot.device.split(":", 1)[1]
-        checkpoint = self.run_dir.checkpoint(cand.exp, attempt)
+        # The checkpoint lives in the run's own scratch dir, outside the run dir:
+        # the one place besides its worktree that the confined run may write.
+        scratch = RunScratch.create(f"exp{cand.exp}")
+        checkpoint = scratch.checkpoint
         if target.evaluate:
-            checkpoint.parent.mkdir(exist_ok=True)
             extra["AR_CHECKPOINT"] = str(checkpoint)
         env = child_env(self.run_dir.path, extra, self.python)
+        train_env, policy = self.confinement.training(env, slot.worktree, scratch)
         patterns = {"metric": target.metric_regex, "memory": re.compile(target.memory_pattern, re.MULTILINE)}
-        spec = RunSpec(command=self.python.command(target.run), cwd=slot.target_dir, env=env,
-                       log_path=self.run_dir.log(cand.exp, attempt),
-                       timeout_s=target.hard_timeout, device=slot.device, patterns=patterns)
+        spec = RunSpec(command=self.python.command(target.run), cwd=slot.target_dir, env=train_env,
+                       log_path=self.run_dir.log(cand.exp, attempt), timeout_s=target.hard_timeout,
+                       device=slot.device, patterns=patterns, sandbox=self.confinement.sandbox, policy=policy)
 
         def on_line(text: str, replace: bool) -> None:
             self.emit(ev.LogLine(exp=cand.exp, slot=slot.index, text=text, replace=replace))
@@ -145,7 +158,7 @@ class Trial:
                 outcome.outcome = ev.OUTCOME_INTEGRITY
                 outcome.message = f"protected file(s) changed during the run: {', '.join(changed)}"
             elif target.evaluate:
-                await self._evaluate(slot, cand, attempt, checkpoint, env, outcome)
+                await self._evaluate(slot, cand, attempt, scratch, env, outcome)
             if outcome.outcome == ev.OUTCOME_OK:
                 if outcome.metric is None:
                     outcome.outcome, outcome.message = ev.OUTCOME_NO_METRIC, f"no {target.metric} line in the output"
@@ -153,28 +166,30 @@ class Trial:
                     outcome.outcome, outcome.message = ev.OUTCOME_NAN, f"{target.metric} is {outcome.metric}"
         if outcome.outcome not in (ev.OUTCOME_OK, ev.OUTCOME_VETOED, ev.OUTCOME_INTERRUPTED):
             outcome.tail = result.tail[-4000:]
-        with contextlib.suppress(OSError):
-            if checkpoint.exists():
-                checkpoint.unlink()
+        scratch.remove()
         self.emit(ev.ExperimentFinished(exp=cand.exp, slot=slot.index, outcome=outcome.outcome, metric=outcome.metric,
                                         reported_metric=outcome.reported, memory_gb=outcome.memory_gb,
                                         seconds=outcome.seconds, exit_code=outcome.exit_code, message=outcome.message,
                                         tail=outcome.tail))
         return outcome
 
-    async def _evaluate(self, slot: Slot, cand: Candidate, attempt: int, checkpoint: Path, env: dict[str, str],
+    async def _evaluate(self, slot: Slot, cand: Candidate, attempt: int, scratch: RunScratch, env: dict[str, str],
                         outcome: Outcome) -> None:
         """The trusted evaluator computes the metric that is recorded."""
         self.emit(ev.StateChanged(state=ev.STATE_EVALUATING, slot=slot.index, exp=cand.exp))
+        checkpoint = scratch.checkpoint
         if not checkpoint.exists():
             outcome.outcome = ev.OUTCOME_INTEGRITY
             outcome.message = f"the training script saved no checkpoint to AR_CHECKPOINT ({checkpoint.name})"
             outcome.metric = None
             return
         command = self.python.command(self.target.evaluate.replace("{checkpoint}", shlex.quote(str(checkpoint))))
-        spec = RunSpec(command=command, cwd=slot.target_dir, env=env, log_path=self.run_dir.eval_log(cand.exp, attempt),
+        # A fresh copy of the experiment's commit: nothing the run left in its worktree is there.
+        export = await asyncio.to_thread(self.git.export, cand.commit, scratch.export)
+        eval_env, policy = self.confinement.evaluation(env, export, scratch)
+        spec = RunSpec(command=command, cwd=export, env=eval_env, log_path=self.run_dir.eval_log(cand.exp, attempt),
                        timeout_s=max(EVALUATE_TIMEOUT_S, self.target.time_budget), device=slot.device,
-                       patterns={"metric": self.target.metric_regex})
+                       patterns={"metric": self.target.metric_regex}, sandbox=self.confinement.sandbox, policy=policy)
         assert cand.stop is not None
         result = await self.executor.run(spec, lambda text, replace: self.emit(
             ev.LogLine(exp=cand.exp, slot=slot.index, text=f"[evaluate] {text}", replace=replace)), cand.stop)
