@@ -1,5 +1,5 @@
-"""What the Claude agent sees: the tools, the system prompt and the opening
-message of one experiment's conversation.
+"""What the Claude agent sees: the system prompt and the opening message of
+one experiment's conversation (the tools are in `claude/tools.py`).
 
 The request is laid out for prompt caching. The API caches prefixes in the
 order tools -> system -> messages, so the parts that change least come first
@@ -21,13 +21,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ar_tui.agents.claude.tools import RUN_TOOL_NAME, STABLE_CACHE
 from ar_tui.core.config import TargetConfig
 from ar_tui.core.proposer import ProposalContext
-from ar_tui.core.workspace import Workspace, WorkspaceError
+from ar_tui.core.workspace import EDITOR_TOOL_NAME, Workspace, WorkspaceError
 
-EDITOR_TOOL_NAME = "str_replace_based_edit_tool"
-RUN_TOOL_NAME = "run_experiment"
-STABLE_CACHE = {"type": "ephemeral", "ttl": "1h"}
 TURN_CACHE = {"type": "ephemeral", "ttl": "5m"}
 
 # How much of the history the agent is shown; the rest is summarised so that
@@ -38,65 +36,6 @@ DIFF_CHARS = 2500
 TAIL_CHARS = 2500
 DESCRIPTION_CHARS = 110
 DO_NOT_REPEAT_MAX = 150
-
-EDITOR_TOOL: dict[str, Any] = {"type": "text_editor_20250728", "name": EDITOR_TOOL_NAME}
-
-# The same tool, described with an explicit schema, for servers that speak the
-# Messages API but do not know Anthropic's built-in tool types (Ollama,
-# llama.cpp, vLLM). The commands and their inputs are those of the built-in tool.
-EDITOR_TOOL_CUSTOM: dict[str, Any] = {
-    "name": EDITOR_TOOL_NAME,
-    "description": (
-        "View and edit the editable files. Commands: `view` (path, optional view_range [first, last] line "
-        "numbers); `str_replace` (path, old_str, new_str; old_str must occur exactly once); `create` (path, "
-        "file_text; replaces the whole file); `insert` (path, insert_line, insert_text; inserted after that "
-        "line, 0 for the top)."
-    ),
-    "input_schema": {
-        "type": "object",
-        "properties": {
-            "command": {"type": "string", "enum": ["view", "str_replace", "create", "insert"]},
-            "path": {"type": "string", "description": "a file path relative to the target, e.g. train.py"},
-            "view_range": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
-            "old_str": {"type": "string"},
-            "new_str": {"type": "string"},
-            "file_text": {"type": "string"},
-            "insert_line": {"type": "integer"},
-            "insert_text": {"type": "string"},
-        },
-        "required": ["command", "path"],
-    },
-}
-
-RUN_TOOL: dict[str, Any] = {
-    "name": RUN_TOOL_NAME,
-    "description": (
-        "Submit the change you made to the editable files as this experiment. Call it exactly once, "
-        "after your edits succeeded; it ends your turn. The harness commits the change, trains with the "
-        "fixed time budget, reads the metric and keeps the commit only if the metric improved."
-    ),
-    "input_schema": {
-        "type": "object",
-        "properties": {
-            "description": {
-                "type": "string",
-                "description": "A short description of the change, under 100 characters, e.g. 'halve the learning rate'.",
-            },
-            "rationale": {
-                "type": "string",
-                "description": "Optional: one or two sentences on why you expect it to help.",
-            },
-        },
-        "required": ["description"],
-    },
-}
-
-
-def tools(editor: str = "builtin") -> list[dict[str, Any]]:
-    """The two tools; `editor` is "builtin" (Anthropic's text editor tool type)
-    or "custom" (the same tool with an explicit schema)."""
-    editor_tool = EDITOR_TOOL if editor == "builtin" else EDITOR_TOOL_CUSTOM
-    return [dict(editor_tool), {**RUN_TOOL, "cache_control": STABLE_CACHE}]
 
 
 def _direction_words(target: TargetConfig) -> str:

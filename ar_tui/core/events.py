@@ -138,6 +138,7 @@ class AgentText(Event):
     kind: ClassVar[str] = "agent_text"
     exp: int
     text: str  # a streamed delta; observers append
+    role: str = "agent"  # who speaks: agent, planner, worker, reviewer (older runs: agent)
 
 
 @dataclass
@@ -148,6 +149,7 @@ class AgentToolCall(Event):
     summary: str  # one line: command and path, never file contents
     is_error: bool = False
     result: str = ""  # one line
+    role: str = "agent"
 
 
 @dataclass
@@ -158,6 +160,7 @@ class ApiWaiting(Event):
     retry_in_s: float
     attempt: int
     waited_s: float
+    role: str = "agent"
 
 
 @dataclass
@@ -180,6 +183,8 @@ class Usage(Event):
     total_cost_usd: float = 0.0
     cache_hit_share: float = 0.0  # cache reads / all input-side tokens, over the run
     streaming: bool = False  # True for a provisional update while a response streams
+    role: str = "agent"
+    web_search_requests: int = 0  # billed per search, on top of the tokens
 
 
 @dataclass
