@@ -23,7 +23,7 @@ from typing import Any
 
 from ar_tui.agents.claude.tools import RUN_TOOL_NAME, STABLE_CACHE
 from ar_tui.core.config import TargetConfig
-from ar_tui.core.proposer import ProposalContext
+from ar_tui.core.proposer import ProposalContext, ResultRow
 from ar_tui.core.workspace import EDITOR_TOOL_NAME, Workspace, WorkspaceError
 
 TURN_CACHE = {"type": "ephemeral", "ttl": "5m"}
@@ -36,6 +36,11 @@ DIFF_CHARS = 2500
 TAIL_CHARS = 2500
 DESCRIPTION_CHARS = 110
 DO_NOT_REPEAT_MAX = 150
+EVIDENCE_ROWS = 4  # recent experiments whose training is shown, besides the best
+EVIDENCE_FIGURES = 6
+# The final block's figures a researcher reads first; others follow in log order.
+FIRST_FIGURES = ("num_steps", "tokens_per_sec", "peak_memory_mb", "peak_vram_mb", "training_seconds")
+SKIP_FIGURES = ("total_seconds",)
 
 
 def _direction_words(target: TargetConfig) -> str:
@@ -120,6 +125,8 @@ def situation_text(ctx: ProposalContext) -> str:
             lines.append(f"({len(older) - len(shown)} older experiments not listed)")
         lines += [f"- {_short(r.description)} -> {r.status} {_metric(r.metric)}" for r in shown]
 
+    lines += evidence_lines(ctx.history, name)
+
     if ctx.unseen:
         lines += ["", "## Still running (results not known yet; propose something different)"]
         lines += [f"- exp {exp}: {_short(description)}" for exp, description in ctx.unseen]
@@ -141,6 +148,62 @@ def situation_text(ctx: ProposalContext) -> str:
     else:
         lines += ["", f"Make one focused change to improve {name}, then call {RUN_TOOL_NAME}."]
     return "\n".join(lines)
+
+
+def _num(value: float) -> str:
+    if value == int(value) and abs(value) < 1e15:
+        return f"{int(value)}"
+    return f"{value:.4g}"
+
+
+def _parents(history: list[ResultRow]) -> dict[int, ResultRow]:
+    """Each experiment's parent: the kept state it started from (the latest
+    keep before it; with lookahead a proposal can be a step older)."""
+    parents: dict[int, ResultRow] = {}
+    last_keep: ResultRow | None = None
+    for row in history:
+        if last_keep is not None:
+            parents[row.exp] = last_keep
+        if row.status == "keep":
+            last_keep = row
+    return parents
+
+
+def _evidence_line(row: ResultRow, parent: ResultRow | None, metric_name: str) -> str:
+    evidence = row.evidence
+    assert evidence is not None
+    moved = evidence.changes(parent.evidence if parent is not None else None)
+    names = [n for n in FIRST_FIGURES if n in evidence.figures]
+    names += [n for n in evidence.figures if n not in names and n != metric_name and n not in SKIP_FIGURES]
+    figures = []
+    for figure in names[:EVIDENCE_FIGURES]:
+        text = f"{figure} {_num(evidence.figures[figure])}"
+        if figure in moved:
+            text += f" ({moved[figure]:+.0%})"
+        figures.append(text)
+    label = "baseline" if row.exp == 0 else f"exp {row.exp} {row.status}"
+    line = f"- {label}: " + (", ".join(figures) if figures else "no final figures")
+    if evidence.loss:
+        line += "; loss " + " ".join(f"{_num(loss)}@{step}" for step, loss in evidence.loss)
+    return line
+
+
+def evidence_lines(history: list[ResultRow], metric_name: str, recent: int = EVIDENCE_ROWS) -> list[str]:
+    """How the best and the recent runs trained, each figure's change against
+    the parent in brackets: a few lines, however long the night."""
+    with_evidence = [r for r in history if r.evidence is not None]
+    if not with_evidence:
+        return []
+    keeps = [r for r in with_evidence if r.status == "keep"]
+    shown = with_evidence[-recent:]
+    if keeps and keeps[-1] not in shown:
+        shown = [keeps[-1], *shown]
+    parents = _parents(history)
+    lines = ["", "## How the runs trained (final figures, change vs parent in brackets; loss@step)"]
+    for row in shown:
+        best = " (best)" if keeps and row is keeps[-1] else ""
+        lines.append(_evidence_line(row, parents.get(row.exp), metric_name) + best)
+    return lines
 
 
 def opening_message(ctx: ProposalContext, workspace: Workspace) -> dict[str, Any]:

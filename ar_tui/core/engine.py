@@ -36,6 +36,7 @@ from ar_tui.core import events as ev
 from ar_tui.core.config import ConfigError, TargetConfig, load_target, validate_files
 from ar_tui.core.control import Observer
 from ar_tui.core.decisions import RERUN, NoiseModel, judge
+from ar_tui.core.evidence import read_evidence
 from ar_tui.core.git import GIT_ERRORS, GitError, GitRepo
 from ar_tui.core.ledger import EventLog, Ledger, LedgerError, LedgerRow, read_events, read_state, write_state
 from ar_tui.core.proposer import (
@@ -465,6 +466,7 @@ class Engine:
                     rationale=row.rationale,
                     diff=ready.diff if ready else "",
                     cost_usd=row.cost_usd,
+                    evidence=read_evidence(self._log_path(row.exp or 0, 1)),
                 )
             )
         keeps = [row for row in rows if row.status == ev.STATUS_KEEP and row.metric is not None]
@@ -720,7 +722,8 @@ class Engine:
         self.baseline_metric = self.best_metric = mean
         self.metric_of[self.best_commit] = mean
         self._append_row(cand, ev.STATUS_KEEP, mean, f"baseline, mean of {len(metrics)} run(s)")
-        self.history.append(ResultRow(0, self.best_commit[:7], mean, ev.STATUS_KEEP, "baseline"))
+        self.history.append(ResultRow(0, self.best_commit[:7], mean, ev.STATUS_KEEP, "baseline",
+                                      evidence=read_evidence(self._log_path(0, 1))))
         self.emit(ev.BaselineReady(metric=mean, commit=self.best_commit, runs=metrics))
         self._emit_noise()
         self._save_state()
@@ -1198,7 +1201,7 @@ class Engine:
                 self.metric_of[cand.commit] = metric
         self.in_flight.pop(cand.exp, None)
         self.history.append(ResultRow(cand.exp, commit[:7], metric, status, cand.description, cand.rationale,
-                                      cand.diff, cand.cost_usd))
+                                      cand.diff, cand.cost_usd, read_evidence(self._log_path(cand.exp, cand.attempt))))
         self.emit(ev.Decision(exp=cand.exp, status=status, rule=rule, metric=metric, best_before=best_before,
                               best_after=self.best_metric, commit=commit, description=cand.description,
                               forced=cand.forced and status == ev.STATUS_KEEP, cost_usd=cand.cost_usd))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Awaitable, Callable, Protocol
 
 from ar_tui.core.events import Event
+from ar_tui.core.evidence import RunEvidence
 
 if TYPE_CHECKING:
     from ar_tui.core.config import TargetConfig
@@ -30,6 +31,7 @@ class ResultRow:
     rationale: str = ""
     diff: str = ""  # the experiment's change against its parent
     cost_usd: float = 0.0
+    evidence: RunEvidence | None = None  # how it trained, read from its log
 
 
 @dataclass
