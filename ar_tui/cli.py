@@ -49,6 +49,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lookahead", type=_non_negative_int, default=1, help="prepared proposals per slot")
     parser.add_argument("--baseline-runs", type=int, default=2, help="runs of the baseline, to measure noise")
     parser.add_argument("--seed", type=int, default=0, help="seed of the offline proposer")
+    parser.add_argument("--team", help="a research team: planner=MODEL,worker=MODEL[@URL],...,reviewer=MODEL")
+    parser.add_argument("--plan-every", type=int, help="the team's planner runs every N decided experiments (8)")
+    parser.add_argument("--web-search", action="store_true", help="let the team's planner search the web (billed)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,12 +110,17 @@ def _program_text(path: Path | None) -> str:
     raise ValueError(f"program file not found: {path or 'program.md'}")
 
 
-def make_proposer(args: argparse.Namespace):
-    agent = args.agent or ("claude" if os.environ.get("ANTHROPIC_API_KEY") else "offline")
+def make_proposer(args: argparse.Namespace, target: Path | None = None, run_dir: Path | None = None):
+    from ar_tui.agents.team import make_team
+
+    team = make_team(args, target, run_dir, _program_text)
+    agent = args.agent or ("claude" if team or os.environ.get("ANTHROPIC_API_KEY") else "offline")
     if agent == "offline":
         from ar_tui.agents.offline import OfflineProposer
 
         return OfflineProposer(seed=args.seed)
+    if team is not None:
+        return team()
     from ar_tui.agents.claude import ClaudeAgent
 
     return ClaudeAgent(model=args.model, program=_program_text(args.program), base_url=args.base_url)
@@ -146,7 +154,7 @@ def make_engine(args: argparse.Namespace):
         lookahead=args.lookahead,
         baseline_runs=max(1, args.baseline_runs),
     )
-    return Engine(options, make_proposer(args))
+    return Engine(options, make_proposer(args, target, run_dir))
 
 
 class HeadlessPrinter:

@@ -35,6 +35,7 @@ class TargetConfig:
     # [prices."model-id"]: $ per million tokens for models the built-in table
     # lacks (ar_tui.core.pricing.Price values, keyed by model id).
     prices: dict[str, Any] = field(default_factory=dict)
+    team: dict[str, Any] = field(default_factory=dict)  # [team]: checked by ar_tui.agents.team
     source: str = "defaults"  # where this came from, for messages
 
     @property
@@ -59,6 +60,7 @@ _KNOWN = {
     "target": {"editable", "protected", "run", "prepare", "time_budget", "timeout", "max_file_bytes", "env"},
     "metric": {"name", "direction", "pattern", "memory_pattern", "evaluate"},
     "prices": None,  # any model id; checked by ar_tui.core.pricing
+    "team": {"planner", "worker", "reviewer", "plan_every", "web_search"},
 }
 
 
@@ -89,7 +91,7 @@ def load_target(root: Path) -> TargetConfig:
 
     for section, values in data.items():
         if section not in _KNOWN:
-            raise fail(section, f"unknown section [{section}]; expected [target], [metric] and [prices]")
+            raise fail(section, f"unknown section [{section}]; expected [target], [metric], [prices] and [team]")
         if not isinstance(values, dict):
             raise fail(section, "must be a table")
         for key in values:
@@ -167,6 +169,7 @@ def load_target(root: Path) -> TargetConfig:
             config.prices = parse_price_overrides(data["prices"])
         except PriceError as exc:
             raise ConfigError(f"{path}: {exc}") from None
+    config.team = dict(data.get("team", {}))
     overlap = set(config.editable) & set(config.protected)
     if overlap:
         raise fail("target.protected", f"{', '.join(sorted(overlap))} cannot be both editable and protected")

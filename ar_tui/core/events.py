@@ -206,6 +206,18 @@ class ProposalFailed(Event):
 
 
 @dataclass
+class Review(Event):
+    """A reviewer's verdict on a proposal before it spends training time."""
+
+    kind: ClassVar[str] = "review"
+    exp: int
+    verdict: str  # approve / revise / reject
+    reason: str
+    description: str = ""
+    by: str = ""  # the reviewer's model, or "checks" for the harness's own checks
+
+
+@dataclass
 class VetoWindow(Event):
     kind: ClassVar[str] = "veto_window"
     exp: int

@@ -90,6 +90,10 @@ class ProposalFailed(Exception):
         self.cost_usd = cost_usd
 
 
+class ProposalRejected(ProposalFailed):
+    """A reviewer turned the proposal down before it spent training time."""
+
+
 class ProposerStopped(Exception):
     """The proposer cannot go on (bad key, spend limit, budget reached): the loop
     stops cleanly, keeping all state so that the run can be resumed."""

@@ -241,15 +241,17 @@ def editor_kind(model: str, editor_tool: str | None = None) -> str:
 
 
 def worker_loop(client: MessagesClient, call: Call, ctx: ProposalContext, workspace: Workspace, program: str, *,
-                editor: str, extra: list[dict[str, Any]] | None = None, max_tool_calls: int = 30,
+                editor: str, extra: list[dict[str, Any]] | None = None,
+                system: list[dict[str, Any]] | None = None, max_tool_calls: int = 30,
                 max_tokens: int = 8192) -> ToolLoop:
     """The conversation that implements one change and submits it; `extra`
-    blocks (a team's agenda and assignment) follow the situation."""
+    blocks (a team worker's assignment) follow the situation, and `system`
+    replaces program.md's blocks (a team worker's carry the notes)."""
     opening = prompt.opening_message(ctx, workspace)
     if extra:
         opening["content"] = [*opening["content"], *extra]
     before = tools.snapshot(workspace)
-    return ToolLoop(client, call, system=prompt.system_blocks(program, ctx.target),
+    return ToolLoop(client, call, system=system or prompt.system_blocks(program, ctx.target),
                     tools=tools.worker_tools(editor), messages=[opening], workspace=workspace,
                     handler=submission_handler(workspace, before, call), finish_tool=tools.RUN_TOOL_NAME,
                     max_tool_calls=max_tool_calls, max_tokens=max_tokens)
