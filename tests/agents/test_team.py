@@ -288,3 +288,57 @@ async def test_a_rejected_key_stops_the_team_with_one_line(target, tmp_path):
     assert stopped.error and "rejected the key (401 authentication_error)" in stopped.reason
     assert "\n" not in stopped.reason and not started(events)
     assert json.loads((run_dir / "team.json").read_text())["planned_at"] == 0
+
+
+async def test_a_worker_pool_tries_each_model_then_the_bandit_picks_and_the_assignments_persist(target, tmp_path):
+    run_dir = tmp_path / "run"
+    other = "claude-haiku-4-5-20251001"  # a second worker model (dated id, same prices)
+    with FakeMessagesAPI() as api:
+        answer_roles(api)
+        api.responders[other] = worker
+        spec = f"planner={PLANNER},worker={WORKER},worker={other},reviewer={REVIEWER}"
+        stopped, _ = await run_engine(target, run_dir, team_for(run_dir, spec, base_url=api.base_url),
+                                      max_experiments=3)
+    assert not stopped.error, stopped.reason
+    state = TeamMemory(run_dir).state
+    picked = [state.assignments[exp].model for exp in (1, 2, 3)]
+    assert picked[:2] == [f"worker={WORKER}", f"worker={other}"]
+    # exp 1 improved by 0.03 (1.04 -> 1.01), exp 2 by 0.01 at the same cost: the first model again.
+    assert picked[2] == f"worker={WORKER}"
+    assert [state.assignments[exp].cost_usd for exp in (1, 2, 3)] == [0.0045] * 3
+    assert len(api.requests_for(other)) == 2
+
+
+async def test_the_planner_may_search_the_web_edits_only_its_notes_and_proposes_program_changes_aside(target, tmp_path):
+    from tests.fake_messages_api import web_search
+
+    run_dir = tmp_path / "run"
+    (target / "program.md").write_text("the human's program\n")
+
+    def searching_planner(request: RecordedRequest):
+        if request.tool_results():
+            return reply(text("Done."), usage=PLANNER_USAGE)
+        return reply(*web_search("learning rate warmup small transformers", [("https://arxiv.org/abs/1", "LR paper")]),
+                     edit("create", path="notes.md", file_text=agenda_notes() + "\nSource: LR paper https://arxiv.org/abs/1\n"),
+                     edit("create", path="program.proposed.md", file_text="the human's program, sharper\n"),
+                     edit("create", path="../target/train.py", file_text="pwned"),
+                     edit("create", path="program.md", file_text="pwned"),
+                     usage=PLANNER_USAGE)
+
+    with FakeMessagesAPI() as api:
+        answer_roles(api)
+        api.responders[PLANNER] = searching_planner
+        stopped, events = await run_engine(target, run_dir, team_for(run_dir, base_url=api.base_url, web_search=True),
+                                           max_experiments=1)
+    assert not stopped.error, stopped.reason
+    assert [t["name"] for t in api.requests_for(PLANNER)[0].json["tools"]] == ["str_replace_based_edit_tool",
+                                                                              "web_search"]
+    assert "web_search" not in json.dumps(api.requests_for(WORKER)[0].json["tools"])
+    refused = [r for r in api.requests_for(PLANNER)[1].tool_results() if r.get("is_error")]
+    assert len(refused) == 2
+    assert (run_dir / "program.proposed.md").read_text() == "the human's program, sharper\n"
+    assert (target / "program.md").read_text() == "the human's program\n"
+    assert "pwned" not in (target / "train.py").read_text() and not (run_dir / "program.md").exists()
+    costs = role_costs(events)
+    assert costs.web_searches == 1
+    assert costs.cost_by_role["planner"] == 0.019  # two requests at $0.0045, one search at $0.01

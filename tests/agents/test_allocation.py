@@ -1,0 +1,39 @@
+"""The UCB allocator: untried arms first, then improvement per dollar with exploration."""
+
+from __future__ import annotations
+
+import pytest
+
+from ar_tui.agents.allocation import UCBAllocator
+
+
+def test_every_arm_is_tried_once_in_the_order_given():
+    bandit = UCBAllocator(["a", "b", "c"])
+    picks = []
+    for _ in range(3):
+        arm = bandit.pick()
+        picks.append(arm)
+        bandit.record(arm, 0.0, 0.01)
+    assert picks == ["a", "b", "c"]
+
+
+def test_the_arm_that_buys_more_improvement_per_dollar_is_picked_most():
+    bandit = UCBAllocator(["expensive", "cheap"], exploration=0.5)
+    # Both improve by the same amount per experiment; one costs ten times more.
+    picks = {"expensive": 0, "cheap": 0}
+    for _ in range(40):
+        arm = bandit.pick()
+        picks[arm] += 1
+        bandit.record(arm, 0.01, 0.10 if arm == "expensive" else 0.01)
+    assert picks["cheap"] > 3 * picks["expensive"] >= 3
+    assert bandit.stats["cheap"].value == pytest.approx(1.0)
+
+
+def test_no_improvement_anywhere_explores_evenly_and_unknown_arms_are_ignored():
+    bandit = UCBAllocator(["a", "b"])
+    bandit.record("gone", 5.0, 0.01)
+    for _ in range(10):
+        bandit.record(bandit.pick(), 0.0, 0.01)
+    assert bandit.stats["a"].pulls == bandit.stats["b"].pulls == 5
+    with pytest.raises(ValueError):
+        UCBAllocator([])
