@@ -128,16 +128,18 @@ class Script:
         self.upcoming: list[Step] = []
         self.tried: list[str] = []
 
-    def current(self, files: str) -> tuple[str, str, str]:
+    def current(self, files: str, situation: str) -> tuple[str, str, str]:
+        """The knob's value now: the last kept change to it, else the files as shown."""
         assert self.step is not None
-        old = re.search(rf"^{self.step.name} = (.+?)  #", files, re.MULTILINE).group(1)
+        kept = re.findall(rf"^\+{self.step.name} = (.+?)  #", situation, re.MULTILINE)
+        old = kept[-1] if kept else re.search(rf"^{self.step.name} = (.+?)  #", files, re.MULTILINE).group(1)
         return self.step.name, old, self.step.new
 
     def worker(self, request: RecordedRequest):
         messages = request.messages()
         files = messages[0]["content"][0]["text"]
         situation = "\n".join(b["text"] for b in messages[0]["content"][1:] if b.get("type") == "text")
-        name, old, new = self.current(files)
+        name, old, new = self.current(files, situation)
         turn = sum(1 for m in messages if m["role"] == "assistant")
         recent = re.findall(r"^\d+\t(\w+)\t", situation, re.MULTILINE)[-3:] or ["only the baseline"]
         thought = REASONING.format(recent=", ".join(recent), name=name, old=old, new=new)

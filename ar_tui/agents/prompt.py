@@ -19,6 +19,7 @@ every proposal into a fresh cache write.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ar_tui.agents.claude.tools import RUN_TOOL_NAME, STABLE_CACHE
@@ -62,15 +63,58 @@ def system_blocks(program: str, target: TargetConfig) -> list[dict[str, Any]]:
     return [{"type": "text", "text": f"{program.rstrip()}\n\n{facts}\n", "cache_control": STABLE_CACHE}]
 
 
-def files_text(workspace: Workspace) -> str:
-    parts = ["The editable files at the start of this experiment (the current best):"]
+def _read_files(workspace: Workspace) -> dict[str, str]:
+    files: dict[str, str] = {}
     for rel in workspace.editable:
         try:
-            content = workspace.read(rel)
+            files[rel] = workspace.read(rel)
         except WorkspaceError as exc:  # a missing file is shown as such, not fatal
-            content = f"(unreadable: {exc})"
-        parts.append(f'<file path="{rel}">\n{content}\n</file>')
-    return "\n".join(parts)
+            files[rel] = f"(unreadable: {exc})"
+    return files
+
+
+def _files_block(files: dict[str, str], heading: str) -> str:
+    return "\n".join([heading, *(f'<file path="{rel}">\n{content}\n</file>' for rel, content in files.items())])
+
+
+def files_text(workspace: Workspace) -> str:
+    return _files_block(_read_files(workspace), "The editable files at the start of this experiment (the current best):")
+
+
+ANCHOR_HEADING = ("The editable files as last shown to you; the changes kept since, if any, are under "
+                  "\"Kept since these files were shown\" and are already on disk:")
+ANCHOR_DIFF_CHARS = 6000
+
+
+class FilesAnchor:
+    """Shows the files as they were at an anchor, plus the kept changes since as a diff.
+
+    The files block is the largest part of a request and sits behind a
+    one-hour cache breakpoint; showing the current best rewrites it (and for a
+    model with a large minimum cacheable prefix, everything before it) after
+    every keep. Anchored, it is rewritten only when the changes since outgrow
+    `max_diff_chars`. A team's workers use it; the single agent shows the
+    current files."""
+
+    def __init__(self, max_diff_chars: int = ANCHOR_DIFF_CHARS) -> None:
+        self.max_diff_chars = max_diff_chars
+        self.files: dict[str, str] | None = None
+
+    def texts(self, workspace: Workspace) -> tuple[str, str]:
+        """(the files block, the diff of the changes since; "" when none)."""
+        import difflib
+
+        current = _read_files(workspace)
+        if self.files is None or set(self.files) != set(current):
+            self.files = current
+        diff = "".join(
+            line for rel in current
+            for line in difflib.unified_diff(self.files[rel].splitlines(True), current[rel].splitlines(True),
+                                             f"a/{rel}", f"b/{rel}")
+        )
+        if len(diff) > self.max_diff_chars:
+            self.files, diff = current, ""
+        return _files_block(self.files, ANCHOR_HEADING), diff
 
 
 def _metric(value: float | None) -> str:
@@ -90,7 +134,22 @@ def _head(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + "\n… (diff truncated)"
 
 
-def situation_text(ctx: ProposalContext) -> str:
+@dataclass(frozen=True)
+class View:
+    """How much of the history a request shows."""
+
+    recent_rows: int = RECENT_ROWS
+    kept_diffs: int = KEPT_DIFFS
+    tried_earlier: bool = True
+    evidence_rows: int = EVIDENCE_ROWS
+
+
+# A team's worker: the notes carry the agenda and the do-not-repeat list, the
+# reviewer catches repeats, and the anchored files' diff shows the recent keeps.
+COMPACT = View(recent_rows=8, kept_diffs=0, tried_earlier=False, evidence_rows=2)
+
+
+def situation_text(ctx: ProposalContext, view: View = View()) -> str:
     """The per-experiment state, compact: what a researcher would glance at."""
     target = ctx.target
     name = target.metric
@@ -101,8 +160,8 @@ def situation_text(ctx: ProposalContext) -> str:
     lines.append("; ".join(status) + ".")
 
     decided = [r for r in ctx.history if r.exp != 0]
-    recent = decided[-RECENT_ROWS:]
-    older = decided[:-RECENT_ROWS] if len(decided) > RECENT_ROWS else []
+    recent = decided[-view.recent_rows:]
+    older = decided[:-view.recent_rows] if len(decided) > view.recent_rows and view.tried_earlier else []
 
     if recent:
         lines += ["", f"## Recent results (newest last; {len(decided)} experiments so far)",
@@ -111,7 +170,7 @@ def situation_text(ctx: ProposalContext) -> str:
     else:
         lines += ["", "No experiments yet besides the baseline."]
 
-    kept = [r for r in decided if r.status == "keep" and r.diff][-KEPT_DIFFS:]
+    kept = [r for r in decided if r.status == "keep" and r.diff][-view.kept_diffs:] if view.kept_diffs else []
     if kept:
         lines += ["", "## Diffs of the most recent kept changes (already in the files above)"]
         for row in reversed(kept):
@@ -125,7 +184,7 @@ def situation_text(ctx: ProposalContext) -> str:
             lines.append(f"({len(older) - len(shown)} older experiments not listed)")
         lines += [f"- {_short(r.description)} -> {r.status} {_metric(r.metric)}" for r in shown]
 
-    lines += evidence_lines(ctx.history, name)
+    lines += evidence_lines(ctx.history, name, view.evidence_rows)
 
     if ctx.unseen:
         lines += ["", "## Still running (results not known yet; propose something different)"]
@@ -206,12 +265,20 @@ def evidence_lines(history: list[ResultRow], metric_name: str, recent: int = EVI
     return lines
 
 
-def opening_message(ctx: ProposalContext, workspace: Workspace) -> dict[str, Any]:
+def opening_message(ctx: ProposalContext, workspace: Workspace, anchor: FilesAnchor | None = None) -> dict[str, Any]:
+    if anchor is None:
+        files, situation = files_text(workspace), situation_text(ctx)
+    else:
+        files, since = anchor.texts(workspace)
+        situation = situation_text(ctx, COMPACT)
+        if since:
+            situation = ("## Kept since these files were shown (already on disk: edit the files as changed)\n"
+                         f"```diff\n{since.strip()}\n```\n\n{situation}")
     return {
         "role": "user",
         "content": [
-            {"type": "text", "text": files_text(workspace), "cache_control": STABLE_CACHE},
-            {"type": "text", "text": situation_text(ctx)},
+            {"type": "text", "text": files, "cache_control": STABLE_CACHE},
+            {"type": "text", "text": situation},
         ],
     }
 

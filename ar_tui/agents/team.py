@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ar_tui.agents import team_prompt
+from ar_tui.agents import prompt, team_prompt
 from ar_tui.agents.allocation import UCBAllocator
 from ar_tui.agents.claude import tools
 from ar_tui.agents.claude.agent import ToolLoop, ToolOutcome, editor_kind, worker_loop
@@ -178,6 +178,7 @@ class TeamProposer:
         self._workers = {str(w): w for w in spec.workers}
         self._plan_task: asyncio.Task | None = None
         self._plan_call: Call | None = None
+        self._anchor = prompt.FilesAnchor()
 
     def client(self, member: RoleModel) -> MessagesClient:
         return self._clients[(member.model, member.base_url or self._base_url)]
@@ -200,6 +201,7 @@ class TeamProposer:
         loop = worker_loop(client, call, ctx, workspace, self.program, editor=editor,
                            extra=[team_prompt.assignment_block(hypothesis)],
                            system=team_prompt.worker_system(self.program, ctx.target, self.memory.notes()),
+                           anchor=self._anchor,
                            max_tool_calls=self.max_tool_calls, max_tokens=self.max_tokens)
         before = tools.snapshot(workspace)
         review_call = self._call(ctx, "reviewer", emit) if self.spec.reviewer else None

@@ -60,7 +60,9 @@ def worker(request: RecordedRequest):
         new = _last_tool_use(request)["input"]["new_str"]
         return reply(run_experiment(f"set {new}", rationale="from the agenda"), usage=WORKER_USAGE)
     opening = messages[0]["content"]
-    lr = re.search(r"^LR = ([0-9.]+)", opening[0]["text"], re.MULTILINE).group(1)
+    # The files as last shown, and the changes kept since (a team's workers see both).
+    kept = re.findall(r"^\+LR = ([0-9.]+)", opening[1]["text"], re.MULTILINE)
+    lr = kept[-1] if kept else re.search(r"^LR = ([0-9.]+)", opening[0]["text"], re.MULTILINE).group(1)
     wanted = re.search(r"LR to ([0-9.]+)", opening[-1]["text"])
     new = wanted.group(1) if wanted else f"{float(lr) - 0.1:.1f}"
     return reply(text(f"Setting LR to {new}."), edit("str_replace", path="train.py", old_str=f"LR = {lr}",
@@ -157,6 +159,12 @@ async def test_each_role_reaches_its_own_model_and_server_and_costs_are_exact_pe
     assert "## Your hypothesis\nlower LR to 0.3" in later.text()
     # So did the evidence of how exp 1 trained, against its parent (the baseline).
     assert "## How the runs trained" in later.text() and "- exp 1 keep: peak_vram_mb 2048 (+0%)" in later.text()
+
+    # The workers' files block stays byte-identical after a keep (it stays cached);
+    # the kept change comes as a diff after it.
+    first, second = (r.json["messages"][0]["content"] for r in (w_api.requests[0], later))
+    assert first[0]["text"] == second[0]["text"] and "LR = 0.5" in first[0]["text"]
+    assert "## Kept since these files were shown" in second[1]["text"] and "+LR = 0.4" in second[1]["text"]
 
     # Per role, per model, per row: exact.
     costs = role_costs(events)
@@ -342,3 +350,20 @@ async def test_the_planner_may_search_the_web_edits_only_its_notes_and_proposes_
     costs = role_costs(events)
     assert costs.web_searches == 1
     assert costs.cost_by_role["planner"] == 0.019  # two requests at $0.0045, one search at $0.01
+
+
+def test_the_anchored_files_are_shown_again_once_the_changes_since_outgrow_the_cap(tmp_path):
+    from ar_tui.agents.prompt import FilesAnchor
+    from ar_tui.core.workspace import Workspace
+
+    (tmp_path / "train.py").write_text("LR = 0.5\n" + "x = 1\n" * 50)
+    workspace = Workspace(tmp_path, ["train.py"], [])
+    anchor = FilesAnchor(max_diff_chars=400)
+    files, since = anchor.texts(workspace)
+    assert since == "" and "LR = 0.5" in files
+    workspace.str_replace("train.py", "LR = 0.5", "LR = 0.4")
+    again, since = anchor.texts(workspace)
+    assert again == files and "-LR = 0.5\n+LR = 0.4" in since
+    workspace.create("train.py", "LR = 0.4\n" + "y = 2\n" * 50)
+    fresh, since = anchor.texts(workspace)
+    assert since == "" and "y = 2" in fresh and fresh != files

@@ -242,12 +242,12 @@ def editor_kind(model: str, editor_tool: str | None = None) -> str:
 
 def worker_loop(client: MessagesClient, call: Call, ctx: ProposalContext, workspace: Workspace, program: str, *,
                 editor: str, extra: list[dict[str, Any]] | None = None,
-                system: list[dict[str, Any]] | None = None, max_tool_calls: int = 30,
-                max_tokens: int = 8192) -> ToolLoop:
+                system: list[dict[str, Any]] | None = None, anchor: prompt.FilesAnchor | None = None,
+                max_tool_calls: int = 30, max_tokens: int = 8192) -> ToolLoop:
     """The conversation that implements one change and submits it; `extra`
     blocks (a team worker's assignment) follow the situation, and `system`
     replaces program.md's blocks (a team worker's carry the notes)."""
-    opening = prompt.opening_message(ctx, workspace)
+    opening = prompt.opening_message(ctx, workspace, anchor)
     if extra:
         opening["content"] = [*opening["content"], *extra]
     before = tools.snapshot(workspace)
