@@ -13,9 +13,10 @@ realistic size (a paragraph of reasoning per turn, full notes per plan).
 Two sessions of 20 proposals on a copy of nanochat/train.py:
 
 - `plain`: every proposal is new (bench/agent_cost.py's session);
-- `duplicates`: five of the proposals repeat tried ideas, three exactly (the
-  harness's own check catches those) and two in other words (the reviewer
-  model must): the single agent trains them, the team's reviewer does not.
+- `duplicates`: four of the 20 proposals repeat tried ideas, three exactly
+  (the harness's own check catches those) and one in other words (the
+  reviewer model must): the single agent trains them, the team's reviewer
+  does not.
 
 Each experiment's history row carries how it trained (final figures and a
 loss curve, as `ar_tui.core.evidence` reads them), so the evidence's tokens
@@ -68,7 +69,8 @@ SONNET, HAIKU = "claude-sonnet-5-5", "claude-haiku-4-5"
 GOAL_PER_EXPERIMENT = 0.01
 KEY = "sk-ant-bench-not-a-key"
 
-# (index into SESSION to repeat, rephrase?) inserted after the given position.
+# After session position k, a repeat of (the index it repeats, in other words?);
+# the session is cut back to 20 proposals, which keeps the first four.
 DUPLICATES = {4: (1, False), 7: (3, False), 10: (4, True), 13: (9, False), 16: (7, True)}
 
 PLANNER_REASONING = (
