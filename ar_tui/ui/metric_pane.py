@@ -6,7 +6,7 @@ from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
 from ar_tui.core import events as ev
-from ar_tui.core.control import RowView, RunView
+from ar_tui.core.control import RunView
 from ar_tui.ui import fmt
 from ar_tui.ui.results_table import ResultsTable
 
@@ -30,13 +30,9 @@ class MetricPane(Vertical):
         yield self.sparkline
         yield self.table
 
-    def show(self, view: RunView, baseline: ev.BaselineReady | None = None) -> None:
+    def show(self, view: RunView) -> None:
+        # The baseline is a row of its own (exp 0), as in results.tsv.
         rows = list(view.rows)
-        if baseline is not None and not any(r.exp == 0 for r in rows):
-            # The engine reports the baseline as its own event; results.tsv
-            # has it as row 1, and so does the table.
-            rows.insert(0, RowView(0, baseline.commit[:7], baseline.metric, ev.STATUS_KEEP, "baseline", 0.0,
-                                   False, "baseline", baseline.metric))
         values = [r.metric for r in rows if r.metric is not None and r.status != ev.STATUS_CRASH]
         # Reassign rather than mutate: Sparkline only redraws on a new list.
         self.sparkline.data = values
@@ -47,7 +43,7 @@ class MetricPane(Vertical):
         )
         if view.best_exp is not None:
             summary += f" (exp {view.best_exp}, {fmt.percent(view.improvement_pct)})"
-        summary += f"  ·  {len(view.rows)} decided, {kept} kept"
+        summary += f"  ·  {len(view.experiments)} decided, {kept} kept"
         if summary != self._summary_shown:
             self._summary_shown = summary
             self.summary.update(summary, layout=False)

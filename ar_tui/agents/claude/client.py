@@ -33,7 +33,7 @@ import httpx2
 from ar_tui.core import events as ev
 from ar_tui.core.config import ConfigError
 from ar_tui.core.pricing import WEB_SEARCH_USD, PriceError, exact_cost, parse_price_overrides
-from ar_tui.core.proposer import Emit, ProposerStopped, TokenUsage
+from ar_tui.core.proposer import BudgetReached, Emit, ProposerStopped, TokenUsage
 
 # Errors the API reports inside a 200 stream (an SSE `error` event) that no
 # later attempt can get past; any other (overloaded_error, api_error, a proxy's
@@ -92,7 +92,7 @@ class Meter:
             return
         spent = self.before + self.since
         if spent >= Decimal(str(self.budget_usd)):
-            raise ProposerStopped(
+            raise BudgetReached(
                 f"budget reached: ${spent:.4f} spent of --budget-usd {self.budget_usd:g}; no further API request started"
             )
 
