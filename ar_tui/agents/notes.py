@@ -133,15 +133,18 @@ class TeamMemory:
         taken = set(self.state.taken)
         return [h for h in hypotheses(self.notes()) if h not in taken]
 
-    def take(self, exp: int, model: str) -> str:
+    def next_hypothesis(self) -> str:
         """The best hypothesis nobody took yet ("" when the agenda is empty)."""
         open_ = self.open_hypotheses()
-        hypothesis = open_[0] if open_ else ""
-        if hypothesis:
+        return open_[0] if open_ else ""
+
+    def assign(self, exp: int, model: str, hypothesis: str, cost_usd: float) -> None:
+        """A worker's proposal is done (submitted, failed or rejected): its
+        hypothesis is no longer open, and the bandit learns what it cost."""
+        if hypothesis and hypothesis not in self.state.taken:
             self.state.taken.append(hypothesis)
-        self.state.assignments[exp] = Assignment(model, hypothesis)
+        self.state.assignments[exp] = Assignment(model, hypothesis, cost_usd)
         self.save()
-        return hypothesis
 
     def record_rejection(self, exp: int, description: str, reason: str) -> None:
         self.state.rejected.append({"exp": exp, "description": description, "reason": reason})

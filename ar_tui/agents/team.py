@@ -194,7 +194,7 @@ class TeamProposer:
         self.memory.ensure_notes()
         await self._plan_if_due(ctx, emit)
         member = self._pick_worker(ctx)
-        hypothesis = self.memory.take(ctx.exp, str(member))
+        hypothesis = self.memory.next_hypothesis()
         call = self._call(ctx, "worker", emit)
         client = self.client(member)
         editor = editor_kind(member.model, self._editor_tool)
@@ -209,9 +209,12 @@ class TeamProposer:
             proposal = await loop.run()
             if review_call is not None:
                 proposal = await self._review(ctx, workspace, emit, loop, before, proposal, review_call)
-        finally:
-            self.memory.state.assignments[ctx.exp].cost_usd = float(call.cost)
-            self.memory.save()
+        except ProposalFailed:
+            # Failed or rejected, the hypothesis was tried: it leaves the agenda. A stop
+            # (budget, key) leaves it open for the resumed run.
+            self.memory.assign(ctx.exp, str(member), hypothesis, float(call.cost))
+            raise
+        self.memory.assign(ctx.exp, str(member), hypothesis, float(call.cost))
         self._raise_if_planner_stopped(emit)
         proposal.cost_usd = float(call.cost + (review_call.cost if review_call else 0))
         return proposal
@@ -430,6 +433,8 @@ def make_team(args: Any, target_dir: Path | None, run_dir: Path | None, program_
     text = getattr(args, "team", None)
     if not text and not table:
         return None
+    if text and getattr(args, "agent", None) == "offline":
+        raise AgentConfigError("--team and --agent offline do not go together: a team is made of models")
     spec = parse_team(text) if text else team_from_table(table)
     plan_every = getattr(args, "plan_every", None)
     if plan_every is None:

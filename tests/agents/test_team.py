@@ -367,3 +367,38 @@ def test_the_anchored_files_are_shown_again_once_the_changes_since_outgrow_the_c
     workspace.create("train.py", "LR = 0.4\n" + "y = 2\n" * 50)
     fresh, since = anchor.texts(workspace)
     assert since == "" and "y = 2" in fresh and fresh != files
+
+
+async def test_the_planner_runs_again_when_the_open_hypotheses_run_low(target, tmp_path):
+    run_dir = tmp_path / "run"
+    plans: list[int] = []
+
+    def short_agenda_planner(request: RecordedRequest):
+        if request.tool_results():
+            return reply(text("Agenda written."), usage=PLANNER_USAGE)
+        plans.append(len(plans))
+        items = AGENDA[:2] if len(plans) == 1 else AGENDA[1:]
+        return reply(edit("create", path="notes.md", file_text=agenda_notes(items)), usage=PLANNER_USAGE)
+
+    with FakeMessagesAPI() as api:
+        answer_roles(api)
+        api.responders[PLANNER] = short_agenda_planner
+        stopped, events = await run_engine(target, run_dir, team_for(run_dir, base_url=api.base_url),
+                                           max_experiments=2)
+    assert not stopped.error, stopped.reason
+    # Two hypotheses, one taken after exp 1: fewer than two open, so it planned again before exp 2.
+    assert plans == [0, 1]
+    assert [e.description for e in started(events)] == ["set LR = 0.4", "set LR = 0.3"]
+    state = TeamMemory(run_dir).state
+    assert state.taken == AGENDA[:2] and state.planned_at == 1 and state.plans == 2
+
+
+async def test_a_budget_stop_leaves_the_hypothesis_open_for_the_resumed_run(target, tmp_path):
+    run_dir = tmp_path / "run"
+    with FakeMessagesAPI() as api:
+        answer_roles(api)
+        # Planner $0.009, then the first worker request crosses $0.01: no more requests.
+        stopped, _ = await run_engine(target, run_dir, team_for(run_dir, base_url=api.base_url),
+                                      max_experiments=3, budget_usd=0.01)
+    assert "budget" in stopped.reason and not stopped.error
+    assert TeamMemory(run_dir).open_hypotheses() == AGENDA

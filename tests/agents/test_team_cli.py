@@ -55,3 +55,14 @@ def test_a_bad_team_table_is_one_line(tmp_path: Path):
     assert done.returncode != 0
     assert "name at least one worker" in done.stdout + done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+
+
+def test_a_team_with_the_offline_agent_is_refused(tmp_path: Path):
+    from argparse import Namespace
+
+    from ar_tui.agents.team import make_team
+
+    args = Namespace(team="worker=claude-haiku-4-5", agent="offline", plan_every=None, web_search=False,
+                     program=None, base_url=None)
+    with pytest.raises(ConfigError, match="do not go together"):
+        make_team(args, None, tmp_path, lambda path: "")

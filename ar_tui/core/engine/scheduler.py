@@ -171,8 +171,8 @@ class Scheduler:
             try:
                 proposal: Proposal = await engine.proposer.propose(ctx, workspace,
                                                                    engine.accounting.agent_emit(exp, self.emit))
-            except (ProposalFailed, ProposerStopped, asyncio.CancelledError):
-                raise
+            except (ProposalFailed, ProposerStopped, LedgerError, asyncio.CancelledError):
+                raise  # a LedgerError is the engine's own emit failing (a full disk): it stops the run
             except Exception as exc:  # a proposer's bug costs one proposal, not the night
                 raise ProposalFailed(f"the proposer failed: {exc!r}"[:500]) from exc
             finally:
