@@ -216,13 +216,15 @@ def _num(value: float) -> str:
 
 
 def _parents(history: list[ResultRow]) -> dict[int, ResultRow]:
-    """Each experiment's parent: the kept state it started from (the latest
-    keep before it; with lookahead a proposal can be a step older)."""
+    """Each experiment's parent: the one it was built on when the row says so
+    (tree and island search), else the latest keep before it."""
+    by_exp = {row.exp: row for row in history}
     parents: dict[int, ResultRow] = {}
     last_keep: ResultRow | None = None
     for row in history:
-        if last_keep is not None:
-            parents[row.exp] = last_keep
+        parent = by_exp.get(row.parent) if row.parent is not None else last_keep
+        if parent is not None and row.exp != 0:
+            parents[row.exp] = parent
         if row.status == "keep":
             last_keep = row
     return parents
