@@ -418,35 +418,31 @@ def _exact_repeat(diff: str, history: list[ResultRow]) -> ResultRow | None:
     return None
 
 
-def make_team(args: Any, target_dir: Path | None, run_dir: Path | None, program_text: Any):
-    """The command line's team, or None: `--team` wins over autoresearch.toml's
-    `[team]`; `--plan-every` and `--web-search` over its `plan_every` and
-    `web_search`. Returns a factory, so that `--agent offline` builds nothing."""
+def team_from_settings(settings: Any) -> TeamProposer:
+    """The registry's team (`--agent team`, which `--team` implies): the
+    `--team`, `--plan-every` and `--web-search` options win over
+    autoresearch.toml's `[team]` table and its `plan_every` and `web_search`."""
     table: dict[str, Any] = {}
-    if target_dir is not None:
+    if settings.target is not None:
         from ar_tui.core.config import ConfigError, load_target
 
         try:
-            table = load_target(target_dir).team
+            table = load_target(settings.target).team
         except ConfigError:
             pass  # the engine reports a bad autoresearch.toml in its own words
-    text = getattr(args, "team", None)
+    extra = dict(settings.extra or {})
+    text = extra.get("team")
     if not text and not table:
-        return None
-    if text and getattr(args, "agent", None) == "offline":
-        raise AgentConfigError("--team and --agent offline do not go together: a team is made of models")
+        raise AgentConfigError("--agent team needs --team planner=MODEL,worker=MODEL,reviewer=MODEL "
+                               "or a [team] table in autoresearch.toml")
     spec = parse_team(text) if text else team_from_table(table)
-    plan_every = getattr(args, "plan_every", None)
+    plan_every = extra.get("plan_every")
     if plan_every is None:
         plan_every = table.get("plan_every", DEFAULT_PLAN_EVERY)
-    web_search = bool(getattr(args, "web_search", False) or table.get("web_search", False))
     if isinstance(plan_every, bool) or not isinstance(plan_every, int):
         raise AgentConfigError(f"[team] plan_every must be a whole number, not {plan_every!r}")
-    if run_dir is None:
-        raise AgentConfigError("a team needs a run dir for its notes")
-
-    def build() -> TeamProposer:
-        return TeamProposer(spec, program=program_text(args.program), run_dir=run_dir,
-                            base_url=getattr(args, "base_url", None), plan_every=plan_every, web_search=web_search)
-
-    return build
+    web_search = bool(extra.get("web_search") or table.get("web_search", False))
+    if settings.run_dir is None or settings.program is None:
+        raise AgentConfigError("a team needs a run dir for its notes and the program's instructions")
+    return TeamProposer(spec, program=settings.program, run_dir=settings.run_dir, base_url=settings.base_url,
+                        plan_every=plan_every, web_search=web_search)

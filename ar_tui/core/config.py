@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from ar_tui.core.decisions import NO_MIN_EFFECT, MinEffect, parse_min_effect
+from ar_tui.core.errors import UserError
 
 CONFIG_NAME = "autoresearch.toml"
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """Bad input from the user; the message is one line meant for them."""
 
 

@@ -12,32 +12,21 @@ it) carries them as package data.
 
 from __future__ import annotations
 
+from ar_tui.core.errors import UserError
+
 import os
 import shutil
 from pathlib import Path
 
 import git
-import platformdirs
 
 from ar_tui.core.git import COMMIT_IDENTITY
+from ar_tui.core.rundir import data_home, default_run_dir, runs_root  # noqa: F401  (the run-dir layout owns them)
 
 BUNDLED_FILES = ("prepare.py", "train.py", "autoresearch.toml")
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 # Never copied into an example's repository.
 _NOT_TARGET_FILES = ("__pycache__", ".pyc")
-
-
-def data_home() -> Path:
-    """Where run dirs and materialised targets live (AR_TUI_HOME overrides)."""
-    return Path(os.environ.get("AR_TUI_HOME") or platformdirs.user_data_dir("ar-tui")).expanduser()
-
-
-def runs_root() -> Path:
-    return data_home() / "runs"
-
-
-def default_run_dir(tag: str) -> Path:
-    return runs_root() / tag
 
 
 def bundled_source() -> Path:
@@ -58,9 +47,9 @@ def example_names() -> list[str]:
 
 
 def materialize_example(name: str) -> Path:
-    """The git repository holding example `name`; ValueError for an unknown one."""
+    """The git repository holding example `name`; UserError for an unknown one."""
     if name not in example_names():
-        raise ValueError(f"no example {name!r}; the examples are: {', '.join(example_names()) or 'none installed'}")
+        raise UserError(f"no example {name!r}; the examples are: {', '.join(example_names()) or 'none installed'}")
     source = EXAMPLES_DIR / name
     files = sorted(str(p.relative_to(source)) for p in source.rglob("*")
                    if p.is_file() and not any(part.endswith(_NOT_TARGET_FILES) for part in p.parts))

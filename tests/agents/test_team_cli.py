@@ -29,8 +29,8 @@ def test_a_team_from_the_toml_table_runs_headless_and_the_flag_wins(tmp_path: Pa
                    PYTHONWARNINGS="ignore::DeprecationWarning")
         done = subprocess.run(
             [sys.executable, "-m", "ar_tui.cli", "run", "--headless", "--target", str(target), "--run-dir",
-             str(run_dir), "--tag", "t", "--unattended", "--lookahead", "0", "--baseline-runs", "1",
-             "--max-experiments", "1"],
+             str(run_dir), "--tag", "t", "--agent", "team", "--unattended", "--lookahead", "0",
+             "--baseline-runs", "1", "--max-experiments", "1"],
             env=env, capture_output=True, text=True, timeout=240,
         )
         models = {r.json["model"] for r in api.requests}
@@ -49,7 +49,7 @@ def test_a_bad_team_table_is_one_line(tmp_path: Path):
     target = make_target(tmp_path / "t2", config='[team]\nplanner = "a"\n')
     done = subprocess.run(
         [sys.executable, "-m", "ar_tui.cli", "run", "--headless", "--target", str(target), "--run-dir",
-         str(tmp_path / "run")],
+         str(tmp_path / "run"), "--agent", "team"],
         env=dict(os.environ, ANTHROPIC_API_KEY=KEY), capture_output=True, text=True, timeout=120,
     )
     assert done.returncode != 0
@@ -58,11 +58,37 @@ def test_a_bad_team_table_is_one_line(tmp_path: Path):
 
 
 def test_a_team_with_the_offline_agent_is_refused(tmp_path: Path):
-    from argparse import Namespace
+    target = make_target(tmp_path / "target")
+    done = subprocess.run(
+        [sys.executable, "-m", "ar_tui.cli", "run", "--headless", "--target", str(target), "--run-dir",
+         str(tmp_path / "run"), "--agent", "offline", "--team", "worker=claude-haiku-4-5"],
+        env=dict(os.environ, ANTHROPIC_API_KEY=KEY), capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 2
+    assert "does not go with --agent offline" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
-    from ar_tui.agents.team import make_team
 
-    args = Namespace(team="worker=claude-haiku-4-5", agent="offline", plan_every=None, web_search=False,
-                     program=None, base_url=None)
-    with pytest.raises(ConfigError, match="do not go together"):
-        make_team(args, None, tmp_path, lambda path: "")
+def test_the_team_flags_are_stored_and_a_bare_resume_runs_the_same_team(tmp_path: Path):
+    from ar_tui import run_options
+
+    target = make_target(tmp_path / "target")
+    run_dir = tmp_path / "run"
+    team = f"planner={PLANNER},worker={WORKER},reviewer={REVIEWER}"
+    with FakeMessagesAPI() as api:
+        answer_roles(api)
+        env = dict(os.environ, ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=api.base_url, TINY_SLEEP="0.05",
+                   PYTHONWARNINGS="ignore::DeprecationWarning")
+        first = subprocess.run(
+            [sys.executable, "-m", "ar_tui.cli", "run", "--headless", "--target", str(target), "--run-dir",
+             str(run_dir), "--tag", "t", "--team", team, "--plan-every", "3", "--unattended", "--lookahead", "0",
+             "--baseline-runs", "1", "--max-experiments", "1"],
+            env=env, capture_output=True, text=True, timeout=240)
+        assert first.returncode == 0, first.stdout + first.stderr
+        stored = run_options.load(run_dir)
+        assert stored.agent == "team" and stored.extra["team"] == team and stored.extra["plan_every"] == 3
+        again = subprocess.run(
+            [sys.executable, "-m", "ar_tui.cli", "run", "--headless", "--run-dir", str(run_dir),
+             "--max-experiments", "2"], env=env, capture_output=True, text=True, timeout=240)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "set LR = 0.3" in (run_dir / "results.tsv").read_text()
+        assert api.requests_for(WORKER)[-1].text().count("lower LR to 0.3") >= 1

@@ -46,11 +46,11 @@ Service = Callable[["Engine"], AsyncContextManager[object]]
 
 class Engine:
     def __init__(self, options: EngineOptions, proposer: Proposer, executor: Executor | None = None,
-                 services: Iterable[Service] | None = None) -> None:
+                 services: Iterable[Service] = ()) -> None:
         self.options = options
         self.proposer = proposer
         self.executor = executor or LocalExecutor()
-        self.services = list(services) if services is not None else default_services(options)
+        self.services = list(services)
         self.run_dir = RunDir(Path(options.run_dir).resolve())
         self.strategy: Strategy = GreedyStrategy()  # the chosen one is made in _open, once the target is read
         self._node_refs: set[int] = set()
@@ -489,45 +489,3 @@ async def _guarded(engine: Engine, manager: AsyncContextManager[object]):
         for observer in list(engine.observers):
             with contextlib.suppress(Exception):
                 observer(ev.Notice(level="warning", message=f"{exc}"))
-
-
-def default_services(options: EngineOptions) -> list[Service]:
-    """Until every caller wires its own: the control socket, and the report
-    when asked for. (Kept here only for callers that pass no services.)"""
-    services: list[Service] = [_control_socket]
-    if options.write_report:
-        services.append(_morning_report)
-    return services
-
-
-@contextlib.asynccontextmanager
-async def _control_socket(engine: Engine):
-    """The run's Unix socket, through which `ar-tui attach`, `status` and
-    `stop` reach this engine."""
-    from ar_tui.core.server import ControlServer
-
-    server = ControlServer(engine, engine.run_dir.path)
-    try:
-        await server.start()
-    except OSError as exc:
-        engine.emit(ev.Notice(level="warning", message=f"no control socket, attach will not work: {exc}"))
-        yield None
-        return
-    try:
-        yield server
-    finally:
-        with contextlib.suppress(Exception):
-            await server.close()
-
-
-@contextlib.asynccontextmanager
-async def _morning_report(engine: Engine):
-    yield None
-    if engine.ledger is None or not engine.ledger.rows:
-        return
-    from ar_tui.core.report import write_report
-
-    try:
-        await asyncio.to_thread(write_report, engine.run_dir.path)
-    except Exception as exc:  # the run is over; a report failure must not hide its result
-        raise RuntimeError(f"could not write the report: {exc}") from exc
