@@ -197,8 +197,10 @@ class Scheduler:
             try:
                 proposal: Proposal = await engine.proposer.propose(ctx, workspace,
                                                                    engine.accounting.agent_emit(exp, self.emit))
+            # A LedgerError is the event log failing under one of the proposer's
+            # events (a full disk): the run stops, it is not the proposer's bug.
             except (ProposalFailed, ProposerStopped, LedgerError, asyncio.CancelledError):
-                raise  # a LedgerError is the engine's own emit failing (a full disk): it stops the run
+                raise
             except Exception as exc:  # a proposer's bug costs one proposal, not the night
                 raise ProposalFailed(f"the proposer failed: {exc!r}"[:500]) from exc
             finally:
