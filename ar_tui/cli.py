@@ -26,7 +26,8 @@ DEFAULT_MODEL = "claude-sonnet-5-5"
 # ...): their values are stored in RunOptions.extra, so a resumed or detached
 # run keeps them. Every run flag must be stored one way or the other.
 EXTRA_OPTIONS: tuple[str, ...] = ("max_runs", "confidence", "strategy", "islands", "migrate_every",
-                                 "offline_search", "sampler", "sandbox")
+                                 "offline_search", "sampler", "sandbox",
+                                 "team", "plan_every", "web_search")
 # The extra options that are EngineOptions fields of the same name: a new run
 # stores the engine's default for each, so that a resume cannot switch it.
 ENGINE_EXTRA_OPTIONS = ("max_runs", "confidence", "strategy", "islands", "migrate_every", "sandbox")
@@ -111,6 +112,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampler", choices=["tpe", "cmaes"], help="the Optuna search's sampler (default: tpe)")
     parser.add_argument("--sandbox", choices=["auto", "require", "off"],
                         help="confine each run (default auto: the best sandbox here, or none, said loudly)")
+    parser.add_argument("--team", help="a research team (implies --agent team): planner=MODEL,worker=MODEL[@URL],"
+                                       "...,reviewer=MODEL (default: autoresearch.toml's [team])")
+    parser.add_argument("--plan-every", type=_positive_int, help="the team's planner runs every N decided experiments (8)")
+    parser.add_argument("--web-search", action="store_true", default=None,
+                        help="let the team's planner search the web (billed per search)")
 
 
 def add_run_command(sub) -> None:
@@ -225,8 +231,10 @@ def resolve_run(args: argparse.Namespace):
     options = run_options.merge(stored, given_options(args), binding=paths.has_records(), where=f"run {run_dir}")
     if options.tag is None:
         options.tag = _today_tag()
+    if options.extra.get("team") and options.agent not in (None, "team"):
+        raise UserError(f"--team is a team of models: it does not go with --agent {options.agent}")
     if options.agent is None:
-        options.agent = "claude" if os.environ.get("ANTHROPIC_API_KEY") else "offline"
+        options.agent = "team" if options.extra.get("team") else "claude" if os.environ.get("ANTHROPIC_API_KEY") else "offline"
     if options.model is None:
         options.model = os.environ.get("AR_TUI_MODEL", DEFAULT_MODEL)
     if options.devices is None:

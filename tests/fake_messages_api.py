@@ -34,6 +34,18 @@ Script it with a queue of steps, served in order, one per request:
         api.requests[0].json["tools"]          # what the client sent
         api.requests[1].tool_results()         # the tool_result blocks it answered with
 
+Answer by model name, as a team's roles need: `api.script(*steps, model="m")`
+queues steps for that model's requests only, `api.responders["m"] = fn` answers
+them once its queue is empty, and `api.requests_for("m")` lists them. Several
+servers (one per role's `model@http://host:port`) are several instances, each
+on its own port:
+
+    with FakeMessagesAPI() as planner_server, FakeMessagesAPI() as worker_server: ...
+
+`web_search(query, [(url, title), ...])` gives the blocks of a server-side web
+search (`server_tool_use`, then `web_search_tool_result`), counted in the
+usage's `server_tool_use.web_search_requests`: `reply(text("…"), *web_search(…))`.
+
 A step may also be a function of the `RecordedRequest` returning a step, and
 `api.responder` (same signature) answers once the queue is empty; with neither,
 the server answers 400 "script exhausted" so a test that runs out of script
@@ -106,7 +118,36 @@ class ToolUseBlock:
         return self.raw_json if self.raw_json is not None else json.dumps(self.input or {})
 
 
-Block = TextBlock | ToolUseBlock
+@dataclass
+class ServerToolUseBlock:
+    """The API running one of its own tools (web search) inside the response."""
+
+    name: str
+    input: dict[str, Any]
+    id: str = field(default_factory=lambda: f"srvtoolu_{uuid.uuid4().hex[:20]}")
+
+    def json_text(self) -> str:
+        return json.dumps(self.input)
+
+
+@dataclass
+class WebSearchResultBlock:
+    """The results of a web search, sent whole at block start as the API does."""
+
+    tool_use_id: str
+    results: list[dict[str, str]]  # url, title
+
+    def param(self) -> dict[str, Any]:
+        return {"type": "web_search_tool_result", "tool_use_id": self.tool_use_id, "content": [
+            {"type": "web_search_result", "url": r["url"], "title": r["title"],
+             "encrypted_content": f"enc_{hashlib.sha256(r['url'].encode()).hexdigest()[:16]}", "page_age": None}
+            for r in self.results]}
+
+    def json_text(self) -> str:
+        return json.dumps(self.param())
+
+
+Block = TextBlock | ToolUseBlock | ServerToolUseBlock | WebSearchResultBlock
 
 
 @dataclass
@@ -152,6 +193,13 @@ def text(value: str) -> TextBlock:
 
 def tool_use(name: str, input: dict[str, Any] | None = None, *, raw_json: str | None = None) -> ToolUseBlock:
     return ToolUseBlock(name, input, raw_json)
+
+
+def web_search(query: str, results: list[tuple[str, str]]) -> list[Block]:
+    """A server-side web search and its results: (url, title) pairs. Counted in
+    the usage's `server_tool_use.web_search_requests`."""
+    use = ServerToolUseBlock("web_search", {"query": query})
+    return [use, WebSearchResultBlock(use.id, [{"url": url, "title": title} for url, title in results])]
 
 
 def edit(command: str, **params: Any) -> ToolUseBlock:
@@ -328,6 +376,9 @@ class FakeMessagesAPI:
         self.steps: list[Step] = []
         self.requests: list[RecordedRequest] = []
         self.responder: Callable[[RecordedRequest], Any] | None = None
+        # Answers by the request's model: its own queue first, then its own responder.
+        self.model_steps: dict[str, list[Step]] = {}
+        self.responders: dict[str, Callable[[RecordedRequest], Any]] = {}
         self.bytes_per_token = bytes_per_token
         self.chunk_chars = chunk_chars
         self.clock_offset = 0.0
@@ -369,9 +420,13 @@ class FakeMessagesAPI:
         return f"http://{host}:{port}"
 
     # scripting
-    def script(self, *steps: Step) -> None:
+    def script(self, *steps: Step, model: str | None = None) -> None:
+        """Queue steps for every request, or (with `model`) for that model's requests only."""
         with self._lock:
-            self.steps.extend(steps)
+            (self.steps if model is None else self.model_steps.setdefault(model, [])).extend(steps)
+
+    def requests_for(self, model: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if (r.json or {}).get("model") == model]
 
     def advance(self, seconds: float) -> None:
         """Move the prompt cache's clock forward (cache entries expire by it)."""
@@ -383,21 +438,23 @@ class FakeMessagesAPI:
             return len(self.steps)
 
     def _next_step(self, request: RecordedRequest) -> Any:
+        model = str((request.json or {}).get("model", ""))
         with self._lock:
             self.requests.append(request)
             step: Any = None
-            while self.steps and isinstance(self.steps[0], Outage):
-                head = self.steps[0]
+            queue = self.model_steps.get(model) or self.steps
+            while queue and isinstance(queue[0], Outage):
+                head = queue[0]
                 now = time.monotonic()
                 if head.started is None:
                     head.started = now
                 if now - head.started < head.seconds:
                     return ErrorReply(head.status, head.type, f"fake outage ({head.type})")
-                self.steps.pop(0)
-            if self.steps:
-                step = self.steps.pop(0)
-        if step is None and self.responder is not None:
-            step = self.responder
+                queue.pop(0)
+            if queue:
+                step = queue.pop(0)
+        if step is None:
+            step = self.responders.get(model, self.responder)
         while callable(step) and not isinstance(step, (Reply, ErrorReply, Outage)):
             step = step(request)
         if step is None:
@@ -410,9 +467,14 @@ class FakeMessagesAPI:
         if step.usage is not None:
             return step.usage
         counted = self.cache.account(body)
-        out_bytes = sum(len((b.text if isinstance(b, TextBlock) else b.json_text()).encode()) for b in step.blocks)
+        out_bytes = sum(len((b.text if isinstance(b, TextBlock) else b.json_text()).encode()) for b in step.blocks
+                        if not isinstance(b, WebSearchResultBlock))  # search results are input, not output
         counted.output = max(1, self.cache.tokens(out_bytes))
         return counted
+
+
+def _searches(step: Reply) -> int:
+    return sum(1 for b in step.blocks if isinstance(b, ServerToolUseBlock) and b.name == "web_search")
 
 
 def _usage_json(u: Usage, *, output: int) -> dict[str, Any]:
@@ -428,6 +490,16 @@ def _usage_json(u: Usage, *, output: int) -> dict[str, Any]:
             "ephemeral_1h_input_tokens": u.cache_write_1h,
         }
     return data
+
+
+def _block_json(b: Block) -> dict[str, Any]:
+    if isinstance(b, TextBlock):
+        return {"type": "text", "text": b.text}
+    if isinstance(b, WebSearchResultBlock):
+        return b.param()
+    if isinstance(b, ServerToolUseBlock):
+        return {"type": "server_tool_use", "id": b.id, "name": b.name, "input": b.input}
+    return {"type": "tool_use", "id": b.id, "name": b.name, "input": b.input or {}}
 
 
 def _chunks(value: str, size: int) -> list[str]:
@@ -485,11 +557,7 @@ class _Handler(BaseHTTPRequestHandler):
         if parsed.get("stream"):
             self._stream(step, u, stop_reason, message_id, model)
         else:
-            content = [
-                {"type": "text", "text": b.text} if isinstance(b, TextBlock)
-                else {"type": "tool_use", "id": b.id, "name": b.name, "input": b.input or {}}
-                for b in step.blocks
-            ]
+            content = [_block_json(b) for b in step.blocks]
             self._send_json(200, {
                 "id": message_id, "type": "message", "role": "assistant", "model": model,
                 "content": content, "stop_reason": stop_reason, "stop_sequence": None,
@@ -540,6 +608,17 @@ class _Handler(BaseHTTPRequestHandler):
                 for piece in _chunks(block.text, size):
                     self._event("content_block_delta", {"type": "content_block_delta", "index": index,
                                                         "delta": {"type": "text_delta", "text": piece}})
+            elif isinstance(block, WebSearchResultBlock):
+                self._event("content_block_start", {"type": "content_block_start", "index": index,
+                                                    "content_block": block.param()})
+            elif isinstance(block, ServerToolUseBlock):
+                self._event("content_block_start", {"type": "content_block_start", "index": index,
+                                                    "content_block": {"type": "server_tool_use", "id": block.id,
+                                                                      "name": block.name, "input": {}}})
+                for piece in _chunks(block.json_text(), size):
+                    self._event("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                        "delta": {"type": "input_json_delta",
+                                                                  "partial_json": piece}})
             else:
                 self._event("content_block_start", {"type": "content_block_start", "index": index,
                                                     "content_block": {"type": "tool_use", "id": block.id,
@@ -555,6 +634,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         delta_usage = _usage_json(u, output=u.output)
         delta_usage.pop("cache_creation", None)
+        if _searches(step):
+            delta_usage["server_tool_use"] = {"web_search_requests": _searches(step)}
         self._event("message_delta", {"type": "message_delta",
                                       "delta": {"stop_reason": stop_reason, "stop_sequence": None},
                                       "usage": delta_usage})

@@ -9,8 +9,9 @@ best arm's, plus an exploration bonus is highest, and every arm is tried
 once before any is preferred.
 
 The interface is small on purpose (`choose()`, `reward(arm, improvement,
-cost_usd, train_hours)`), so that the research team's worker pool and the
-hybrid agent share one mechanism. The bandit keeps no state of its own that
+cost_usd, train_hours)`), so that the research team's worker pool (by
+improvement per dollar: its workers' runs train for the same budget) and the
+hybrid agent (per dollar and per training hour) share one mechanism. The bandit keeps no state of its own that
 the ledger cannot give back: rebuilt from the rows in order, it chooses what
 it chose before.
 """
@@ -57,8 +58,11 @@ class UCBBandit:
 
     def reward(self, arm: str, improvement: float, cost_usd: float, train_hours: float) -> None:
         """One experiment's result for `arm`: how much it improved the best
-        (0 when it did not), what it spent, and how long it trained."""
-        stats = self.stats[arm]
+        (0 when it did not), what it spent, and how long it trained. An
+        unknown arm (a model dropped from the pool on resume) is ignored."""
+        stats = self.stats.get(arm)
+        if stats is None:
+            return
         stats.pulls += 1
         stats.total_reward += max(0.0, improvement) / self.cost(cost_usd, train_hours)
         stats.improvement += max(0.0, improvement)

@@ -1,5 +1,5 @@
-"""What the Claude agent sees: the tools, the system prompt and the opening
-message of one experiment's conversation.
+"""What the Claude agent sees: the system prompt and the opening message of
+one experiment's conversation (the tools are in `claude/tools.py`).
 
 The request is laid out for prompt caching. The API caches prefixes in the
 order tools -> system -> messages, so the parts that change least come first
@@ -19,15 +19,14 @@ every proposal into a fresh cache write.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from ar_tui.agents.claude.tools import RUN_TOOL_NAME, STABLE_CACHE
 from ar_tui.core.config import TargetConfig
-from ar_tui.core.proposer import ProposalContext
-from ar_tui.core.workspace import Workspace, WorkspaceError
+from ar_tui.core.proposer import ProposalContext, ResultRow
+from ar_tui.core.workspace import EDITOR_TOOL_NAME, Workspace, WorkspaceError
 
-EDITOR_TOOL_NAME = "str_replace_based_edit_tool"
-RUN_TOOL_NAME = "run_experiment"
-STABLE_CACHE = {"type": "ephemeral", "ttl": "1h"}
 TURN_CACHE = {"type": "ephemeral", "ttl": "5m"}
 
 # How much of the history the agent is shown; the rest is summarised so that
@@ -38,65 +37,11 @@ DIFF_CHARS = 2500
 TAIL_CHARS = 2500
 DESCRIPTION_CHARS = 110
 DO_NOT_REPEAT_MAX = 150
-
-EDITOR_TOOL: dict[str, Any] = {"type": "text_editor_20250728", "name": EDITOR_TOOL_NAME}
-
-# The same tool, described with an explicit schema, for servers that speak the
-# Messages API but do not know Anthropic's built-in tool types (Ollama,
-# llama.cpp, vLLM). The commands and their inputs are those of the built-in tool.
-EDITOR_TOOL_CUSTOM: dict[str, Any] = {
-    "name": EDITOR_TOOL_NAME,
-    "description": (
-        "View and edit the editable files. Commands: `view` (path, optional view_range [first, last] line "
-        "numbers); `str_replace` (path, old_str, new_str; old_str must occur exactly once); `create` (path, "
-        "file_text; replaces the whole file); `insert` (path, insert_line, insert_text; inserted after that "
-        "line, 0 for the top)."
-    ),
-    "input_schema": {
-        "type": "object",
-        "properties": {
-            "command": {"type": "string", "enum": ["view", "str_replace", "create", "insert"]},
-            "path": {"type": "string", "description": "a file path relative to the target, e.g. train.py"},
-            "view_range": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
-            "old_str": {"type": "string"},
-            "new_str": {"type": "string"},
-            "file_text": {"type": "string"},
-            "insert_line": {"type": "integer"},
-            "insert_text": {"type": "string"},
-        },
-        "required": ["command", "path"],
-    },
-}
-
-RUN_TOOL: dict[str, Any] = {
-    "name": RUN_TOOL_NAME,
-    "description": (
-        "Submit the change you made to the editable files as this experiment. Call it exactly once, "
-        "after your edits succeeded; it ends your turn. The harness commits the change, trains with the "
-        "fixed time budget, reads the metric and keeps the commit only if the metric improved."
-    ),
-    "input_schema": {
-        "type": "object",
-        "properties": {
-            "description": {
-                "type": "string",
-                "description": "A short description of the change, under 100 characters, e.g. 'halve the learning rate'.",
-            },
-            "rationale": {
-                "type": "string",
-                "description": "Optional: one or two sentences on why you expect it to help.",
-            },
-        },
-        "required": ["description"],
-    },
-}
-
-
-def tools(editor: str = "builtin") -> list[dict[str, Any]]:
-    """The two tools; `editor` is "builtin" (Anthropic's text editor tool type)
-    or "custom" (the same tool with an explicit schema)."""
-    editor_tool = EDITOR_TOOL if editor == "builtin" else EDITOR_TOOL_CUSTOM
-    return [dict(editor_tool), {**RUN_TOOL, "cache_control": STABLE_CACHE}]
+EVIDENCE_ROWS = 4  # recent experiments whose training is shown, besides the best
+EVIDENCE_FIGURES = 6
+# The final block's figures a researcher reads first; others follow in log order.
+FIRST_FIGURES = ("num_steps", "tokens_per_sec", "peak_memory_mb", "peak_vram_mb", "training_seconds")
+SKIP_FIGURES = ("total_seconds",)
 
 
 def _direction_words(target: TargetConfig) -> str:
@@ -118,15 +63,58 @@ def system_blocks(program: str, target: TargetConfig) -> list[dict[str, Any]]:
     return [{"type": "text", "text": f"{program.rstrip()}\n\n{facts}\n", "cache_control": STABLE_CACHE}]
 
 
-def files_text(workspace: Workspace) -> str:
-    parts = ["The editable files at the start of this experiment (the current best):"]
+def _read_files(workspace: Workspace) -> dict[str, str]:
+    files: dict[str, str] = {}
     for rel in workspace.editable:
         try:
-            content = workspace.read(rel)
+            files[rel] = workspace.read(rel)
         except WorkspaceError as exc:  # a missing file is shown as such, not fatal
-            content = f"(unreadable: {exc})"
-        parts.append(f'<file path="{rel}">\n{content}\n</file>')
-    return "\n".join(parts)
+            files[rel] = f"(unreadable: {exc})"
+    return files
+
+
+def _files_block(files: dict[str, str], heading: str) -> str:
+    return "\n".join([heading, *(f'<file path="{rel}">\n{content}\n</file>' for rel, content in files.items())])
+
+
+def files_text(workspace: Workspace) -> str:
+    return _files_block(_read_files(workspace), "The editable files at the start of this experiment (the current best):")
+
+
+ANCHOR_HEADING = ("The editable files as last shown to you; the changes kept since, if any, are under "
+                  "\"Kept since these files were shown\" and are already on disk:")
+ANCHOR_DIFF_CHARS = 6000
+
+
+class FilesAnchor:
+    """Shows the files as they were at an anchor, plus the kept changes since as a diff.
+
+    The files block is the largest part of a request and sits behind a
+    one-hour cache breakpoint; showing the current best rewrites it (and for a
+    model with a large minimum cacheable prefix, everything before it) after
+    every keep. Anchored, it is rewritten only when the changes since outgrow
+    `max_diff_chars`. A team's workers use it; the single agent shows the
+    current files."""
+
+    def __init__(self, max_diff_chars: int = ANCHOR_DIFF_CHARS) -> None:
+        self.max_diff_chars = max_diff_chars
+        self.files: dict[str, str] | None = None
+
+    def texts(self, workspace: Workspace) -> tuple[str, str]:
+        """(the files block, the diff of the changes since; "" when none)."""
+        import difflib
+
+        current = _read_files(workspace)
+        if self.files is None or set(self.files) != set(current):
+            self.files = current
+        diff = "".join(
+            line for rel in current
+            for line in difflib.unified_diff(self.files[rel].splitlines(True), current[rel].splitlines(True),
+                                             f"a/{rel}", f"b/{rel}")
+        )
+        if len(diff) > self.max_diff_chars:
+            self.files, diff = current, ""
+        return _files_block(self.files, ANCHOR_HEADING), diff
 
 
 def _metric(value: float | None) -> str:
@@ -146,7 +134,22 @@ def _head(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + "\n… (diff truncated)"
 
 
-def situation_text(ctx: ProposalContext) -> str:
+@dataclass(frozen=True)
+class View:
+    """How much of the history a request shows."""
+
+    recent_rows: int = RECENT_ROWS
+    kept_diffs: int = KEPT_DIFFS
+    tried_earlier: bool = True
+    evidence_rows: int = EVIDENCE_ROWS
+
+
+# A team's worker: the notes carry the agenda and the do-not-repeat list, the
+# reviewer catches repeats, and the anchored files' diff shows the recent keeps.
+COMPACT = View(recent_rows=8, kept_diffs=0, tried_earlier=False, evidence_rows=2)
+
+
+def situation_text(ctx: ProposalContext, view: View = View()) -> str:
     """The per-experiment state, compact: what a researcher would glance at."""
     target = ctx.target
     name = target.metric
@@ -157,8 +160,8 @@ def situation_text(ctx: ProposalContext) -> str:
     lines.append("; ".join(status) + ".")
 
     decided = [r for r in ctx.history if r.exp != 0]
-    recent = decided[-RECENT_ROWS:]
-    older = decided[:-RECENT_ROWS] if len(decided) > RECENT_ROWS else []
+    recent = decided[-view.recent_rows:]
+    older = decided[:-view.recent_rows] if len(decided) > view.recent_rows and view.tried_earlier else []
 
     if recent:
         lines += ["", f"## Recent results (newest last; {len(decided)} experiments so far)",
@@ -167,7 +170,7 @@ def situation_text(ctx: ProposalContext) -> str:
     else:
         lines += ["", "No experiments yet besides the baseline."]
 
-    kept = [r for r in decided if r.status == "keep" and r.diff][-KEPT_DIFFS:]
+    kept = [r for r in decided if r.status == "keep" and r.diff][-view.kept_diffs:] if view.kept_diffs else []
     if kept:
         lines += ["", "## Diffs of the most recent kept changes (already in the files above)"]
         for row in reversed(kept):
@@ -180,6 +183,8 @@ def situation_text(ctx: ProposalContext) -> str:
         if len(older) > len(shown):
             lines.append(f"({len(older) - len(shown)} older experiments not listed)")
         lines += [f"- {_short(r.description)} -> {r.status} {_metric(r.metric)}" for r in shown]
+
+    lines += evidence_lines(ctx.history, name, view.evidence_rows)
 
     if ctx.unseen:
         lines += ["", "## Still running (results not known yet; propose something different)"]
@@ -204,12 +209,78 @@ def situation_text(ctx: ProposalContext) -> str:
     return "\n".join(lines)
 
 
-def opening_message(ctx: ProposalContext, workspace: Workspace) -> dict[str, Any]:
+def _num(value: float) -> str:
+    if value == int(value) and abs(value) < 1e15:
+        return f"{int(value)}"
+    return f"{value:.4g}"
+
+
+def _parents(history: list[ResultRow]) -> dict[int, ResultRow]:
+    """Each experiment's parent: the one it was built on when the row says so
+    (tree and island search), else the latest keep before it."""
+    by_exp = {row.exp: row for row in history}
+    parents: dict[int, ResultRow] = {}
+    last_keep: ResultRow | None = None
+    for row in history:
+        parent = by_exp.get(row.parent) if row.parent is not None else last_keep
+        if parent is not None and row.exp != 0:
+            parents[row.exp] = parent
+        if row.status == "keep":
+            last_keep = row
+    return parents
+
+
+def _evidence_line(row: ResultRow, parent: ResultRow | None, metric_name: str) -> str:
+    evidence = row.evidence
+    assert evidence is not None
+    moved = evidence.changes(parent.evidence if parent is not None else None)
+    names = [n for n in FIRST_FIGURES if n in evidence.figures]
+    names += [n for n in evidence.figures if n not in names and n != metric_name and n not in SKIP_FIGURES]
+    figures = []
+    for figure in names[:EVIDENCE_FIGURES]:
+        text = f"{figure} {_num(evidence.figures[figure])}"
+        if figure in moved:
+            text += f" ({moved[figure]:+.0%})"
+        figures.append(text)
+    label = "baseline" if row.exp == 0 else f"exp {row.exp} {row.status}"
+    line = f"- {label}: " + (", ".join(figures) if figures else "no final figures")
+    if evidence.loss:
+        line += "; loss " + " ".join(f"{_num(loss)}@{step}" for step, loss in evidence.loss)
+    return line
+
+
+def evidence_lines(history: list[ResultRow], metric_name: str, recent: int = EVIDENCE_ROWS) -> list[str]:
+    """How the best and the recent runs trained, each figure's change against
+    the parent in brackets: a few lines, however long the night."""
+    with_evidence = [r for r in history if r.evidence is not None]
+    if not with_evidence:
+        return []
+    keeps = [r for r in with_evidence if r.status == "keep"]
+    shown = with_evidence[-recent:]
+    if keeps and keeps[-1] not in shown:
+        shown = [keeps[-1], *shown]
+    parents = _parents(history)
+    lines = ["", "## How the runs trained (final figures, change vs parent in brackets; loss@step)"]
+    for row in shown:
+        best = " (best)" if keeps and row is keeps[-1] else ""
+        lines.append(_evidence_line(row, parents.get(row.exp), metric_name) + best)
+    return lines
+
+
+def opening_message(ctx: ProposalContext, workspace: Workspace, anchor: FilesAnchor | None = None) -> dict[str, Any]:
+    if anchor is None:
+        files, situation = files_text(workspace), situation_text(ctx)
+    else:
+        files, since = anchor.texts(workspace)
+        situation = situation_text(ctx, COMPACT)
+        if since:
+            situation = ("## Kept since these files were shown (already on disk: edit the files as changed)\n"
+                         f"```diff\n{since.strip()}\n```\n\n{situation}")
     return {
         "role": "user",
         "content": [
-            {"type": "text", "text": files_text(workspace), "cache_control": STABLE_CACHE},
-            {"type": "text", "text": situation_text(ctx)},
+            {"type": "text", "text": files, "cache_control": STABLE_CACHE},
+            {"type": "text", "text": situation},
         ],
     }
 

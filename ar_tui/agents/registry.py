@@ -47,13 +47,20 @@ def _hybrid(settings: ProposerSettings) -> Proposer:
     return HybridProposer(_claude(settings), _offline(settings))
 
 
+def _team(settings: ProposerSettings) -> Proposer:
+    from ar_tui.agents.team import team_from_settings
+
+    return team_from_settings(settings)
+
+
 PROPOSERS: dict[str, Callable[[ProposerSettings], Proposer]] = {
     "offline": _offline,
     "claude": _claude,
     "hybrid": _hybrid,  # Claude for structure, the offline search for the knobs
+    "team": _team,
 }
 # Proposers that follow program.md; the others need no instructions file.
-READS_PROGRAM = frozenset({"claude", "hybrid"})
+READS_PROGRAM = frozenset({"claude", "hybrid", "team"})
 
 
 def proposer_names() -> list[str]:

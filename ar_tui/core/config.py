@@ -44,6 +44,7 @@ class TargetConfig:
     # lacks (ar_tui.core.pricing.Price values, keyed by model id).
     prices: dict[str, Any] = field(default_factory=dict)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # the [sandbox] table
+    team: dict[str, Any] = field(default_factory=dict)  # [team]: checked by ar_tui.agents.team
     source: str = "defaults"  # where this came from, for messages
 
     @property
@@ -69,6 +70,7 @@ _KNOWN = {
     "metric": {"name", "direction", "pattern", "memory_pattern", "evaluate", "min_effect"},
     "prices": None,  # any model id; checked by ar_tui.core.pricing
     "sandbox": {"network", "read", "write", "keep"},
+    "team": {"planner", "worker", "reviewer", "plan_every", "web_search"},
 }
 
 
@@ -99,7 +101,7 @@ def load_target(root: Path) -> TargetConfig:
 
     for section, values in data.items():
         if section not in _KNOWN:
-            raise fail(section, f"unknown section [{section}]; expected [target], [metric], [prices] and [sandbox]")
+            raise fail(section, f"unknown section [{section}]; expected [target], [metric], [prices], [sandbox] and [team]")
         if not isinstance(values, dict):
             raise fail(section, "must be a table")
         for key in values:
@@ -186,6 +188,7 @@ def load_target(root: Path) -> TargetConfig:
             raise ConfigError(f"{path}: {exc}") from None
     if "sandbox" in data:
         config.sandbox = _sandbox_settings(data["sandbox"], root, fail)
+    config.team = dict(data.get("team", {}))
     overlap = set(config.editable) & set(config.protected)
     if overlap:
         raise fail("target.protected", f"{', '.join(sorted(overlap))} cannot be both editable and protected")

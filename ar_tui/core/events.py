@@ -140,6 +140,7 @@ class AgentText(Event):
     kind: ClassVar[str] = "agent_text"
     exp: int
     text: str  # a streamed delta; observers append
+    role: str = "agent"  # who speaks: agent, planner, worker, reviewer (older runs: agent)
 
 
 @dataclass
@@ -150,6 +151,7 @@ class AgentToolCall(Event):
     summary: str  # one line: command and path, never file contents
     is_error: bool = False
     result: str = ""  # one line
+    role: str = "agent"
 
 
 @dataclass
@@ -160,6 +162,7 @@ class ApiWaiting(Event):
     retry_in_s: float
     attempt: int
     waited_s: float
+    role: str = "agent"
 
 
 @dataclass
@@ -182,6 +185,8 @@ class Usage(Event):
     total_cost_usd: float = 0.0
     cache_hit_share: float = 0.0  # cache reads / all input-side tokens, over the run
     streaming: bool = False  # True for a provisional update while a response streams
+    role: str = "agent"
+    web_search_requests: int = 0  # billed per search, on top of the tokens
 
 
 @dataclass
@@ -217,6 +222,18 @@ class ProposalFailed(Event):
     kind: ClassVar[str] = "proposal_failed"
     exp: int
     reason: str
+
+
+@dataclass
+class Review(Event):
+    """A reviewer's verdict on a proposal before it spends training time."""
+
+    kind: ClassVar[str] = "review"
+    exp: int
+    verdict: str  # approve / revise / reject
+    reason: str
+    description: str = ""
+    by: str = ""  # the reviewer's model, or "checks" for the harness's own checks
 
 
 @dataclass

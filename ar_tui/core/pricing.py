@@ -58,6 +58,9 @@ class Price:
 
 PRICE_FIELDS = tuple(f.name for f in fields(Price))
 
+# The server-side web search tool: $10 per 1,000 searches, on top of tokens.
+WEB_SEARCH_USD = Decimal("0.01")
+
 # Anthropic's list prices (https://platform.claude.com/docs/en/about-claude/pricing).
 # A 5-minute cache write costs 1.25x input, a 1-hour write 2x, a cache read 0.1x.
 PRICES: dict[str, Price] = {

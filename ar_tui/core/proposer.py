@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable, Protocol
 
 from ar_tui.core.events import Event
+from ar_tui.core.evidence import RunEvidence
 from ar_tui.core.pricing import TokenUsage  # re-exported: proposers report usage in it
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class ResultRow:
     parent: int | None = None  # the experiment it was built on (None for the baseline)
     proposer: str = ""  # who proposed it: "offline", "claude", a team role; "" in an older ledger
     seconds: float = 0.0  # training time it took
+    evidence: RunEvidence | None = None  # how it trained, read from its log
 
 
 @dataclass
@@ -92,6 +94,10 @@ class ProposalFailed(Exception):
         super().__init__(reason)
         self.reason = reason
         self.cost_usd = cost_usd
+
+
+class ProposalRejected(ProposalFailed):
+    """A reviewer turned the proposal down before it spent training time."""
 
 
 class ProposerStopped(Exception):

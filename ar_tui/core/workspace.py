@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 DEFAULT_MAX_FILE_BYTES = 512 * 1024
+EDITOR_TOOL_NAME = "str_replace_based_edit_tool"  # the text editor tool whose commands this implements
 
 
 class WorkspaceError(Exception):

@@ -22,6 +22,7 @@ class AgentPane(VerticalScroll):
         self._text = Text()
         self._dirty = False
         self._body = Static("waiting for the agent…", markup=False)
+        self._role = "agent"
 
     def compose(self):
         yield self._body
@@ -39,12 +40,22 @@ class AgentPane(VerticalScroll):
         self._text.append(f"── experiment {event.exp} (from {event.base_commit[:7]}) ──\n", style="bold")
         self._dirty = True
 
+    def _speaker(self, role: str) -> None:
+        # A team's roles take turns; say who speaks when it changes (the single agent never does).
+        if role != self._role:
+            self._role = role
+            if self._text.plain and not self._text.plain.endswith("\n"):
+                self._text.append("\n")
+            self._text.append(f"[{role}]\n", style="bold magenta")
+
     def add_text(self, event: ev.AgentText) -> None:
+        self._speaker(event.role)
         self._text.append(event.text)
         self._trim()
         self._dirty = True
 
     def add_tool_call(self, event: ev.AgentToolCall) -> None:
+        self._speaker(event.role)
         if self._text.plain and not self._text.plain.endswith("\n"):
             self._text.append("\n")
         mark, style = ("✗", "bold red") if event.is_error else ("▸", "bold cyan")

@@ -24,6 +24,7 @@ from ar_tui.core import events as ev
 from ar_tui.core.config import ConfigError, TargetConfig, load_target, validate_files
 from ar_tui.core.control import Observer
 from ar_tui.core.decisions import NoiseModel, night_summary
+from ar_tui.core.evidence import read_evidence
 from ar_tui.core.engine.accounting import Accounting
 from ar_tui.core.engine.parts import Candidate, EngineOptions, Slot
 from ar_tui.core.engine.recorder import Recorder
@@ -269,7 +270,8 @@ class Engine:
             self.emit(ev.Notice(level="warning", message=f"ended {ended} training process(es) left by an earlier engine"))
         events = list(read_events(run_dir.events))
         self.accounting.restore(state, events)
-        self.state = ResearchState.restore(state, self.ledger.rows, events, git)
+        self.state = ResearchState.restore(state, self.ledger.rows, events, git,
+                                           lambda exp: read_evidence(run_dir.log(exp)))
         self.scheduler.queue.extend(self.state.in_flight.values())
         self._resumed_exps = sorted(self.state.in_flight)
         self.propose_target = git.ensure_worktree(run_dir.propose_worktree, self.state.best_commit)

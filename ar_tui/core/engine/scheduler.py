@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ar_tui.core import events as ev
 from ar_tui.core.decisions import REMEASURE_BEST, RERUN, mean
+from ar_tui.core.evidence import read_evidence
 from ar_tui.core.engine.parts import MAX_FAILED_PROPOSALS_IN_ROW, Candidate, Outcome, Slot
 from ar_tui.core.engine.strategy import DISCARD, KEEP, REAPPLY, REBASE_FAILED_RULE, Base
 from ar_tui.core.ledger import LedgerError
@@ -594,7 +595,8 @@ class Scheduler:
         engine.recorder.row(cand, status, metric, rule, commit, parent_exp)
         if status == ev.STATUS_KEEP and cand.commit is not None and not cand.is_baseline:
             await asyncio.to_thread(engine.git.advance_branch, cand.commit, state.best_commit)
-        state.record(cand, status, metric, commit, parent_exp)
+        state.record(cand, status, metric, commit, parent_exp,
+                     read_evidence(engine.run_dir.log(cand.exp, max(cand.attempt, 1))))
         engine.recorder.decision(cand, status, metric, rule, commit, best_before, state.best_metric, parent_exp)
         if not cand.is_baseline:
             engine.emit_noise()

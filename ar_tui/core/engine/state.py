@@ -13,11 +13,13 @@ which run again.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from ar_tui.core import events as ev
 from ar_tui.core.decisions import NoiseModel
 from ar_tui.core.direction import Direction
+from ar_tui.core.evidence import RunEvidence
 from ar_tui.core.engine.parts import Candidate
 from ar_tui.core.git import GIT_ERRORS, GitRepo
 from ar_tui.core.ledger import LedgerRow
@@ -63,7 +65,7 @@ class ResearchState:
     attempts: dict[int, int] = field(default_factory=dict)  # exp -> runs started, so logs never collide
 
     def record(self, cand: Candidate, status: str, metric: float | None, commit: str,
-               parent_exp: int | None) -> None:
+               parent_exp: int | None, evidence: RunEvidence | None = None) -> None:
         """A decision made: the node, the history the proposers see, and the best when kept."""
         if status == ev.STATUS_KEEP and cand.commit is not None:
             if not cand.is_baseline:
@@ -88,7 +90,7 @@ class ResearchState:
         self.in_flight.pop(cand.exp, None)
         self.history.append(ResultRow(cand.exp, commit[:7], metric, status, cand.description, cand.rationale,
                                       cand.diff, cand.cost_usd, parent=parent_exp,
-                                      proposer=cand.proposer, seconds=cand.seconds))
+                                      proposer=cand.proposer, seconds=cand.seconds, evidence=evidence))
 
     def remeasured(self, exp: int, metric: float) -> float:
         """One more run of a decided node (already added to the noise model);
@@ -165,7 +167,8 @@ class ResearchState:
         }
 
     @classmethod
-    def restore(cls, state: dict, rows: list[LedgerRow], events: list[ev.Event], git: GitRepo) -> "ResearchState":
+    def restore(cls, state: dict, rows: list[LedgerRow], events: list[ev.Event], git: GitRepo,
+                evidence_of: Callable[[int], RunEvidence | None] = lambda exp: None) -> "ResearchState":
         noise = NoiseModel.from_dict(state["noise"]) if "noise" in state else NoiseModel()
         self = cls(noise=noise, best_commit=git.branch_tip(), next_exp=int(state.get("next_exp", 1)))
         self.attempts = {int(k): int(v) for k, v in state.get("attempts", {}).items()}
@@ -189,7 +192,7 @@ class ResearchState:
                                           description=row.description, rationale=row.rationale,
                                           diff=ready.diff if ready else "", cost_usd=row.cost_usd,
                                           parent=row.parent, proposer=row.proposer,
-                                          seconds=row.seconds))
+                                          seconds=row.seconds, evidence=evidence_of(row.exp or 0)))
         for ready in proposals.values():
             base = self.exp_of.get(ready.base_commit)
             if base is not None and base in self.nodes:

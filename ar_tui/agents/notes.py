@@ -1,0 +1,167 @@
+"""The team's memory on disk: RUN_DIR/notes.md (the planner's) and RUN_DIR/team.json (the code's).
+
+`notes.md` is prose the planner writes with the text editor: ranked
+hypotheses with reasons, facts learned, a do-not-repeat list, and the "what
+works here" and "how to work here" sections it rewrites from the evidence.
+The code reads only the hypotheses from it, and appends one line to the
+do-not-repeat list when the reviewer rejects a proposal (nothing ran, so no
+results.tsv row will say so).
+
+`team.json` holds what the code must remember across a restart and the notes
+cannot be trusted to: which hypotheses were handed out, which worker model
+took which experiment at what cost (the bandit is rebuilt from it), when the
+planner last ran. It is written atomically; after a kill -9 the team picks up
+with the same agenda.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+NOTES_FILE = "notes.md"
+PROGRAM_PROPOSAL_FILE = "program.proposed.md"
+STATE_FILE = "team.json"
+HYPOTHESES_HEADING = "Hypotheses"
+DO_NOT_REPEAT_HEADING = "Do not repeat"
+
+NOTES_TEMPLATE = f"""# Research notes
+
+## {HYPOTHESES_HEADING} (ranked, best first)
+
+## Facts learned
+
+## {DO_NOT_REPEAT_HEADING}
+
+## What works here
+
+## How to work here
+"""
+
+_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*])\s+(.+?)\s*$")
+
+
+def hypotheses(notes: str) -> list[str]:
+    """The ranked items under the hypotheses heading, in order."""
+    items: list[str] = []
+    inside = False
+    for line in notes.splitlines():
+        if line.startswith("#"):
+            inside = line.lstrip("#").strip().lower().startswith(HYPOTHESES_HEADING.lower())
+            continue
+        match = _ITEM.match(line) if inside else None
+        if match:
+            items.append(" ".join(match.group(1).split()))
+    return items
+
+
+def add_to_do_not_repeat(notes: str, line: str) -> str:
+    """`notes` with `- line` appended to the do-not-repeat list (made if missing)."""
+    lines = notes.rstrip("\n").split("\n") if notes.strip() else []
+    start = next((i for i, text in enumerate(lines)
+                  if text.startswith("#") and text.lstrip("#").strip().lower().startswith(DO_NOT_REPEAT_HEADING.lower())),
+                 None)
+    if start is None:
+        return "\n".join([*lines, "", f"## {DO_NOT_REPEAT_HEADING}", f"- {line}"]) + "\n"
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("#")), len(lines))
+    while end > start + 1 and not lines[end - 1].strip():
+        end -= 1
+    lines[end:end] = [f"- {line}"]
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Assignment:
+    model: str  # the worker model that took it
+    hypothesis: str
+    cost_usd: float = 0.0  # the worker's own spend on it
+
+
+@dataclass
+class TeamState:
+    taken: list[str] = field(default_factory=list)  # hypotheses handed out, in order
+    assignments: dict[int, Assignment] = field(default_factory=dict)  # exp -> who took it
+    planned_at: int | None = None  # decided experiments when the planner last finished; None: never
+    plans: int = 0
+    rejected: list[dict] = field(default_factory=list)  # {exp, description, reason}
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["assignments"] = {str(k): v for k, v in data["assignments"].items()}
+        return json.dumps(data, indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> TeamState:
+        data = json.loads(text)
+        return cls(
+            taken=[str(t) for t in data.get("taken", [])],
+            assignments={int(k): Assignment(**v) for k, v in data.get("assignments", {}).items()},
+            planned_at=data.get("planned_at"),
+            plans=int(data.get("plans", 0)),
+            rejected=list(data.get("rejected", [])),
+        )
+
+
+class TeamMemory:
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.notes_path = self.run_dir / NOTES_FILE
+        self.state_path = self.run_dir / STATE_FILE
+        self.state = TeamState()
+        if self.state_path.exists():
+            try:
+                self.state = TeamState.from_json(self.state_path.read_text(encoding="utf-8"))
+            except (ValueError, TypeError, KeyError):
+                # A torn or hand-mangled file: the notes still hold the agenda.
+                self.state = TeamState()
+
+    def ensure_notes(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not self.notes_path.exists():
+            _write_atomically(self.notes_path, NOTES_TEMPLATE)
+
+    def notes(self) -> str:
+        try:
+            return self.notes_path.read_text(encoding="utf-8")
+        except OSError:
+            return ""
+
+    def open_hypotheses(self) -> list[str]:
+        taken = set(self.state.taken)
+        return [h for h in hypotheses(self.notes()) if h not in taken]
+
+    def next_hypothesis(self) -> str:
+        """The best hypothesis nobody took yet ("" when the agenda is empty)."""
+        open_ = self.open_hypotheses()
+        return open_[0] if open_ else ""
+
+    def assign(self, exp: int, model: str, hypothesis: str, cost_usd: float) -> None:
+        """A worker's proposal is done (submitted, failed or rejected): its
+        hypothesis is no longer open, and the bandit learns what it cost."""
+        if hypothesis and hypothesis not in self.state.taken:
+            self.state.taken.append(hypothesis)
+        self.state.assignments[exp] = Assignment(model, hypothesis, cost_usd)
+        self.save()
+
+    def record_rejection(self, exp: int, description: str, reason: str) -> None:
+        self.state.rejected.append({"exp": exp, "description": description, "reason": reason})
+        self.ensure_notes()
+        _write_atomically(self.notes_path, add_to_do_not_repeat(
+            self.notes(), f"{description}: rejected by the reviewer before training ({reason})"))
+        self.save()
+
+    def save(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomically(self.state_path, self.state.to_json())
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

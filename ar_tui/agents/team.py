@@ -1,0 +1,448 @@
+"""A research team as one proposer: a planner, a pool of workers, a reviewer.
+
+Cheaper models collaborate where one expensive model worked alone:
+
+- The **planner** keeps the agenda in RUN_DIR/notes.md (ranked hypotheses,
+  facts, a do-not-repeat list, "what works here", "how to work here"),
+  writing it with the same text editor tool as the workers, in a workspace
+  that holds only the notes. It runs at the start, every `plan_every`
+  decided experiments and when the open hypotheses run low. It runs as a
+  task of its own: a proposal waits for it while its server answers, and
+  goes on with the current agenda while its server is down.
+- A **worker** takes the best open hypothesis and implements it: the single
+  agent's tool loop, with the notes in its system prompt. With several
+  worker models, a UCB bandit on improvement per dollar picks which one.
+- The **reviewer** sees the change before it trains. The harness's own
+  checks come first (the edit applied, the Python parses, it is not an exact
+  repeat); then the model calls `review`. `revise` sends the change back to
+  its worker once; `reject` ends the proposal as `ProposalRejected`, which
+  spends no training time and is written to the events and the notes.
+
+Every role's requests go through its own `MessagesClient` (its model, its
+server) and one shared `Meter`, so `--budget-usd` covers the whole team;
+each request's Usage event carries its role and model, and the engine adds
+it to the experiment being proposed, so a row's cost includes every role's
+share.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import difflib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ar_tui.agents import prompt, team_prompt
+from ar_tui.agents.allocation import UCBBandit
+from ar_tui.agents.claude import tools
+from ar_tui.agents.claude.agent import ToolLoop, ToolOutcome, editor_kind, worker_loop
+from ar_tui.agents.claude.client import AgentConfigError, Call, MessagesClient, Meter, ToolCall
+from ar_tui.agents.notes import NOTES_FILE, PROGRAM_PROPOSAL_FILE, TeamMemory
+from ar_tui.core import events as ev
+from ar_tui.core.proposer import (
+    Emit,
+    Proposal,
+    ProposalContext,
+    ProposalFailed,
+    ProposalRejected,
+    ProposerStopped,
+    ResultRow,
+)
+from ar_tui.core.workspace import Workspace
+
+ROLES = ("planner", "worker", "reviewer")
+DEFAULT_PLAN_EVERY = 8
+LOW_HYPOTHESES = 2  # fewer open hypotheses than this: plan again
+PLANNER_TOOL_CALLS = 12
+REVIEW_TOKENS = 1024
+
+
+@dataclass(frozen=True)
+class RoleModel:
+    role: str
+    model: str
+    base_url: str | None = None  # None: --base-url, ANTHROPIC_BASE_URL or Anthropic's
+
+    def __str__(self) -> str:
+        return f"{self.role}={self.model}" + (f"@{self.base_url}" if self.base_url else "")
+
+
+@dataclass
+class TeamSpec:
+    workers: list[RoleModel]
+    planner: RoleModel | None = None
+    reviewer: RoleModel | None = None
+
+    def __str__(self) -> str:
+        return ",".join(str(r) for r in [*([self.planner] if self.planner else []), *self.workers,
+                                          *([self.reviewer] if self.reviewer else [])])
+
+
+def _role_model(role: str, value: str, where: str) -> RoleModel:
+    model, _, url = value.strip().partition("@")
+    model, url = model.strip(), url.strip()
+    if not model:
+        raise AgentConfigError(f"{where}: {role} needs a model, e.g. {role}=claude-haiku-4-5")
+    if url and not url.startswith(("http://", "https://")):
+        raise AgentConfigError(f"{where}: {role}'s server must be an http:// or https:// URL, not {url!r}")
+    return RoleModel(role, model, url or None)
+
+
+def parse_team(text: str) -> TeamSpec:
+    """`planner=MODEL,worker=MODEL[@URL],worker=...,reviewer=MODEL`; one line on error."""
+    where = "--team"
+    found: dict[str, list[RoleModel]] = {role: [] for role in ROLES}
+    for part in (p for p in text.split(",") if p.strip()):
+        role, sep, value = part.partition("=")
+        role = role.strip()
+        if not sep or role not in ROLES:
+            raise AgentConfigError(f"{where}: {part.strip()!r} must be ROLE=MODEL with ROLE one of {', '.join(ROLES)}")
+        found[role].append(_role_model(role, value, where))
+    return _spec(found, where)
+
+
+def team_from_table(table: dict[str, Any], where: str = "[team]") -> TeamSpec:
+    """The `[team]` table of autoresearch.toml: planner = "m", worker = "m" or
+    ["m1", "m2@http://host:port"], reviewer = "m"."""
+    found: dict[str, list[RoleModel]] = {role: [] for role in ROLES}
+    for role in ROLES:
+        value = table.get(role)
+        values = value if isinstance(value, list) else [value] if value is not None else []
+        for item in values:
+            if not isinstance(item, str):
+                raise AgentConfigError(f"{where}: {role} must be a model name (or a list of them for worker)")
+            found[role].append(_role_model(role, item, where))
+    return _spec(found, where)
+
+
+def _spec(found: dict[str, list[RoleModel]], where: str) -> TeamSpec:
+    if not found["worker"]:
+        raise AgentConfigError(f"{where}: name at least one worker, e.g. worker=claude-haiku-4-5")
+    for role in ("planner", "reviewer"):
+        if len(found[role]) > 1:
+            raise AgentConfigError(f"{where}: one {role} only (worker may be given more than once)")
+    return TeamSpec(workers=found["worker"], planner=(found["planner"] or [None])[0],
+                    reviewer=(found["reviewer"] or [None])[0])
+
+
+@dataclass
+class _Review:
+    verdict: str
+    reason: str
+    by: str
+
+
+class TeamProposer:
+    name = "team"
+
+    def __init__(
+        self,
+        spec: TeamSpec,
+        *,
+        program: str,
+        run_dir: Path,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        plan_every: int = DEFAULT_PLAN_EVERY,
+        web_search: bool = False,
+        prices: dict | None = None,
+        retry_base_s: float = 1.0,
+        retry_cap_s: float = 60.0,
+        max_tool_calls: int = 30,
+        max_tokens: int = 8192,
+        editor_tool: str | None = None,
+    ) -> None:
+        if plan_every < 1:
+            raise AgentConfigError("--plan-every must be at least 1")
+        self.spec = spec
+        self.model = str(spec)
+        self.program = program
+        self.plan_every = plan_every
+        self.web_search = web_search
+        self.max_tool_calls = max_tool_calls
+        self.max_tokens = max_tokens
+        self._editor_tool = editor_tool
+        self.memory = TeamMemory(run_dir)
+        self.meter = Meter()
+        # One client per (model, server): roles on the same pair share its connections.
+        self._clients: dict[tuple[str, str | None], MessagesClient] = {}
+        for member in [*spec.workers, *(m for m in (spec.planner, spec.reviewer) if m)]:
+            key = (member.model, member.base_url or base_url)
+            if key not in self._clients:
+                self._clients[key] = MessagesClient(model=member.model, api_key=api_key, base_url=key[1],
+                                                    prices=prices, retry_base_s=retry_base_s,
+                                                    retry_cap_s=retry_cap_s)
+        self._base_url = base_url
+        self._workers = {str(w): w for w in spec.workers}
+        self._plan_task: asyncio.Task | None = None
+        self._plan_call: Call | None = None
+        self._anchor = prompt.FilesAnchor()
+
+    def client(self, member: RoleModel) -> MessagesClient:
+        return self._clients[(member.model, member.base_url or self._base_url)]
+
+    def _call(self, ctx: ProposalContext, role: str, emit: Emit) -> Call:
+        return Call(exp=ctx.exp, role=role, emit=emit, meter=self.meter, gate=ctx.gate,
+                    prices=dict(getattr(ctx.target, "prices", {})))
+
+    # --- the proposal ------------------------------------------------------
+
+    async def propose(self, ctx: ProposalContext, workspace: Workspace, emit: Emit) -> Proposal:
+        self.meter.rebase(ctx.spent_usd, ctx.budget_usd)
+        self.memory.ensure_notes()
+        await self._plan_if_due(ctx, emit)
+        member = self._pick_worker(ctx)
+        hypothesis = self.memory.next_hypothesis()
+        call = self._call(ctx, "worker", emit)
+        client = self.client(member)
+        editor = editor_kind(member.model, self._editor_tool)
+        loop = worker_loop(client, call, ctx, workspace, self.program, editor=editor,
+                           extra=[team_prompt.assignment_block(hypothesis)],
+                           system=team_prompt.worker_system(self.program, ctx.target, self.memory.notes()),
+                           anchor=self._anchor,
+                           max_tool_calls=self.max_tool_calls, max_tokens=self.max_tokens)
+        before = tools.snapshot(workspace)
+        review_call = self._call(ctx, "reviewer", emit) if self.spec.reviewer else None
+        try:
+            proposal = await loop.run()
+            if review_call is not None:
+                proposal = await self._review(ctx, workspace, emit, loop, before, proposal, review_call)
+        except ProposalFailed:
+            # Failed or rejected, the hypothesis was tried: it leaves the agenda. A stop
+            # (budget, key) leaves it open for the resumed run.
+            self.memory.assign(ctx.exp, str(member), hypothesis, float(call.cost))
+            raise
+        self.memory.assign(ctx.exp, str(member), hypothesis, float(call.cost))
+        self._raise_if_planner_stopped(emit)
+        proposal.cost_usd = float(call.cost + (review_call.cost if review_call else 0))
+        return proposal
+
+    async def aclose(self) -> None:
+        """End a planner still waiting out its server's outage; call when the run is over."""
+        task, self._plan_task = self._plan_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    # --- the planner -------------------------------------------------------
+
+    def _plan_due(self, ctx: ProposalContext) -> bool:
+        if self.spec.planner is None:
+            return False
+        decided = _decided(ctx.history)
+        planned_at = self.memory.state.planned_at
+        if planned_at is None:
+            return True
+        if decided - planned_at >= self.plan_every:
+            return True
+        return len(self.memory.open_hypotheses()) < LOW_HYPOTHESES and decided > planned_at
+
+    async def _plan_if_due(self, ctx: ProposalContext, emit: Emit) -> None:
+        self._raise_if_planner_stopped(emit)
+        if self._plan_task is None and self._plan_due(ctx):
+            self._plan_call = self._call(ctx, "planner", emit)
+            self._plan_task = asyncio.create_task(self._plan(ctx, self._plan_call), name="ar-tui-planner")
+        if self._plan_task is None or self._plan_call is None:
+            return
+        # Wait for the planner unless its server is down: then the workers go on
+        # with the agenda they have, and the planner's turn lands when it can.
+        waiting = asyncio.ensure_future(self._plan_call.waiting.wait())
+        try:
+            await asyncio.wait({self._plan_task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+        self._raise_if_planner_stopped(emit)
+
+    def _raise_if_planner_stopped(self, emit: Emit) -> None:
+        task = self._plan_task
+        if task is None or not task.done():
+            return
+        self._plan_task = None
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if isinstance(exc, ProposerStopped):
+            raise exc
+        if exc is not None:
+            reason = exc.reason if isinstance(exc, ProposalFailed) else f"{type(exc).__name__}: {exc}"
+            emit(ev.Notice(level="warning",
+                           message=f"the planner failed ({reason}); the workers go on with the current agenda"))
+
+    async def _plan(self, ctx: ProposalContext, call: Call) -> None:
+        planner = self.spec.planner
+        assert planner is not None
+        workspace = Workspace(self.memory.run_dir, [NOTES_FILE, PROGRAM_PROPOSAL_FILE], [])
+        client = self.client(planner)
+        loop = ToolLoop(
+            client, call,
+            system=team_prompt.planner_system(self.program, ctx.target, self.web_search),
+            tools=tools.planner_tools(editor_kind(planner.model, self._editor_tool), self.web_search),
+            messages=[team_prompt.planner_message(ctx, self.memory.notes(), self.memory.state.rejected)],
+            workspace=workspace, finish_tool=None, max_tool_calls=PLANNER_TOOL_CALLS, max_tokens=self.max_tokens,
+        )
+        try:
+            await loop.run()
+        finally:
+            # Failed or not, the next plan waits for new evidence instead of retrying at once.
+            self.memory.state.planned_at = _decided(ctx.history)
+            self.memory.state.plans += 1
+            self.memory.save()
+
+    # --- the worker pool ---------------------------------------------------
+
+    def _pick_worker(self, ctx: ProposalContext) -> RoleModel:
+        if len(self._workers) == 1:
+            return self.spec.workers[0]
+        bandit = UCBBandit(list(self._workers))
+        for exp, improvement in _improvements(ctx).items():
+            assignment = self.memory.state.assignments.get(exp)
+            if assignment is not None:
+                bandit.reward(assignment.model, improvement, assignment.cost_usd, train_hours=0.0)
+        return self._workers[bandit.choose()]
+
+    # --- the reviewer ------------------------------------------------------
+
+    async def _review(self, ctx: ProposalContext, workspace: Workspace, emit: Emit, loop: ToolLoop,
+                      before: dict[str, str | None], proposal: Proposal, call: Call) -> Proposal:
+        for round_ in (1, 2):
+            review = await self._verdict(ctx, workspace, before, proposal, call)
+            if review.verdict == "revise" and round_ == 2:
+                if review.by != "checks":
+                    # It had its one revision; the model's doubt no longer holds the run up.
+                    review = _Review("approve", f"revised once; {review.reason}", review.by)
+                else:
+                    review = _Review("reject", f"still broken after one revision: {review.reason}", review.by)
+            emit(ev.Review(exp=ctx.exp, verdict=review.verdict, reason=review.reason,
+                           description=proposal.description, by=review.by))
+            if review.verdict == "approve":
+                return proposal
+            if review.verdict == "reject":
+                self.memory.record_rejection(ctx.exp, proposal.description, review.reason)
+                raise ProposalRejected(f"rejected by the reviewer before training: {review.reason}",
+                                       float(loop.call.cost + call.cost))
+            loop.resume_with(f"The reviewer asked for a revision before training: {review.reason}\n"
+                             f"Fix the change accordingly, then call {tools.RUN_TOOL_NAME} again.")
+            proposal = await loop.run()
+        raise AssertionError("unreachable: the second round approves or rejects")
+
+    async def _verdict(self, ctx: ProposalContext, workspace: Workspace, before: dict[str, str | None],
+                       proposal: Proposal, call: Call) -> _Review:
+        after = tools.snapshot(workspace)
+        diff = _diff(before, after)
+        if not diff.strip():
+            return _Review("revise", "the edit did not apply: the files are unchanged", "checks")
+        broken = _syntax_errors(after, before)
+        if broken:
+            return _Review("revise", f"the file does not parse: {broken}", "checks")
+        repeat = _exact_repeat(diff, ctx.history)
+        if repeat is not None:
+            return _Review("reject", f"exactly the change of exp {repeat.exp} ({repeat.description}, "
+                                     f"{repeat.status})", "checks")
+        reviewer = self.spec.reviewer
+        assert reviewer is not None
+        checks = ["the edit applied", "every changed Python file parses", "not an exact repeat"]
+        loop = ToolLoop(
+            self.client(reviewer), call,
+            system=team_prompt.reviewer_system(ctx.target), tools=tools.reviewer_tools(),
+            messages=[team_prompt.reviewer_message(ctx, self.memory.notes(), proposal.description,
+                                                   proposal.rationale, diff, checks)],
+            handler=_review_handler, finish_tool=tools.REVIEW_TOOL_NAME, max_tool_calls=3,
+            max_tokens=REVIEW_TOKENS, tool_choice={"type": "tool", "name": tools.REVIEW_TOOL_NAME},
+        )
+        try:
+            verdict, reason = await loop.run()
+        except ProposalFailed as exc:
+            # A reviewer that cannot answer must not hold the run up: the change trains.
+            return _Review("approve", f"the reviewer gave no verdict ({exc.reason})", reviewer.model)
+        return _Review(verdict, reason or "(no reason given)", reviewer.model)
+
+
+def _review_handler(call: ToolCall, edit_failed: bool) -> ToolOutcome:
+    verdict, reason, problem = tools.verdict_of(call.input)
+    if problem is not None:
+        return ToolOutcome(problem, True, "review: invalid")
+    return ToolOutcome("recorded", False, f"review: {verdict}", done=(verdict, reason))
+
+
+def _decided(history: list[ResultRow]) -> int:
+    return sum(1 for r in history if r.exp != 0)
+
+
+def _improvements(ctx: ProposalContext) -> dict[int, float]:
+    """Each decided experiment's gain over the best before it (0 unless kept)."""
+    gains: dict[int, float] = {}
+    best: float | None = None
+    for row in ctx.history:
+        if row.exp != 0:
+            gain = 0.0
+            if row.status == "keep" and row.metric is not None and best is not None:
+                gain = max(0.0, ctx.target.improvement(row.metric, best))
+            gains[row.exp] = gain
+        if row.status == "keep" and row.metric is not None:
+            best = row.metric
+    return gains
+
+
+def _diff(before: dict[str, str | None], after: dict[str, str | None]) -> str:
+    parts: list[str] = []
+    for rel in sorted(set(before) | set(after)):
+        old, new = before.get(rel) or "", after.get(rel) or ""
+        if old != new:
+            parts.extend(difflib.unified_diff(old.splitlines(True), new.splitlines(True), f"a/{rel}", f"b/{rel}"))
+    return "".join(parts)
+
+
+def _syntax_errors(after: dict[str, str | None], before: dict[str, str | None]) -> str:
+    for rel, text in after.items():
+        if rel.endswith(".py") and text is not None and text != before.get(rel):
+            try:
+                ast.parse(text, filename=rel)
+            except SyntaxError as exc:
+                return f"{rel} line {exc.lineno}: {exc.msg}"
+    return ""
+
+
+def _changed_lines(diff: str) -> list[str]:
+    return [line for line in diff.splitlines()
+            if line[:1] in "+-" and not line.startswith(("+++", "---")) and line[1:].strip()]
+
+
+def _exact_repeat(diff: str, history: list[ResultRow]) -> ResultRow | None:
+    """A tried experiment whose change was exactly this one (same lines added and removed)."""
+    mine = _changed_lines(diff)
+    for row in reversed(history):
+        if row.exp != 0 and row.diff and _changed_lines(row.diff) == mine:
+            return row
+    return None
+
+
+def team_from_settings(settings: Any) -> TeamProposer:
+    """The registry's team (`--agent team`, which `--team` implies): the
+    `--team`, `--plan-every` and `--web-search` options win over
+    autoresearch.toml's `[team]` table and its `plan_every` and `web_search`."""
+    table: dict[str, Any] = {}
+    if settings.target is not None:
+        from ar_tui.core.config import ConfigError, load_target
+
+        try:
+            table = load_target(settings.target).team
+        except ConfigError:
+            pass  # the engine reports a bad autoresearch.toml in its own words
+    extra = dict(settings.extra or {})
+    text = extra.get("team")
+    if not text and not table:
+        raise AgentConfigError("--agent team needs --team planner=MODEL,worker=MODEL,reviewer=MODEL "
+                               "or a [team] table in autoresearch.toml")
+    spec = parse_team(text) if text else team_from_table(table)
+    plan_every = extra.get("plan_every")
+    if plan_every is None:
+        plan_every = table.get("plan_every", DEFAULT_PLAN_EVERY)
+    if isinstance(plan_every, bool) or not isinstance(plan_every, int):
+        raise AgentConfigError(f"[team] plan_every must be a whole number, not {plan_every!r}")
+    web_search = bool(extra.get("web_search") or table.get("web_search", False))
+    if settings.run_dir is None or settings.program is None:
+        raise AgentConfigError("a team needs a run dir for its notes and the program's instructions")
+    return TeamProposer(spec, program=settings.program, run_dir=settings.run_dir, base_url=settings.base_url,
+                        plan_every=plan_every, web_search=web_search)
