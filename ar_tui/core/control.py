@@ -72,6 +72,8 @@ class RowView:
     forced: bool
     rule: str
     best_after: float | None
+    parent_exp: int | None = None
+    island: int | None = None
 
 
 @dataclass
@@ -111,6 +113,7 @@ class RunView:
     api_waiting: ev.ApiWaiting | None = None
     last_notice: ev.Notice | None = None
     streaming_usage: ev.Usage | None = None  # the request now streaming, not yet in the totals
+    lineage: dict[int, tuple[int | None, int | None]] = field(default_factory=dict)  # exp: (parent, island)
 
     @property
     def improvement_pct(self) -> float | None:
@@ -192,6 +195,18 @@ class RunView:
             slot.started_at, slot.veto_deadline = e.ts, None
         self.current_exp = e.exp
         self.experiments_started = max(self.experiments_started, e.exp)
+        self.lineage[e.exp] = (self._parent_of(e), e.island)
+
+    def _parent_of(self, e: ev.ExperimentStarted) -> int | None:
+        """The engine's word when it gives one; for greedy runs before it did,
+        the kept experiment whose commit it started from, else the best then."""
+        if e.parent_exp is not None:
+            return e.parent_exp
+        parent = e.parent[:7]
+        for row in reversed(self.rows):
+            if row.status == ev.STATUS_KEEP and row.commit and row.commit[:7] == parent:
+                return row.exp
+        return self.best_exp
 
     def _on_experiment_finished(self, e: ev.ExperimentFinished) -> None:
         slot = self._slot(e.slot)
@@ -210,9 +225,13 @@ class RunView:
     def _on_decision(self, e: ev.Decision) -> None:
         if e.status == "rerun":
             return
-        self.rows.append(
-            RowView(e.exp, e.commit, e.metric, e.status, e.description, e.cost_usd, e.forced, e.rule, e.best_after)
-        )
+        parent, island = self.lineage.get(e.exp, (self.best_exp, None))
+        if e.parent_exp is not None:
+            parent = e.parent_exp
+        if e.island is not None:
+            island = e.island
+        self.rows.append(RowView(e.exp, e.commit, e.metric, e.status, e.description, e.cost_usd, e.forced, e.rule,
+                                 e.best_after, None if e.exp == 0 else parent, island))
         if e.best_after is not None:
             if e.status == ev.STATUS_KEEP:
                 self.best_exp = e.exp

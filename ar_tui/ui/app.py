@@ -34,7 +34,8 @@ from ar_tui.ui.help_screen import HelpScreen
 from ar_tui.ui.log_buffer import DEFAULT_MAX_LINES, LogBuffer
 from ar_tui.ui.log_pane import TrainingLog
 from ar_tui.ui.machine_pane import MachinePane, Sampler
-from ar_tui.ui.metric_pane import MetricPane
+from ar_tui.ui.lineage_tree import LineageTree
+from ar_tui.ui.metric_pane import MetricPane, rows_with_baseline
 from ar_tui.ui.status_line import StatusLine
 from ar_tui.ui.veto_banner import VetoBanner
 
@@ -46,6 +47,7 @@ PANES = [
     ("metric", "metric"),
     ("cost", "cost"),
     ("machine", "machine"),
+    ("tree", "tree"),
 ]
 
 # Events after which the footer's enabled keys may change.
@@ -145,6 +147,7 @@ class ArTuiApp(App[Any]):
             yield TrainingLog(self.logs, id="log", classes="pane")
             yield MetricPane(id="metric", classes="pane")
             yield DiffPane(id="diff", classes="pane")
+            yield LineageTree(id="tree", classes="pane")
             yield CostMeter(id="cost", classes="pane")
             yield MachinePane(self._machine_sampler, id="machine", classes="pane")
         yield Footer()
@@ -155,6 +158,7 @@ class ArTuiApp(App[Any]):
         self.diff_pane = self.query_one(DiffPane)
         self.metric_pane = self.query_one(MetricPane)
         self.cost_meter = self.query_one(CostMeter)
+        self.lineage_tree = self.query_one(LineageTree)
         self.status_line = self.query_one(StatusLine)
         self.veto_banner = self.query_one(VetoBanner)
         for name, label in PANES:
@@ -298,6 +302,7 @@ class ArTuiApp(App[Any]):
         if self._view_dirty:
             self._view_dirty = False
             self.metric_pane.show(view, self._baseline)
+            self.lineage_tree.show_rows(rows_with_baseline(view, self._baseline), view.best_exp)
             self.cost_meter.show(view)
             self.diff_pane.show(*self._current_diff())
             self._title_log()
