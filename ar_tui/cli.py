@@ -273,6 +273,9 @@ def add_remote_commands(sub) -> None:
     stop.add_argument("--now", action="store_true", help="abort the running experiment (it runs again on resume)")
     stop.add_argument("--wait", action="store_true", help="return once the engine has exited")
     sub.add_parser("ls", help="list the runs on this machine with their state")
+    serve = sub.add_parser("serve", help="the app in a browser, on 127.0.0.1 (the URL printed carries a token)")
+    serve.add_argument("run_dir", nargs="?", type=Path)
+    serve.add_argument("--port", type=int, default=8000, help="0 picks a free port")
 
 
 def _live_run_dir(run_dir: Path | None, verb: str) -> Path:
@@ -401,7 +404,13 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-REMOTE_COMMANDS = {"attach": cmd_attach, "status": cmd_status, "stop": cmd_stop, "ls": cmd_ls}
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ar_tui.web.serve import main as serve
+
+    return serve(args.run_dir, args.port)
+
+
+REMOTE_COMMANDS = {"attach": cmd_attach, "status": cmd_status, "stop": cmd_stop, "ls": cmd_ls, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:
