@@ -128,7 +128,7 @@ class ArTuiApp(App[Any]):
         self._view_dirty = True
         self._bindings_dirty = True
         self._footer_states: tuple = ()
-        self._tick = 0
+        self._tick = 0  # redraws so far; tests wait on it (see `redraws`)
         self._engine_running = False
         self._stop_requested = False
         self._unsubscribe: Callable[[], None] | None = None
@@ -287,6 +287,13 @@ class ArTuiApp(App[Any]):
                 self.logs.add(slot.index, slot.exp, line.rsplit("\r", 1)[-1])
 
     # ------------------------------------------------------------------ drawing
+
+    @property
+    def redraws(self) -> int:
+        """How many redraws have run. Everything ingested before redraw n is
+        on screen once n + 3 have run (the agent pane syncs every third), so
+        a test can wait for what it reads instead of sleeping."""
+        return self._tick
 
     def _redraw(self) -> None:
         now = self._clock()

@@ -15,10 +15,10 @@ from tests.ui.helpers import engine_app, events_of, ledger, step, ui_target, unt
 SIZE = (120, 40)
 
 
-def seconds_left(banner) -> int:
+def seconds_left(banner) -> int | None:
+    """The countdown the banner shows, or None while it shows none."""
     match = re.search(r"starts in (\d+) s", str(banner.render()))
-    assert match, str(banner.render())
-    return int(match.group(1))
+    return int(match.group(1)) if match else None
 
 
 def running(app, exp: int) -> bool:
@@ -33,11 +33,11 @@ async def test_p_pauses_after_the_running_experiment_and_resumes(tmp_path: Path)
         await until(pilot, lambda: running(app, 1), what="exp 1 running")
         await pilot.press("p")
         await until(pilot, lambda: engine.paused and app.view.paused, timeout=5, what="the pause")
-        await pilot.pause(0.5)  # the status line is redrawn on the next tick
-        assert "paused" in str(app.status_line.render())
-        # Paused: experiment 1 finishes and is decided, experiment 2 waits.
-        await until(pilot, lambda: any(r.exp == 1 for r in app.view.rows), what="exp 1 decided")
-        await pilot.pause(0.5)
+        await until(pilot, lambda: "paused" in str(app.status_line.render()), timeout=5, what="paused on screen")
+        # Paused: experiment 1 finishes and is decided, and its slot waits
+        # paused instead of starting experiment 2.
+        await until(pilot, lambda: any(r.exp == 1 for r in app.view.rows)
+                    and app.view.slots[0].state == ev.STATE_PAUSED, what="exp 1 decided and the slot paused")
         assert not any(isinstance(e, ev.ExperimentStarted) and e.exp == 2 for e in events_of(run_dir))
         await pilot.press("p")
         await until(pilot, lambda: not app.is_running, what="the run to end")
@@ -106,12 +106,12 @@ async def test_attended_window_counts_down_and_enter_starts_at_once(tmp_path: Pa
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.view.slots and app.view.slots[0].state == ev.STATE_VETO_WINDOW,
                     what="the veto window")
-        await pilot.pause(0.1)
         banner = app.query_one("#veto-banner")
-        assert banner.display
+        await until(pilot, lambda: banner.display and seconds_left(banner) is not None, timeout=5,
+                    what="the countdown on screen")
         assert 595 <= seconds_left(banner) <= 600
         offset[0] = 90.0  # the clock moves on: the countdown follows it
-        await pilot.pause(0.5)
+        await until(pilot, lambda: (seconds_left(banner) or 600) <= 510, timeout=5, what="the countdown to follow")
         assert 505 <= seconds_left(banner) <= 510
         assert app.check_action("start_now", ()) is True
         await pilot.press("enter")
