@@ -102,7 +102,9 @@ class RunView:
     rows: list[RowView] = field(default_factory=list)
     experiments_started: int = 0
     current_exp: int | None = None
+    started: set[int] = field(default_factory=set)  # experiments that have started a run
     proposals: dict[int, ev.ProposalReady] = field(default_factory=dict)
+    last_proposal: ev.ProposalReady | None = None
     cost_usd: float = 0.0
     input_tokens: int = 0
     output_tokens: int = 0
@@ -113,7 +115,7 @@ class RunView:
     api_waiting: ev.ApiWaiting | None = None
     last_notice: ev.Notice | None = None
     streaming_usage: ev.Usage | None = None  # the request now streaming, not yet in the totals
-    lineage: dict[int, tuple[int | None, int | None]] = field(default_factory=dict)  # exp: (parent, island)
+    derived_parents: dict[int, int | None] = field(default_factory=dict)  # exp: parent, where events name none
 
     @property
     def improvement_pct(self) -> float | None:
@@ -123,8 +125,13 @@ class RunView:
         return 100.0 * gain / abs(self.baseline)
 
     @property
+    def experiments(self) -> list[RowView]:
+        """The decided experiments after the baseline (exp 0 is the baseline's row)."""
+        return [r for r in self.rows if r.exp != 0]
+
+    @property
     def cost_per_experiment(self) -> float | None:
-        decided = len(self.rows)
+        decided = len(self.experiments)
         return self.cost_usd / decided if decided else None
 
     @property
@@ -135,7 +142,64 @@ class RunView:
 
     @property
     def kept(self) -> int:
-        return sum(1 for r in self.rows if r.status == ev.STATUS_KEEP)
+        return sum(1 for r in self.experiments if r.status == ev.STATUS_KEEP)
+
+    # ------------------------------------------------------------------ what applies now
+    # The app's keys and a browser's buttons ask the same questions; the
+    # answers live here, next to the state they read.
+
+    def slot(self, index: int) -> SlotView | None:
+        return self.slots[index] if 0 <= index < len(self.slots) else None
+
+    def running_exp(self, slot_index: int) -> int | None:
+        """The experiment training on that slot now (what force-keep acts on)."""
+        slot = self.slot(slot_index)
+        if slot is not None and slot.exp is not None and slot.state == ev.STATE_RUNNING:
+            return slot.exp
+        return None
+
+    def pending_proposals(self) -> list[int]:
+        """Prepared proposals that have not started nor been decided."""
+        decided = {row.exp for row in self.rows}
+        return [exp for exp in self.proposals if exp not in decided and exp not in self.started]
+
+    def veto_target(self, slot_index: int) -> tuple[int, str] | None:
+        """What a veto on that slot would act on, and what it would mean."""
+        slot = self.slot(slot_index)
+        if slot is not None and slot.exp is not None:
+            if slot.state == ev.STATE_RUNNING:
+                return slot.exp, "The running experiment is aborted"
+            if slot.state == ev.STATE_VETO_WINDOW:
+                return slot.exp, "The waiting experiment never runs"
+        pending = self.pending_proposals()
+        if pending:
+            return max(pending), "The prepared proposal is rejected"
+        return None
+
+    def current_diff(self, slot_index: int) -> tuple[int | None, str]:
+        """The change to show for that slot: its experiment's, else the latest proposal's."""
+        slot = self.slot(slot_index)
+        if slot is not None and slot.exp is not None and slot.exp in self.proposals:
+            return slot.exp, self.proposals[slot.exp].diff
+        if self.last_proposal is not None:
+            return self.last_proposal.exp, self.last_proposal.diff
+        return None, ""
+
+    @property
+    def live(self) -> bool:
+        return self.stopped is None
+
+    def actions(self, slot_index: int) -> dict[str, bool]:
+        """Which of the human controls apply now, for a viewer focused on that slot."""
+        live = self.live
+        slot = self.slot(slot_index)
+        return {
+            "pause": live,
+            "attended": live,
+            "veto": live and self.veto_target(slot_index) is not None,
+            "force_keep": live and self.running_exp(slot_index) is not None,
+            "start_now": live and slot is not None and slot.state == ev.STATE_VETO_WINDOW,
+        }
 
     def apply(self, event: ev.Event) -> None:
         handler = getattr(self, f"_on_{event.kind}", None)
@@ -180,6 +244,7 @@ class RunView:
 
     def _on_proposal_ready(self, e: ev.ProposalReady) -> None:
         self.proposals[e.exp] = e
+        self.last_proposal = e
 
     def _on_veto_window(self, e: ev.VetoWindow) -> None:
         slot = self._slot(e.slot)
@@ -194,17 +259,17 @@ class RunView:
             slot.state, slot.exp, slot.description = ev.STATE_RUNNING, e.exp, e.description
             slot.started_at, slot.veto_deadline = e.ts, None
         self.current_exp = e.exp
+        self.started.add(e.exp)
         self.experiments_started = max(self.experiments_started, e.exp)
-        self.lineage[e.exp] = (self._parent_of(e), e.island)
+        if e.parent_exp is None:
+            self.derived_parents[e.exp] = self._started_from(e.parent)
 
-    def _parent_of(self, e: ev.ExperimentStarted) -> int | None:
-        """The engine's word when it gives one; for greedy runs before it did,
-        the kept experiment whose commit it started from, else the best then."""
-        if e.parent_exp is not None:
-            return e.parent_exp
-        parent = e.parent[:7]
+    def _started_from(self, commit: str) -> int | None:
+        """For a history written before the engine named parents (greedy
+        runs): the kept experiment whose commit it started from, else the
+        best at the time."""
         for row in reversed(self.rows):
-            if row.status == ev.STATUS_KEEP and row.commit and row.commit[:7] == parent:
+            if row.status == ev.STATUS_KEEP and row.commit and commit and row.commit[:7] == commit[:7]:
                 return row.exp
         return self.best_exp
 
@@ -218,6 +283,10 @@ class RunView:
         if self.best is None:
             self.best = e.metric
             self.best_exp = 0
+        if not any(r.exp == 0 for r in self.rows):
+            # An events.jsonl written before the baseline had its own Decision.
+            self.rows.insert(0, RowView(0, e.commit[:7], e.metric, ev.STATUS_KEEP, "baseline", 0.0, False,
+                                        "baseline", e.metric))
 
     def _on_noise(self, e: ev.NoiseEstimate) -> None:
         self.noise_sd, self.noise_band = e.sd, e.band
@@ -225,13 +294,16 @@ class RunView:
     def _on_decision(self, e: ev.Decision) -> None:
         if e.status == "rerun":
             return
-        parent, island = self.lineage.get(e.exp, (self.best_exp, None))
-        if e.parent_exp is not None:
-            parent = e.parent_exp
-        if e.island is not None:
-            island = e.island
-        self.rows.append(RowView(e.exp, e.commit, e.metric, e.status, e.description, e.cost_usd, e.forced, e.rule,
-                                 e.best_after, None if e.exp == 0 else parent, island))
+        parent = e.parent_exp
+        if parent is None and e.exp != 0:
+            parent = self.derived_parents.get(e.exp, self.best_exp)
+        row = RowView(e.exp, e.commit, e.metric, e.status, e.description, e.cost_usd, e.forced, e.rule, e.best_after,
+                      parent, e.island)
+        same = next((i for i, r in enumerate(self.rows) if r.exp == e.exp), None)
+        if same is None:
+            self.rows.append(row)
+        else:
+            self.rows[same] = row
         if e.best_after is not None:
             if e.status == ev.STATUS_KEEP:
                 self.best_exp = e.exp
@@ -276,7 +348,7 @@ class RunView:
             "paused": self.paused,
             "attended": self.attended,
             "experiment": self.current_exp,
-            "experiments": len(self.rows),
+            "experiments": len(self.experiments),
             "kept": self.kept,
             "metric": self.metric_name,
             "baseline": self.baseline,

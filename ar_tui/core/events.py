@@ -221,8 +221,8 @@ class ExperimentStarted(Event):
     attempt: int = 1  # >1 for re-runs (noise band, or re-applied on a newer best)
     prepared_before: list[int] = field(default_factory=list)  # results not known when it was prepared
     log_path: str = ""
-    parent_exp: int | None = None  # the experiment it grew from (None: not told; RunView derives it)
-    island: int | None = None  # the population it belongs to, for strategies that keep several
+    parent_exp: int | None = None  # the experiment whose code this one was built on
+    island: int | None = None  # the sub-population it belongs to, for island search
 
 
 @dataclass
@@ -273,8 +273,8 @@ class Decision(Event):
     description: str
     forced: bool = False
     cost_usd: float = 0.0
-    parent_exp: int | None = None  # as on ExperimentStarted
-    island: int | None = None
+    parent_exp: int | None = None  # the experiment whose code this one was built on
+    island: int | None = None  # the sub-population it belongs to, for island search
 
 
 @dataclass

@@ -10,6 +10,8 @@ GitPython blocks, so the engine calls these methods through
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import os
 import shutil
@@ -88,6 +90,32 @@ class GitRepo:
 
     def set_branch(self, new: str) -> None:
         self.repo.git.update_ref(f"refs/heads/{self.branch}", new)
+
+    # Several tips: a population strategy keeps every node that may still be
+    # chosen as a parent as a ref outside refs/heads, so `git branch` stays
+    # readable and git never collects the commit while it may be built on.
+
+    @property
+    def nodes_prefix(self) -> str:
+        return f"refs/ar-tui/{self.tag}/nodes/"
+
+    def set_node(self, exp: int, commit: str) -> None:
+        self.repo.git.update_ref(f"{self.nodes_prefix}{exp}", commit)
+
+    def drop_node(self, exp: int) -> None:
+        with contextlib.suppress(git.exc.GitCommandError):
+            self.repo.git.update_ref("-d", f"{self.nodes_prefix}{exp}")
+
+    def nodes(self) -> dict[int, str]:
+        """Experiment number -> commit, for every node ref of this run."""
+        out = self.repo.git.for_each_ref("--format=%(refname) %(objectname)", self.nodes_prefix)
+        found: dict[int, str] = {}
+        for line in out.splitlines():
+            name, _, commit = line.partition(" ")
+            tail = name[len(self.nodes_prefix):]
+            if tail.isdigit():
+                found[int(tail)] = commit
+        return found
 
     def resolve(self, rev: str) -> str:
         return self.repo.git.rev_parse("--verify", f"{rev}^{{commit}}")

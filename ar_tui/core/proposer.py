@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Awaitable, Callable, Protocol
 
 from ar_tui.core.events import Event
+from ar_tui.core.pricing import TokenUsage  # re-exported: proposers report usage in it
 
 if TYPE_CHECKING:
     from ar_tui.core.config import TargetConfig
@@ -56,22 +57,6 @@ class ProposalContext:
 
 
 @dataclass
-class TokenUsage:
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_write_5m_tokens: int = 0
-    cache_write_1h_tokens: int = 0
-    cache_read_tokens: int = 0
-
-    def add(self, other: "TokenUsage") -> None:
-        self.input_tokens += other.input_tokens
-        self.output_tokens += other.output_tokens
-        self.cache_write_5m_tokens += other.cache_write_5m_tokens
-        self.cache_write_1h_tokens += other.cache_write_1h_tokens
-        self.cache_read_tokens += other.cache_read_tokens
-
-
-@dataclass
 class Proposal:
     description: str
     rationale: str = ""
@@ -89,12 +74,27 @@ class ProposalFailed(Exception):
 
 
 class ProposerStopped(Exception):
-    """The proposer cannot go on (bad key, spend limit, budget reached): the loop
-    stops cleanly, keeping all state so that the run can be resumed."""
+    """The proposer cannot go on (bad key, spend limit, the run stopping): the
+    loop stops cleanly, keeping all state so that the run can be resumed.
+    `error` says whether the stop is a failure the user must look at."""
+
+    error = True
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class BudgetReached(ProposerStopped):
+    """The run's --budget-usd is spent: a planned end, not a failure."""
+
+    error = False
+
+
+class RunStopping(ProposerStopped):
+    """The run is stopping (a user's stop while a proposal waited at the gate)."""
+
+    error = False
 
 
 Emit = Callable[[Event], None]

@@ -35,7 +35,7 @@ from ar_tui.ui.log_buffer import DEFAULT_MAX_LINES, LogBuffer
 from ar_tui.ui.log_pane import TrainingLog
 from ar_tui.ui.machine_pane import MachinePane, Sampler
 from ar_tui.ui.lineage_tree import LineageTree
-from ar_tui.ui.metric_pane import MetricPane, rows_with_baseline
+from ar_tui.ui.metric_pane import MetricPane
 from ar_tui.ui.status_line import StatusLine
 from ar_tui.ui.veto_banner import VetoBanner
 
@@ -123,8 +123,6 @@ class ArTuiApp(App[Any]):
         self._slot_index = 0
         self._active_pane = "agent"
         self._started: dict[int, ev.ExperimentStarted] = {}
-        self._last_proposal: ev.ProposalReady | None = None
-        self._baseline: ev.BaselineReady | None = None
         self._view_dirty = True
         self._bindings_dirty = True
         self._footer_states: tuple = ()
@@ -246,15 +244,12 @@ class ArTuiApp(App[Any]):
         elif isinstance(event, ev.ProposalStarted):
             agent.begin(event)
         elif isinstance(event, ev.ProposalReady):
-            self._last_proposal = event
             agent.add_line(f"proposal for exp {event.exp}: {event.description}", style="bold")
         elif isinstance(event, ev.ProposalFailed):
             agent.add_line(f"proposal for exp {event.exp} failed: {event.reason}", style="bold red")
         elif isinstance(event, ev.ApiWaiting):
             agent.add_line(f"waiting for the API: {event.reason}; retry in {event.retry_in_s:.0f} s "
                            f"(attempt {event.attempt})", style="yellow")
-        elif isinstance(event, ev.BaselineReady):
-            self._baseline = event
         elif isinstance(event, ev.ExperimentStarted):
             self._started[event.exp] = event
             self.logs.start(event.slot, event.exp)
@@ -308,10 +303,10 @@ class ArTuiApp(App[Any]):
         self.veto_banner.show(view, self._slot_index, now)
         if self._view_dirty:
             self._view_dirty = False
-            self.metric_pane.show(view, self._baseline)
-            self.lineage_tree.show_rows(rows_with_baseline(view, self._baseline), view.best_exp)
+            self.metric_pane.show(view)
+            self.lineage_tree.show_rows(view.rows, view.best_exp)
             self.cost_meter.show(view)
-            self.diff_pane.show(*self._current_diff())
+            self.diff_pane.show(*self.view.current_diff(self._slot_index))
             self._title_log()
         if self._bindings_dirty:
             self._bindings_dirty = False
@@ -326,14 +321,6 @@ class ArTuiApp(App[Any]):
         slots = self.view.slots
         return slots[self._slot_index] if 0 <= self._slot_index < len(slots) else None
 
-    def _current_diff(self) -> tuple[int | None, str]:
-        slot = self._focused_slot()
-        if slot is not None and slot.exp is not None and slot.exp in self.view.proposals:
-            return slot.exp, self.view.proposals[slot.exp].diff
-        if self._last_proposal is not None:
-            return self._last_proposal.exp, self._last_proposal.diff
-        return None, ""
-
     def _title_log(self) -> None:
         slot = self._focused_slot()
         exp = self.logs.slot(self._slot_index).exp
@@ -343,25 +330,6 @@ class ArTuiApp(App[Any]):
         self.diff_pane.border_title = f"diff · exp {exp_shown}" if exp_shown is not None else "diff"
 
     # ------------------------------------------------------------------ keys
-
-    def _veto_target(self) -> tuple[int, str] | None:
-        slot = self._focused_slot()
-        if slot is not None and slot.exp is not None:
-            if slot.state == ev.STATE_RUNNING:
-                return slot.exp, "The running experiment is aborted"
-            if slot.state == ev.STATE_VETO_WINDOW:
-                return slot.exp, "The waiting experiment never runs"
-        decided = {row.exp for row in self.view.rows}
-        pending = [exp for exp in self.view.proposals if exp not in decided and exp not in self._started]
-        if pending:
-            return max(pending), "The prepared proposal is rejected"
-        return None
-
-    def _running_exp(self) -> int | None:
-        slot = self._focused_slot()
-        if slot is not None and slot.exp is not None and slot.state == ev.STATE_RUNNING:
-            return slot.exp
-        return None
 
     def _live(self) -> bool:
         return self.view.stopped is None and self.engine_error is None and not self._stop_requested
@@ -379,9 +347,9 @@ class ArTuiApp(App[Any]):
         if action in ("toggle_pause", "toggle_attended"):
             return True if self._live() else None
         if action == "veto":
-            return True if self._live() and self._veto_target() is not None else None
+            return True if self._live() and self.view.veto_target(self._slot_index) is not None else None
         if action == "force_keep":
-            return True if self._live() and self._running_exp() is not None else None
+            return True if self._live() and self.view.running_exp(self._slot_index) is not None else None
         if action == "start_now":
             slot = self._focused_slot()
             return True if self._live() and slot is not None and slot.state == ev.STATE_VETO_WINDOW else None
@@ -402,7 +370,7 @@ class ArTuiApp(App[Any]):
             self.notify(f"experiment {slot.exp} is no longer waiting", severity="warning")
 
     def action_force_keep(self) -> None:
-        exp = self._running_exp()
+        exp = self.view.running_exp(self._slot_index)
         if exp is None:
             return
         if self.handle.force_keep(exp):
@@ -411,7 +379,7 @@ class ArTuiApp(App[Any]):
             self.notify(f"experiment {exp} can no longer be kept", severity="warning")
 
     def action_veto(self) -> None:
-        target = self._veto_target()
+        target = self.view.veto_target(self._slot_index)
         if target is None:
             return
         exp, consequence = target

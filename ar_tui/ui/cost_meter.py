@@ -19,7 +19,7 @@ class CostMeter(Static):
 
     def show(self, view: RunView) -> None:
         streaming = view.streaming_usage
-        figures = (view.cost_usd, view.budget_usd, view.unknown_price, len(view.rows), view.input_tokens,
+        figures = (view.cost_usd, view.budget_usd, view.unknown_price, len(view.experiments), view.input_tokens,
                    view.output_tokens, view.cache_write_tokens, view.cache_read_tokens, view.cache_hit_share,
                    streaming.to_json() if streaming is not None else None)
         if figures == self._shown:

@@ -5,22 +5,10 @@ from __future__ import annotations
 from textual.containers import Vertical
 from textual.widgets import Static
 
-from ar_tui.core import events as ev
-from ar_tui.core.control import RowView, RunView
+from ar_tui.core.control import RunView
 from ar_tui.ui import fmt
 from ar_tui.ui.progress_chart import ProgressChart
 from ar_tui.ui.results_table import ResultsTable
-
-
-def rows_with_baseline(view: RunView, baseline: ev.BaselineReady | None) -> list[RowView]:
-    """The decided rows, the baseline first. The engine reports the baseline
-    as its own event; results.tsv has it as row 1, and so do the table, the
-    chart and the tree."""
-    rows = list(view.rows)
-    if baseline is not None and not any(r.exp == 0 for r in rows):
-        rows.insert(0, RowView(0, baseline.commit[:7], baseline.metric, ev.STATUS_KEEP, "baseline", 0.0,
-                               False, "baseline", baseline.metric))
-    return rows
 
 
 class MetricPane(Vertical):
@@ -42,8 +30,9 @@ class MetricPane(Vertical):
         yield self.chart
         yield self.table
 
-    def show(self, view: RunView, baseline: ev.BaselineReady | None = None) -> None:
-        rows = rows_with_baseline(view, baseline)
+    def show(self, view: RunView) -> None:
+        # The baseline is a row of its own (exp 0), as in results.tsv.
+        rows = list(view.rows)
         self.chart.show(rows, view.baseline, view.direction)
         kept = view.kept
         summary = (
@@ -52,7 +41,7 @@ class MetricPane(Vertical):
         )
         if view.best_exp is not None:
             summary += f" (exp {view.best_exp}, {fmt.percent(view.improvement_pct)})"
-        summary += f"  ·  {len(view.rows)} decided, {kept} kept"
+        summary += f"  ·  {len(view.experiments)} decided, {kept} kept"
         if summary != self._summary_shown:
             self._summary_shown = summary
             self.summary.update(summary, layout=False)

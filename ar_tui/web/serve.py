@@ -33,11 +33,11 @@ import jinja2
 from aiohttp import web
 from textual_serve.server import Server
 
+from ar_tui.core.engine.trial import SECRET_ENV_PREFIXES
+
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 TOKEN_COOKIE = "ar_tui_token"
-# Secrets the viewer processes never need (they only talk to the control socket).
-_SECRET_ENV_PREFIXES = ("ANTHROPIC_",)
 
 
 def viewer_command(run_dir: Path) -> str:
@@ -82,8 +82,10 @@ class TokenServer(Server):
 async def serve(run_dir: Path, port: int = DEFAULT_PORT, *, announce: Callable[[str], None] = print,
                 stop: asyncio.Event | None = None) -> None:
     """Serve until `stop` is set (or SIGINT / SIGTERM). `port` 0 picks a free one."""
-    for name in [n for n in os.environ if n.startswith(_SECRET_ENV_PREFIXES)]:
-        del os.environ[name]  # the tabs' processes inherit this environment
+    # The tabs' processes inherit this environment, and need no secret: they
+    # only talk to the control socket.
+    for name in [n for n in os.environ if n.startswith(SECRET_ENV_PREFIXES)]:
+        del os.environ[name]
     token = secrets.token_urlsafe(24)
     server = TokenServer(run_dir, token, port)
     runner = web.AppRunner(server.web_app(), handle_signals=False, access_log=None)

@@ -498,7 +498,8 @@ async def test_a_viewer_that_never_reads_does_not_hold_up_the_engine(tmp_path: P
     assert any(m["event"]["kind"] == "notice" and "were not sent" in m["event"]["message"]
                for m in messages if "event" in m)
     assert kinds[-1] == "run_stopped"
-    assert kinds.count("decision") == 1
+    # One decision for the baseline, one for the experiment.
+    assert kinds.count("decision") == 2
     writer.close()
 
 

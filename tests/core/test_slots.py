@@ -104,7 +104,7 @@ async def test_two_simultaneous_winners_are_not_both_kept_against_a_stale_best(t
     first = {e.exp: e for e in started if e.attempt == 1}
     assert first[1].parent == first[2].parent  # both started from the baseline, in parallel
     assert {first[1].slot, first[2].slot} == {0, 1}
-    decisions = [(e.exp, e.status) for e in events_of(run_dir, ev.Decision)]
+    decisions = [(e.exp, e.status) for e in events_of(run_dir, ev.Decision) if e.exp != 0]
     assert decisions == [(1, "keep"), (2, "rerun"), (2, "keep")]
     rerun = [e for e in started if e.exp == 2 and e.attempt == 2][0]
     assert rerun.parent != first[2].parent  # re-applied on the new best before it could be kept
@@ -149,7 +149,9 @@ async def test_veto_of_one_slot_leaves_the_other_training(tmp_path: Path) -> Non
     await engine.run()
     assert time.monotonic() - began < 25
     finished = {e.exp: e for e in events_of(run_dir, ev.ExperimentFinished)}
-    assert finished[1].outcome == ev.OUTCOME_VETOED and finished[2].outcome == ev.OUTCOME_OK
+    # Vetoed while it trained, or while its code was still being built (then it never started).
+    assert 1 not in finished or finished[1].outcome == ev.OUTCOME_VETOED
+    assert finished[2].outcome == ev.OUTCOME_OK
     assert sorted((r.exp, r.status) for r in read_results(run_dir / "results.tsv")[1]) == [
         (0, "keep"), (1, "veto"), (2, "keep")]
 

@@ -198,7 +198,7 @@ async def test_a_resumed_run_shows_its_history_at_once(tmp_path: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         # Before the engine emits anything, the replayed history is on screen.
         table = app.query_one("#results")
-        assert [(r.exp, r.status) for r in app.view.rows] == [(1, "keep"), (2, "discard")]
+        assert [(r.exp, r.status) for r in app.view.rows] == [(0, "keep"), (1, "keep"), (2, "discard")]
         assert table.row_count == 3  # and the baseline
         assert app.view.best_exp == 1
         await until(pilot, lambda: not app.is_running, what="the resumed run to end")

@@ -1,0 +1,92 @@
+"""The engine's vocabulary: its options, a candidate experiment, a slot, and
+the outcome of one run. Plain data, shared by every part of the engine."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# A proposer that fails this many times in a row is not going to recover by itself.
+MAX_FAILED_PROPOSALS_IN_ROW = 5
+EVALUATE_TIMEOUT_S = 600.0
+
+
+@dataclass
+class EngineOptions:
+    target_dir: Path
+    tag: str
+    run_dir: Path
+    time_budget: float | None = None  # overrides the target's
+    max_experiments: int | None = None
+    hours: float | None = None
+    budget_usd: float | None = None
+    attended: bool = False
+    veto_window_s: float = 60.0
+    devices: list[str] = field(default_factory=lambda: ["cpu"])  # one slot per entry
+    lookahead: int = 1
+    baseline_runs: int = 2
+    max_runs: int = 2  # runs of one candidate inside the noise band
+    noise_k: float = 2.0
+    strategy: str = "greedy"
+    write_report: bool = True
+
+
+@dataclass
+class Candidate:
+    """One experiment from its proposal to its decision."""
+
+    exp: int
+    description: str
+    rationale: str
+    diff: str
+    base_commit: str
+    cost_usd: float = 0.0
+    prepared_before: list[int] = field(default_factory=list)
+    is_baseline: bool = False
+    commit: str | None = None
+    parent: str | None = None  # the commit its code was built on
+    runs: list[float] = field(default_factory=list)
+    attempt: int = 0
+    forced: bool = False
+    vetoed: bool = False
+    interrupted: bool = False
+    memory_gb: float | None = None
+    seconds: float = 0.0
+    window: asyncio.Future | None = None
+    stop: asyncio.Event | None = None
+
+    @property
+    def mean(self) -> float | None:
+        return sum(self.runs) / len(self.runs) if self.runs else None
+
+    def to_state(self) -> dict:
+        return {
+            "exp": self.exp,
+            "description": self.description,
+            "rationale": self.rationale,
+            "base_commit": self.base_commit,
+            "cost_usd": self.cost_usd,
+            "prepared_before": self.prepared_before,
+        }
+
+
+@dataclass
+class Slot:
+    index: int
+    device: str
+    worktree: Path
+    target_dir: Path
+    candidate: Candidate | None = None
+
+
+@dataclass
+class Outcome:
+    outcome: str
+    metric: float | None
+    reported: float | None
+    memory_gb: float | None
+    seconds: float
+    exit_code: int | None
+    message: str
+    tail: str

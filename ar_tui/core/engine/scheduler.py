@@ -1,0 +1,447 @@
+"""Scheduling: one proposer task prepares candidates while slot tasks (one per
+device, each with its own worktree) run them.
+
+With one slot and lookahead 0 this is the original sequential loop; with
+lookahead K the proposer keeps up to K prepared candidates waiting per slot,
+so a slot never waits for the agent to think. Decisions are serialised under
+one lock, in the order runs finish; the ledger order is the order of
+decisions. What a finished run means is the strategy's answer; the git and
+queue work it implies is done here.
+
+Human control (pause, veto, force-keep, mode, stop) arrives through the
+engine facade, on the engine's own event loop; waits for it are futures and
+events, never flags polled from another thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Callable
+
+from ar_tui.core import events as ev
+from ar_tui.core.decisions import RERUN
+from ar_tui.core.engine.parts import MAX_FAILED_PROPOSALS_IN_ROW, Candidate, Outcome, Slot
+from ar_tui.core.engine.strategy import DISCARD, KEEP, REAPPLY, REBASE_FAILED_RULE, Judging
+from ar_tui.core.ledger import LedgerError
+from ar_tui.core.proposer import Proposal, ProposalContext, ProposalFailed, ProposerStopped, RunStopping
+from ar_tui.core.workspace import Workspace
+
+if TYPE_CHECKING:
+    from ar_tui.core.engine.facade import Engine
+
+
+class Scheduler:
+    def __init__(self, engine: "Engine") -> None:
+        self.engine = engine
+        self.queue: deque[Candidate] = deque()
+        self.slots: list[Slot] = []
+        self.failed_in_row = 0
+        self.proposer_done = False
+        self.finish_reason = "finished"
+        self._changed = asyncio.Event()
+        self._decide_lock = asyncio.Lock()
+        self._proposer_lock = asyncio.Lock()
+        # Decisions started outside a slot (a queued proposal vetoed): awaited
+        # before the run finishes, never left to run on their own.
+        self.background: set[asyncio.Task] = set()
+
+    # The facade owns these; read through it so there is one truth.
+    @property
+    def state(self):
+        return self.engine.state
+
+    def emit(self, event: ev.Event) -> None:
+        self.engine.emit(event)
+
+    # ------------------------------------------------------------------ waiting
+
+    def notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_for(self, predicate: Callable[[], bool]) -> None:
+        while not predicate():
+            await self._changed.wait()
+
+    def slot_state(self, slot: Slot, state: str, exp: int | None = None, detail: str = "") -> None:
+        self.emit(ev.StateChanged(state=state, slot=slot.index, exp=exp, detail=detail))
+
+    def spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    # ------------------------------------------------------------------ proposing
+
+    def _wants_proposal(self) -> bool:
+        if self.engine.paused:
+            return False
+        free = sum(1 for s in self.slots if s.candidate is None)
+        capacity = free + self.engine.options.lookahead * len(self.slots)
+        return len(self.queue) < capacity
+
+    def _limit_reached(self) -> bool:
+        limit = self.engine.options.max_experiments
+        return limit is not None and self.state.next_exp - 1 >= limit
+
+    def context(self, exp: int) -> ProposalContext:
+        engine, state = self.engine, self.state
+        assert engine.target is not None
+        return ProposalContext(
+            exp=exp,
+            target=engine.target,
+            best_metric=state.best_metric,
+            baseline_metric=state.baseline_metric,
+            history=list(state.history),
+            unseen=[(c.exp, c.description) for c in state.in_flight.values()],
+            last_failure_tail=state.last_failure_tail,
+            noise_sd=state.noise.sd,
+            spent_usd=engine.accounting.spent_usd,
+            budget_usd=engine.options.budget_usd,
+            gate=self._gate,
+        )
+
+    async def _gate(self) -> None:
+        await self.wait_for(lambda: not self.engine.paused or self.engine.stopping)
+        if self.engine.stopping:
+            raise RunStopping("the run is stopping")
+
+    async def proposer_loop(self) -> None:
+        engine = self.engine
+        while True:
+            await self.wait_for(lambda: engine.stopping or self._wants_proposal())
+            if engine.stopping:
+                return
+            if self._limit_reached():
+                self._proposer_finished(f"max experiments ({engine.options.max_experiments}) reached")
+                return
+            if engine.accounting.budget_reached(engine.options.budget_usd):
+                engine.stop(f"budget of ${engine.options.budget_usd:.2f} reached "
+                            f"(spent ${engine.accounting.spent_usd:.2f})")
+                return
+            exp = self.state.next_exp
+            try:
+                cand = await self.propose(exp)
+            except LedgerError as exc:
+                engine.stop(f"{exc} (the rows before it are intact)", now=True, error=True)
+                return
+            except ProposerStopped as exc:
+                engine.stop(exc.reason, error=exc.error)
+                return
+            except ProposalFailed as exc:
+                self.failed_in_row += 1
+                self.emit(ev.ProposalFailed(exp=exp, reason=exc.reason))
+                if self.failed_in_row >= MAX_FAILED_PROPOSALS_IN_ROW:
+                    self._proposer_finished(f"the proposer failed {self.failed_in_row} times in a row ({exc.reason})")
+                    return
+                continue
+            self.failed_in_row = 0
+            self.queue.append(cand)
+            self.notify()
+
+    def _proposer_finished(self, reason: str) -> None:
+        self.proposer_done = True
+        self.finish_reason = reason
+        self.maybe_finish()
+
+    def maybe_finish(self) -> None:
+        if self.proposer_done and not self.queue and all(s.candidate is None for s in self.slots):
+            self.engine.stop(self.finish_reason)
+
+    async def propose(self, exp: int, adapt: Candidate | None = None, conflict: str = "") -> Candidate:
+        """Ask the proposer for a change against the strategy's base, in the
+        proposal worktree; returns it as a candidate (not yet queued)."""
+        engine, state = self.engine, self.state
+        target, git = engine.target, engine.git
+        assert target is not None and git is not None and engine.propose_target is not None
+        worktree = engine.run_dir.propose_worktree
+        async with self._proposer_lock:
+            base = engine.strategy.base_for_proposal(state)
+            await asyncio.to_thread(git.reset, worktree, base)
+            ctx = self.context(exp)
+            if adapt is not None:
+                ctx.adapt_description, ctx.adapt_diff, ctx.adapt_conflict = adapt.description, adapt.diff, conflict
+            workspace = Workspace(engine.propose_target, target.editable, target.protected, target.max_file_bytes)
+            self.emit(ev.ProposalStarted(exp=exp, base_commit=base, unseen=[e for e, _ in ctx.unseen]))
+            self.emit(ev.StateChanged(state=ev.STATE_PROPOSING, exp=exp))
+            cost_before = engine.accounting.cost_of(exp)
+            try:
+                proposal: Proposal = await engine.proposer.propose(ctx, workspace,
+                                                                   engine.accounting.agent_emit(exp, self.emit))
+            except (ProposalFailed, ProposerStopped, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # a proposer's bug costs one proposal, not the night
+                raise ProposalFailed(f"the proposer failed: {exc!r}"[:500]) from exc
+            finally:
+                self.emit(ev.StateChanged(state=ev.STATE_IDLE if not engine.paused else ev.STATE_PAUSED))
+            diff = await asyncio.to_thread(git.diff, worktree, base)
+            await asyncio.to_thread(git.reset, worktree, base)
+            cost = engine.accounting.cost_of(exp) - cost_before
+            if not diff.strip():
+                raise ProposalFailed("the proposal changed nothing", cost)
+            refused = [f for f in git.changed_files(diff) if f not in target.editable]
+            if refused:
+                raise ProposalFailed(f"the proposal changed files that are not editable: {', '.join(refused)}", cost)
+            if adapt is None:
+                state.next_exp = max(state.next_exp, exp + 1)
+            cand = Candidate(
+                exp=exp,
+                description=proposal.description.strip() or "(no description)",
+                rationale=proposal.rationale.strip(),
+                diff=diff,
+                base_commit=base,
+                cost_usd=(adapt.cost_usd if adapt else 0.0) + cost,
+                prepared_before=sorted(c.exp for c in state.in_flight.values() if c.exp != exp),
+            )
+            engine.recorder.diff(cand)
+            state.in_flight[exp] = cand
+            self.emit(ev.ProposalReady(exp=exp, description=cand.description, rationale=cand.rationale, diff=diff,
+                                       base_commit=base, cost_usd=cand.cost_usd))
+            engine.save_state()
+            return cand
+
+    async def _adapt(self, cand: Candidate, conflict: str) -> Candidate | None:
+        self.emit(ev.Notice(level="info",
+                            message=f"experiment {cand.exp} conflicts with the new best; asking the agent to adapt it"))
+        try:
+            return await self.propose(cand.exp, adapt=cand, conflict=conflict)
+        except ProposalFailed as exc:
+            self.emit(ev.ProposalFailed(exp=cand.exp, reason=f"adaptation failed: {exc.reason}"))
+            return None
+        except ProposerStopped as exc:
+            self.engine.stop(exc.reason, error=exc.error)
+            return None
+
+    # ------------------------------------------------------------------ baseline
+
+    async def baseline(self) -> None:
+        engine, state = self.engine, self.state
+        # One stop event for the baseline's runs on every slot: a stop --now ends them all.
+        cand = Candidate(exp=0, description="baseline", rationale="", diff="", base_commit=state.best_commit,
+                         is_baseline=True, commit=state.best_commit, parent=state.best_commit, stop=asyncio.Event())
+        needed = max(1, engine.options.baseline_runs)
+        outcomes: list[Outcome] = []
+        while len(outcomes) < needed and not engine.stopping:
+            batch = self.slots[: needed - len(outcomes)]
+            results = await asyncio.gather(*(self._run_baseline_once(slot, cand) for slot in batch))
+            outcomes.extend(results)
+            failed = [o for o in results if o.outcome != ev.OUTCOME_OK]
+            if failed:
+                if any(o.outcome == ev.OUTCOME_INTERRUPTED for o in failed):
+                    return
+                first = failed[0]
+                state.last_failure_tail = first.tail
+                rule = f"baseline {first.outcome}: {first.message}"
+                await self.decide(cand, ev.STATUS_CRASH, None, rule)
+                engine.stop(f"the baseline failed ({first.outcome}: {first.message}); fix the target and run again",
+                            error=True)
+                return
+        if not outcomes:
+            return
+        # A stop asked for during the baseline still records the runs that finished.
+        metrics = [o.metric for o in outcomes if o.metric is not None]
+        for metric in metrics:
+            state.noise.add(state.best_commit, metric)
+        cand.memory_gb = max((o.memory_gb for o in outcomes if o.memory_gb is not None), default=None)
+        cand.seconds = sum(o.seconds for o in outcomes)
+        cand.runs = metrics
+        mean = cand.mean
+        assert mean is not None
+        state.baseline_metric = mean
+        await self.decide(cand, ev.STATUS_KEEP, mean, f"baseline, mean of {len(metrics)} run(s)")
+        self.emit(ev.BaselineReady(metric=mean, commit=state.best_commit, runs=metrics))
+        engine.emit_noise()
+
+    async def _run_baseline_once(self, slot: Slot, cand: Candidate) -> Outcome:
+        engine = self.engine
+        await engine.trial.checkout(slot, self.state.best_commit)
+        cand.attempt += 1
+        attempt = cand.attempt
+        slot.candidate = cand
+        try:
+            self.emit(ev.ExperimentStarted(exp=0, slot=slot.index, device=slot.device, commit=self.state.best_commit,
+                                           parent=self.state.best_commit, description="baseline", attempt=attempt,
+                                           log_path=str(engine.run_dir.log(0, attempt))))
+            self.slot_state(slot, ev.STATE_RUNNING, 0, "baseline")
+            return await engine.trial.execute(slot, cand, attempt)
+        finally:
+            slot.candidate = None
+            self.slot_state(slot, ev.STATE_IDLE)
+            self.notify()
+
+    # ------------------------------------------------------------------ slots
+
+    def _next_candidate(self) -> Candidate | None:
+        engine = self.engine
+        if engine.paused or engine.stopping or not self.queue:
+            return None
+        if not engine.ledger.decided(0):
+            return None
+        return self.queue[0]
+
+    async def slot_loop(self, slot: Slot) -> None:
+        engine = self.engine
+        while True:
+            await self.wait_for(lambda: engine.stopping or self._next_candidate() is not None)
+            if engine.stopping:
+                return
+            cand = self.queue.popleft()
+            slot.candidate = cand
+            self.notify()
+            try:
+                await self._run_candidate(slot, cand)
+            finally:
+                slot.candidate = None
+                if not engine.stopping:
+                    self.slot_state(slot, ev.STATE_PAUSED if engine.paused else ev.STATE_IDLE)
+                self.notify()
+                self.maybe_finish()
+
+    async def _veto_window(self, slot: Slot, cand: Candidate) -> str:
+        loop = asyncio.get_running_loop()
+        cand.window = loop.create_future()
+        seconds = self.engine.options.veto_window_s
+        self.emit(ev.VetoWindow(exp=cand.exp, slot=slot.index, seconds=seconds, deadline=time.time() + seconds))
+        self.slot_state(slot, ev.STATE_VETO_WINDOW, cand.exp, cand.description)
+        try:
+            return await asyncio.wait_for(asyncio.shield(cand.window), seconds)
+        except asyncio.TimeoutError:
+            return "start"
+        finally:
+            cand.window = None
+
+    async def _run_candidate(self, slot: Slot, cand: Candidate) -> None:
+        engine, state = self.engine, self.state
+        trial = engine.trial
+        if engine.attended and cand.attempt == 0 and not cand.vetoed:
+            answer = await self._veto_window(slot, cand)
+            if answer == "stop":
+                self.queue.appendleft(cand)
+                return
+            if answer == "veto":
+                cand.vetoed = True
+        if cand.vetoed:
+            await self.decide_vetoed(cand)
+            return
+        base = engine.strategy.base_for_run(state, cand)
+        if cand.commit is None or cand.parent != base:
+            conflict = await trial.build(slot, base, cand.diff)
+            if conflict is not None:
+                adapted = await self._adapt(cand, conflict)
+                if adapted is None:
+                    await self.decide(cand, ev.STATUS_DISCARD, None,
+                                      f"no longer applies on the new best and could not be adapted: {conflict[:200]}")
+                    return
+                cand = adapted
+                slot.candidate = cand
+                base = engine.strategy.base_for_run(state, cand)
+                conflict = await trial.build(slot, base, cand.diff)
+                if conflict is not None:
+                    await self.decide(cand, ev.STATUS_DISCARD, None, f"adapted change does not apply: {conflict[:200]}")
+                    return
+            protected = trial.protected_in(cand.diff)
+            if protected:
+                await self.decide(cand, ev.STATUS_CRASH, None,
+                                  f"integrity: changes protected file(s) {', '.join(protected)}")
+                return
+            cand.parent = base
+            cand.commit = await trial.commit(slot, cand)
+            cand.runs = []
+        else:
+            await trial.checkout(slot, cand.commit)
+        if cand.vetoed:  # vetoed while its code was being built: it never runs
+            await self.decide_vetoed(cand)
+            return
+        cand.attempt += 1
+        cand.stop = asyncio.Event()
+        self.emit(ev.ExperimentStarted(exp=cand.exp, slot=slot.index, device=slot.device, commit=cand.commit,
+                                       parent=cand.parent or "", description=cand.description, attempt=cand.attempt,
+                                       prepared_before=cand.prepared_before if cand.attempt == 1 else [],
+                                       log_path=str(engine.run_dir.log(cand.exp, cand.attempt)),
+                                       parent_exp=state.parent_exp(cand.parent)))
+        self.slot_state(slot, ev.STATE_RUNNING, cand.exp, cand.description)
+        outcome = await trial.execute(slot, cand, cand.attempt)
+        cand.stop = None
+        await self._judge(slot, cand, outcome)
+
+    # ------------------------------------------------------------------ decisions
+
+    async def _judge(self, slot: Slot, cand: Candidate, outcome: Outcome) -> None:
+        engine, state = self.engine, self.state
+        assert engine.target is not None
+        if outcome.outcome == ev.OUTCOME_INTERRUPTED:
+            # Not decided: it stays in flight and a resumed run runs it again.
+            cand.attempt = 0
+            cand.commit = None
+            return
+        cand.memory_gb = outcome.memory_gb if outcome.memory_gb is not None else cand.memory_gb
+        cand.seconds += outcome.seconds
+        if cand.vetoed or outcome.outcome == ev.OUTCOME_VETOED:
+            await self.decide_vetoed(cand)
+            return
+        if outcome.outcome != ev.OUTCOME_OK:
+            state.last_failure_tail = outcome.tail
+            # Rows without a metric are crashes, as in the original's ledger;
+            # the rule says which kind.
+            await self.decide(cand, ev.STATUS_CRASH, None, f"{outcome.outcome}: {outcome.message}")
+            return
+        assert outcome.metric is not None and cand.commit is not None
+        cand.runs.append(outcome.metric)
+        state.noise.add(cand.commit, outcome.metric)
+        judging = Judging(direction=engine.target.direction, metric_name=engine.target.metric,
+                          max_runs=engine.options.max_runs)
+        async with self._decide_lock:
+            verdict = engine.strategy.decide(state, cand, judging)
+            if verdict.action == KEEP and verdict.rebase and not await self._rebase(slot, cand):
+                await self.decide(cand, DISCARD, verdict.metric, REBASE_FAILED_RULE, locked=True)
+            elif verdict.action in (KEEP, DISCARD):
+                await self.decide(cand, verdict.action, verdict.metric, verdict.rule, locked=True)
+            elif verdict.action in (RERUN, REAPPLY):
+                self._rerun(cand, verdict.rule, fresh=verdict.action == REAPPLY)
+            else:
+                raise ValueError(f"strategy {engine.strategy.name} gave an unknown verdict {verdict.action!r}")
+
+    async def _rebase(self, slot: Slot, cand: Candidate) -> bool:
+        base = self.engine.strategy.base_for_run(self.state, cand)
+        if await self.engine.trial.build(slot, base, cand.diff) is not None:
+            return False
+        cand.parent = base
+        cand.commit = await self.engine.trial.commit(slot, cand)
+        return True
+
+    def _rerun(self, cand: Candidate, rule: str, fresh: bool) -> None:
+        if fresh:
+            cand.commit = None
+            cand.runs = []
+        self.emit(ev.Decision(exp=cand.exp, status=RERUN, rule=rule, metric=cand.mean,
+                              best_before=self.state.best_metric, best_after=None, commit=cand.commit or "",
+                              description=cand.description, cost_usd=cand.cost_usd))
+        self.engine.emit_noise()
+        self.queue.appendleft(cand)
+        self.notify()
+
+    async def decide_vetoed(self, cand: Candidate) -> None:
+        await self.decide(cand, ev.STATUS_VETO, None, "vetoed by the user")
+
+    async def decide(self, cand: Candidate, status: str, metric: float | None, rule: str,
+                     locked: bool = False) -> None:
+        if not locked:
+            async with self._decide_lock:
+                await self.decide(cand, status, metric, rule, locked=True)
+            return
+        engine, state = self.engine, self.state
+        best_before = None if cand.is_baseline else state.best_metric
+        cand.cost_usd = max(cand.cost_usd, engine.accounting.cost_of(cand.exp))
+        commit = cand.commit or cand.base_commit
+        parent_exp = None if cand.is_baseline else state.parent_exp(cand.parent or cand.base_commit)
+        engine.recorder.row(cand, status, metric, rule, commit)
+        if status == ev.STATUS_KEEP and cand.commit is not None and not cand.is_baseline:
+            await asyncio.to_thread(engine.git.advance_branch, cand.commit, state.best_commit)
+        state.record(cand, status, metric, commit)
+        engine.recorder.decision(cand, status, metric, rule, commit, best_before, state.best_metric, parent_exp)
+        if not cand.is_baseline:
+            engine.emit_noise()
+        engine.save_state()
+        self.notify()

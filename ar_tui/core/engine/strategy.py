@@ -1,0 +1,120 @@
+"""The search strategy: which node the next experiment builds on, and what a
+finished run means.
+
+The engine asks a strategy three questions and does the git and queue work
+itself:
+
+- `base_for_proposal`: the commit the next proposal starts from;
+- `base_for_run`: the commit a candidate's change must sit on when it runs
+  (a candidate built on anything else is re-applied there first);
+- `decide`: what a finished, measured run means: keep it as the new best,
+  discard it, run it again as it is, or re-apply it on a newer base and run
+  it again.
+
+A strategy reads the research state and changes nothing: it is pure, so it is
+unit-tested in milliseconds without git or processes, and rebuilt on resume
+from the same history. Greedy is the original's rules, lifted out of the
+engine unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Protocol
+
+from ar_tui.core import events as ev
+from ar_tui.core.decisions import RERUN, judge
+
+if TYPE_CHECKING:
+    from ar_tui.core.engine.parts import Candidate
+    from ar_tui.core.engine.state import ResearchState
+
+KEEP = ev.STATUS_KEEP
+DISCARD = ev.STATUS_DISCARD
+REAPPLY = "reapply"  # built on a base that is no longer current: rebuild on the new one, run again
+
+# The stale-parent comparison never stops to re-run: its only question is
+# whether the change is worth carrying to the new best at all.
+_UNLIMITED_RUNS = 10**9
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: str  # KEEP, DISCARD, RERUN or REAPPLY
+    rule: str
+    metric: float | None = None
+    # A forced keep built on a stale parent: re-apply it on the best first;
+    # when that conflicts it is discarded with `rebase_failed_rule`.
+    rebase: bool = False
+
+
+@dataclass(frozen=True)
+class Judging:
+    """What a strategy needs from the run's settings to decide."""
+
+    direction: str
+    metric_name: str
+    max_runs: int
+
+
+class Strategy(Protocol):
+    name: str
+
+    def base_for_proposal(self, state: "ResearchState") -> str: ...
+
+    def base_for_run(self, state: "ResearchState", cand: "Candidate") -> str: ...
+
+    def decide(self, state: "ResearchState", cand: "Candidate", judging: Judging) -> Verdict: ...
+
+
+FORCED_KEEP_RULE = "forced keep by the user"
+REBASE_FAILED_RULE = "forced keep, but the change conflicts with a newer best"
+
+
+class GreedyStrategy:
+    """One lineage: every proposal starts from the best, and a run is kept
+    only when it beats the best. A candidate whose parent is no longer the
+    best (another was kept while it ran) is never kept against that stale
+    baseline: if it beat its own parent it is re-applied on the new best and
+    run again, so two simultaneous winners are not both kept blindly."""
+
+    name = "greedy"
+
+    def base_for_proposal(self, state: "ResearchState") -> str:
+        return state.best_commit
+
+    def base_for_run(self, state: "ResearchState", cand: "Candidate") -> str:
+        return state.best_commit
+
+    def decide(self, state: "ResearchState", cand: "Candidate", judging: Judging) -> Verdict:
+        assert cand.runs and state.best_metric is not None
+        stale = cand.parent != state.best_commit
+        if cand.forced:
+            return Verdict(KEEP, FORCED_KEEP_RULE, cand.mean, rebase=stale)
+        if stale:
+            parent_metric = state.metric_of.get(cand.parent or "", state.best_metric)
+            verdict = judge(cand.runs, parent_metric, judging.direction, state.noise, _UNLIMITED_RUNS,
+                            judging.metric_name)
+            if verdict.status == ev.STATUS_DISCARD:
+                return Verdict(DISCARD, f"{verdict.rule} (against its own parent; a newer best exists)",
+                               verdict.metric)
+            return Verdict(REAPPLY, f"{judging.metric_name} {verdict.metric:.6f} beat its parent, but a newer best "
+                                    f"was kept while it ran: re-applying it on the new best and running again",
+                           verdict.metric)
+        verdict = judge(cand.runs, state.best_metric, judging.direction, state.noise, judging.max_runs,
+                        judging.metric_name)
+        if verdict.status == RERUN:
+            return Verdict(RERUN, verdict.rule, verdict.metric)
+        return Verdict(verdict.status, verdict.rule, verdict.metric)
+
+
+STRATEGIES: dict[str, Callable[[], Strategy]] = {"greedy": GreedyStrategy}
+
+
+def make_strategy(name: str) -> Strategy:
+    try:
+        return STRATEGIES[name]()
+    except KeyError:
+        from ar_tui.core.errors import UserError
+
+        raise UserError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}") from None

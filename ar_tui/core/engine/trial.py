@@ -1,0 +1,182 @@
+"""One trial: put a candidate's code in a slot's worktree, run it, evaluate
+it with the trusted evaluator, and classify what happened.
+
+The metric that is recorded is the evaluator's when the target has one; what
+the training script printed is shown but not trusted. Protected files are
+hashed before and after the run: a run that changed one is an integrity
+failure, whatever it printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+from typing import Callable
+
+from ar_tui.core import events as ev
+from ar_tui.core.config import TargetConfig
+from ar_tui.core.engine.parts import EVALUATE_TIMEOUT_S, Candidate, Outcome, Slot
+from ar_tui.core.git import GitRepo
+from ar_tui.core.rundir import RunDir
+from ar_tui.core.runner import RUN_MARKER_ENV, Executor, RunSpec
+
+# Environment variables never passed to a training script: it could print them.
+SECRET_ENV_PREFIXES = ("ANTHROPIC_",)
+PREPARE_TIMEOUT_S = 3600.0
+
+
+def child_env(run_dir: Path, extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV_PREFIXES)}
+    env.update(extra)
+    # `python` in a target's commands is the interpreter running ar-tui.
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    env[RUN_MARKER_ENV] = str(run_dir)
+    return env
+
+
+def parse_float(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return float(text.strip().rstrip(",;"))
+    except ValueError:
+        return None
+
+
+def last_line(text: str) -> str:
+    stripped = text.strip()
+    return stripped.splitlines()[-1] if stripped else ""
+
+
+class Trial:
+    def __init__(self, run_dir: RunDir, target: TargetConfig, git: GitRepo, executor: Executor,
+                 emit: Callable[[ev.Event], None], protected_hashes: dict[str, str]) -> None:
+        self.run_dir = run_dir
+        self.target = target
+        self.git = git
+        self.executor = executor
+        self.emit = emit
+        self.protected_hashes = protected_hashes
+
+    # ------------------------------------------------------------------ code
+
+    async def checkout(self, slot: Slot, commit: str) -> None:
+        await asyncio.to_thread(self.git.reset, slot.worktree, commit)
+
+    async def build(self, slot: Slot, base: str, diff: str) -> str | None:
+        """Put `diff` on `base` in the slot's worktree; the conflict text, or None."""
+        await self.checkout(slot, base)
+        return await asyncio.to_thread(self.git.apply, slot.worktree, diff)
+
+    def protected_in(self, diff: str) -> list[str]:
+        return [f for f in self.git.changed_files(diff) if f in self.target.protected]
+
+    async def commit(self, slot: Slot, cand: Candidate) -> str:
+        return await asyncio.to_thread(self.git.commit, slot.worktree, f"exp {cand.exp}: {cand.description}")
+
+    # ------------------------------------------------------------------ running
+
+    async def prepare_target(self, slot: Slot) -> str | None:
+        """Run the target's idempotent prepare command; the failure line, or None."""
+        if not self.target.prepare:
+            return None
+        spec = RunSpec(command=self.target.prepare, cwd=slot.target_dir,
+                       env=child_env(self.run_dir.path, self.target.env), log_path=self.run_dir.prepare_log,
+                       timeout_s=PREPARE_TIMEOUT_S)
+        result = await self.executor.run(spec, lambda text, replace: self.emit(
+            ev.LogLine(exp=0, slot=slot.index, text=text, replace=replace)), asyncio.Event())
+        if result.exit_code != 0:
+            return f"prepare command failed (exit {result.exit_code}): {last_line(result.tail)}"
+        return None
+
+    async def execute(self, slot: Slot, cand: Candidate, attempt: int) -> Outcome:
+        """Run the training command (and the trusted evaluator) and classify the result."""
+        target = self.target
+        extra = dict(target.env)
+        extra["AR_TIME_BUDGET"] = f"{target.time_budget:g}"
+        if slot.device.startswith("cuda:"):
+            extra["CUDA_VISIBLE_DEVICES"] = slot.device.split(":", 1)[1]
+        checkpoint = self.run_dir.checkpoint(cand.exp, attempt)
+        if target.evaluate:
+            checkpoint.parent.mkdir(exist_ok=True)
+            extra["AR_CHECKPOINT"] = str(checkpoint)
+        env = child_env(self.run_dir.path, extra)
+        patterns = {"metric": target.metric_regex, "memory": re.compile(target.memory_pattern, re.MULTILINE)}
+        spec = RunSpec(command=target.run, cwd=slot.target_dir, env=env, log_path=self.run_dir.log(cand.exp, attempt),
+                       timeout_s=target.hard_timeout, device=slot.device, patterns=patterns)
+
+        def on_line(text: str, replace: bool) -> None:
+            self.emit(ev.LogLine(exp=cand.exp, slot=slot.index, text=text, replace=replace))
+
+        assert cand.stop is not None
+        result = await self.executor.run(spec, on_line, cand.stop)
+        reported = parse_float(result.matches.get("metric"))
+        memory = parse_float(result.matches.get("memory"))
+        memory_gb = memory / 1024 if memory is not None else None
+        outcome = Outcome(ev.OUTCOME_OK, reported, reported, memory_gb, result.seconds, result.exit_code, "", "")
+        if result.stopped:
+            outcome.outcome = ev.OUTCOME_VETOED if cand.vetoed else ev.OUTCOME_INTERRUPTED
+            outcome.message = "vetoed by the user" if cand.vetoed else "stopped"
+        elif result.timed_out:
+            outcome.outcome = ev.OUTCOME_TIMEOUT
+            outcome.message = f"killed after the hard timeout of {target.hard_timeout:g} s"
+        elif result.exit_code != 0:
+            outcome.outcome, outcome.message = ev.OUTCOME_CRASH, f"exit code {result.exit_code}"
+        else:
+            changed = [f for f, h in self.git.file_hashes(slot.target_dir, target.protected).items()
+                       if h != self.protected_hashes.get(f)]
+            if changed:
+                outcome.outcome = ev.OUTCOME_INTEGRITY
+                outcome.message = f"protected file(s) changed during the run: {', '.join(changed)}"
+            elif target.evaluate:
+                await self._evaluate(slot, cand, attempt, checkpoint, env, outcome)
+            if outcome.outcome == ev.OUTCOME_OK:
+                if outcome.metric is None:
+                    outcome.outcome, outcome.message = ev.OUTCOME_NO_METRIC, f"no {target.metric} line in the output"
+                elif not math.isfinite(outcome.metric):
+                    outcome.outcome, outcome.message = ev.OUTCOME_NAN, f"{target.metric} is {outcome.metric}"
+        if outcome.outcome not in (ev.OUTCOME_OK, ev.OUTCOME_VETOED, ev.OUTCOME_INTERRUPTED):
+            outcome.tail = result.tail[-4000:]
+        with contextlib.suppress(OSError):
+            if checkpoint.exists():
+                checkpoint.unlink()
+        self.emit(ev.ExperimentFinished(exp=cand.exp, slot=slot.index, outcome=outcome.outcome, metric=outcome.metric,
+                                        reported_metric=outcome.reported, memory_gb=outcome.memory_gb,
+                                        seconds=outcome.seconds, exit_code=outcome.exit_code, message=outcome.message,
+                                        tail=outcome.tail))
+        return outcome
+
+    async def _evaluate(self, slot: Slot, cand: Candidate, attempt: int, checkpoint: Path, env: dict[str, str],
+                        outcome: Outcome) -> None:
+        """The trusted evaluator computes the metric that is recorded."""
+        self.emit(ev.StateChanged(state=ev.STATE_EVALUATING, slot=slot.index, exp=cand.exp))
+        if not checkpoint.exists():
+            outcome.outcome = ev.OUTCOME_INTEGRITY
+            outcome.message = f"the training script saved no checkpoint to AR_CHECKPOINT ({checkpoint.name})"
+            outcome.metric = None
+            return
+        command = self.target.evaluate.replace("{checkpoint}", shlex.quote(str(checkpoint)))
+        spec = RunSpec(command=command, cwd=slot.target_dir, env=env, log_path=self.run_dir.eval_log(cand.exp, attempt),
+                       timeout_s=max(EVALUATE_TIMEOUT_S, self.target.time_budget), device=slot.device,
+                       patterns={"metric": self.target.metric_regex})
+        assert cand.stop is not None
+        result = await self.executor.run(spec, lambda text, replace: self.emit(
+            ev.LogLine(exp=cand.exp, slot=slot.index, text=f"[evaluate] {text}", replace=replace)), cand.stop)
+        if result.stopped:
+            outcome.outcome = ev.OUTCOME_VETOED if cand.vetoed else ev.OUTCOME_INTERRUPTED
+            return
+        if result.exit_code != 0 or result.timed_out:
+            last = last_line(result.tail) or f"exit code {result.exit_code}"
+            outcome.outcome = ev.OUTCOME_INTEGRITY
+            outcome.message = f"the trusted evaluator refused the run: {last[:300]}"
+            outcome.metric = None
+            outcome.tail = result.tail
+            return
+        outcome.metric = parse_float(result.matches.get("metric"))
