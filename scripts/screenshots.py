@@ -93,11 +93,12 @@ async def drawn(pilot) -> None:
     await pilot.wait_for_scheduled_animations()
 
 
-async def browser_screenshot(run_dir: Path, out: Path) -> None:
-    """`ar-tui serve` on the run, photographed by a real headless Chromium."""
+async def browser_screenshot(run_dir: Path, out: Path, status_colour: tuple[int, int, int]) -> None:
+    """`ar-tui serve` on the run, photographed by a real headless Chromium
+    once the app's status line is in the page."""
     import re
 
-    from tests.web.chromium import Browser
+    from tests.web.chromium import Browser, share_of, status_band
 
     serve = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "ar_tui.cli", "serve", str(run_dir), "--port", "0", stdout=asyncio.subprocess.PIPE,
@@ -109,17 +110,18 @@ async def browser_screenshot(run_dir: Path, out: Path) -> None:
             await browser.navigate(url)
             await browser.until(lambda: browser.evaluate("document.body.classList.contains('-first-byte')"),
                                 "the app in the page")
-            first = None
+            shown = None
 
             async def settled() -> bool:
-                # Two screenshots alike: the replayed history is drawn.
-                nonlocal first
+                # The status line drawn, and two screenshots alike: the
+                # replayed history is on screen.
+                nonlocal shown
                 png = await browser.screenshot()
-                same, first = png == first, png
-                return same
+                same, shown = png == shown, png
+                return same and share_of(png, status_colour, status_band(browser.width)) > 0.3
 
             await browser.until(settled, "the page to settle")
-            (out / "browser.png").write_bytes(first)
+            (out / "browser.png").write_bytes(shown)
     finally:
         serve.terminate()
         await serve.wait()
@@ -166,9 +168,10 @@ async def main(out: Path) -> None:
         await pilot.press("7")  # the lineage tree
         await drawn(pilot)
         app.save_screenshot("tree-80x24.svg", path=str(out))
+        status_colour = app.status_line.styles.background.rgb
         await pilot.press("q", "y")
         await wait_for(pilot, lambda: not app.is_running)
-    await browser_screenshot(work / "run", out)
+    await browser_screenshot(work / "run", out, status_colour)
     for name in sorted(p.name for p in [*out.glob("*.svg"), out / "browser.png"]):
         print(f"wrote {out / name}")
 

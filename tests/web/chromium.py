@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import io
 import itertools
 import json
 import shutil
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import aiohttp
+from PIL import Image
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -154,3 +156,16 @@ class Browser:
         if path is not None:
             Path(path).write_bytes(png)
         return png
+
+
+def share_of(png: bytes, colour: tuple[int, int, int], box: tuple[int, int, int, int]) -> float:
+    """The share of the pixels in `box` (left, top, right, bottom) of a
+    screenshot that are exactly `colour`."""
+    pixels = list(Image.open(io.BytesIO(png)).convert("RGB").crop(box).get_flattened_data())
+    return sum(1 for p in pixels if p == colour) / len(pixels)
+
+
+def status_band(width: int) -> tuple[int, int, int, int]:
+    """Where the app's status line is in a page of that width: the first two
+    rows of 16 px cells, past the " ar-tui " label."""
+    return (120, 2, width - 40, 30)

@@ -28,7 +28,7 @@ from ar_tui.ui.status_line import StatusLine
 from tests.conftest import ar_tui_command
 from tests.ui.helpers import until
 from tests.ui.scripted_handle import T0, ScriptedHandle, night_events, session_events
-from tests.web.chromium import Browser
+from tests.web.chromium import Browser, share_of, status_band
 
 SCREENSHOTS = Path(os.environ.get("AR_TUI_BROWSER_SHOTS", "")) if os.environ.get("AR_TUI_BROWSER_SHOTS") else None
 
@@ -87,19 +87,6 @@ async def status_line_colour() -> tuple[int, int, int]:
         return app.query_one(StatusLine).styles.background.rgb
 
 
-def share_of(png: bytes, colour: tuple[int, int, int], box: tuple[int, int, int, int]) -> float:
-    """The share of the pixels in `box` (left, top, right, bottom) that are exactly `colour`."""
-    region = Image.open(io.BytesIO(png)).convert("RGB").crop(box)
-    pixels = list(region.get_flattened_data())
-    return sum(1 for p in pixels if p == colour) / len(pixels)
-
-
-def status_band(browser: Browser) -> tuple[int, int, int, int]:
-    # The first two rows of cells at 16 px: the status line of a terminal
-    # narrower than 160 columns.
-    return (120, 2, browser.width - 40, 30)
-
-
 async def test_serve_listens_on_loopback_only_and_refuses_requests_without_the_token(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     write_history(run_dir, night_events())
@@ -143,7 +130,7 @@ async def test_a_browser_tab_is_a_viewer_whose_keys_reach_the_engine_and_closing
 
             async def drawn() -> bytes | None:
                 png = await browser.screenshot()
-                return png if share_of(png, colour, status_band(browser)) > 0.3 else None
+                return png if share_of(png, colour, status_band(browser.width)) > 0.3 else None
 
             before = await browser.until(drawn, "the status line in the browser's screenshot")
             if SCREENSHOTS:
@@ -154,7 +141,7 @@ async def test_a_browser_tab_is_a_viewer_whose_keys_reach_the_engine_and_closing
 
             async def redrawn() -> bool:
                 png = await browser.screenshot()
-                band = status_band(browser)
+                band = status_band(browser.width)
                 return Image.open(io.BytesIO(png)).crop(band).tobytes() != Image.open(io.BytesIO(before)).crop(
                     band).tobytes()
 
@@ -182,7 +169,7 @@ async def test_a_finished_run_opens_read_only_in_the_browser(tmp_path: Path) -> 
 
         async def drawn() -> bool:
             png = await browser.screenshot()
-            return share_of(png, colour, status_band(browser)) > 0.3
+            return share_of(png, colour, status_band(browser.width)) > 0.3
 
         await browser.until(drawn, "the finished run's app in the browser's screenshot")
         assert len(viewers(process.pid)) == 1
