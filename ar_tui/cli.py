@@ -30,6 +30,13 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {text}")
+    return value
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", type=Path, help="target directory in a git repo (default: the bundled nanochat)")
     parser.add_argument("--tag", help="run tag; experiments go on branch autoresearch/<tag> (default: today, e.g. nov28)")
@@ -49,6 +56,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lookahead", type=_non_negative_int, default=1, help="prepared proposals per slot")
     parser.add_argument("--baseline-runs", type=int, default=2, help="runs of the baseline, to measure noise")
     parser.add_argument("--seed", type=int, default=0, help="seed of the offline proposer")
+    parser.add_argument("--strategy", choices=["greedy", "tree", "islands"], default="greedy",
+                        help="search: one greedy lineage, a tree of experiments, or islands that trade their best")
+    parser.add_argument("--islands", type=_positive_int, help="islands for --strategy islands (default: one per slot, "
+                                                               "at least 2)")
+    parser.add_argument("--migrate-every", type=_positive_int, default=8,
+                        help="islands: decided experiments between migrations")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,6 +158,9 @@ def make_engine(args: argparse.Namespace):
         devices=detect_devices(args.slots, args.devices),
         lookahead=args.lookahead,
         baseline_runs=max(1, args.baseline_runs),
+        strategy=args.strategy,
+        islands=args.islands,
+        migrate_every=args.migrate_every,
     )
     return Engine(options, make_proposer(args))
 

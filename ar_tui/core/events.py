@@ -191,6 +191,22 @@ class ProposalReady(Event):
     diff: str
     base_commit: str
     cost_usd: float = 0.0
+    parent_exp: int | None = None  # the node it was built on
+    island: int | None = None
+    debug_of: int | None = None  # the crashed experiment it tries to fix
+
+
+@dataclass
+class Remeasured(Event):
+    """A decided node ran again (a new seed) to firm up its estimate before it
+    is built on further, or before a close challenger is judged against it."""
+
+    kind: ClassVar[str] = "remeasured"
+    exp: int
+    metric: float | None  # this run's, None when it failed
+    estimate: float | None  # the mean of all its runs now
+    runs: int
+    reason: str = ""
 
 
 @dataclass

@@ -28,7 +28,7 @@ def cand(runs: list[float], parent: str = "best", forced: bool = False) -> Candi
 def test_every_proposal_and_run_builds_on_the_best() -> None:
     s = state()
     greedy = GreedyStrategy()
-    assert greedy.base_for_proposal(s) == "best"
+    assert greedy.base_for_proposal(s).commit == "best"
     assert greedy.base_for_run(s, cand([], parent="old")) == "best"
 
 
@@ -81,7 +81,7 @@ def test_a_kept_decision_moves_the_best_and_records_the_parent() -> None:
     s.exp_of["best"] = 0
     c = cand([0.9])
     s.in_flight[1] = c
-    s.record(c, ev.STATUS_KEEP, 0.9, "c1")
+    s.record(c, ev.STATUS_KEEP, 0.9, "c1", parent_exp=0)
     assert (s.best_commit, s.best_metric, s.best_exp) == ("c1", 0.9, 1)
     assert s.parent_exp("best") == 0 and s.parent_exp("c1") == 1
     assert 1 not in s.in_flight and s.history[-1].status == ev.STATUS_KEEP

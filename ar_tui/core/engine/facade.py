@@ -29,7 +29,7 @@ from ar_tui.core.engine.parts import Candidate, EngineOptions, Slot
 from ar_tui.core.engine.recorder import Recorder
 from ar_tui.core.engine.scheduler import Scheduler
 from ar_tui.core.engine.state import ResearchState
-from ar_tui.core.engine.strategy import make_strategy
+from ar_tui.core.engine.strategy import GreedyStrategy, Judging, Strategy, make_strategy
 from ar_tui.core.engine.trial import Trial
 from ar_tui.core.errors import UserError
 from ar_tui.core.git import GIT_ERRORS, GitError, GitRepo
@@ -50,7 +50,8 @@ class Engine:
         self.executor = executor or LocalExecutor()
         self.services = list(services) if services is not None else default_services(options)
         self.run_dir = RunDir(Path(options.run_dir).resolve())
-        self.strategy = make_strategy(options.strategy)
+        self.strategy: Strategy = GreedyStrategy()  # the chosen one is made in _open, once the target is read
+        self._node_refs: set[int] = set()
         self.observers: list[Observer] = []
         self.target: TargetConfig | None = None
         self.git: GitRepo | None = None
@@ -135,10 +136,13 @@ class Engine:
 
     def _find(self, exp: int | None) -> Candidate | None:
         queue = self.scheduler.queue
-        running = [s.candidate for s in self.slots if s.candidate is not None and not s.candidate.is_baseline]
+        # A baseline run or a re-measurement is not an experiment a person steers.
+        running = [s.candidate for s in self.slots
+                   if s.candidate is not None and not s.candidate.is_baseline and not s.candidate.remeasure]
         if exp is None:
-            return running[0] if running else (queue[0] if queue else None)
-        for cand in running + list(queue):
+            waiting = [c for c in queue if not c.remeasure]
+            return running[0] if running else (waiting[0] if waiting else None)
+        for cand in running + [c for c in queue if not c.remeasure]:
             if cand.exp == exp:
                 return cand
         return None
@@ -207,6 +211,9 @@ class Engine:
         if opts.time_budget is not None:
             target.time_budget = float(opts.time_budget)
         self.target = target
+        self.strategy = make_strategy(
+            opts.strategy, direction=target.direction, debug=bool(getattr(self.proposer, "can_debug", False)),
+            islands=opts.islands or max(2, len(opts.devices)), migrate_every=opts.migrate_every)
         try:
             git = self.git = GitRepo(target.root, opts.tag)
             head = git.head_commit()
@@ -265,11 +272,37 @@ class Engine:
         target.protected = protected
         hashes = git.file_hashes(self.propose_target, protected)
         self.trial = Trial(run_dir, target, git, self.executor, self.emit, hashes)
+        self._node_refs = set(git.nodes())
         self.recorder = Recorder(run_dir, self.ledger, self.emit, self.save_state)
 
     def _release(self) -> None:
         if self._owns_run_dir:
             self.run_dir.release()
+
+    @property
+    def judging(self) -> Judging:
+        assert self.target is not None
+        return Judging(direction=self.target.direction, metric_name=self.target.metric,
+                       max_runs=self.options.max_runs)
+
+    async def sync_nodes(self) -> None:
+        """Keep a git ref for every node the strategy may still build on, and
+        only for those: `git branch` stays readable, git never collects a
+        commit that may become a parent, and pruned nodes let go of theirs."""
+        assert self.git is not None
+        live = {exp for exp in self.strategy.live_nodes(self.state, self.judging) if exp in self.state.nodes}
+        if live == self._node_refs:
+            return
+        git, nodes = self.git, self.state.nodes
+
+        def sync() -> None:
+            for exp in live - self._node_refs:
+                git.set_node(exp, nodes[exp].commit)
+            for exp in self._node_refs - live:
+                git.drop_node(exp)
+
+        await asyncio.to_thread(sync)
+        self._node_refs = live
 
     def save_state(self) -> None:
         write_state(self.run_dir.path, {

@@ -29,6 +29,8 @@ class EngineOptions:
     max_runs: int = 2  # runs of one candidate inside the noise band
     noise_k: float = 2.0
     strategy: str = "greedy"
+    islands: int | None = None  # island search: sub-populations (default one per slot, at least 2)
+    migrate_every: int = 8  # island search: decided experiments between migrations
     write_report: bool = True
 
 
@@ -55,6 +57,10 @@ class Candidate:
     seconds: float = 0.0
     window: asyncio.Future | None = None
     stop: asyncio.Event | None = None
+    island: int | None = None  # the sub-population it grows in (island search)
+    debug_of: int | None = None  # the crashed experiment this one tries to fix
+    # A decided node run again to firm up its estimate: no new row, no new commit.
+    remeasure: bool = False
 
     @property
     def mean(self) -> float | None:
@@ -68,6 +74,8 @@ class Candidate:
             "base_commit": self.base_commit,
             "cost_usd": self.cost_usd,
             "prepared_before": self.prepared_before,
+            "island": self.island,
+            "debug_of": self.debug_of,
         }
 
 

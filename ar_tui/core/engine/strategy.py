@@ -20,7 +20,7 @@ engine unchanged.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ar_tui.core import events as ev
 from ar_tui.core.decisions import RERUN, judge
@@ -36,6 +36,19 @@ REAPPLY = "reapply"  # built on a base that is no longer current: rebuild on the
 # The stale-parent comparison never stops to re-run: its only question is
 # whether the change is worth carrying to the new best at all.
 _UNLIMITED_RUNS = 10**9
+
+
+@dataclass(frozen=True)
+class Base:
+    """Where the next proposal grows: a node's commit, and what else to do."""
+
+    commit: str
+    exp: int | None  # the node's experiment number (None before the baseline is decided)
+    island: int | None = None
+    debug_of: int | None = None  # a crashed node handed back to be fixed; `commit` is its code
+    # Run this node again first (it is about to seed more of the population on
+    # one lucky run); the strategy is asked again afterwards.
+    remeasure: int | None = None
 
 
 @dataclass(frozen=True)
@@ -60,11 +73,15 @@ class Judging:
 class Strategy(Protocol):
     name: str
 
-    def base_for_proposal(self, state: "ResearchState") -> str: ...
+    def base_for_proposal(self, state: "ResearchState") -> Base: ...
 
     def base_for_run(self, state: "ResearchState", cand: "Candidate") -> str: ...
 
     def decide(self, state: "ResearchState", cand: "Candidate", judging: Judging) -> Verdict: ...
+
+    def live_nodes(self, state: "ResearchState", judging: Judging) -> set[int]:
+        """Nodes that may still be chosen as parents: the engine keeps a git ref for each."""
+        ...
 
 
 FORCED_KEEP_RULE = "forced keep by the user"
@@ -80,8 +97,8 @@ class GreedyStrategy:
 
     name = "greedy"
 
-    def base_for_proposal(self, state: "ResearchState") -> str:
-        return state.best_commit
+    def base_for_proposal(self, state: "ResearchState") -> Base:
+        return Base(state.best_commit, state.best_exp)
 
     def base_for_run(self, state: "ResearchState", cand: "Candidate") -> str:
         return state.best_commit
@@ -107,14 +124,17 @@ class GreedyStrategy:
             return Verdict(RERUN, verdict.rule, verdict.metric)
         return Verdict(verdict.status, verdict.rule, verdict.metric)
 
+    def live_nodes(self, state: "ResearchState", judging: Judging) -> set[int]:
+        return set()  # the branch itself holds the one node greedy builds on
 
-STRATEGIES: dict[str, Callable[[], Strategy]] = {"greedy": GreedyStrategy}
 
+def make_strategy(name: str, **settings) -> Strategy:
+    from ar_tui.core.engine.population import STRATEGIES
 
-def make_strategy(name: str) -> Strategy:
     try:
-        return STRATEGIES[name]()
+        factory = STRATEGIES[name]
     except KeyError:
         from ar_tui.core.errors import UserError
 
         raise UserError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}") from None
+    return factory(**settings)
