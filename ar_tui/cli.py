@@ -23,6 +23,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _confidence(text: str) -> float:
+    value = float(text)
+    if not 0.5 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0.5 and 1 (e.g. 0.95), not {text}")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -39,6 +46,7 @@ def _positive_int(text: str) -> int:
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", type=Path, help="target directory in a git repo (default: the bundled nanochat)")
+    parser.add_argument("--example", help="run an example that ships with ar-tui: forecast, speed, prompt or backtest")
     parser.add_argument("--tag", help="run tag; experiments go on branch autoresearch/<tag> (default: today, e.g. nov28)")
     parser.add_argument("--run-dir", type=Path, help="where the ledger, logs and worktrees go")
     parser.add_argument("--agent", choices=["offline", "claude"], help="default: claude when ANTHROPIC_API_KEY is set")
@@ -54,7 +62,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--slots", type=int, help="number of slots (default: one per visible GPU, else 1)")
     parser.add_argument("--devices", help="GPU indices for the slots, e.g. 0,2,3")
     parser.add_argument("--lookahead", type=_non_negative_int, default=1, help="prepared proposals per slot")
-    parser.add_argument("--baseline-runs", type=int, default=2, help="runs of the baseline, to measure noise")
+    parser.add_argument("--baseline-runs", type=int, default=3, help="seed-varied runs of the baseline, to measure noise")
+    parser.add_argument("--max-runs", type=int, default=4, help="runs of a candidate inside the noise band")
+    parser.add_argument("--confidence", type=_confidence, default=0.95, help="confidence that a kept gain is real")
     parser.add_argument("--seed", type=int, default=0, help="seed of the offline proposer")
     parser.add_argument("--strategy", choices=["greedy", "tree", "islands"], default="greedy",
                         help="search: one greedy lineage, a tree of experiments, or islands that trade their best")
@@ -113,7 +123,8 @@ def _visible_gpus() -> list[str]:
 
 
 def _program_text(path: Path | None) -> str:
-    candidates = [path] if path else [Path("program.md"), Path(__file__).resolve().parent.parent / "program.md"]
+    # The default instructions ship inside the package (ar_tui/program.md).
+    candidates = [path] if path else [Path("program.md"), Path(__file__).resolve().parent / "program.md"]
     for candidate in candidates:
         if candidate and candidate.is_file():
             return candidate.read_text(encoding="utf-8")
@@ -141,10 +152,13 @@ def run_location(args: argparse.Namespace) -> tuple[str, Path]:
 
 def make_engine(args: argparse.Namespace):
     from ar_tui.core.engine import Engine, EngineOptions
-    from ar_tui.core.targets import materialize_bundled
+    from ar_tui.core.targets import materialize_bundled, materialize_example
 
     tag, run_dir = run_location(args)
-    target = args.target.resolve() if args.target else materialize_bundled()
+    if args.target and args.example:
+        raise ValueError("--target and --example name two targets; give one")
+    target = (args.target.resolve() if args.target
+              else materialize_example(args.example) if args.example else materialize_bundled())
     options = EngineOptions(
         target_dir=target,
         tag=tag,
@@ -158,6 +172,8 @@ def make_engine(args: argparse.Namespace):
         devices=detect_devices(args.slots, args.devices),
         lookahead=args.lookahead,
         baseline_runs=max(1, args.baseline_runs),
+        max_runs=max(1, args.max_runs),
+        confidence=args.confidence,
         strategy=args.strategy,
         islands=args.islands,
         migrate_every=args.migrate_every,
@@ -182,7 +198,10 @@ class HeadlessPrinter:
             mode = "attended" if event.attended else "unattended"
             verb = "resuming" if event.resumed else "starting"
             return (f"ar-tui: {verb} run {event.tag} on {event.target} ({event.agent}, {mode}, "
-                    f"slots {', '.join(event.slots)}); run dir {event.run_dir}")
+                    f"slots {', '.join(event.slots)}); run dir {event.run_dir}"
+                    + (f"\n{event.python}" if event.python else ""))
+        if isinstance(event, ev.LogLine) and event.text.startswith(ev.PREPARE_LOG_PREFIX):
+            return event.text if event.text[len(ev.PREPARE_LOG_PREFIX):].strip() else None
         if isinstance(event, ev.BaselineReady):
             return f"baseline: {event.metric:.6f}"
         if isinstance(event, ev.ExperimentStarted):

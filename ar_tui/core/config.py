@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ar_tui.core.decisions import NO_MIN_EFFECT, MinEffect, parse_min_effect
+
 CONFIG_NAME = "autoresearch.toml"
 
 
@@ -28,10 +30,14 @@ class TargetConfig:
     pattern: str | None = None  # regex with one group; default: a `metric: value` line
     memory_pattern: str = r"^(?:peak_vram_mb|peak_memory_mb):\s*([-+0-9.eE]+)"
     evaluate: str | None = None  # trusted evaluation command; `{checkpoint}` is replaced
+    min_effect: MinEffect = NO_MIN_EFFECT  # the smallest gain worth keeping (absolute, or "x%")
     time_budget: float = 300.0
     timeout: float | None = None  # hard limit per run; default 2 * budget + 60
     max_file_bytes: int = 512 * 1024
     env: dict[str, str] = field(default_factory=dict)
+    # The interpreter `python` means in the commands; None: found from the
+    # target (ar_tui.core.interpreter).
+    python: str | None = None
     # [prices."model-id"]: $ per million tokens for models the built-in table
     # lacks (ar_tui.core.pricing.Price values, keyed by model id).
     prices: dict[str, Any] = field(default_factory=dict)
@@ -56,8 +62,8 @@ class TargetConfig:
 
 
 _KNOWN = {
-    "target": {"editable", "protected", "run", "prepare", "time_budget", "timeout", "max_file_bytes", "env"},
-    "metric": {"name", "direction", "pattern", "memory_pattern", "evaluate"},
+    "target": {"editable", "protected", "run", "prepare", "time_budget", "timeout", "max_file_bytes", "env", "python"},
+    "metric": {"name", "direction", "pattern", "memory_pattern", "evaluate", "min_effect"},
     "prices": None,  # any model id; checked by ar_tui.core.pricing
 }
 
@@ -130,6 +136,8 @@ def load_target(root: Path) -> TargetConfig:
         config.run = string(target, "target", "run")
     if "prepare" in target:
         config.prepare = string(target, "target", "prepare")
+    if "python" in target:
+        config.python = string(target, "target", "python")
     if "time_budget" in target:
         config.time_budget = number("time_budget")
     if "timeout" in target:
@@ -160,6 +168,11 @@ def load_target(root: Path) -> TargetConfig:
             setattr(config, key, value)
     if "evaluate" in metric:
         config.evaluate = string(metric, "metric", "evaluate")
+    if "min_effect" in metric:
+        try:
+            config.min_effect = parse_min_effect(metric["min_effect"])
+        except ValueError as exc:
+            raise fail("metric.min_effect", str(exc)) from None
     if "prices" in data:
         from ar_tui.core.pricing import PriceError, parse_price_overrides
 

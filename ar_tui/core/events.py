@@ -102,6 +102,7 @@ class RunStarted(Event):
     max_experiments: int | None = None
     hours: float | None = None
     time_budget_s: float | None = None
+    python: str = ""  # which interpreter the target's commands run with, in words
 
 
 @dataclass
@@ -241,6 +242,11 @@ class ExperimentStarted(Event):
     island: int | None = None  # the sub-population it belongs to, for island search
 
 
+# A LogLine of the target's prepare command starts with this, so a viewer can
+# tell data preparation from training (the headless output shows it).
+PREPARE_LOG_PREFIX = "[prepare] "
+
+
 @dataclass
 class LogLine(Event):
     kind: ClassVar[str] = "log"
@@ -273,7 +279,10 @@ class NoiseEstimate(Event):
     kind: ClassVar[str] = "noise"
     sd: float | None
     samples: int
-    band: float | None  # the improvement a candidate must clear to be kept at once
+    band: float | None  # the improvement a one-run candidate must clear to be kept at once
+    dof: int = 0  # degrees of freedom of sd (ar_tui.core.decisions)
+    jitter_only: bool = False  # the repeats agree to float precision: the target ignores AR_SEED
+    confidence: float | None = None  # of each keep
 
 
 @dataclass
@@ -319,3 +328,9 @@ class RunStopped(Event):
     improvement_pct: float | None
     cost_usd: float
     error: bool = False
+    # ar_tui.core.decisions.night_summary: the improvement's interval and the noise behind it
+    improvement_ci_pct: list[float] | None = None
+    improvement_text: str = ""  # "2.1% better (95% interval 1.4% to 2.8%)"
+    noise_sd: float | None = None
+    noise_dof: int = 0
+    noise_jitter_only: bool = False

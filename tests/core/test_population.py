@@ -134,31 +134,50 @@ async def test_tree_steps_through_a_worse_node_to_the_best(tmp_path: Path) -> No
 
 TWO_KNOBS = textwrap.dedent(
     """\
+    import time
     LR = 0.5  # learning rate
     WIDTH = 64  # width
+    time.sleep(0.6 if WIDTH == 70 else 0.0)  # so that the two slots finish in a known order
     print(f"val_bpb: {(LR - 0.3) ** 2 + (WIDTH - 64) ** 2 * 1e-4 + 1.0:.6f}")
     """
 )
 
 
-async def test_islands_on_two_slots_migrate_and_remeasure_the_migrant(tmp_path: Path) -> None:
+async def test_islands_on_two_slots_take_turns_and_migrate(tmp_path: Path) -> None:
     steps = [
         ScriptStep("LR 0.5 -> 0.4", "LR = 0.5", "LR = 0.4"),      # island 0: better
-        ScriptStep("WIDTH 64 -> 70", "WIDTH = 64", "WIDTH = 70"),  # island 1: worse
-        ScriptStep("LR 0.4 -> 0.35", "LR = 0.4", "LR = 0.35"),     # island 0, on its best
+        ScriptStep("WIDTH 64 -> 70", "WIDTH = 64", "WIDTH = 70"),  # island 1: worse, and slower
+        ScriptStep("LR 0.4 -> 0.35", "LR = 0.4", "LR = 0.35"),     # island 0, on its own best
         ScriptStep("WIDTH 64 -> 66", "WIDTH = 64", "WIDTH = 66"),  # island 1, after a migration
     ]
     _, run_dir, events = await _run(tmp_path, TWO_KNOBS, steps, strategy="islands", devices=["cpu", "cpu"],
                                     islands=2, migrate_every=2)
     decided = {e.exp: e for e in events if isinstance(e, ev.Decision) and e.status != "rerun"}
     assert [decided[e].island for e in (1, 2, 3, 4)] == [0, 1, 0, 1]
+    started = {e.exp: e for e in events if isinstance(e, ev.ExperimentStarted)}
+    assert {started[1].slot, started[2].slot} == {0, 1}  # both islands trained at once
     ready = {e.exp: e for e in events if isinstance(e, ev.ProposalReady)}
-    assert ready[3].parent_exp == 1
-    assert ready[4].parent_exp == 1 and ready[4].island == 1  # island 0's best reached island 1
-    # Built on twice on one run: measured again before its second child.
-    assert any(isinstance(e, ev.Remeasured) and e.exp == 1 and e.runs == 2 for e in events)
+    assert ready[3].parent_exp == 1  # island 0 grows from its own best
+    # Two decisions in (exp 1 and 3; exp 2 is slower), island 0's best moved to island 1.
+    assert ready[4].island == 1 and ready[4].parent_exp == 3
     rows = read_results(run_dir / "results.tsv")[1]
-    assert sorted(r.exp for r in rows) == [0, 1, 2, 3, 4]  # a re-measurement adds no row
+    assert {r.exp: r.parent for r in rows} == {0: None, 1: 0, 2: 0, 3: 1, 4: 3}
+
+
+async def test_a_single_run_elite_is_remeasured_before_its_second_child(tmp_path: Path) -> None:
+    steps = [
+        ScriptStep("LR 0.5 -> 0.4", "LR = 0.5", "LR = 0.4"),
+        ScriptStep("WIDTH 64 -> 66", "WIDTH = 64", "WIDTH = 66"),
+        ScriptStep("WIDTH 64 -> 65", "WIDTH = 64", "WIDTH = 65"),
+    ]
+    _, run_dir, events = await _run(tmp_path, TWO_KNOBS, steps, strategy="islands", islands=1)
+    order = [(type(e).__name__, e.exp) for e in events if isinstance(e, (ev.ProposalReady, ev.Remeasured))]
+    assert order.index(("Remeasured", 1)) < order.index(("ProposalReady", 3))
+    remeasured = next(e for e in events if isinstance(e, ev.Remeasured))
+    assert remeasured.runs == 2 and remeasured.estimate == 1.01
+    rows = read_results(run_dir / "results.tsv")[1]
+    assert [r.exp for r in rows] == [0, 1, 2, 3]  # a re-measurement adds no row
+    assert (run_dir / "logs" / "1.2.log").exists()  # its own log, as a second attempt of exp 1
 
 
 def test_kill_9_and_resume_keeps_a_population_of_ten_nodes(tmp_path: Path) -> None:
@@ -171,7 +190,7 @@ def test_kill_9_and_resume_keeps_a_population_of_ten_nodes(tmp_path: Path) -> No
     from tests.core.test_resume import wait_for
 
     target = make_target(tmp_path / "target", train=TWO_KNOBS.replace(
-        "print(", "import time, os; time.sleep(float(os.environ.get('TINY_SLEEP', '0'))); print("))
+        "print(", "import os; time.sleep(float(os.environ.get('TINY_SLEEP', '0'))); print("))
     run_dir = tmp_path / "run"
 
     def start(sleep: str) -> subprocess.Popen:

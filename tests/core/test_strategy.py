@@ -13,9 +13,9 @@ JUDGING = Judging(direction="min", metric_name="val_bpb", max_runs=2)
 
 
 def state(best: float = 1.0, sd_runs: tuple[float, ...] = (), best_commit: str = "best") -> ResearchState:
-    noise = NoiseModel(k=2.0)
-    for value in sd_runs:
-        noise.add("base", value)
+    noise = NoiseModel()
+    for seed, value in enumerate(sd_runs):
+        noise.add(best_commit, value, seed)
     return ResearchState(noise=noise, best_commit=best_commit, best_metric=best, baseline_metric=best,
                          metric_of={best_commit: best})
 
@@ -46,12 +46,12 @@ def test_direction_max_turns_the_comparison_around() -> None:
 
 
 def test_a_gain_inside_the_band_is_run_again_then_decided_on_the_mean() -> None:
-    s = state(sd_runs=(1.00, 1.02))  # sd ~0.014, band ~0.028
+    s = state(best=1.01, sd_runs=(1.00, 1.02))  # the best's two seed-varied runs: sd ~0.014, 1 dof
     greedy = GreedyStrategy()
     first = greedy.decide(s, cand([0.99]), JUDGING)
-    assert first.action == RERUN and "inside noise band" in first.rule
+    assert first.action == RERUN and "inside" in first.rule and "1 dof" in first.rule
     second = greedy.decide(s, cand([0.99, 0.995]), JUDGING)
-    assert second.action == DISCARD and "after 2 runs" in second.rule
+    assert second.action == DISCARD and "after mean of 2 runs" in second.rule
 
 
 def test_a_forced_keep_is_kept_and_rebased_when_its_parent_is_stale() -> None:

@@ -23,7 +23,7 @@ from typing import AsyncContextManager, Callable, Iterable
 from ar_tui.core import events as ev
 from ar_tui.core.config import ConfigError, TargetConfig, load_target, validate_files
 from ar_tui.core.control import Observer
-from ar_tui.core.decisions import NoiseModel
+from ar_tui.core.decisions import NoiseModel, night_summary
 from ar_tui.core.engine.accounting import Accounting
 from ar_tui.core.engine.parts import Candidate, EngineOptions, Slot
 from ar_tui.core.engine.recorder import Recorder
@@ -33,6 +33,7 @@ from ar_tui.core.engine.strategy import GreedyStrategy, Judging, Strategy, make_
 from ar_tui.core.engine.trial import Trial
 from ar_tui.core.errors import UserError
 from ar_tui.core.git import GIT_ERRORS, GitError, GitRepo
+from ar_tui.core.interpreter import TargetPython, resolve_python
 from ar_tui.core.ledger import EventLog, Ledger, LedgerError, read_events, read_state, write_state
 from ar_tui.core.proposer import Proposer
 from ar_tui.core.rundir import RunDir
@@ -57,10 +58,11 @@ class Engine:
         self.git: GitRepo | None = None
         self.ledger: Ledger | None = None
         self.event_log: EventLog | None = None
-        self.state = ResearchState(noise=NoiseModel(k=options.noise_k))  # rebuilt from the run dir in _open
+        self.state = ResearchState(noise=NoiseModel())  # rebuilt from the run dir in _open
         self.accounting = Accounting()
         self.scheduler = Scheduler(self)
         self.trial: Trial | None = None
+        self.python: TargetPython | None = None
         self.recorder: Recorder | None = None
         self.propose_target: Path | None = None
         self.attended = options.attended
@@ -104,8 +106,10 @@ class Engine:
             raise failure
 
     def emit_noise(self) -> None:
-        noise = self.state.noise
-        self.emit(ev.NoiseEstimate(sd=noise.sd, samples=noise.samples, band=noise.band))
+        noise, opts = self.state.noise, self.options
+        band = noise.band(len(noise.runs(self.state.best_commit)), opts.confidence, opts.max_runs)
+        self.emit(ev.NoiseEstimate(sd=noise.sd, samples=noise.samples, band=band, dof=noise.dof,
+                                   jitter_only=noise.jitter_only, confidence=opts.confidence))
 
     # ------------------------------------------------------------------ human control
 
@@ -206,6 +210,7 @@ class Engine:
         try:
             target = load_target(Path(opts.target_dir))
             validate_files(target)
+            self.python = resolve_python(target)
         except ConfigError as exc:
             raise UserError(str(exc)) from None
         if opts.time_budget is not None:
@@ -257,7 +262,7 @@ class Engine:
             self.emit(ev.Notice(level="warning", message=f"ended {ended} training process(es) left by an earlier engine"))
         events = list(read_events(run_dir.events))
         self.accounting.restore(state, events)
-        self.state = ResearchState.restore(state, self.ledger.rows, events, git, opts.noise_k)
+        self.state = ResearchState.restore(state, self.ledger.rows, events, git)
         self.scheduler.queue.extend(self.state.in_flight.values())
         self._resumed_exps = sorted(self.state.in_flight)
         self.propose_target = git.ensure_worktree(run_dir.propose_worktree, self.state.best_commit)
@@ -271,7 +276,7 @@ class Engine:
             protected.append("autoresearch.toml")
         target.protected = protected
         hashes = git.file_hashes(self.propose_target, protected)
-        self.trial = Trial(run_dir, target, git, self.executor, self.emit, hashes)
+        self.trial = Trial(run_dir, target, git, self.executor, self.emit, hashes, self.python)
         self._node_refs = set(git.nodes())
         self.recorder = Recorder(run_dir, self.ledger, self.emit, self.save_state)
 
@@ -283,7 +288,9 @@ class Engine:
     def judging(self) -> Judging:
         assert self.target is not None
         return Judging(direction=self.target.direction, metric_name=self.target.metric,
-                       max_runs=self.options.max_runs)
+                       max_runs=self.options.max_runs, confidence=self.options.confidence,
+                       min_effect=self.target.min_effect,
+                       best_runs_capped=self.state.best_commit in self.scheduler.remeasure_failed)
 
     async def sync_nodes(self) -> None:
         """Keep a git ref for every node the strategy may still build on, and
@@ -352,6 +359,7 @@ class Engine:
             max_experiments=self.options.max_experiments,
             hours=self.options.hours,
             time_budget_s=self.target.time_budget,
+            python=self.python.description,
         ))
         for exp in self._resumed_exps:
             self.emit(ev.Notice(level="warning", message=f"experiment {exp} was interrupted; running it again"))
@@ -373,6 +381,7 @@ class Engine:
             if not self.stopping:
                 scheduler.maybe_finish()
                 await asyncio.gather(*(scheduler.slot_loop(slot) for slot in self.slots))
+                await scheduler.confirm_best()
             if scheduler.background:
                 await asyncio.gather(*list(scheduler.background), return_exceptions=True)
         except LedgerError as exc:
@@ -420,6 +429,14 @@ class Engine:
             cost_usd=self.accounting.spent_usd,
             error=self.stop_error,
         )
+        baseline = next((row.commit for row in rows if row.exp == 0 and row.metric is not None), None)
+        if baseline and state.best_commit:
+            summary = night_summary(state.noise, baseline, state.best_commit, self.target.direction,
+                                    self.options.confidence)
+            stopped.improvement_ci_pct = summary["improvement_ci_pct"]
+            stopped.improvement_text = summary["improvement_text"]
+            stopped.noise_sd, stopped.noise_dof = summary["noise_sd"], summary["noise_dof"]
+            stopped.noise_jitter_only = summary["noise_jitter_only"]
         with contextlib.suppress(LedgerError):
             self.emit(ev.StateChanged(state=ev.STATE_STOPPED, detail=stopped.reason))
             self.emit(stopped)

@@ -36,9 +36,18 @@ import math
 from typing import TYPE_CHECKING, Callable
 
 from ar_tui.core import events as ev
-from ar_tui.core.decisions import RERUN, judge
 from ar_tui.core.direction import Direction
-from ar_tui.core.engine.strategy import DISCARD, FORCED_KEEP_RULE, KEEP, Base, GreedyStrategy, Judging, Strategy, Verdict
+from ar_tui.core.engine.strategy import (
+    DISCARD,
+    FORCED_KEEP_RULE,
+    KEEP,
+    Base,
+    GreedyStrategy,
+    Judging,
+    Strategy,
+    Verdict,
+    judge_against_best,
+)
 
 if TYPE_CHECKING:
     from ar_tui.core.engine.parts import Candidate
@@ -75,13 +84,10 @@ def _judge_against_best(state: "ResearchState", cand: "Candidate", judging: Judg
     assert cand.runs and state.best_metric is not None
     if cand.forced:
         return Verdict(KEEP, FORCED_KEEP_RULE, cand.mean)
-    verdict = judge(cand.runs, state.best_metric, judging.direction, state.noise, judging.max_runs,
-                    judging.metric_name)
-    if verdict.status == RERUN:
-        return Verdict(RERUN, verdict.rule, verdict.metric)
-    if verdict.status == ev.STATUS_DISCARD:
+    verdict = judge_against_best(state, cand, judging)
+    if verdict.action == DISCARD:
         return Verdict(DISCARD, f"{verdict.rule} (kept in the population)", verdict.metric)
-    return Verdict(KEEP, verdict.rule, verdict.metric)
+    return verdict
 
 
 def _maybe_remeasure(state: "ResearchState", node: "Node", base: Base) -> Base:

@@ -21,11 +21,12 @@ from collections import deque
 from typing import TYPE_CHECKING, Callable
 
 from ar_tui.core import events as ev
-from ar_tui.core.decisions import RERUN
+from ar_tui.core.decisions import REMEASURE_BEST, RERUN, mean
 from ar_tui.core.engine.parts import MAX_FAILED_PROPOSALS_IN_ROW, Candidate, Outcome, Slot
 from ar_tui.core.engine.strategy import DISCARD, KEEP, REAPPLY, REBASE_FAILED_RULE, Base
 from ar_tui.core.ledger import LedgerError
 from ar_tui.core.proposer import Proposal, ProposalContext, ProposalFailed, ProposerStopped, RunStopping
+from ar_tui.core.seeds import next_attempt, read_texts, seed_only_refusal
 from ar_tui.core.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ class Scheduler:
         self._changed = asyncio.Event()
         self._decide_lock = asyncio.Lock()
         self._proposer_lock = asyncio.Lock()
+        # Bests whose re-measure failed: not asked for again.
+        self.remeasure_failed: set[str] = set()
         # Decisions started outside a slot (a queued proposal vetoed): awaited
         # before the run finishes, never left to run on their own.
         self.background: set[asyncio.Task] = set()
@@ -200,6 +203,7 @@ class Scheduler:
             finally:
                 self.emit(ev.StateChanged(state=ev.STATE_IDLE if not engine.paused else ev.STATE_PAUSED))
             diff = await asyncio.to_thread(git.diff, worktree, base)
+            edited = read_texts(engine.propose_target, git.changed_files(diff))
             await asyncio.to_thread(git.reset, worktree, base)
             cost = engine.accounting.cost_of(exp) - cost_before
             if not diff.strip():
@@ -207,6 +211,9 @@ class Scheduler:
             refused = [f for f in git.changed_files(diff) if f not in target.editable]
             if refused:
                 raise ProposalFailed(f"the proposal changed files that are not editable: {', '.join(refused)}", cost)
+            seed_only = seed_only_refusal(read_texts(engine.propose_target, list(edited)), edited)
+            if seed_only:
+                raise ProposalFailed(seed_only, cost)
             if adapt is None:
                 state.next_exp = max(state.next_exp, exp + 1)
             cand = Candidate(
@@ -281,8 +288,9 @@ class Scheduler:
             return
         # A stop asked for during the baseline still records the runs that finished.
         metrics = [o.metric for o in outcomes if o.metric is not None]
-        for metric in metrics:
-            state.noise.add(state.best_commit, metric)
+        for outcome in outcomes:
+            if outcome.metric is not None:
+                state.noise.add(state.best_commit, outcome.metric, outcome.seed)
         cand.memory_gb = max((o.memory_gb for o in outcomes if o.memory_gb is not None), default=None)
         cand.seconds = sum(o.seconds for o in outcomes)
         cand.runs = metrics
@@ -293,17 +301,46 @@ class Scheduler:
         self.emit(ev.BaselineReady(metric=mean, commit=state.best_commit, runs=metrics))
         engine.emit_noise()
 
+    async def confirm_best(self) -> None:
+        """Before the morning report, run a kept best with fresh seeds until it
+        has as many runs made after its keep as the baseline has: its own runs
+        were chosen for looking good, so only fresh ones measure the night's
+        improvement fairly. Skipped when the user stopped the run, when it
+        failed, and when no seed noise was measured (fresh runs would say
+        nothing new)."""
+        engine, state = self.engine, self.state
+        noise = state.noise
+        if engine.stop_error or engine.stop_reason == "stopped by the user" or not self.slots:
+            return
+        if noise.sd is None or noise.jitter_only or not noise.runs(state.best_commit):
+            return
+        needed = engine.options.baseline_runs - len(noise.fresh_runs(state.best_commit))
+        best, slot = state.best_commit, self.slots[0]
+        # Runs of exp 0 after the baseline's: their seeds continue its sequence.
+        cand = Candidate(exp=0, description="confirming the best", rationale="", diff="", base_commit=best,
+                         is_baseline=True, commit=best, parent=best, stop=asyncio.Event())
+        cand.attempt = next_attempt(0, [s for seeds in noise.seeds.values() for s in seeds]) - 1
+        for _ in range(max(0, needed)):
+            outcome = await self._run_baseline_once(slot, cand)
+            if outcome.outcome != ev.OUTCOME_OK or outcome.metric is None:
+                return
+            noise.add(best, outcome.metric, outcome.seed)
+            state.best_metric = state.metric_of[best] = mean(noise.runs(best))
+            engine.emit_noise()
+            engine.save_state()
+
     async def _run_baseline_once(self, slot: Slot, cand: Candidate) -> Outcome:
         engine = self.engine
-        await engine.trial.checkout(slot, self.state.best_commit)
+        assert cand.commit is not None
+        await engine.trial.checkout(slot, cand.commit)
         cand.attempt += 1
         attempt = cand.attempt
         slot.candidate = cand
         try:
-            self.emit(ev.ExperimentStarted(exp=0, slot=slot.index, device=slot.device, commit=self.state.best_commit,
-                                           parent=self.state.best_commit, description="baseline", attempt=attempt,
+            self.emit(ev.ExperimentStarted(exp=0, slot=slot.index, device=slot.device, commit=cand.commit,
+                                           parent=cand.commit, description=cand.description, attempt=attempt,
                                            log_path=str(engine.run_dir.log(0, attempt))))
-            self.slot_state(slot, ev.STATE_RUNNING, 0, "baseline")
+            self.slot_state(slot, ev.STATE_RUNNING, 0, cand.description)
             return await engine.trial.execute(slot, cand, attempt)
         finally:
             slot.candidate = None
@@ -367,6 +404,10 @@ class Scheduler:
         if cand.vetoed:
             await self.decide_vetoed(cand)
             return
+        if cand.remeasure_best and cand.parent == engine.strategy.base_for_run(state, cand):
+            await self._remeasure_best(slot, cand)
+            return
+        cand.remeasure_best = False
         base = engine.strategy.base_for_run(state, cand)
         if cand.commit is None or cand.parent != base:
             conflict = await trial.build(slot, base, cand.diff)
@@ -426,7 +467,7 @@ class Scheduler:
             return
         async with self._decide_lock:
             if outcome.outcome == ev.OUTCOME_OK and outcome.metric is not None:
-                state.noise.add(cand.commit, outcome.metric)
+                state.noise.add(cand.commit, outcome.metric, outcome.seed)
                 estimate = state.remeasured(cand.exp, outcome.metric)
                 node = state.nodes[cand.exp]
                 self.emit(ev.Remeasured(exp=cand.exp, metric=outcome.metric, estimate=estimate, runs=len(node.runs),
@@ -439,6 +480,39 @@ class Scheduler:
                                         reason=f"the re-run failed ({outcome.outcome}: {outcome.message})"))
             engine.save_state()
         await engine.sync_nodes()
+
+    async def _remeasure_best(self, slot: Slot, cand: Candidate) -> None:
+        """Run the best again with a new seed (as an attempt of the
+        challenger's experiment, so its seed and log are its own), then decide
+        the challenger again against the mean of all the best's runs."""
+        engine, state = self.engine, self.state
+        best = state.best_commit
+        cand.remeasure_best = False
+        await engine.trial.checkout(slot, best)
+        cand.attempt += 1
+        cand.stop = asyncio.Event()
+        self.emit(ev.ExperimentStarted(exp=cand.exp, slot=slot.index, device=slot.device, commit=best, parent=best,
+                                       description=f"re-measuring the best for: {cand.description}",
+                                       attempt=cand.attempt, log_path=str(engine.run_dir.log(cand.exp, cand.attempt)),
+                                       parent_exp=state.best_exp))
+        self.slot_state(slot, ev.STATE_RUNNING, cand.exp, "re-measuring the best")
+        outcome = await engine.trial.execute(slot, cand, cand.attempt)
+        cand.stop = None
+        if outcome.outcome in (ev.OUTCOME_INTERRUPTED, ev.OUTCOME_VETOED):
+            await self._judge(slot, cand, outcome)
+            return
+        if outcome.outcome == ev.OUTCOME_OK and outcome.metric is not None:
+            if best == state.best_commit:
+                state.noise.add(best, outcome.metric, outcome.seed)
+                if state.best_exp in state.nodes:
+                    state.remeasured(state.best_exp, outcome.metric)
+                state.best_metric = state.metric_of[best] = mean(state.noise.runs(best))
+        else:
+            self.remeasure_failed.add(best)
+            self.emit(ev.Notice(level="warning", message=f"re-measuring the best failed ({outcome.message}); "
+                                                         f"deciding experiment {cand.exp} without it"))
+        # Not a run of the candidate: no metric of its own to add.
+        await self._judge(slot, cand, Outcome(ev.OUTCOME_OK, None, None, None, outcome.seconds, 0, "", ""))
 
     # ------------------------------------------------------------------ decisions
 
@@ -463,16 +537,18 @@ class Scheduler:
             # the rule says which kind.
             await self.decide(cand, ev.STATUS_CRASH, None, f"{outcome.outcome}: {outcome.message}")
             return
-        assert outcome.metric is not None and cand.commit is not None
-        cand.runs.append(outcome.metric)
-        state.noise.add(cand.commit, outcome.metric)
+        if outcome.metric is not None:  # None: the run re-measured the best
+            assert cand.commit is not None
+            cand.runs.append(outcome.metric)
+            state.noise.add(cand.commit, outcome.metric, outcome.seed)
         async with self._decide_lock:
             verdict = engine.strategy.decide(state, cand, engine.judging)
             if verdict.action == KEEP and verdict.rebase and not await self._rebase(slot, cand):
                 await self.decide(cand, DISCARD, verdict.metric, REBASE_FAILED_RULE, locked=True)
             elif verdict.action in (KEEP, DISCARD):
                 await self.decide(cand, verdict.action, verdict.metric, verdict.rule, locked=True)
-            elif verdict.action in (RERUN, REAPPLY):
+            elif verdict.action in (RERUN, REAPPLY, REMEASURE_BEST):
+                cand.remeasure_best = verdict.action == REMEASURE_BEST
                 self._rerun(cand, verdict.rule, fresh=verdict.action == REAPPLY)
             else:
                 raise ValueError(f"strategy {engine.strategy.name} gave an unknown verdict {verdict.action!r}")
@@ -489,6 +565,7 @@ class Scheduler:
         if fresh:
             cand.commit = None
             cand.runs = []
+            cand.remeasure_best = False
         self.emit(ev.Decision(exp=cand.exp, status=RERUN, rule=rule, metric=cand.mean,
                               best_before=self.state.best_metric, best_after=None, commit=cand.commit or "",
                               description=cand.description, cost_usd=cand.cost_usd))

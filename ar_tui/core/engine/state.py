@@ -66,6 +66,8 @@ class ResearchState:
                parent_exp: int | None) -> None:
         """A decision made: the node, the history the proposers see, and the best when kept."""
         if status == ev.STATUS_KEEP and cand.commit is not None:
+            if not cand.is_baseline:
+                self.noise.mark_kept(cand.commit)
             self.best_commit = cand.commit
             self.best_exp = cand.exp
             if metric is not None:
@@ -74,7 +76,8 @@ class ResearchState:
         if cand.commit is not None:
             self.exp_of[cand.commit] = cand.exp
         if status != ev.STATUS_VETO:
-            node = Node(cand.exp, commit, parent_exp, status, cand.description, list(cand.runs), cand.island)
+            runs = self.noise.runs(commit) if cand.runs else []
+            node = Node(cand.exp, commit, parent_exp, status, cand.description, runs or list(cand.runs), cand.island)
             # Proposals may already have been built on it (the first ones are
             # prepared while the baseline trains).
             node.children = sum(1 for c in self.in_flight.values() if c.base_commit == commit and c.exp != cand.exp)
@@ -87,7 +90,8 @@ class ResearchState:
                                       cand.diff, cand.cost_usd, parent=parent_exp))
 
     def remeasured(self, exp: int, metric: float) -> float:
-        """One more run of a decided node; returns its new estimate."""
+        """One more run of a decided node (already added to the noise model);
+        returns its new estimate."""
         node = self.nodes[exp]
         node.runs.append(metric)
         estimate = node.metric
@@ -156,21 +160,17 @@ class ResearchState:
             "next_exp": self.next_exp,
             "noise": self.noise.to_dict(),
             "in_flight": [c.to_state() for c in self.in_flight.values()],
-            "remeasured": {str(n.exp): n.runs for n in self.nodes.values() if len(n.runs) > 1},
             "attempts": {str(k): v for k, v in self.attempts.items()},
         }
 
     @classmethod
-    def restore(cls, state: dict, rows: list[LedgerRow], events: list[ev.Event], git: GitRepo,
-                noise_k: float) -> "ResearchState":
-        noise = NoiseModel.from_dict(state["noise"]) if "noise" in state else NoiseModel(k=noise_k)
-        noise.k = noise_k
+    def restore(cls, state: dict, rows: list[LedgerRow], events: list[ev.Event], git: GitRepo) -> "ResearchState":
+        noise = NoiseModel.from_dict(state["noise"]) if "noise" in state else NoiseModel()
         self = cls(noise=noise, best_commit=git.branch_tip(), next_exp=int(state.get("next_exp", 1)))
         self.attempts = {int(k): int(v) for k, v in state.get("attempts", {}).items()}
         proposals = {e.exp: e for e in events if isinstance(e, ev.ProposalReady)}
         islands = {e.exp: e.island for e in events if isinstance(e, ev.Decision) and e.status != "rerun"}
         debugs = {e.exp: e.debug_of for e in events if isinstance(e, ev.ProposalReady)}
-        remeasured = {int(k): [float(x) for x in v] for k, v in state.get("remeasured", {}).items()}
         for row in rows:
             if row.exp is not None:
                 self.next_exp = max(self.next_exp, row.exp + 1)
@@ -179,7 +179,8 @@ class ResearchState:
                     commit = git.resolve(row.commit)
                     self.exp_of[commit] = row.exp
                 if row.status != ev.STATUS_VETO:
-                    runs = remeasured.get(row.exp) or ([row.metric] if row.metric is not None else [])
+                    # Every run of its commit (re-runs and re-measures included) is in the noise model.
+                    runs = noise.runs(commit) or ([row.metric] if row.metric is not None else [])
                     self.nodes[row.exp] = Node(row.exp, commit, row.parent, row.status, row.description, runs,
                                                islands.get(row.exp))
             ready = proposals.get(row.exp) if row.exp is not None else None

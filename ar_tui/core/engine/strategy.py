@@ -23,7 +23,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from ar_tui.core import events as ev
-from ar_tui.core.decisions import RERUN, judge
+from ar_tui.core.direction import Direction
+from ar_tui.core.decisions import (
+    DEFAULT_CONFIDENCE,
+    NO_MIN_EFFECT,
+    MinEffect,
+    decide,
+    mean,
+)
 
 if TYPE_CHECKING:
     from ar_tui.core.engine.parts import Candidate
@@ -32,11 +39,6 @@ if TYPE_CHECKING:
 KEEP = ev.STATUS_KEEP
 DISCARD = ev.STATUS_DISCARD
 REAPPLY = "reapply"  # built on a base that is no longer current: rebuild on the new one, run again
-
-# The stale-parent comparison never stops to re-run: its only question is
-# whether the change is worth carrying to the new best at all.
-_UNLIMITED_RUNS = 10**9
-
 
 @dataclass(frozen=True)
 class Base:
@@ -53,7 +55,7 @@ class Base:
 
 @dataclass(frozen=True)
 class Verdict:
-    action: str  # KEEP, DISCARD, RERUN or REAPPLY
+    action: str  # KEEP, DISCARD, RERUN, REMEASURE_BEST (run the best again, then ask again) or REAPPLY
     rule: str
     metric: float | None = None
     # A forced keep built on a stale parent: re-apply it on the best first;
@@ -68,6 +70,10 @@ class Judging:
     direction: str
     metric_name: str
     max_runs: int
+    confidence: float = DEFAULT_CONFIDENCE
+    min_effect: MinEffect = NO_MIN_EFFECT
+    # Re-measures of the best are capped at its current runs (one failed).
+    best_runs_capped: bool = False
 
 
 class Strategy(Protocol):
@@ -109,23 +115,31 @@ class GreedyStrategy:
         if cand.forced:
             return Verdict(KEEP, FORCED_KEEP_RULE, cand.mean, rebase=stale)
         if stale:
-            parent_metric = state.metric_of.get(cand.parent or "", state.best_metric)
-            verdict = judge(cand.runs, parent_metric, judging.direction, state.noise, _UNLIMITED_RUNS,
-                            judging.metric_name)
-            if verdict.status == ev.STATUS_DISCARD:
-                return Verdict(DISCARD, f"{verdict.rule} (against its own parent; a newer best exists)",
-                               verdict.metric)
-            return Verdict(REAPPLY, f"{judging.metric_name} {verdict.metric:.6f} beat its parent, but a newer best "
+            # Against its own parent: worth carrying to the new best only if it beat it.
+            parent_runs = state.noise.runs(cand.parent or "") or [state.metric_of.get(cand.parent or "",
+                                                                                     state.best_metric)]
+            parent = mean(parent_runs)
+            if Direction.parse(judging.direction).improvement(cand.mean, parent) <= 0:
+                return Verdict(DISCARD, f"{judging.metric_name} {cand.mean:.6f} not better than {parent:.6f} "
+                                        f"(against its own parent; a newer best exists)", cand.mean)
+            return Verdict(REAPPLY, f"{judging.metric_name} {cand.mean:.6f} beat its parent, but a newer best "
                                     f"was kept while it ran: re-applying it on the new best and running again",
-                           verdict.metric)
-        verdict = judge(cand.runs, state.best_metric, judging.direction, state.noise, judging.max_runs,
-                        judging.metric_name)
-        if verdict.status == RERUN:
-            return Verdict(RERUN, verdict.rule, verdict.metric)
-        return Verdict(verdict.status, verdict.rule, verdict.metric)
+                           cand.mean)
+        return judge_against_best(state, cand, judging)
 
     def live_nodes(self, state: "ResearchState", judging: Judging) -> set[int]:
         return set()  # the branch itself holds the one node greedy builds on
+
+
+def judge_against_best(state: "ResearchState", cand: "Candidate", judging: Judging) -> Verdict:
+    """The candidate's runs against the best's (the mean of all its runs);
+    the statistics and the policy live in ar_tui.core.decisions."""
+    assert state.best_metric is not None
+    best_runs = state.noise.runs(state.best_commit) or [state.best_metric]
+    decision = decide(cand.runs, best_runs, state.noise, judging.direction, judging.confidence,
+                      judging.max_runs, judging.min_effect, judging.metric_name,
+                      max_best_runs=len(best_runs) if judging.best_runs_capped else None)
+    return Verdict(decision.action, decision.rule, decision.metric)
 
 
 def make_strategy(name: str, **settings) -> Strategy:

@@ -15,27 +15,29 @@ import math
 import os
 import re
 import shlex
-import sys
 from pathlib import Path
 from typing import Callable
 
 from ar_tui.core import events as ev
 from ar_tui.core.config import TargetConfig
 from ar_tui.core.engine.parts import EVALUATE_TIMEOUT_S, Candidate, Outcome, Slot
+from ar_tui.core.failures import crash_reason
 from ar_tui.core.git import GitRepo
+from ar_tui.core.interpreter import TargetPython
 from ar_tui.core.rundir import RunDir
 from ar_tui.core.runner import RUN_MARKER_ENV, Executor, RunSpec
+from ar_tui.core.seeds import SEED_ENV, seed_for
 
 # Environment variables never passed to a training script: it could print them.
 SECRET_ENV_PREFIXES = ("ANTHROPIC_",)
 PREPARE_TIMEOUT_S = 3600.0
 
 
-def child_env(run_dir: Path, extra: dict[str, str]) -> dict[str, str]:
+def child_env(run_dir: Path, extra: dict[str, str], python: TargetPython) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV_PREFIXES)}
     env.update(extra)
-    # `python` in a target's commands is the interpreter running ar-tui.
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    # `python` in a target's commands is the target's interpreter (ar_tui.core.interpreter).
+    env = python.child_env(env, run_dir)
     env["PYTHONUNBUFFERED"] = "1"
     env[RUN_MARKER_ENV] = str(run_dir)
     return env
@@ -57,9 +59,10 @@ def last_line(text: str) -> str:
 
 class Trial:
     def __init__(self, run_dir: RunDir, target: TargetConfig, git: GitRepo, executor: Executor,
-                 emit: Callable[[ev.Event], None], protected_hashes: dict[str, str]) -> None:
+                 emit: Callable[[ev.Event], None], protected_hashes: dict[str, str], python: TargetPython) -> None:
         self.run_dir = run_dir
         self.target = target
+        self.python = python
         self.git = git
         self.executor = executor
         self.emit = emit
@@ -87,13 +90,14 @@ class Trial:
         """Run the target's idempotent prepare command; the failure line, or None."""
         if not self.target.prepare:
             return None
-        spec = RunSpec(command=self.target.prepare, cwd=slot.target_dir,
-                       env=child_env(self.run_dir.path, self.target.env), log_path=self.run_dir.prepare_log,
-                       timeout_s=PREPARE_TIMEOUT_S)
+        spec = RunSpec(command=self.python.command(self.target.prepare), cwd=slot.target_dir,
+                       env=child_env(self.run_dir.path, self.target.env, self.python),
+                       log_path=self.run_dir.prepare_log, timeout_s=PREPARE_TIMEOUT_S)
         result = await self.executor.run(spec, lambda text, replace: self.emit(
-            ev.LogLine(exp=0, slot=slot.index, text=text, replace=replace)), asyncio.Event())
+            ev.LogLine(exp=0, slot=slot.index, text=f"{ev.PREPARE_LOG_PREFIX}{text}", replace=replace)),
+            asyncio.Event())
         if result.exit_code != 0:
-            return f"prepare command failed (exit {result.exit_code}): {last_line(result.tail)}"
+            return f"prepare command failed: {crash_reason(result.tail, result.exit_code, self.python.description)}"
         return None
 
     async def execute(self, slot: Slot, cand: Candidate, attempt: int) -> Outcome:
@@ -101,15 +105,18 @@ class Trial:
         target = self.target
         extra = dict(target.env)
         extra["AR_TIME_BUDGET"] = f"{target.time_budget:g}"
+        seed = seed_for(cand.exp, attempt)
+        extra[SEED_ENV] = str(seed)
         if slot.device.startswith("cuda:"):
             extra["CUDA_VISIBLE_DEVICES"] = slot.device.split(":", 1)[1]
         checkpoint = self.run_dir.checkpoint(cand.exp, attempt)
         if target.evaluate:
             checkpoint.parent.mkdir(exist_ok=True)
             extra["AR_CHECKPOINT"] = str(checkpoint)
-        env = child_env(self.run_dir.path, extra)
+        env = child_env(self.run_dir.path, extra, self.python)
         patterns = {"metric": target.metric_regex, "memory": re.compile(target.memory_pattern, re.MULTILINE)}
-        spec = RunSpec(command=target.run, cwd=slot.target_dir, env=env, log_path=self.run_dir.log(cand.exp, attempt),
+        spec = RunSpec(command=self.python.command(target.run), cwd=slot.target_dir, env=env,
+                       log_path=self.run_dir.log(cand.exp, attempt),
                        timeout_s=target.hard_timeout, device=slot.device, patterns=patterns)
 
         def on_line(text: str, replace: bool) -> None:
@@ -120,7 +127,8 @@ class Trial:
         reported = parse_float(result.matches.get("metric"))
         memory = parse_float(result.matches.get("memory"))
         memory_gb = memory / 1024 if memory is not None else None
-        outcome = Outcome(ev.OUTCOME_OK, reported, reported, memory_gb, result.seconds, result.exit_code, "", "")
+        outcome = Outcome(ev.OUTCOME_OK, reported, reported, memory_gb, result.seconds, result.exit_code, "", "",
+                          seed)
         if result.stopped:
             outcome.outcome = ev.OUTCOME_VETOED if cand.vetoed else ev.OUTCOME_INTERRUPTED
             outcome.message = "vetoed by the user" if cand.vetoed else "stopped"
@@ -128,7 +136,8 @@ class Trial:
             outcome.outcome = ev.OUTCOME_TIMEOUT
             outcome.message = f"killed after the hard timeout of {target.hard_timeout:g} s"
         elif result.exit_code != 0:
-            outcome.outcome, outcome.message = ev.OUTCOME_CRASH, f"exit code {result.exit_code}"
+            outcome.outcome = ev.OUTCOME_CRASH
+            outcome.message = crash_reason(result.tail, result.exit_code, self.python.description)
         else:
             changed = [f for f, h in self.git.file_hashes(slot.target_dir, target.protected).items()
                        if h != self.protected_hashes.get(f)]
@@ -162,7 +171,7 @@ class Trial:
             outcome.message = f"the training script saved no checkpoint to AR_CHECKPOINT ({checkpoint.name})"
             outcome.metric = None
             return
-        command = self.target.evaluate.replace("{checkpoint}", shlex.quote(str(checkpoint)))
+        command = self.python.command(self.target.evaluate.replace("{checkpoint}", shlex.quote(str(checkpoint))))
         spec = RunSpec(command=command, cwd=slot.target_dir, env=env, log_path=self.run_dir.eval_log(cand.exp, attempt),
                        timeout_s=max(EVALUATE_TIMEOUT_S, self.target.time_budget), device=slot.device,
                        patterns={"metric": self.target.metric_regex})
