@@ -113,6 +113,10 @@ class ChartPlot(PlotextPlot):
         plt.xlim(-0.5, x_high + 0.5)
         step = max(1, round(x_high / 10))
         plt.xticks(list(range(0, x_high + 1, step)))
-        ticks = [data.y_low + (data.y_high - data.y_low) * i / 4 for i in range(5)]
+        # Two ticks on one row would leave plotext to pick which label shows:
+        # at most one tick every other row of the plotting area (the frame,
+        # the x ticks and the x label take four rows).
+        count = max(2, min(5, (self.size.height - 4) // 2 + 1))
+        ticks = [data.y_low + (data.y_high - data.y_low) * i / (count - 1) for i in range(count)]
         plt.yticks(ticks, [f"{t:.{_SIGNIFICANT}g}" for t in ticks])
         plt.xlabel("experiment")
