@@ -68,16 +68,21 @@ async def test_v_asks_then_aborts_the_running_experiment_as_a_veto(tmp_path: Pat
 
 async def test_v_then_n_changes_nothing(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    # Long enough that the run does not end (and the app exit) under the modal.
-    app, _ = engine_app(ui_target(tmp_path / "t"), run_dir, [step("short", 0.4, sleep=3.0)])
+    # The experiment outlasts the key presses however loaded the machine is:
+    # the test ends it itself once it has seen that n left it running.
+    app, engine = engine_app(ui_target(tmp_path / "t"), run_dir, [step("endless", 0.4, sleep=60)])
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: running(app, 1), what="exp 1 running")
         await pilot.press("v")
         await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), timeout=5, what="the question")
         await pilot.press("n")
         await until(pilot, lambda: not isinstance(app.screen, ConfirmScreen), what="the modal to close")
+        assert running(app, 1)
+        engine.request_stop(now=True)
         await until(pilot, lambda: not app.is_running, what="the run to end")
-    assert [(r.exp, r.status) for r in ledger(run_dir)] == [(0, "keep"), (1, "keep")]
+    assert not any(e.status == "veto" for e in events_of(run_dir, ev.Decision))
+    assert not any(e.outcome == ev.OUTCOME_VETOED for e in events_of(run_dir, ev.ExperimentFinished))
+    assert [(r.exp, r.status) for r in ledger(run_dir)] == [(0, "keep")]  # stopped, not decided
 
 
 async def test_k_keeps_a_worse_experiment_as_a_forced_keep(tmp_path: Path) -> None:
