@@ -146,6 +146,9 @@ def add_remote_commands(sub) -> None:
     stop.add_argument("--now", action="store_true", help="abort the running experiment (it runs again on resume)")
     stop.add_argument("--wait", action="store_true", help="return once the engine has exited")
     sub.add_parser("ls", help="list the runs on this machine with their state")
+    serve = sub.add_parser("serve", help="the app in a browser, on 127.0.0.1 (the URL printed carries a token)")
+    serve.add_argument("run_dir", nargs="?", type=Path)
+    serve.add_argument("--port", type=int, default=8000, help="0 picks a free port")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -473,8 +476,14 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return exit_codes.EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from ar_tui.web.serve import main as serve
+
+    return serve(args.run_dir, args.port)
+
+
 COMMANDS = {"run": cmd_run, "report": cmd_report, "attach": cmd_attach, "status": cmd_status, "stop": cmd_stop,
-            "ls": cmd_ls}
+            "ls": cmd_ls, "serve": cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -84,3 +84,19 @@ STATE_LABELS = {
     ev.STATE_STOPPING: "stopping",
     ev.STATE_STOPPED: "stopped",
 }
+
+
+_SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def spark(values: list[float], width: int) -> str:
+    """The last `width` values as block characters, scaled from their lowest
+    to their highest: fed the best so far, it climbs with every gain."""
+    values = values[-width:]
+    if not values:
+        return ""
+    low, high = min(values), max(values)
+    if high <= low:
+        return _SPARK_BLOCKS[0] * len(values)
+    top = len(_SPARK_BLOCKS) - 1
+    return "".join(_SPARK_BLOCKS[round((v - low) / (high - low) * top)] for v in values)

@@ -3,10 +3,12 @@
 The real engine and the offline proposer run a tiny target in a temporary git
 repository (a train.py whose metric depends on its constants, printing
 progress for about four seconds a run). The app, at 200x60, is photographed mid-run,
-with the veto question open, with the help open, and at 80x24. Run it after
-any change to the UI:
+with the veto question open, with the help open, and at 80x24 (the log, the
+metric tab with the progress chart, the lineage tree). Then `ar-tui serve`
+serves the finished run and a headless Chromium photographs the browser tab
+(`browser.png`; needs Debian's `chromium`). Run it after any change to the UI:
 
-    python scripts/screenshots.py            # writes screenshots/*.svg
+    python scripts/screenshots.py            # writes screenshots/*.svg and browser.png
 """
 
 from __future__ import annotations
@@ -84,6 +86,47 @@ async def wait_for(pilot, predicate, timeout: float = 120.0) -> None:
         await pilot.pause(0.05)
 
 
+async def drawn(pilot) -> None:
+    """Until what the app has ingested is on screen: three redraws from now."""
+    target = pilot.app.redraws + 3
+    await wait_for(pilot, lambda: pilot.app.redraws >= target)
+    await pilot.wait_for_scheduled_animations()
+
+
+async def browser_screenshot(run_dir: Path, out: Path, status_colour: tuple[int, int, int]) -> None:
+    """`ar-tui serve` on the run, photographed by a real headless Chromium
+    once the app's status line is in the page."""
+    import re
+
+    from tests.web.chromium import Browser, share_of, status_band
+
+    serve = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ar_tui.cli", "serve", str(run_dir), "--port", "0", stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        line = (await asyncio.wait_for(serve.stdout.readline(), 60)).decode()
+        url = re.search(r"(http://\S+/\?token=\S+)", line).group(1)
+        async with Browser(1600, 1000) as browser:
+            await browser.navigate(url)
+            await browser.until(lambda: browser.evaluate("document.body.classList.contains('-first-byte')"),
+                                "the app in the page")
+            shown = None
+
+            async def settled() -> bool:
+                # The status line drawn, and two screenshots alike: the
+                # replayed history is on screen.
+                nonlocal shown
+                png = await browser.screenshot()
+                same, shown = png == shown, png
+                return same and share_of(png, status_colour, status_band(browser.width)) > 0.3
+
+            await browser.until(settled, "the page to settle")
+            (out / "browser.png").write_bytes(shown)
+    finally:
+        serve.terminate()
+        await serve.wait()
+
+
 async def main(out: Path) -> None:
     work = Path(tempfile.mkdtemp(prefix="ar-tui-shots-"))
     os.environ["AR_TUI_HOME"] = str(work / "home")
@@ -104,27 +147,32 @@ async def main(out: Path) -> None:
 
     async with app.run_test(size=(200, 60)) as pilot:
         await wait_for(pilot, lambda: decided() >= 5 and running_for(1.0))
-        await pilot.pause(0.3)
+        await drawn(pilot)
         app.save_screenshot("main-200x60.svg", path=str(out))
         await pilot.press("v")
-        await pilot.pause(0.3)
+        await drawn(pilot)
         app.save_screenshot("veto-modal.svg", path=str(out))
         await pilot.press("n")
         await pilot.press("question_mark")
-        await pilot.pause(0.3)
+        await drawn(pilot)
         app.save_screenshot("help.svg", path=str(out))
         await pilot.press("escape")
         await pilot.resize_terminal(80, 24)
         await wait_for(pilot, lambda: running_for(2.5))
         await pilot.press("2")  # the training log tab
-        await pilot.pause(0.3)
+        await drawn(pilot)
         app.save_screenshot("log-80x24.svg", path=str(out))
         await pilot.press("4")  # the metric tab
-        await pilot.pause(0.3)
+        await drawn(pilot)
         app.save_screenshot("metric-80x24.svg", path=str(out))
+        await pilot.press("7")  # the lineage tree
+        await drawn(pilot)
+        app.save_screenshot("tree-80x24.svg", path=str(out))
+        status_colour = app.status_line.styles.background.rgb
         await pilot.press("q", "y")
         await wait_for(pilot, lambda: not app.is_running)
-    for name in sorted(p.name for p in out.glob("*.svg")):
+    await browser_screenshot(work / "run", out, status_colour)
+    for name in sorted(p.name for p in [*out.glob("*.svg"), out / "browser.png"]):
         print(f"wrote {out / name}")
 
 

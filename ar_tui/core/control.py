@@ -117,6 +117,7 @@ class RunView:
     api_waiting: ev.ApiWaiting | None = None
     last_notice: ev.Notice | None = None
     streaming_usage: ev.Usage | None = None  # the request now streaming, not yet in the totals
+    derived_parents: dict[int, int | None] = field(default_factory=dict)  # exp: parent, where events name none
 
     @property
     def improvement_pct(self) -> float | None:
@@ -262,6 +263,17 @@ class RunView:
         self.current_exp = e.exp
         self.started.add(e.exp)
         self.experiments_started = max(self.experiments_started, e.exp)
+        if e.parent_exp is None:
+            self.derived_parents[e.exp] = self._started_from(e.parent)
+
+    def _started_from(self, commit: str) -> int | None:
+        """For a history written before the engine named parents (greedy
+        runs): the kept experiment whose commit it started from, else the
+        best at the time."""
+        for row in reversed(self.rows):
+            if row.status == ev.STATUS_KEEP and row.commit and commit and row.commit[:7] == commit[:7]:
+                return row.exp
+        return self.best_exp
 
     def _on_experiment_finished(self, e: ev.ExperimentFinished) -> None:
         slot = self._slot(e.slot)
@@ -285,8 +297,11 @@ class RunView:
     def _on_decision(self, e: ev.Decision) -> None:
         if e.status == "rerun":
             return
+        parent = e.parent_exp
+        if parent is None and e.exp != 0:
+            parent = self.derived_parents.get(e.exp, self.best_exp)
         row = RowView(e.exp, e.commit, e.metric, e.status, e.description, e.cost_usd, e.forced, e.rule, e.best_after,
-                      e.parent_exp, e.island)
+                      parent, e.island)
         same = next((i for i, r in enumerate(self.rows) if r.exp == e.exp), None)
         if same is None:
             self.rows.append(row)

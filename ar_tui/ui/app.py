@@ -36,6 +36,7 @@ from ar_tui.ui.help_screen import HelpScreen
 from ar_tui.ui.log_buffer import DEFAULT_MAX_LINES, LogBuffer
 from ar_tui.ui.log_pane import TrainingLog
 from ar_tui.ui.machine_pane import MachinePane, Sampler
+from ar_tui.ui.lineage_tree import LineageTree
 from ar_tui.ui.metric_pane import MetricPane
 from ar_tui.ui.status_line import StatusLine
 from ar_tui.ui.veto_banner import VetoBanner
@@ -48,6 +49,7 @@ PANES = [
     ("metric", "metric"),
     ("cost", "cost"),
     ("machine", "machine"),
+    ("tree", "tree"),
 ]
 
 # Events after which the footer's enabled keys may change.
@@ -126,7 +128,7 @@ class ArTuiApp(App[Any]):
         self._view_dirty = True
         self._bindings_dirty = True
         self._footer_states: tuple = ()
-        self._tick = 0
+        self._tick = 0  # redraws so far; tests wait on it (see `redraws`)
         self._engine_running = False
         self._stop_requested = False
         self._unsubscribe: Callable[[], None] | None = None
@@ -145,6 +147,7 @@ class ArTuiApp(App[Any]):
             yield TrainingLog(self.logs, id="log", classes="pane")
             yield MetricPane(id="metric", classes="pane")
             yield DiffPane(id="diff", classes="pane")
+            yield LineageTree(id="tree", classes="pane")
             yield CostMeter(id="cost", classes="pane")
             yield MachinePane(self._machine_sampler, id="machine", classes="pane")
         yield Footer()
@@ -155,6 +158,7 @@ class ArTuiApp(App[Any]):
         self.diff_pane = self.query_one(DiffPane)
         self.metric_pane = self.query_one(MetricPane)
         self.cost_meter = self.query_one(CostMeter)
+        self.lineage_tree = self.query_one(LineageTree)
         self.status_line = self.query_one(StatusLine)
         self.veto_banner = self.query_one(VetoBanner)
         for name, label in PANES:
@@ -281,6 +285,13 @@ class ArTuiApp(App[Any]):
 
     # ------------------------------------------------------------------ drawing
 
+    @property
+    def redraws(self) -> int:
+        """How many redraws have run. Everything ingested before redraw n is
+        on screen once n + 3 have run (the agent pane syncs every third), so
+        a test can wait for what it reads instead of sleeping."""
+        return self._tick
+
     def _redraw(self) -> None:
         now = self._clock()
         view = self.view
@@ -295,6 +306,7 @@ class ArTuiApp(App[Any]):
         if self._view_dirty:
             self._view_dirty = False
             self.metric_pane.show(view)
+            self.lineage_tree.show_rows(view.rows, view.best_exp)
             self.cost_meter.show(view)
             self.diff_pane.show(*self.view.current_diff(self._slot_index))
             self._title_log()

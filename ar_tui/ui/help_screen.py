@@ -27,7 +27,7 @@ KEYS = [
           "before it runs. Unattended: it runs at once"),
     ("enter", "in the veto window: start the experiment now"),
     ("s", "show the next slot's training log (several GPUs)"),
-    ("1-6", "show a pane: agent, log, diff, metric, cost, machine"),
+    ("1-7", "show a pane: agent, log, diff, metric (chart and results), cost, machine, tree"),
     ("tab", "move the focus; arrows and page keys scroll the focused pane"),
     ("q", "quit; the run stops and can be resumed later with the same tag"),
     ("?", "this help; escape closes it"),

@@ -26,6 +26,8 @@ class ResultsTable(DataTable):
     def on_mount(self) -> None:
         self.add_column(" ", key="best")
         self.add_column("exp", key="exp")
+        self.add_column("parent", key="parent")
+        self.add_column("isl", key="island")
         self.add_column("commit", key="commit")
         self.add_column("metric", key="metric")
         self.add_column("status", key="status")
@@ -33,7 +35,7 @@ class ResultsTable(DataTable):
         self.add_column("description", key="description")
 
     def show_rows(self, rows: list[RowView], best_exp: int | None) -> None:
-        signature = [(r.exp, r.status, r.metric, r.forced, r.exp == best_exp) for r in rows]
+        signature = [(r.exp, r.status, r.metric, r.forced, r.exp == best_exp, r.parent_exp, r.island) for r in rows]
         if signature == self._shown:
             return
         following = self.scroll_y >= self.max_scroll_y
@@ -46,6 +48,8 @@ class ResultsTable(DataTable):
             self.add_row(
                 Text("★" if is_best else "", style="bold"),
                 Text(str(row.exp), style="bold" if is_best else ""),
+                "-" if row.parent_exp is None else str(row.parent_exp),
+                "-" if row.island is None else str(row.island),
                 row.commit[:7],
                 Text(fmt.metric(row.metric), style="bold underline" if is_best else style),
                 Text(status, style=style),

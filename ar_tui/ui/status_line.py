@@ -7,6 +7,7 @@ from pathlib import PurePath
 from rich.text import Text
 from textual.widgets import Static
 
+from ar_tui import chart_scale
 from ar_tui import formatting as fmt
 from ar_tui.core import events as ev
 from ar_tui.core.control import RunView
@@ -26,6 +27,11 @@ def display_state(view: RunView, slot_index: int) -> str:
     if busy:
         return slot.state
     return view.state
+
+
+# The best so far over the last experiments: always on screen, and never
+# flattened by a diverged run, since the best so far ignores it.
+SPARK_WIDTH = 16
 
 
 class StatusLine(Static):
@@ -61,6 +67,9 @@ class StatusLine(Static):
         line.append(f" · best {fmt.metric(view.best)}", style="bold")
         if view.improvement_pct is not None:
             line.append(f" ({fmt.percent(view.improvement_pct)} vs baseline)")
+        trend = fmt.spark(chart_scale.gain_series(view.rows, view.baseline, view.direction), SPARK_WIDTH)
+        if trend:
+            line.append(f" {trend}", style="bold cyan")
         if view.stopped is not None:
             line.append(f" · stopped: {view.stopped.reason}", style="bold red" if view.stopped.error else "")
         # Who, then what: on one line when it fits, else the second part on a

@@ -60,6 +60,15 @@ def engine_app(target: Path, run_dir: Path, steps: list[ScriptStep], **options) 
     return app, engine
 
 
+async def redrawn(pilot: Pilot, timeout: float = 30.0) -> None:
+    """Wait until everything the app has ingested so far is drawn: three
+    redraws from now (the agent pane syncs every third), then the animations."""
+    app = pilot.app
+    target = app.redraws + 3
+    await until(pilot, lambda: app.redraws >= target, timeout, what="the app to redraw")
+    await pilot.wait_for_scheduled_animations()
+
+
 async def until(pilot: Pilot, predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
     """Let the app run until `predicate` holds; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

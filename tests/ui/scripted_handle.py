@@ -122,3 +122,31 @@ class ScriptedHandle:
 
     def request_stop(self, now: bool = False) -> None:
         self.calls.append(("request_stop", now))
+
+
+def night_events(outlier: float = 1.311256) -> list[ev.Event]:
+    """A longer night with one diverged run: gains between 0.998 and 0.971
+    that a scale set by the outlier would flatten into one row; one crash and
+    one veto, so that every status is on the chart."""
+    metrics = [0.982052, 0.976052, outlier, 0.976952, 0.979911, 0.974013, None, 0.973502, 0.975120,
+               0.971877, None, 0.972644]
+    statuses = ["keep", "keep", "discard", "discard", "discard", "keep", "crash", "keep", "discard",
+                "keep", "veto", "discard"]
+    events: list[ev.Event] = [
+        ev.RunStarted(tag="dec01", target="nanochat", run_dir="/runs/dec01", agent="offline", model=None,
+                      metric="val_bpb", direction="min", attended=False, veto_window_s=0.0, slots=["cpu"],
+                      lookahead=0, resumed=False, ts=T0),
+        ev.BaselineReady(metric=0.998380, commit="a000000", runs=[0.998380], ts=T0 + 30),
+    ]
+    best = 0.998380
+    for exp, (metric, status) in enumerate(zip(metrics, statuses), 1):
+        t = T0 + 30 + 60 * exp
+        commit = f"{exp:x}{'c' * 6}"[:7]
+        events.append(ev.ExperimentStarted(exp=exp, slot=0, device="cpu", commit=commit, parent="", 
+                                           description=f"change {exp}", ts=t - 50))
+        before = best
+        if status == "keep":
+            best = metric
+        events.append(ev.Decision(exp=exp, status=status, rule=status, metric=metric, best_before=before,
+                                  best_after=best, commit=commit, description=f"change {exp}", ts=t))
+    return events

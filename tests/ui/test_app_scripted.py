@@ -15,7 +15,7 @@ from ar_tui.core import events as ev
 from ar_tui.ui.app import ArTuiApp
 from ar_tui.ui.confirm_screen import ConfirmScreen
 from ar_tui.ui.machine_pane import PsutilSampler, default_sampler
-from tests.ui.helpers import until
+from tests.ui.helpers import redrawn, until
 from tests.ui.scripted_handle import T0, ScriptedHandle, running_events, session_events
 
 
@@ -62,14 +62,16 @@ async def test_scrolled_up_the_log_stays_on_the_lines_being_read() -> None:
         handle.emit(*running_events())
         for i in range(500):
             handle.emit(ev.LogLine(exp=4, slot=0, text=f"line {i}"))
-        await pilot.pause(0.5)
+        await until(pilot, lambda: [line for line in visible_log(app) if line][-1:] == ["line 499"], timeout=5,
+                    what="the tail on screen")
         app.training_log.focus()
         await pilot.press("pageup", "pageup", "pageup")
         first = visible_log(app)[0]
         assert first.startswith("line ") and not app.training_log.following
         for i in range(500, 600):  # 100 more lines push 100 out of the front
             handle.emit(ev.LogLine(exp=4, slot=0, text=f"line {i}"))
-        await pilot.pause(0.5)
+        await redrawn(pilot)  # the pane has synced the 100 new lines
+        assert len(app.logs.slot(0).lines) == 500 and app.logs.slot(0).lines[-1] == "line 599"
         assert not app.training_log.following
         assert visible_log(app)[0] == first
 
@@ -81,15 +83,14 @@ async def test_the_cost_meter_counts_a_response_while_it_streams() -> None:
         usage = dict(exp=5, model="m", input_tokens=1000, output_tokens=100, cache_write_5m_tokens=0,
                      cache_write_1h_tokens=0, cache_read_tokens=0)
         handle.emit(ev.Usage(**usage, cost_usd=0.08, streaming=True))
-        await pilot.pause(0.5)
-        text = plain(app.cost_meter)
-        assert "$0.500 of $5.000" in text and "streaming" in text  # 0.42 settled + 0.08 streaming
+        # 0.42 settled + 0.08 streaming
+        await until(pilot, lambda: "$0.500 of $5.000" in plain(app.cost_meter), timeout=5, what="the streamed cost")
+        assert "streaming" in plain(app.cost_meter)
         handle.emit(ev.Usage(**usage, cost_usd=0.09, total_cost_usd=0.51, total_input_tokens=16200,
                              total_output_tokens=4200, total_cache_write_tokens=21000,
                              total_cache_read_tokens=160000, cache_hit_share=0.8))
-        await pilot.pause(0.5)
-        text = plain(app.cost_meter)
-        assert "$0.510 of $5.000" in text and "streaming" not in text
+        await until(pilot, lambda: "$0.510 of $5.000" in plain(app.cost_meter), timeout=5, what="the settled cost")
+        assert "streaming" not in plain(app.cost_meter)
 
 
 async def test_keys_that_do_not_apply_are_greyed_out() -> None:
@@ -106,8 +107,7 @@ async def test_keys_that_do_not_apply_are_greyed_out() -> None:
         await pilot.press("k", "enter")
         assert handle.calls == []
         handle.emit(*running_events())
-        await pilot.pause(0.5)
-        assert app.check_action("force_keep", ()) is True
+        await until(pilot, lambda: app.check_action("force_keep", ()) is True, timeout=5, what="exp 4 running")
         await pilot.press("k")
         assert handle.calls == [("force_keep", 4)]
 
@@ -116,7 +116,7 @@ async def test_no_color_leaves_only_greys_and_the_statuses_still_differ(monkeypa
     monkeypatch.setenv("NO_COLOR", "1")
     app = make_app(ScriptedHandle())
     async with app.run_test(size=(200, 60)) as pilot:
-        await pilot.pause(0.5)
+        await redrawn(pilot)
         assert app.no_color
         svg = app.export_screenshot()
     # The three window buttons of the SVG's frame are not the app's colours.
@@ -147,8 +147,7 @@ async def test_an_engine_error_keeps_the_app_open_with_the_error_shown() -> None
     app = make_app(ScriptedHandle(), run_engine=broken_engine)
     async with app.run_test(size=(120, 40)) as pilot:
         await until(pilot, lambda: app.engine_error is not None, timeout=5, what="the engine error")
-        await pilot.pause(0.5)
-        assert "disk on fire" in plain(app.agent_pane._body)
+        await until(pilot, lambda: "disk on fire" in plain(app.agent_pane._body), timeout=5, what="the error shown")
         assert app.is_running
         await pilot.press("q")  # nothing left to stop: no question asked
         await until(pilot, lambda: not app.is_running, timeout=5, what="the app to exit")
@@ -196,9 +195,9 @@ async def test_s_shows_the_next_slots_log() -> None:
                                              description=f"exp {exp}"))
             for i in range(3):
                 handle.emit(ev.LogLine(exp=exp, slot=slot, text=f"slot {slot} line {i}"))
-        await pilot.pause(0.5)
+        await until(pilot, lambda: [line for line in visible_log(app) if line][-1:] == ["slot 0 line 2"], timeout=5,
+                    what="slot 0's log")
         assert app.check_action("next_slot", ()) is True
-        assert [line for line in visible_log(app) if line][-1] == "slot 0 line 2"
         await pilot.press("s")
         await until(pilot, lambda: [line for line in visible_log(app) if line][-1:] == ["slot 1 line 2"]
                     and "exp 5" in str(app.training_log.border_title), timeout=5, what="slot 1's log and title")

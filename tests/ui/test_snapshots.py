@@ -6,6 +6,7 @@ and look at the SVGs before committing them."""
 from __future__ import annotations
 
 from ar_tui.ui.app import ArTuiApp
+from tests.ui.helpers import redrawn
 from tests.ui.scripted_handle import T0, ScriptedHandle, running_events, session_events, veto_window_events
 
 MACHINE = ["cpu   37.5%  (16 cores)", "mem  12.3/125.8 GiB  (10%)", "gpu  none found (NVML)"]
@@ -19,8 +20,7 @@ def make_app(extra_events) -> ArTuiApp:
 
 
 async def settle(pilot) -> None:
-    await pilot.pause(0.2)
-    await pilot.wait_for_scheduled_animations()
+    await redrawn(pilot)
 
 
 def test_main_screen_200x60_mid_run(snap_compare) -> None:
