@@ -1,0 +1,1 @@
+"""Executors beyond the local one: where a trial's steps run."""
