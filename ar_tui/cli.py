@@ -46,6 +46,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--veto-window", type=_positive_float, default=60.0, help="seconds (attended mode)")
     parser.add_argument("--slots", type=int, help="number of slots (default: one per visible GPU, else 1)")
     parser.add_argument("--devices", help="GPU indices for the slots, e.g. 0,2,3")
+    parser.add_argument("--executor", choices=["local", "ray"], default="local",
+                        help="where trials run: this machine, or a Ray cluster (pip install 'ar-tui[ray]')")
+    parser.add_argument("--ray-address", help="the Ray cluster (default: RAY_ADDRESS, else a Ray started for the run)")
     parser.add_argument("--lookahead", type=_non_negative_int, default=1, help="prepared proposals per slot")
     parser.add_argument("--baseline-runs", type=int, default=2, help="runs of the baseline, to measure noise")
     parser.add_argument("--seed", type=int, default=0, help="seed of the offline proposer")
@@ -132,6 +135,11 @@ def make_engine(args: argparse.Namespace):
 
     tag, run_dir = run_location(args)
     target = args.target.resolve() if args.target else materialize_bundled()
+    executor = None
+    if getattr(args, "executor", "local") == "ray":
+        from ar_tui.core.executors.ray import RayExecutor
+
+        executor = RayExecutor(args.ray_address, run_marker=str(run_dir))
     options = EngineOptions(
         target_dir=target,
         tag=tag,
@@ -142,11 +150,11 @@ def make_engine(args: argparse.Namespace):
         budget_usd=args.budget_usd,
         attended=not args.unattended,
         veto_window_s=args.veto_window,
-        devices=detect_devices(args.slots, args.devices),
+        devices=detect_devices(args.slots, args.devices) if executor is None else executor.devices(args.slots),
         lookahead=args.lookahead,
         baseline_runs=max(1, args.baseline_runs),
     )
-    return Engine(options, make_proposer(args))
+    return Engine(options, make_proposer(args), executor=executor)
 
 
 class HeadlessPrinter:
@@ -217,11 +225,13 @@ async def _run_headless(engine) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from ar_tui.core.errors import UserError
+
     if getattr(args, "detach", False):
         return cmd_detach(args)
     try:
         engine = make_engine(args)
-    except (ValueError, ImportError, OSError) as exc:
+    except (ValueError, ImportError, OSError, UserError) as exc:
         print(f"ar-tui: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if args.headless:
