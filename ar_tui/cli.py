@@ -23,10 +23,24 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _confidence(text: str) -> float:
+    value = float(text)
+    if not 0.5 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0.5 and 1 (e.g. 0.95), not {text}")
+    return value
+
+
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {text}")
     return value
 
 
@@ -50,8 +64,16 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where trials run: this machine, or a Ray cluster (pip install 'ar-tui[ray]')")
     parser.add_argument("--ray-address", help="the Ray cluster (default: RAY_ADDRESS, else a Ray started for the run)")
     parser.add_argument("--lookahead", type=_non_negative_int, default=1, help="prepared proposals per slot")
-    parser.add_argument("--baseline-runs", type=int, default=2, help="runs of the baseline, to measure noise")
+    parser.add_argument("--baseline-runs", type=int, default=3, help="seed-varied runs of the baseline, to measure noise")
+    parser.add_argument("--max-runs", type=int, default=4, help="runs of a candidate inside the noise band")
+    parser.add_argument("--confidence", type=_confidence, default=0.95, help="confidence that a kept gain is real")
     parser.add_argument("--seed", type=int, default=0, help="seed of the offline proposer")
+    parser.add_argument("--strategy", choices=["greedy", "tree", "islands"], default="greedy",
+                        help="search: one greedy lineage, a tree of experiments, or islands that trade their best")
+    parser.add_argument("--islands", type=_positive_int, help="islands for --strategy islands (default: one per slot, "
+                                                               "at least 2)")
+    parser.add_argument("--migrate-every", type=_positive_int, default=8,
+                        help="islands: decided experiments between migrations")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,6 +175,11 @@ def make_engine(args: argparse.Namespace):
         devices=detect_devices(args.slots, args.devices) if executor is None else executor.devices(args.slots),
         lookahead=args.lookahead,
         baseline_runs=max(1, args.baseline_runs),
+        max_runs=max(1, args.max_runs),
+        confidence=args.confidence,
+        strategy=args.strategy,
+        islands=args.islands,
+        migrate_every=args.migrate_every,
     )
     return Engine(options, make_proposer(args), executor=executor)
 

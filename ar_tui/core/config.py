@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ar_tui.core.decisions import NO_MIN_EFFECT, MinEffect, parse_min_effect
+
 CONFIG_NAME = "autoresearch.toml"
 
 
@@ -28,6 +30,7 @@ class TargetConfig:
     pattern: str | None = None  # regex with one group; default: a `metric: value` line
     memory_pattern: str = r"^(?:peak_vram_mb|peak_memory_mb):\s*([-+0-9.eE]+)"
     evaluate: str | None = None  # trusted evaluation command; `{checkpoint}` is replaced
+    min_effect: MinEffect = NO_MIN_EFFECT  # the smallest gain worth keeping (absolute, or "x%")
     time_budget: float = 300.0
     timeout: float | None = None  # hard limit per run; default 2 * budget + 60
     max_file_bytes: int = 512 * 1024
@@ -57,7 +60,7 @@ class TargetConfig:
 
 _KNOWN = {
     "target": {"editable", "protected", "run", "prepare", "time_budget", "timeout", "max_file_bytes", "env"},
-    "metric": {"name", "direction", "pattern", "memory_pattern", "evaluate"},
+    "metric": {"name", "direction", "pattern", "memory_pattern", "evaluate", "min_effect"},
     "prices": None,  # any model id; checked by ar_tui.core.pricing
 }
 
@@ -160,6 +163,11 @@ def load_target(root: Path) -> TargetConfig:
             setattr(config, key, value)
     if "evaluate" in metric:
         config.evaluate = string(metric, "metric", "evaluate")
+    if "min_effect" in metric:
+        try:
+            config.min_effect = parse_min_effect(metric["min_effect"])
+        except ValueError as exc:
+            raise fail("metric.min_effect", str(exc)) from None
     if "prices" in data:
         from ar_tui.core.pricing import PriceError, parse_price_overrides
 

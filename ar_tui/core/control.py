@@ -99,6 +99,8 @@ class RunView:
     best_exp: int | None = None
     noise_sd: float | None = None
     noise_band: float | None = None
+    noise_dof: int = 0
+    noise_jitter_only: bool = False  # the band measures jitter only (the target ignores AR_SEED)
     rows: list[RowView] = field(default_factory=list)
     experiments_started: int = 0
     current_exp: int | None = None
@@ -278,6 +280,7 @@ class RunView:
 
     def _on_noise(self, e: ev.NoiseEstimate) -> None:
         self.noise_sd, self.noise_band = e.sd, e.band
+        self.noise_dof, self.noise_jitter_only = e.dof, e.jitter_only
 
     def _on_decision(self, e: ev.Decision) -> None:
         if e.status == "rerun":

@@ -1,12 +1,58 @@
 """Keep or discard, honestly under noise.
 
-Two runs of the same code differ (about 1% in val_bpb at a 60 s CPU budget).
-The engine records every repeated run of the same commit (the baseline is run
-more than once; candidates inside the noise band are re-run) and pools them
-into one estimate of the run-to-run standard deviation. A candidate is kept at
-once only when its gain clears the band (k standard deviations); inside the
-band it is run again, and the mean of its runs must clear the band shrunk by
-sqrt(runs) to be kept.
+Any change to a training script re-draws its luck: initialisation, data order,
+kernel timing. So the question a keep must answer is "is this better than the
+best by more than a re-draw would be?", and the noise that matters is the
+spread between runs of the same code with *different seeds*. The harness owns
+the seed (`ar_tui.core.seeds`): every run gets its own `AR_SEED`, so the
+repeats recorded here (the baseline's runs, every re-run of a candidate, every
+re-measure of the best) are seed-varied by construction.
+
+The noise model pools them: the within-commit variance of every commit run
+more than once, weighted by its degrees of freedom (n - 1 per commit). With
+few samples the standard deviation is itself uncertain, so every comparison
+uses Student-t quantiles at the pooled degrees of freedom rather than a fixed
+"k standard deviations": with 3 baseline runs (2 dof) the one-sided 95%
+quantile is 2.92, not 1.64; with the default 5 (4 dof) it is 2.13, and it
+falls toward 1.64 as re-runs add dof.
+
+A decision compares the mean of the candidate's runs with the mean of all the
+best's runs, with the pooled sd:
+
+    gain = improvement(candidate mean, best mean)
+    se   = sd * sqrt(1/n_candidate + 1/n_best)
+    t    = Student-t quantile at 1 - (1 - confidence) / max_runs, pooled dof
+    keep        when gain >= max(t * se, min_effect)
+    re-measure  the best when it owes its place to one run (or has fewer runs
+                than the challenger) and the challenger is close (gain above
+                -t * se): a lucky incumbent's run must not block a real gain
+    discard     when the gain is not positive, below half a standard error
+                (another run would rarely reach t), or still inside the band
+                after max_runs runs of the candidate
+    re-run      the candidate with a new seed otherwise
+
+A candidate may be looked at up to `max_runs` times and each look may keep it,
+so each look tests at (1 - confidence) / max_runs (Bonferroni): the chance of
+keeping a change that has no effect stays at most 1 - confidence however the
+looks correlate. That costs power at small dof; the benchmark
+(`bench/noise_decisions.py`, docs/README-noise.md) measures false keeps, power
+and runs rather than assuming them.
+
+The best's own runs were chosen for looking good, so they lean lucky (the
+winner's curse). `NoiseModel.selected` remembers how many runs a commit had
+when it was kept; runs after that (re-measures, and the engine's confirmation
+of the best before the report) are `fresh_runs`, and the night's interval and
+"solid or not" use those.
+
+Where the target ignores the seed, its repeats agree to within float noise and
+the band measures jitter only. `jitter_only` says so, for the app, the status
+and the report, and `[metric] min_effect` (absolute, or "x%" of the best) is
+the floor that then stands in for the missing seed noise. Without any repeat
+at all (one baseline run) there is no estimate and the strict rule applies:
+any gain of at least `min_effect` is kept, as the rule text says.
+
+Everything here is pure: no toolkit, no I/O. `NoiseModel.to_dict` /
+`from_dict` carry the state across a resume.
 """
 
 from __future__ import annotations
@@ -15,17 +61,122 @@ import math
 from dataclasses import dataclass, field
 
 from ar_tui.core import events as ev
+from ar_tui.core.direction import Direction
 
-RERUN = "rerun"
+KEEP = ev.STATUS_KEEP
+DISCARD = ev.STATUS_DISCARD
+RERUN = "rerun"  # run the candidate again with a new seed
+REMEASURE_BEST = "remeasure"  # run the best again with a new seed, then decide again
+
+DEFAULT_CONFIDENCE = 0.95
+DEFAULT_MAX_RUNS = 4
+DEFAULT_BASELINE_RUNS = 5
+
+# Repeats whose pooled sd is below this share of the metric agree to within
+# float noise (the ledger writes six decimals): the seed did not reach the
+# training, so the band measures jitter only. Seed-to-seed spreads of real
+# training runs are orders of magnitude above it (about 1% of val_bpb on the
+# bundled CPU target at 60 s).
+JITTER_RELATIVE_SD = 1e-6
+JITTER_ABSOLUTE_SD = 1e-9
+# A candidate whose gain is below this many standard errors is not worth
+# another run: it would rarely reach the keep threshold, and re-running such
+# candidates is what spends a night's runs on changes with no effect.
+FUTILITY_SE = 0.5
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def t_quantile(probability: float, dof: float) -> float:
+    """The Student-t quantile (scipy's, exact); the normal one for infinite dof."""
+    from scipy.stats import norm, t
+
+    if math.isinf(dof):
+        return float(norm.ppf(probability))
+    return float(t.ppf(probability, dof))
+
+
+def keep_quantile(confidence: float, max_runs: int, dof: float) -> float:
+    """The t a gain must clear, in standard errors. Up to `max_runs` looks at
+    one candidate may each keep it: Bonferroni over the looks keeps the chance
+    of keeping a change without effect at most 1 - confidence, however the
+    looks correlate."""
+    return t_quantile(1 - (1 - confidence) / max(1, max_runs), dof)
+
+
+@dataclass(frozen=True)
+class MinEffect:
+    """`[metric] min_effect`: the smallest gain worth keeping, absolute or a
+    percentage of the best's metric."""
+
+    value: float
+    relative: bool = False
+
+    def absolute(self, reference: float) -> float:
+        return abs(reference) * self.value / 100.0 if self.relative else self.value
+
+    def __str__(self) -> str:
+        return f"{self.value:g}%" if self.relative else f"{self.value:g}"
+
+
+def parse_min_effect(value: object) -> MinEffect:
+    """`0.002` or `"0.5%"` -> MinEffect; raises ValueError with a one-line reason."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number or a percentage such as \"0.5%\"")
+    relative = isinstance(value, str) and value.strip().endswith("%")
+    text = value.strip().rstrip("%").strip() if isinstance(value, str) else value
+    try:
+        number = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"must be a number or a percentage such as \"0.5%\", not {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"must be 0 or more, not {value!r}")
+    return MinEffect(number, relative)
+
+
+NO_MIN_EFFECT = MinEffect(0.0)
 
 
 @dataclass
 class NoiseModel:
-    k: float = 2.0
-    groups: dict[str, list[float]] = field(default_factory=dict)  # commit -> metrics of its runs
+    """Runs of each commit (metric and seed), pooled into one estimate of the
+    seed-to-seed standard deviation."""
 
-    def add(self, commit: str, metric: float) -> None:
+    groups: dict[str, list[float]] = field(default_factory=dict)  # commit -> metrics of its runs
+    seeds: dict[str, list[int | None]] = field(default_factory=dict)  # commit -> the seed of each run
+    # commit -> how many of its runs it had when it was kept: those runs were
+    # chosen for looking good, so only the later ones measure it fairly
+    selected: dict[str, int] = field(default_factory=dict)
+
+    def add(self, commit: str, metric: float, seed: int | None = None) -> None:
         self.groups.setdefault(commit, []).append(metric)
+        self.seeds.setdefault(commit, []).append(seed)
+
+    def _key(self, commit: str) -> str | None:
+        if commit in self.groups:
+            return commit
+        matches = [c for c in self.groups if commit and c.startswith(commit)]
+        return matches[0] if len(matches) == 1 else None
+
+    def runs(self, commit: str) -> list[float]:
+        """The metrics of every run of `commit` (a full sha, or a prefix of one)."""
+        key = self._key(commit)
+        return list(self.groups[key]) if key is not None else []
+
+    def mark_kept(self, commit: str) -> None:
+        self.selected[commit] = len(self.groups.get(commit, []))
+
+    def fresh_runs(self, commit: str) -> list[float]:
+        """The runs of `commit` made after it was kept (all of them for the
+        baseline, which nothing selected): an unbiased measure of it."""
+        key = self._key(commit)
+        return list(self.groups[key][self.selected.get(key, 0):]) if key is not None else []
+
+    @property
+    def dof(self) -> int:
+        return sum(len(v) - 1 for v in self.groups.values() if len(v) > 1)
 
     @property
     def samples(self) -> int:
@@ -37,55 +188,219 @@ class NoiseModel:
         squares, dof = 0.0, 0
         for values in self.groups.values():
             if len(values) > 1:
-                mean = sum(values) / len(values)
-                squares += sum((v - mean) ** 2 for v in values)
+                centre = mean(values)
+                squares += sum((v - centre) ** 2 for v in values)
                 dof += len(values) - 1
         return math.sqrt(squares / dof) if dof else None
 
     @property
-    def band(self) -> float | None:
+    def jitter_only(self) -> bool:
+        """True when the repeats agree to within float noise: the target does
+        not use its seed, and the band measures timing jitter at most."""
         sd = self.sd
-        return None if sd is None else self.k * sd
+        if sd is None:
+            return False
+        scale = max((abs(v) for values in self.groups.values() for v in values), default=0.0)
+        return sd <= JITTER_RELATIVE_SD * scale + JITTER_ABSOLUTE_SD
+
+    def band(self, best_runs: int, confidence: float = DEFAULT_CONFIDENCE,
+             max_runs: int = DEFAULT_MAX_RUNS) -> float | None:
+        """The gain a one-run candidate must clear against a best of `best_runs` runs."""
+        sd = self.sd
+        if sd is None:
+            return None
+        return keep_quantile(confidence, max_runs, self.dof) * sd * math.sqrt(1.0 + 1.0 / max(1, best_runs))
+
+    def describe(self) -> str:
+        """One line for the app, the status and the report."""
+        sd = self.sd
+        if sd is None:
+            return "no noise estimate yet (no commit run more than once)"
+        text = f"noise sd {sd:.6f} from {self.samples} seed-varied runs ({self.dof} dof)"
+        if self.jitter_only:
+            text += ("; the repeats agree to float precision, so the band measures jitter only "
+                     "(the target ignores AR_SEED; set [metric] min_effect)")
+        return text
 
     def to_dict(self) -> dict:
-        return {"k": self.k, "groups": self.groups}
+        return {"groups": self.groups, "seeds": self.seeds, "selected": self.selected}
 
     @classmethod
     def from_dict(cls, data: dict) -> "NoiseModel":
-        return cls(k=float(data.get("k", 2.0)), groups={c: list(v) for c, v in data.get("groups", {}).items()})
+        groups = {c: [float(v) for v in values] for c, values in data.get("groups", {}).items()}
+        seeds = {c: list(data.get("seeds", {}).get(c, [None] * len(values))) for c, values in groups.items()}
+        selected = {c: int(n) for c, n in data.get("selected", {}).items() if c in groups}
+        return cls(groups=groups, seeds=seeds, selected=selected)
 
 
-@dataclass
-class Verdict:
-    status: str  # keep / discard / rerun
-    rule: str
+@dataclass(frozen=True)
+class Decision:
+    action: str  # KEEP / DISCARD / RERUN / REMEASURE_BEST
+    rule: str  # what was compared, over how many runs, at what confidence
     metric: float  # the mean of the candidate's runs
+    best: float  # the mean of the best's runs
+    gain: float  # positive when the candidate is better
+    threshold: float | None  # the gain it had to clear; None without a noise estimate
 
 
-def judge(
-    runs: list[float],
-    best: float,
-    direction: str,
+def decide(
+    candidate: list[float],
+    best: list[float],
     noise: NoiseModel,
-    max_runs: int,
+    direction: Direction | str,
+    confidence: float = DEFAULT_CONFIDENCE,
+    max_runs: int = DEFAULT_MAX_RUNS,
+    min_effect: MinEffect = NO_MIN_EFFECT,
     metric_name: str = "metric",
-) -> Verdict:
-    """Decide a candidate from the metrics of its runs against the best."""
-    mean = sum(runs) / len(runs)
-    gain = best - mean if direction == "min" else mean - best
-    n = len(runs)
-    shown = f"{metric_name} {mean:.6f} vs best {best:.6f}"
+    max_best_runs: int | None = None,
+) -> Decision:
+    """Keep, discard, re-run the candidate, or re-measure the best.
+
+    `candidate` and `best` are the metrics of all their runs (the best's
+    estimate is the mean of all of them). `max_best_runs` bounds re-measures
+    of the best (default 2 * max_runs)."""
+    if not candidate or not best:
+        raise ValueError("a decision needs at least one run of the candidate and of the best")
+    direction = Direction.parse(direction)
+    n_cand, n_best = len(candidate), len(best)
+    cand_mean, best_mean = mean(candidate), mean(best)
+    gain = direction.improvement(cand_mean, best_mean)
+    floor = min_effect.absolute(best_mean)
+    shown = (f"{metric_name} {cand_mean:.6f} ({_runs(n_cand)}) vs best {best_mean:.6f} ({_runs(n_best)})")
+    floor_text = f", min_effect {floor:.6f}" if floor > 0 else ""
+
+    def verdict(action: str, text: str, threshold: float | None) -> Decision:
+        return Decision(action, f"{shown}: {text}", cand_mean, best_mean, gain, threshold)
+
+    sd = noise.sd
+    if sd is None:
+        if gain > 0 and gain >= floor:
+            return verdict(KEEP, f"better (no noise estimate: no commit run twice; strict rule{floor_text})", floor)
+        return verdict(DISCARD, f"not better by min_effect {floor:.6f}" if gain > 0 else "not better", floor)
+
+    dof = noise.dof
+    t = keep_quantile(confidence, max_runs, dof)
+    se = sd * math.sqrt(1.0 / n_cand + 1.0 / n_best)
+    threshold = max(t * se, floor)
+    band_text = (f"{threshold:.6f} (t {t:.2f}: {confidence:.0%} confidence over {max_runs} looks, {dof} dof; "
+                 f"x sd {sd:.6f} x sqrt(1/{n_cand}+1/{n_best}){floor_text})")
+    if noise.jitter_only:
+        band_text += " [repeats agree to float precision: jitter only]"
+    if gain > 0 and gain >= threshold:
+        return verdict(KEEP, f"gain {gain:.6f} clears {band_text}", threshold)
+    limit = max_best_runs if max_best_runs is not None else 2 * max_runs
+    close = gain > -t * se
+    lucky_incumbent = n_best == 1 or n_best < n_cand
+    if close and lucky_incumbent and n_best < limit and se > 0:
+        return verdict(REMEASURE_BEST, f"gain {gain:.6f} is close and the best rests on {_runs(n_best)}: "
+                                       f"re-measuring the best with a new seed (band {band_text})", threshold)
     if gain <= 0:
-        return Verdict(ev.STATUS_DISCARD, f"{shown}: not better", mean)
-    band = noise.band
-    if not band:
-        return Verdict(ev.STATUS_KEEP, f"{shown}: better (no noise estimate yet: strict rule)", mean)
-    threshold = band / math.sqrt(n)
-    if gain >= threshold:
-        runs_text = f" (mean of {n} runs)" if n > 1 else ""
-        return Verdict(ev.STATUS_KEEP, f"{shown}{runs_text}: gain {gain:.6f} clears noise band {threshold:.6f}", mean)
-    if n < max_runs:
-        return Verdict(RERUN, f"{shown}: gain {gain:.6f} inside noise band {threshold:.6f}; running again", mean)
-    return Verdict(
-        ev.STATUS_DISCARD, f"{shown}: gain {gain:.6f} within noise band {threshold:.6f} after {n} runs", mean
-    )
+        return verdict(DISCARD, f"not better (band {band_text})", threshold)
+    if gain <= FUTILITY_SE * se:
+        return verdict(DISCARD, f"gain {gain:.6f} too small to be worth another run (band {band_text})", threshold)
+    if n_cand < max_runs and se > 0:
+        return verdict(RERUN, f"gain {gain:.6f} inside {band_text}; running again with a new seed", threshold)
+    return verdict(DISCARD, f"gain {gain:.6f} still inside {band_text} after {_runs(n_cand)}", threshold)
+
+
+def _runs(n: int) -> str:
+    return "1 run" if n == 1 else f"mean of {n} runs"
+
+
+# ---------------------------------------------------------------------- the night's figures
+
+
+def improvement_pct(baseline: float, best: float, direction: Direction | str) -> float | None:
+    """How much better the best is than the baseline, in % of the baseline."""
+    if not baseline:
+        return None
+    return 100.0 * Direction.parse(direction).improvement(best, baseline) / abs(baseline)
+
+
+def improvement_ci_pct(
+    baseline_runs: list[float],
+    best_runs: list[float],
+    noise: NoiseModel,
+    direction: Direction | str,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> tuple[float, float] | None:
+    """The two-sided `confidence` interval of the improvement, in % of the
+    baseline's mean: the difference of the two means +- t * sd * sqrt(1/n + 1/m).
+    None without a noise estimate. The best was selected for looking good, so
+    its mean leans lucky: the interval is honest about noise, not about that
+    selection; re-measures of the best (which the decisions ask for) shrink it."""
+    sd = noise.sd
+    if sd is None or not baseline_runs or not best_runs:
+        return None
+    base = mean(baseline_runs)
+    if not base:
+        return None
+    if baseline_runs == best_runs:
+        return 0.0, 0.0  # nothing was kept: the best is the baseline itself
+    gain = Direction.parse(direction).improvement(mean(best_runs), base)
+    half = t_quantile(0.5 + confidence / 2, noise.dof) * sd * math.sqrt(1 / len(baseline_runs) + 1 / len(best_runs))
+    return 100.0 * (gain - half) / abs(base), 100.0 * (gain + half) / abs(base)
+
+
+def noise_sd(noise: NoiseModel) -> float | None:
+    return noise.sd
+
+
+def noise_dof(noise: NoiseModel) -> int:
+    return noise.dof
+
+
+def keep_is_solid(
+    noise: NoiseModel,
+    commit: str,
+    parent: str,
+    direction: Direction | str,
+    confidence: float = DEFAULT_CONFIDENCE,
+) -> bool | None:
+    """Whether a keep's gain over its parent holds on runs made after it was
+    kept (its own runs were chosen for looking good), at `confidence` with the
+    night's final noise estimate. None when it was never re-measured or there
+    is no noise estimate: the report says "unconfirmed"."""
+    fresh, parent_runs = noise.fresh_runs(commit), noise.runs(parent)
+    sd = noise.sd
+    if sd is None or not fresh or not parent_runs:
+        return None
+    gain = Direction.parse(direction).improvement(mean(fresh), mean(parent_runs))
+    se = sd * math.sqrt(1 / len(fresh) + 1 / len(parent_runs))
+    return gain > 0 and gain >= t_quantile(confidence, noise.dof) * se
+
+
+def format_improvement(pct: float | None, interval: tuple[float, float] | None,
+                       confidence: float = DEFAULT_CONFIDENCE) -> str:
+    """`2.1% better (95% interval 1.4% to 2.8%)`."""
+    if pct is None:
+        return "-"
+    word = "better" if pct >= 0 else "worse"
+    text = f"{abs(pct):.1f}% {word}"
+    if interval is not None:
+        text += f" ({confidence:.0%} interval {interval[0]:.1f}% to {interval[1]:.1f}%)"
+    return text
+
+
+def night_summary(noise: NoiseModel, baseline_commit: str, best_commit: str, direction: Direction | str,
+                  confidence: float = DEFAULT_CONFIDENCE) -> dict:
+    """The figures `ar-tui report --json` publishes about noise and the night's
+    improvement, from the noise state that state.json keeps."""
+    baseline_runs = noise.runs(baseline_commit)
+    # The best's fresh runs (made after it was kept) measure it fairly; its
+    # selection runs lean lucky. Without fresh runs, all of them, flagged.
+    fresh = noise.fresh_runs(best_commit)
+    best_runs = fresh or noise.runs(best_commit)
+    pct = improvement_pct(mean(baseline_runs), mean(best_runs), direction) if baseline_runs and best_runs else None
+    interval = improvement_ci_pct(baseline_runs, best_runs, noise, direction, confidence)
+    return {
+        "improvement_pct": pct,
+        "improvement_ci_pct": list(interval) if interval is not None else None,
+        "noise_sd": noise_sd(noise),
+        "noise_dof": noise_dof(noise),
+        "noise_jitter_only": noise.jitter_only,
+        "best_fresh_runs": len(fresh),
+        "selection_biased": not fresh,
+        "confidence": confidence,
+        "improvement_text": format_improvement(pct, interval, confidence),
+    }

@@ -191,6 +191,22 @@ class ProposalReady(Event):
     diff: str
     base_commit: str
     cost_usd: float = 0.0
+    parent_exp: int | None = None  # the node it was built on
+    island: int | None = None
+    debug_of: int | None = None  # the crashed experiment it tries to fix
+
+
+@dataclass
+class Remeasured(Event):
+    """A decided node ran again (a new seed) to firm up its estimate before it
+    is built on further, or before a close challenger is judged against it."""
+
+    kind: ClassVar[str] = "remeasured"
+    exp: int
+    metric: float | None  # this run's, None when it failed
+    estimate: float | None  # the mean of all its runs now
+    runs: int
+    reason: str = ""
 
 
 @dataclass
@@ -257,7 +273,10 @@ class NoiseEstimate(Event):
     kind: ClassVar[str] = "noise"
     sd: float | None
     samples: int
-    band: float | None  # the improvement a candidate must clear to be kept at once
+    band: float | None  # the improvement a one-run candidate must clear to be kept at once
+    dof: int = 0  # degrees of freedom of sd (ar_tui.core.decisions)
+    jitter_only: bool = False  # the repeats agree to float precision: the target ignores AR_SEED
+    confidence: float | None = None  # of each keep
 
 
 @dataclass
@@ -303,3 +322,9 @@ class RunStopped(Event):
     improvement_pct: float | None
     cost_usd: float
     error: bool = False
+    # ar_tui.core.decisions.night_summary: the improvement's interval and the noise behind it
+    improvement_ci_pct: list[float] | None = None
+    improvement_text: str = ""  # "2.1% better (95% interval 1.4% to 2.8%)"
+    noise_sd: float | None = None
+    noise_dof: int = 0
+    noise_jitter_only: bool = False

@@ -17,7 +17,8 @@ from typing import Any, Iterator
 
 from ar_tui.core import events as ev
 
-EXTRA_COLUMNS = ["exp", "cost_usd", "seconds", "forced", "prepared_before", "rule", "rationale"]
+# Appended after the original five; new columns go at the end, so older files still read.
+EXTRA_COLUMNS = ["exp", "cost_usd", "seconds", "forced", "prepared_before", "rule", "rationale", "parent"]
 
 
 class LedgerError(Exception):
@@ -43,6 +44,7 @@ class LedgerRow:
     rationale: str = ""
     # Experiments whose results were not known when this one was prepared.
     prepared_before: list[int] = field(default_factory=list)
+    parent: int | None = None  # the experiment this one was built on; None for the baseline
 
     def to_line(self) -> str:
         cells = [
@@ -58,6 +60,7 @@ class LedgerRow:
             ";".join(str(e) for e in self.prepared_before),
             _clean(self.rule),
             _clean(self.rationale),
+            str(self.parent if self.parent is not None else ""),
         ]
         return "\t".join(cells) + "\n"
 
@@ -118,6 +121,7 @@ def read_results(path: Path) -> tuple[str, list[LedgerRow], bool]:
                 rule=cell("rule"),
                 rationale=cell("rationale"),
                 prepared_before=[int(e) for e in cell("prepared_before").split(";") if e.strip().isdigit()],
+                parent=int(cell("parent")) if cell("parent").strip().isdigit() else None,
             )
         )
     return metric_name, rows, torn

@@ -31,6 +31,7 @@ class ResultRow:
     rationale: str = ""
     diff: str = ""  # the experiment's change against its parent
     cost_usd: float = 0.0
+    parent: int | None = None  # the experiment it was built on (None for the baseline)
 
 
 @dataclass
@@ -54,6 +55,19 @@ class ProposalContext:
     adapt_description: str = ""
     adapt_diff: str = ""
     adapt_conflict: str = ""
+    # Where in the population this proposal grows (tree and island search; for
+    # greedy the parent is always the best): the parent's chain of changes from
+    # the baseline with their results, the children already tried from that
+    # parent (do not repeat them), and a compact summary of the population.
+    parent_exp: int | None = None
+    lineage: list[ResultRow] = field(default_factory=list)
+    siblings: list[ResultRow] = field(default_factory=list)
+    population: str = ""
+    island: int | None = None
+    # Set for a debug step: the crashed experiment to fix, with its log tail;
+    # the workspace holds that experiment's code.
+    debug_of: int | None = None
+    debug_tail: str = ""
 
 
 @dataclass

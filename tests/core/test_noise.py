@@ -1,82 +1,177 @@
-"""Keeping only what clears the noise."""
+"""The statistics of a keep, pure: the noise model, the decision, the night's interval."""
 
 from __future__ import annotations
 
 import math
-import textwrap
-from pathlib import Path
+import random
 
-from ar_tui.agents.scripted import ScriptedProposer, ScriptStep
-from ar_tui.core import events as ev
-from ar_tui.core.decisions import NoiseModel, judge
-from ar_tui.core.engine import Engine, EngineOptions
-from ar_tui.core.ledger import read_events, read_results
+import pytest
+
+from ar_tui.core.config import ConfigError, load_target
+from ar_tui.core.decisions import (
+    DISCARD,
+    KEEP,
+    REMEASURE_BEST,
+    RERUN,
+    MinEffect,
+    NoiseModel,
+    decide,
+    format_improvement,
+    improvement_ci_pct,
+    keep_quantile,
+    keep_is_solid,
+    night_summary,
+    parse_min_effect,
+    t_quantile,
+)
 from tests.conftest import make_target
 
 
-def test_pooled_noise_estimate_from_repeated_runs() -> None:
-    noise = NoiseModel(k=2.0)
-    assert noise.sd is None and noise.band is None
-    for value in (1.00, 1.02):
-        noise.add("a", value)
-    for value in (2.00, 2.04, 2.02):
-        noise.add("b", value)
-    noise.add("c", 5.0)  # a single run says nothing about noise
-    # pooled: ((0.01^2*2) + (0.02^2*2)) / (1 + 2)
+def test_pooled_noise_estimate_and_its_degrees_of_freedom() -> None:
+    noise = NoiseModel()
+    assert noise.sd is None and noise.dof == 0 and noise.band(3) is None
+    for seed, value in enumerate((1.00, 1.02)):
+        noise.add("a", value, seed)
+    for seed, value in enumerate((2.00, 2.04, 2.02)):
+        noise.add("b", value, seed)
+    noise.add("c", 5.0, 0)  # a single run says nothing about noise
     expected = math.sqrt((2 * 0.0001 + 2 * 0.0004) / 3)
     assert abs(noise.sd - expected) < 1e-12
-    assert noise.samples == 5 and abs(noise.band - 2 * expected) < 1e-12
+    assert noise.dof == 3 and noise.samples == 5
+    assert not noise.jitter_only
+    assert noise.runs("b") == [2.00, 2.04, 2.02] and noise.seeds["b"] == [0, 1, 2]
 
 
-def test_judge_keeps_clears_reruns_inside_and_discards_worse() -> None:
-    noise = NoiseModel(k=2.0, groups={"base": [1.00, 1.02]})  # sd 0.01414, band 0.02828
-    assert judge([1.05], 1.01, "min", noise, 2).status == "discard"
-    assert judge([0.95], 1.01, "min", noise, 2).status == "keep"
-    inside = judge([1.00], 1.01, "min", noise, 2)
-    assert inside.status == "rerun" and "inside noise band" in inside.rule
-    # Two runs whose mean gain clears band/sqrt(2) are kept; otherwise discarded.
-    assert judge([1.00, 0.98], 1.01, "min", noise, 2).status == "keep"
-    assert judge([1.00, 1.01], 1.01, "min", noise, 2).status == "discard"
-    # Direction max mirrors it; no noise estimate falls back to the strict rule.
-    assert judge([1.5], 1.0, "max", noise, 2).status == "keep"
-    assert judge([1.0001], 1.0, "min", NoiseModel(), 2).status == "discard"
-    assert judge([0.9999], 1.0, "min", NoiseModel(), 2).status == "keep"
+def test_student_t_replaces_k_sd_with_few_samples() -> None:
+    # One look: the textbook one-sided 95% quantiles at 2 and 4 dof; many dof -> the normal's.
+    assert abs(t_quantile(0.95, 2) - 2.919986) < 1e-5
+    assert abs(keep_quantile(0.95, 1, 4) - 2.131847) < 1e-5
+    assert abs(t_quantile(0.95, math.inf) - 1.644854) < 1e-5
+    # Four looks at one candidate share the 5%: each is stricter.
+    assert keep_quantile(0.95, 4, 4) > keep_quantile(0.95, 1, 4)
 
 
-# Each run adds the next offset from a fixed list: deterministic "noise" that
-# the engine must measure from repeated runs.
-NOISY_TRAIN = textwrap.dedent(
-    """\
-    import os
-    LR = 0.5
-    OFFSETS = [0.0, 0.02, 0.01, -0.01, 0.0, 0.02, 0.01, 0.0]
-    counter = os.environ["NOISE_COUNTER"]
-    n = int(open(counter).read()) if os.path.exists(counter) else 0
-    open(counter, "w").write(str(n + 1))
-    print(f"val_bpb: {(LR - 0.3) ** 2 + 1.0 + OFFSETS[n % len(OFFSETS)]:.6f}")
-    """
-)
+def _noise(sd: float, dof: int = 8, centre: float = 10.0) -> NoiseModel:
+    """A noise model whose pooled sd is exactly `sd`, from dof + 1 runs of one commit."""
+    noise = NoiseModel()
+    values = [(-1) ** i for i in range(dof + 1)]
+    middle = sum(values) / len(values)
+    scale = sd / math.sqrt(sum((v - middle) ** 2 for v in values) / dof)
+    for seed, v in enumerate(values):
+        noise.add("base", centre + v * scale, seed)
+    assert abs(noise.sd - sd) < 1e-12
+    return noise
 
 
-async def test_a_gain_inside_the_noise_band_is_run_again_before_it_is_kept(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("NOISE_COUNTER", str(tmp_path / "counter"))
-    target = make_target(tmp_path / "target", train=NOISY_TRAIN)
-    run_dir = tmp_path / "run"
-    # Baseline runs: 1.04, 1.06 -> mean 1.05, sd 0.01414, band 0.0283.
-    # A tiny real gain (LR 0.5 -> 0.48: 1.0324 + offset): run 3 gives 1.0424,
-    # inside the band: run again (1.0224), mean 1.0324, gain 0.0176 < 0.02 -> discard.
-    # A large gain (LR 0.3: 1.0 + offset) clears the band at once.
-    steps = [ScriptStep("LR 0.5 -> 0.48", "LR = 0.5", "LR = 0.48"), ScriptStep("LR 0.5 -> 0.3", "LR = 0.5", "LR = 0.3")]
-    engine = Engine(EngineOptions(target_dir=target, tag="n", run_dir=run_dir, lookahead=0, baseline_runs=2,
-                                  max_experiments=2), ScriptedProposer(steps))
-    await engine.run()
-    events = list(read_events(run_dir / "events.jsonl"))
-    decisions = [(e.exp, e.status) for e in events if isinstance(e, ev.Decision) and e.exp != 0]
-    assert decisions == [(1, "rerun"), (1, "discard"), (2, "keep")]
-    noise = [e for e in events if isinstance(e, ev.NoiseEstimate)]
-    assert noise[0].samples == 2 and abs(noise[0].sd - math.sqrt(0.0002)) < 1e-9
-    assert noise[-1].samples == 4  # the re-run candidate's two runs joined the estimate
-    _, rows, _ = read_results(run_dir / "results.tsv")
-    assert [r.status for r in rows] == ["keep", "discard", "keep"]
-    assert "within noise band" in rows[1].rule and "clears noise band" in rows[2].rule
-    assert (run_dir / "logs" / "1.2.log").exists()
+def test_decide_keeps_a_clear_gain_reruns_a_close_one_discards_worse() -> None:
+    noise = _noise(0.01)
+    best = [1.00, 1.00, 1.00]
+    threshold = keep_quantile(0.95, 4, noise.dof) * 0.01 * math.sqrt(1 + 1 / 3)
+    keep = decide([1.0 - threshold * 1.01], best, noise, "min", metric_name="val_bpb")
+    assert keep.action == KEEP and abs(keep.threshold - threshold) < 1e-12
+    assert "95% confidence over 4 looks" in keep.rule and "8 dof" in keep.rule and "mean of 3 runs" in keep.rule
+    assert decide([1.0 - threshold * 0.99], best, noise, "min").action == RERUN
+    assert decide([1.02], best, noise, "min").action == DISCARD
+    # A gain below half a standard error is not worth another run.
+    assert decide([1.0 - 0.001], best, noise, "min").action == DISCARD
+    # After max_runs the candidate is decided on its mean: still inside the band -> discard.
+    inside = [1.0 - threshold * 0.5] * 4
+    last = decide(inside, best + [1.0], noise, "min", max_runs=4)
+    assert last.action == DISCARD and "after mean of 4 runs" in last.rule
+    # Direction max mirrors it.
+    assert decide([1.0 + threshold * 1.01], best, noise, "max").action == KEEP
+    assert decide([0.98], best, noise, "max").action == DISCARD
+
+
+def test_a_best_that_rests_on_one_run_is_remeasured_when_a_close_challenger_arrives() -> None:
+    noise = _noise(0.01)
+    close = decide([0.999], [1.00], noise, "min")
+    assert close.action == REMEASURE_BEST and "re-measuring the best" in close.rule
+    # Even a slightly worse challenger: the lone run of the best may be luck.
+    assert decide([1.004], [1.00], noise, "min").action == REMEASURE_BEST
+    # A clearly worse one is discarded; a best with more runs than the challenger is not re-measured.
+    assert decide([1.2], [1.00], noise, "min").action == DISCARD
+    assert decide([0.98], [1.00, 1.00, 1.00], noise, "min").action == RERUN
+    # A challenger that has caught up in runs asks for the best again, up to the cap.
+    assert decide([0.995, 0.995, 0.995], [1.00, 1.00], noise, "min").action == REMEASURE_BEST
+    assert decide([0.995, 0.995, 0.995], [1.00, 1.00], noise, "min", max_best_runs=2).action == RERUN
+
+
+def test_without_repeats_the_strict_rule_applies_and_says_so() -> None:
+    noise = NoiseModel()
+    noise.add("base", 1.0, 1)
+    kept = decide([0.9999], [1.0], noise, "min")
+    assert kept.action == KEEP and "no noise estimate" in kept.rule
+    assert decide([1.0001], [1.0], noise, "min").action == DISCARD
+
+
+def test_min_effect_is_a_floor_absolute_or_percent() -> None:
+    assert parse_min_effect(0.002) == MinEffect(0.002)
+    assert parse_min_effect("0.5%") == MinEffect(0.5, relative=True)
+    assert MinEffect(0.5, relative=True).absolute(2.0) == pytest.approx(0.01)
+    for bad in ("abc", -1, True, "-2%"):
+        with pytest.raises(ValueError):
+            parse_min_effect(bad)
+    # A deterministic target: repeats agree exactly, the band is zero, the floor decides.
+    noise = NoiseModel()
+    for seed in range(3):
+        noise.add("base", 1.0, seed)
+    assert noise.jitter_only and "jitter only" in noise.describe()
+    assert decide([0.999], [1.0] * 3, noise, "min").action == KEEP
+    floored = decide([0.999], [1.0] * 3, noise, "min", min_effect=parse_min_effect("0.2%"))
+    assert floored.action == DISCARD and "min_effect 0.002000" in floored.rule
+    assert decide([0.997], [1.0] * 3, noise, "min", min_effect=parse_min_effect("0.2%")).action == KEEP
+
+
+def test_min_effect_in_autoresearch_toml(tmp_path) -> None:
+    target = make_target(tmp_path / "t", config='[metric]\nmin_effect = "0.3%"\n')
+    assert load_target(target).min_effect == MinEffect(0.3, relative=True)
+    bad = make_target(tmp_path / "b", config="[metric]\nmin_effect = \"lots\"\n")
+    with pytest.raises(ConfigError, match=r"autoresearch.toml:2: metric.min_effect: must be a number"):
+        load_target(bad)
+
+
+def test_noise_state_round_trips_and_old_state_still_loads() -> None:
+    noise = _noise(0.02, dof=3)
+    noise.add("kept", 0.9, 7001)
+    noise.mark_kept("kept")
+    noise.add("kept", 0.95, 3)
+    again = NoiseModel.from_dict(noise.to_dict())
+    assert again == noise and again.fresh_runs("kept") == [0.95] and again.sd == noise.sd
+    old = NoiseModel.from_dict({"k": 2.0, "groups": {"abc": [1.0, 1.1]}})
+    assert old.runs("abc") == [1.0, 1.1] and old.seeds["abc"] == [None, None] and old.dof == 1
+
+
+def test_the_night_interval_covers_the_truth_and_reads_as_a_sentence() -> None:
+    rng = random.Random(3)
+    held = 0
+    for _ in range(200):
+        noise = NoiseModel()
+        for seed in range(5):
+            noise.add("base", 1.0 + 0.01 * rng.gauss(0, 1), seed)
+        for seed in range(5, 10):
+            noise.add("best", 0.98 + 0.01 * rng.gauss(0, 1), seed)
+        low, high = improvement_ci_pct(noise.runs("base"), noise.runs("best"), noise, "min")
+        held += low <= 2.0 <= high
+    assert 180 <= held <= 200  # a 95% interval, 200 draws
+    assert format_improvement(2.1, (1.4, 2.8)) == "2.1% better (95% interval 1.4% to 2.8%)"
+    summary = night_summary(noise, "base", "best", "min")
+    assert summary["noise_dof"] == 8 and len(summary["improvement_ci_pct"]) == 2
+    assert summary["improvement_text"].endswith(")") and not summary["selection_biased"]
+    # Nothing kept: the best is the baseline, the improvement exactly zero.
+    assert night_summary(noise, "base", "base", "min")["improvement_ci_pct"] == [0.0, 0.0]
+
+
+def test_a_keep_is_solid_only_when_its_fresh_runs_hold_the_gain() -> None:
+    noise = _noise(0.01, centre=1.0)
+    noise.add("lucky", 0.97, 1)  # kept on one lucky run
+    noise.mark_kept("lucky")
+    assert keep_is_solid(noise, "lucky", "base", "min") is None  # not re-measured: unknown
+    for seed, value in enumerate((1.00, 1.01, 0.99), 2):
+        noise.add("lucky", value, seed)
+    assert keep_is_solid(noise, "lucky", "base", "min") is False
+    noise.add("real", 0.95, 1)
+    noise.mark_kept("real")
+    for seed, value in enumerate((0.95, 0.96, 0.94), 2):
+        noise.add("real", value, seed)
+    assert keep_is_solid(noise, "real", "base", "min") is True

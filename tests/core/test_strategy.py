@@ -13,9 +13,9 @@ JUDGING = Judging(direction="min", metric_name="val_bpb", max_runs=2)
 
 
 def state(best: float = 1.0, sd_runs: tuple[float, ...] = (), best_commit: str = "best") -> ResearchState:
-    noise = NoiseModel(k=2.0)
-    for value in sd_runs:
-        noise.add("base", value)
+    noise = NoiseModel()
+    for seed, value in enumerate(sd_runs):
+        noise.add(best_commit, value, seed)
     return ResearchState(noise=noise, best_commit=best_commit, best_metric=best, baseline_metric=best,
                          metric_of={best_commit: best})
 
@@ -28,7 +28,7 @@ def cand(runs: list[float], parent: str = "best", forced: bool = False) -> Candi
 def test_every_proposal_and_run_builds_on_the_best() -> None:
     s = state()
     greedy = GreedyStrategy()
-    assert greedy.base_for_proposal(s) == "best"
+    assert greedy.base_for_proposal(s).commit == "best"
     assert greedy.base_for_run(s, cand([], parent="old")) == "best"
 
 
@@ -46,12 +46,12 @@ def test_direction_max_turns_the_comparison_around() -> None:
 
 
 def test_a_gain_inside_the_band_is_run_again_then_decided_on_the_mean() -> None:
-    s = state(sd_runs=(1.00, 1.02))  # sd ~0.014, band ~0.028
+    s = state(best=1.01, sd_runs=(1.00, 1.02))  # the best's two seed-varied runs: sd ~0.014, 1 dof
     greedy = GreedyStrategy()
     first = greedy.decide(s, cand([0.99]), JUDGING)
-    assert first.action == RERUN and "inside noise band" in first.rule
+    assert first.action == RERUN and "inside" in first.rule and "1 dof" in first.rule
     second = greedy.decide(s, cand([0.99, 0.995]), JUDGING)
-    assert second.action == DISCARD and "after 2 runs" in second.rule
+    assert second.action == DISCARD and "after mean of 2 runs" in second.rule
 
 
 def test_a_forced_keep_is_kept_and_rebased_when_its_parent_is_stale() -> None:
@@ -81,7 +81,7 @@ def test_a_kept_decision_moves_the_best_and_records_the_parent() -> None:
     s.exp_of["best"] = 0
     c = cand([0.9])
     s.in_flight[1] = c
-    s.record(c, ev.STATUS_KEEP, 0.9, "c1")
+    s.record(c, ev.STATUS_KEEP, 0.9, "c1", parent_exp=0)
     assert (s.best_commit, s.best_metric, s.best_exp) == ("c1", 0.9, 1)
     assert s.parent_exp("best") == 0 and s.parent_exp("c1") == 1
     assert 1 not in s.in_flight and s.history[-1].status == ev.STATUS_KEEP

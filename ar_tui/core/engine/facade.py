@@ -23,13 +23,13 @@ from typing import AsyncContextManager, Callable, Iterable
 from ar_tui.core import events as ev
 from ar_tui.core.config import ConfigError, TargetConfig, load_target, validate_files
 from ar_tui.core.control import Observer
-from ar_tui.core.decisions import NoiseModel
+from ar_tui.core.decisions import NoiseModel, night_summary
 from ar_tui.core.engine.accounting import Accounting
 from ar_tui.core.engine.parts import Candidate, EngineOptions, Slot
 from ar_tui.core.engine.recorder import Recorder
 from ar_tui.core.engine.scheduler import Scheduler
 from ar_tui.core.engine.state import ResearchState
-from ar_tui.core.engine.strategy import make_strategy
+from ar_tui.core.engine.strategy import GreedyStrategy, Judging, Strategy, make_strategy
 from ar_tui.core.engine.trial import Trial
 from ar_tui.core.errors import UserError
 from ar_tui.core.git import GIT_ERRORS, GitError, GitRepo
@@ -50,13 +50,14 @@ class Engine:
         self.executor = executor or LocalExecutor()
         self.services = list(services) if services is not None else default_services(options)
         self.run_dir = RunDir(Path(options.run_dir).resolve())
-        self.strategy = make_strategy(options.strategy)
+        self.strategy: Strategy = GreedyStrategy()  # the chosen one is made in _open, once the target is read
+        self._node_refs: set[int] = set()
         self.observers: list[Observer] = []
         self.target: TargetConfig | None = None
         self.git: GitRepo | None = None
         self.ledger: Ledger | None = None
         self.event_log: EventLog | None = None
-        self.state = ResearchState(noise=NoiseModel(k=options.noise_k))  # rebuilt from the run dir in _open
+        self.state = ResearchState(noise=NoiseModel())  # rebuilt from the run dir in _open
         self.accounting = Accounting()
         self.scheduler = Scheduler(self)
         self.trial: Trial | None = None
@@ -103,8 +104,10 @@ class Engine:
             raise failure
 
     def emit_noise(self) -> None:
-        noise = self.state.noise
-        self.emit(ev.NoiseEstimate(sd=noise.sd, samples=noise.samples, band=noise.band))
+        noise, opts = self.state.noise, self.options
+        band = noise.band(len(noise.runs(self.state.best_commit)), opts.confidence, opts.max_runs)
+        self.emit(ev.NoiseEstimate(sd=noise.sd, samples=noise.samples, band=band, dof=noise.dof,
+                                   jitter_only=noise.jitter_only, confidence=opts.confidence))
 
     # ------------------------------------------------------------------ human control
 
@@ -135,10 +138,13 @@ class Engine:
 
     def _find(self, exp: int | None) -> Candidate | None:
         queue = self.scheduler.queue
-        running = [s.candidate for s in self.slots if s.candidate is not None and not s.candidate.is_baseline]
+        # A baseline run or a re-measurement is not an experiment a person steers.
+        running = [s.candidate for s in self.slots
+                   if s.candidate is not None and not s.candidate.is_baseline and not s.candidate.remeasure]
         if exp is None:
-            return running[0] if running else (queue[0] if queue else None)
-        for cand in running + list(queue):
+            waiting = [c for c in queue if not c.remeasure]
+            return running[0] if running else (waiting[0] if waiting else None)
+        for cand in running + [c for c in queue if not c.remeasure]:
             if cand.exp == exp:
                 return cand
         return None
@@ -207,6 +213,9 @@ class Engine:
         if opts.time_budget is not None:
             target.time_budget = float(opts.time_budget)
         self.target = target
+        self.strategy = make_strategy(
+            opts.strategy, direction=target.direction, debug=bool(getattr(self.proposer, "can_debug", False)),
+            islands=opts.islands or max(2, len(opts.devices)), migrate_every=opts.migrate_every)
         try:
             git = self.git = GitRepo(target.root, opts.tag)
             head = git.head_commit()
@@ -250,7 +259,7 @@ class Engine:
             self.emit(ev.Notice(level="warning", message=f"ended {ended} training process(es) left by an earlier engine"))
         events = list(read_events(run_dir.events))
         self.accounting.restore(state, events)
-        self.state = ResearchState.restore(state, self.ledger.rows, events, git, opts.noise_k)
+        self.state = ResearchState.restore(state, self.ledger.rows, events, git)
         self.scheduler.queue.extend(self.state.in_flight.values())
         self._resumed_exps = sorted(self.state.in_flight)
         self.propose_target = git.ensure_worktree(run_dir.propose_worktree, self.state.best_commit)
@@ -265,11 +274,39 @@ class Engine:
         target.protected = protected
         hashes = git.file_hashes(self.propose_target, protected)
         self.trial = Trial(run_dir, target, git, self.executor, self.emit, hashes)
+        self._node_refs = set(git.nodes())
         self.recorder = Recorder(run_dir, self.ledger, self.emit, self.save_state)
 
     def _release(self) -> None:
         if self._owns_run_dir:
             self.run_dir.release()
+
+    @property
+    def judging(self) -> Judging:
+        assert self.target is not None
+        return Judging(direction=self.target.direction, metric_name=self.target.metric,
+                       max_runs=self.options.max_runs, confidence=self.options.confidence,
+                       min_effect=self.target.min_effect,
+                       best_runs_capped=self.state.best_commit in self.scheduler.remeasure_failed)
+
+    async def sync_nodes(self) -> None:
+        """Keep a git ref for every node the strategy may still build on, and
+        only for those: `git branch` stays readable, git never collects a
+        commit that may become a parent, and pruned nodes let go of theirs."""
+        assert self.git is not None
+        live = {exp for exp in self.strategy.live_nodes(self.state, self.judging) if exp in self.state.nodes}
+        if live == self._node_refs:
+            return
+        git, nodes = self.git, self.state.nodes
+
+        def sync() -> None:
+            for exp in live - self._node_refs:
+                git.set_node(exp, nodes[exp].commit)
+            for exp in self._node_refs - live:
+                git.drop_node(exp)
+
+        await asyncio.to_thread(sync)
+        self._node_refs = live
 
     def save_state(self) -> None:
         write_state(self.run_dir.path, {
@@ -340,6 +377,7 @@ class Engine:
             if not self.stopping:
                 scheduler.maybe_finish()
                 await asyncio.gather(*(scheduler.slot_loop(slot) for slot in self.slots))
+                await scheduler.confirm_best()
             if scheduler.background:
                 await asyncio.gather(*list(scheduler.background), return_exceptions=True)
         except LedgerError as exc:
@@ -387,6 +425,14 @@ class Engine:
             cost_usd=self.accounting.spent_usd,
             error=self.stop_error,
         )
+        baseline = next((row.commit for row in rows if row.exp == 0 and row.metric is not None), None)
+        if baseline and state.best_commit:
+            summary = night_summary(state.noise, baseline, state.best_commit, self.target.direction,
+                                    self.options.confidence)
+            stopped.improvement_ci_pct = summary["improvement_ci_pct"]
+            stopped.improvement_text = summary["improvement_text"]
+            stopped.noise_sd, stopped.noise_dof = summary["noise_sd"], summary["noise_dof"]
+            stopped.noise_jitter_only = summary["noise_jitter_only"]
         with contextlib.suppress(LedgerError):
             self.emit(ev.StateChanged(state=ev.STATE_STOPPED, detail=stopped.reason))
             self.emit(stopped)

@@ -7,6 +7,8 @@ import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ar_tui.core.decisions import DEFAULT_BASELINE_RUNS, DEFAULT_CONFIDENCE, DEFAULT_MAX_RUNS
+
 # A proposer that fails this many times in a row is not going to recover by itself.
 MAX_FAILED_PROPOSALS_IN_ROW = 5
 EVALUATE_TIMEOUT_S = 600.0
@@ -25,10 +27,12 @@ class EngineOptions:
     veto_window_s: float = 60.0
     devices: list[str] = field(default_factory=lambda: ["cpu"])  # one slot per entry
     lookahead: int = 1
-    baseline_runs: int = 2
-    max_runs: int = 2  # runs of one candidate inside the noise band
-    noise_k: float = 2.0
+    baseline_runs: int = DEFAULT_BASELINE_RUNS  # seed-varied runs: the first noise estimate
+    max_runs: int = DEFAULT_MAX_RUNS  # runs of one candidate inside the noise band
+    confidence: float = DEFAULT_CONFIDENCE  # of each keep (ar_tui.core.decisions)
     strategy: str = "greedy"
+    islands: int | None = None  # island search: sub-populations (default one per slot, at least 2)
+    migrate_every: int = 8  # island search: decided experiments between migrations
     write_report: bool = True
 
 
@@ -49,12 +53,17 @@ class Candidate:
     runs: list[float] = field(default_factory=list)
     attempt: int = 0
     forced: bool = False
+    remeasure_best: bool = False  # its next run re-measures the best (ar_tui.core.decisions)
     vetoed: bool = False
     interrupted: bool = False
     memory_gb: float | None = None
     seconds: float = 0.0
     window: asyncio.Future | None = None
     stop: asyncio.Event | None = None
+    island: int | None = None  # the sub-population it grows in (island search)
+    debug_of: int | None = None  # the crashed experiment this one tries to fix
+    # A decided node run again to firm up its estimate: no new row, no new commit.
+    remeasure: bool = False
 
     @property
     def mean(self) -> float | None:
@@ -68,6 +77,8 @@ class Candidate:
             "base_commit": self.base_commit,
             "cost_usd": self.cost_usd,
             "prepared_before": self.prepared_before,
+            "island": self.island,
+            "debug_of": self.debug_of,
         }
 
 
@@ -90,3 +101,4 @@ class Outcome:
     exit_code: int | None
     message: str
     tail: str
+    seed: int | None = None  # the AR_SEED it ran with

@@ -32,7 +32,8 @@ class Recorder:
         except OSError as exc:
             raise LedgerError(f"cannot write {path}: {exc.strerror or exc}") from None
 
-    def row(self, cand: Candidate, status: str, metric: float | None, rule: str, commit: str) -> None:
+    def row(self, cand: Candidate, status: str, metric: float | None, rule: str, commit: str,
+            parent_exp: int | None) -> None:
         self.ledger.append(LedgerRow(
             commit=commit,
             metric=metric,
@@ -46,6 +47,7 @@ class Recorder:
             rule=rule,
             rationale=cand.rationale,
             prepared_before=cand.prepared_before,
+            parent=parent_exp,
         ))
 
     def decision(self, cand: Candidate, status: str, metric: float | None, rule: str, commit: str,
@@ -53,4 +55,4 @@ class Recorder:
         self.emit(ev.Decision(exp=cand.exp, status=status, rule=rule, metric=metric, best_before=best_before,
                               best_after=best_after, commit=commit, description=cand.description,
                               forced=cand.forced and status == ev.STATUS_KEEP, cost_usd=cand.cost_usd,
-                              parent_exp=parent_exp))
+                              parent_exp=parent_exp, island=cand.island))

@@ -21,11 +21,12 @@ from collections import deque
 from typing import TYPE_CHECKING, Callable
 
 from ar_tui.core import events as ev
-from ar_tui.core.decisions import RERUN
+from ar_tui.core.decisions import REMEASURE_BEST, RERUN, mean
 from ar_tui.core.engine.parts import MAX_FAILED_PROPOSALS_IN_ROW, Candidate, Outcome, Slot
-from ar_tui.core.engine.strategy import DISCARD, KEEP, REAPPLY, REBASE_FAILED_RULE, Judging
+from ar_tui.core.engine.strategy import DISCARD, KEEP, REAPPLY, REBASE_FAILED_RULE, Base
 from ar_tui.core.ledger import LedgerError
 from ar_tui.core.proposer import Proposal, ProposalContext, ProposalFailed, ProposerStopped, RunStopping
+from ar_tui.core.seeds import next_attempt, read_texts, seed_only_refusal
 from ar_tui.core.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ class Scheduler:
         self._changed = asyncio.Event()
         self._decide_lock = asyncio.Lock()
         self._proposer_lock = asyncio.Lock()
+        # Bests whose re-measure failed: not asked for again.
+        self.remeasure_failed: set[str] = set()
         # Decisions started outside a slot (a queued proposal vetoed): awaited
         # before the run finishes, never left to run on their own.
         self.background: set[asyncio.Task] = set()
@@ -86,9 +89,20 @@ class Scheduler:
         limit = self.engine.options.max_experiments
         return limit is not None and self.state.next_exp - 1 >= limit
 
-    def context(self, exp: int) -> ProposalContext:
+    def context(self, exp: int, base: Base | None = None) -> ProposalContext:
         engine, state = self.engine, self.state
         assert engine.target is not None
+        where: dict = {}
+        if base is not None:
+            where = dict(
+                parent_exp=base.exp,
+                lineage=[state.row_of(n.exp) for n in state.lineage(base.exp)],
+                siblings=[state.row_of(n.exp) for n in state.children_of(base.exp)],
+                population=state.summary(engine.target.direction),
+                island=base.island,
+                debug_of=base.debug_of,
+                debug_tail=state.tails.get(base.debug_of, "") if base.debug_of is not None else "",
+            )
         return ProposalContext(
             exp=exp,
             target=engine.target,
@@ -101,6 +115,7 @@ class Scheduler:
             spent_usd=engine.accounting.spent_usd,
             budget_usd=engine.options.budget_usd,
             gate=self._gate,
+            **where,
         )
 
     async def _gate(self) -> None:
@@ -138,7 +153,8 @@ class Scheduler:
                     return
                 continue
             self.failed_in_row = 0
-            self.queue.append(cand)
+            if cand is not None:
+                self.queue.append(cand)
             self.notify()
 
     def _proposer_finished(self, reason: str) -> None:
@@ -150,17 +166,27 @@ class Scheduler:
         if self.proposer_done and not self.queue and all(s.candidate is None for s in self.slots):
             self.engine.stop(self.finish_reason)
 
-    async def propose(self, exp: int, adapt: Candidate | None = None, conflict: str = "") -> Candidate:
+    async def propose(self, exp: int, adapt: Candidate | None = None, conflict: str = "") -> Candidate | None:
         """Ask the proposer for a change against the strategy's base, in the
-        proposal worktree; returns it as a candidate (not yet queued)."""
+        proposal worktree; returns it as a candidate (not yet queued), or
+        None when the strategy asked for a node to be re-measured first."""
         engine, state = self.engine, self.state
         target, git = engine.target, engine.git
         assert target is not None and git is not None and engine.propose_target is not None
         worktree = engine.run_dir.propose_worktree
         async with self._proposer_lock:
-            base = engine.strategy.base_for_proposal(state)
+            if adapt is not None:
+                # Adapting after a conflict: the same intent, on the same node's new code.
+                where = Base(engine.strategy.base_for_run(state, adapt), state.parent_exp(adapt.base_commit),
+                             adapt.island)
+            else:
+                where = engine.strategy.base_for_proposal(state)
+                if where.remeasure is not None:
+                    self._queue_remeasure(where.remeasure, "about to be built on again")
+                    return None
+            base = where.commit
             await asyncio.to_thread(git.reset, worktree, base)
-            ctx = self.context(exp)
+            ctx = self.context(exp, where)
             if adapt is not None:
                 ctx.adapt_description, ctx.adapt_diff, ctx.adapt_conflict = adapt.description, adapt.diff, conflict
             workspace = Workspace(engine.propose_target, target.editable, target.protected, target.max_file_bytes)
@@ -177,6 +203,7 @@ class Scheduler:
             finally:
                 self.emit(ev.StateChanged(state=ev.STATE_IDLE if not engine.paused else ev.STATE_PAUSED))
             diff = await asyncio.to_thread(git.diff, worktree, base)
+            edited = read_texts(engine.propose_target, git.changed_files(diff))
             await asyncio.to_thread(git.reset, worktree, base)
             cost = engine.accounting.cost_of(exp) - cost_before
             if not diff.strip():
@@ -184,6 +211,9 @@ class Scheduler:
             refused = [f for f in git.changed_files(diff) if f not in target.editable]
             if refused:
                 raise ProposalFailed(f"the proposal changed files that are not editable: {', '.join(refused)}", cost)
+            seed_only = seed_only_refusal(read_texts(engine.propose_target, list(edited)), edited)
+            if seed_only:
+                raise ProposalFailed(seed_only, cost)
             if adapt is None:
                 state.next_exp = max(state.next_exp, exp + 1)
             cand = Candidate(
@@ -194,13 +224,29 @@ class Scheduler:
                 base_commit=base,
                 cost_usd=(adapt.cost_usd if adapt else 0.0) + cost,
                 prepared_before=sorted(c.exp for c in state.in_flight.values() if c.exp != exp),
+                island=where.island,
+                debug_of=where.debug_of,
             )
             engine.recorder.diff(cand)
             state.in_flight[exp] = cand
+            if adapt is None:
+                state.chose_parent(where.exp)
             self.emit(ev.ProposalReady(exp=exp, description=cand.description, rationale=cand.rationale, diff=diff,
-                                       base_commit=base, cost_usd=cand.cost_usd))
+                                       base_commit=base, cost_usd=cand.cost_usd, parent_exp=where.exp,
+                                       island=where.island, debug_of=where.debug_of))
             engine.save_state()
             return cand
+
+    def _queue_remeasure(self, exp: int, why: str) -> None:
+        """Run a decided node again with a new seed, ahead of new proposals."""
+        node = self.state.nodes[exp]
+        self.state.remeasuring.add(exp)
+        cand = Candidate(exp=exp, description=node.description, rationale="", diff="", base_commit=node.commit,
+                         commit=node.commit, parent=node.commit, runs=list(node.runs), remeasure=True,
+                         island=node.island, attempt=self.state.attempts.get(exp, 1))
+        self.emit(ev.Notice(level="info", message=f"re-measuring experiment {exp} ({why}): "
+                                                  f"its estimate rests on {len(node.runs)} run(s)"))
+        self.queue.appendleft(cand)
 
     async def _adapt(self, cand: Candidate, conflict: str) -> Candidate | None:
         self.emit(ev.Notice(level="info",
@@ -242,8 +288,9 @@ class Scheduler:
             return
         # A stop asked for during the baseline still records the runs that finished.
         metrics = [o.metric for o in outcomes if o.metric is not None]
-        for metric in metrics:
-            state.noise.add(state.best_commit, metric)
+        for outcome in outcomes:
+            if outcome.metric is not None:
+                state.noise.add(state.best_commit, outcome.metric, outcome.seed)
         cand.memory_gb = max((o.memory_gb for o in outcomes if o.memory_gb is not None), default=None)
         cand.seconds = sum(o.seconds for o in outcomes)
         cand.runs = metrics
@@ -254,17 +301,46 @@ class Scheduler:
         self.emit(ev.BaselineReady(metric=mean, commit=state.best_commit, runs=metrics))
         engine.emit_noise()
 
+    async def confirm_best(self) -> None:
+        """Before the morning report, run a kept best with fresh seeds until it
+        has as many runs made after its keep as the baseline has: its own runs
+        were chosen for looking good, so only fresh ones measure the night's
+        improvement fairly. Skipped when the user stopped the run, when it
+        failed, and when no seed noise was measured (fresh runs would say
+        nothing new)."""
+        engine, state = self.engine, self.state
+        noise = state.noise
+        if engine.stop_error or engine.stop_reason == "stopped by the user" or not self.slots:
+            return
+        if noise.sd is None or noise.jitter_only or not noise.runs(state.best_commit):
+            return
+        needed = engine.options.baseline_runs - len(noise.fresh_runs(state.best_commit))
+        best, slot = state.best_commit, self.slots[0]
+        # Runs of exp 0 after the baseline's: their seeds continue its sequence.
+        cand = Candidate(exp=0, description="confirming the best", rationale="", diff="", base_commit=best,
+                         is_baseline=True, commit=best, parent=best, stop=asyncio.Event())
+        cand.attempt = next_attempt(0, [s for seeds in noise.seeds.values() for s in seeds]) - 1
+        for _ in range(max(0, needed)):
+            outcome = await self._run_baseline_once(slot, cand)
+            if outcome.outcome != ev.OUTCOME_OK or outcome.metric is None:
+                return
+            noise.add(best, outcome.metric, outcome.seed)
+            state.best_metric = state.metric_of[best] = mean(noise.runs(best))
+            engine.emit_noise()
+            engine.save_state()
+
     async def _run_baseline_once(self, slot: Slot, cand: Candidate) -> Outcome:
         engine = self.engine
-        await engine.trial.checkout(slot, self.state.best_commit)
+        assert cand.commit is not None
+        await engine.trial.checkout(slot, cand.commit)
         cand.attempt += 1
         attempt = cand.attempt
         slot.candidate = cand
         try:
-            self.emit(ev.ExperimentStarted(exp=0, slot=slot.index, device=slot.device, commit=self.state.best_commit,
-                                           parent=self.state.best_commit, description="baseline", attempt=attempt,
+            self.emit(ev.ExperimentStarted(exp=0, slot=slot.index, device=slot.device, commit=cand.commit,
+                                           parent=cand.commit, description=cand.description, attempt=attempt,
                                            log_path=str(engine.run_dir.log(0, attempt))))
-            self.slot_state(slot, ev.STATE_RUNNING, 0, "baseline")
+            self.slot_state(slot, ev.STATE_RUNNING, 0, cand.description)
             return await engine.trial.execute(slot, cand, attempt)
         finally:
             slot.candidate = None
@@ -315,6 +391,9 @@ class Scheduler:
     async def _run_candidate(self, slot: Slot, cand: Candidate) -> None:
         engine, state = self.engine, self.state
         trial = engine.trial
+        if cand.remeasure:
+            await self._remeasure(slot, cand)
+            return
         if engine.attended and cand.attempt == 0 and not cand.vetoed:
             answer = await self._veto_window(slot, cand)
             if answer == "stop":
@@ -325,6 +404,10 @@ class Scheduler:
         if cand.vetoed:
             await self.decide_vetoed(cand)
             return
+        if cand.remeasure_best and cand.parent == engine.strategy.base_for_run(state, cand):
+            await self._remeasure_best(slot, cand)
+            return
+        cand.remeasure_best = False
         base = engine.strategy.base_for_run(state, cand)
         if cand.commit is None or cand.parent != base:
             conflict = await trial.build(slot, base, cand.diff)
@@ -354,17 +437,82 @@ class Scheduler:
         if cand.vetoed:  # vetoed while its code was being built: it never runs
             await self.decide_vetoed(cand)
             return
+        outcome = await self._start(slot, cand)
+        await self._judge(slot, cand, outcome)
+
+    async def _start(self, slot: Slot, cand: Candidate) -> Outcome:
+        engine, state = self.engine, self.state
         cand.attempt += 1
+        state.attempts[cand.exp] = max(state.attempts.get(cand.exp, 0), cand.attempt)
         cand.stop = asyncio.Event()
-        self.emit(ev.ExperimentStarted(exp=cand.exp, slot=slot.index, device=slot.device, commit=cand.commit,
+        self.emit(ev.ExperimentStarted(exp=cand.exp, slot=slot.index, device=slot.device, commit=cand.commit or "",
                                        parent=cand.parent or "", description=cand.description, attempt=cand.attempt,
                                        prepared_before=cand.prepared_before if cand.attempt == 1 else [],
                                        log_path=str(engine.run_dir.log(cand.exp, cand.attempt)),
-                                       parent_exp=state.parent_exp(cand.parent)))
+                                       parent_exp=state.parent_exp(cand.base_commit if cand.remeasure else cand.parent),
+                                       island=cand.island))
         self.slot_state(slot, ev.STATE_RUNNING, cand.exp, cand.description)
-        outcome = await trial.execute(slot, cand, cand.attempt)
+        try:
+            return await engine.trial.execute(slot, cand, cand.attempt)
+        finally:
+            cand.stop = None
+
+    async def _remeasure(self, slot: Slot, cand: Candidate) -> None:
+        engine, state = self.engine, self.state
+        assert cand.commit is not None
+        await engine.trial.checkout(slot, cand.commit)
+        outcome = await self._start(slot, cand)
+        if outcome.outcome == ev.OUTCOME_INTERRUPTED:
+            state.remeasuring.discard(cand.exp)  # asked for again when it matters again
+            return
+        async with self._decide_lock:
+            if outcome.outcome == ev.OUTCOME_OK and outcome.metric is not None:
+                state.noise.add(cand.commit, outcome.metric, outcome.seed)
+                estimate = state.remeasured(cand.exp, outcome.metric)
+                node = state.nodes[cand.exp]
+                self.emit(ev.Remeasured(exp=cand.exp, metric=outcome.metric, estimate=estimate, runs=len(node.runs),
+                                        reason="a node about to be built on again"))
+                engine.emit_noise()
+            else:
+                state.remeasuring.discard(cand.exp)
+                self.emit(ev.Remeasured(exp=cand.exp, metric=None, estimate=state.nodes[cand.exp].metric,
+                                        runs=len(state.nodes[cand.exp].runs),
+                                        reason=f"the re-run failed ({outcome.outcome}: {outcome.message})"))
+            engine.save_state()
+        await engine.sync_nodes()
+
+    async def _remeasure_best(self, slot: Slot, cand: Candidate) -> None:
+        """Run the best again with a new seed (as an attempt of the
+        challenger's experiment, so its seed and log are its own), then decide
+        the challenger again against the mean of all the best's runs."""
+        engine, state = self.engine, self.state
+        best = state.best_commit
+        cand.remeasure_best = False
+        await engine.trial.checkout(slot, best)
+        cand.attempt += 1
+        cand.stop = asyncio.Event()
+        self.emit(ev.ExperimentStarted(exp=cand.exp, slot=slot.index, device=slot.device, commit=best, parent=best,
+                                       description=f"re-measuring the best for: {cand.description}",
+                                       attempt=cand.attempt, log_path=str(engine.run_dir.log(cand.exp, cand.attempt)),
+                                       parent_exp=state.best_exp))
+        self.slot_state(slot, ev.STATE_RUNNING, cand.exp, "re-measuring the best")
+        outcome = await engine.trial.execute(slot, cand, cand.attempt)
         cand.stop = None
-        await self._judge(slot, cand, outcome)
+        if outcome.outcome in (ev.OUTCOME_INTERRUPTED, ev.OUTCOME_VETOED):
+            await self._judge(slot, cand, outcome)
+            return
+        if outcome.outcome == ev.OUTCOME_OK and outcome.metric is not None:
+            if best == state.best_commit:
+                state.noise.add(best, outcome.metric, outcome.seed)
+                if state.best_exp in state.nodes:
+                    state.remeasured(state.best_exp, outcome.metric)
+                state.best_metric = state.metric_of[best] = mean(state.noise.runs(best))
+        else:
+            self.remeasure_failed.add(best)
+            self.emit(ev.Notice(level="warning", message=f"re-measuring the best failed ({outcome.message}); "
+                                                         f"deciding experiment {cand.exp} without it"))
+        # Not a run of the candidate: no metric of its own to add.
+        await self._judge(slot, cand, Outcome(ev.OUTCOME_OK, None, None, None, outcome.seconds, 0, "", ""))
 
     # ------------------------------------------------------------------ decisions
 
@@ -383,22 +531,24 @@ class Scheduler:
             return
         if outcome.outcome != ev.OUTCOME_OK:
             state.last_failure_tail = outcome.tail
+            if outcome.outcome == ev.OUTCOME_CRASH:
+                state.tails[cand.exp] = outcome.tail
             # Rows without a metric are crashes, as in the original's ledger;
             # the rule says which kind.
             await self.decide(cand, ev.STATUS_CRASH, None, f"{outcome.outcome}: {outcome.message}")
             return
-        assert outcome.metric is not None and cand.commit is not None
-        cand.runs.append(outcome.metric)
-        state.noise.add(cand.commit, outcome.metric)
-        judging = Judging(direction=engine.target.direction, metric_name=engine.target.metric,
-                          max_runs=engine.options.max_runs)
+        if outcome.metric is not None:  # None: the run re-measured the best
+            assert cand.commit is not None
+            cand.runs.append(outcome.metric)
+            state.noise.add(cand.commit, outcome.metric, outcome.seed)
         async with self._decide_lock:
-            verdict = engine.strategy.decide(state, cand, judging)
+            verdict = engine.strategy.decide(state, cand, engine.judging)
             if verdict.action == KEEP and verdict.rebase and not await self._rebase(slot, cand):
                 await self.decide(cand, DISCARD, verdict.metric, REBASE_FAILED_RULE, locked=True)
             elif verdict.action in (KEEP, DISCARD):
                 await self.decide(cand, verdict.action, verdict.metric, verdict.rule, locked=True)
-            elif verdict.action in (RERUN, REAPPLY):
+            elif verdict.action in (RERUN, REAPPLY, REMEASURE_BEST):
+                cand.remeasure_best = verdict.action == REMEASURE_BEST
                 self._rerun(cand, verdict.rule, fresh=verdict.action == REAPPLY)
             else:
                 raise ValueError(f"strategy {engine.strategy.name} gave an unknown verdict {verdict.action!r}")
@@ -415,6 +565,7 @@ class Scheduler:
         if fresh:
             cand.commit = None
             cand.runs = []
+            cand.remeasure_best = False
         self.emit(ev.Decision(exp=cand.exp, status=RERUN, rule=rule, metric=cand.mean,
                               best_before=self.state.best_metric, best_after=None, commit=cand.commit or "",
                               description=cand.description, cost_usd=cand.cost_usd))
@@ -436,12 +587,13 @@ class Scheduler:
         cand.cost_usd = max(cand.cost_usd, engine.accounting.cost_of(cand.exp))
         commit = cand.commit or cand.base_commit
         parent_exp = None if cand.is_baseline else state.parent_exp(cand.parent or cand.base_commit)
-        engine.recorder.row(cand, status, metric, rule, commit)
+        engine.recorder.row(cand, status, metric, rule, commit, parent_exp)
         if status == ev.STATUS_KEEP and cand.commit is not None and not cand.is_baseline:
             await asyncio.to_thread(engine.git.advance_branch, cand.commit, state.best_commit)
-        state.record(cand, status, metric, commit)
+        state.record(cand, status, metric, commit, parent_exp)
         engine.recorder.decision(cand, status, metric, rule, commit, best_before, state.best_metric, parent_exp)
         if not cand.is_baseline:
             engine.emit_noise()
         engine.save_state()
+        await engine.sync_nodes()
         self.notify()

@@ -25,6 +25,7 @@ from ar_tui.core.executors.plan import TrialPlan, TrialSteps, execute_plan
 from ar_tui.core.git import GitRepo
 from ar_tui.core.rundir import RunDir
 from ar_tui.core.runner import RUN_MARKER_ENV, Executor, RunSpec
+from ar_tui.core.seeds import SEED_ENV, seed_for
 
 # Environment variables never passed to a training script: it could print them.
 SECRET_ENV_PREFIXES = ("ANTHROPIC_",)
@@ -101,6 +102,8 @@ class Trial:
         target = self.target
         extra = dict(target.env)
         extra["AR_TIME_BUDGET"] = f"{target.time_budget:g}"
+        seed = seed_for(cand.exp, attempt)
+        extra[SEED_ENV] = str(seed)
         if slot.device.startswith("cuda:"):
             extra["CUDA_VISIBLE_DEVICES"] = slot.device.split(":", 1)[1]
         checkpoint = self.run_dir.checkpoint(cand.exp, attempt)
@@ -132,7 +135,8 @@ class Trial:
         reported = parse_float(result.matches.get("metric"))
         memory = parse_float(result.matches.get("memory"))
         memory_gb = memory / 1024 if memory is not None else None
-        outcome = Outcome(ev.OUTCOME_OK, reported, reported, memory_gb, result.seconds, result.exit_code, "", "")
+        outcome = Outcome(ev.OUTCOME_OK, reported, reported, memory_gb, result.seconds, result.exit_code, "", "",
+                          seed)
         if result.stopped:
             outcome.outcome = ev.OUTCOME_VETOED if cand.vetoed else ev.OUTCOME_INTERRUPTED
             outcome.message = "vetoed by the user" if cand.vetoed else "stopped"
