@@ -62,8 +62,11 @@ TRAIN = textwrap.dedent(
 # ledger shows whose number was recorded.
 EVALUATOR = "import sys\nlr = float(open(sys.argv[1]).read())\nprint(f'val_bpb: {(lr - 0.3) ** 2 + 2:.6f}')\n"
 CONFIG = "[target]\ntime_budget = 1\ntimeout = 45\n"
-EVAL_CONFIG = (CONFIG.replace("[target]\n", '[target]\nprotected = ["prepare.py", "evaluate_tiny.py"]\n')
+EVAL_CONFIG = (CONFIG.replace("[target]\n", '[target]\nprotected = ["prepare.py", "evaluate_tiny.py"]\n'
+                              'prepare = "python record_prepare.py"\n')
                + '[metric]\nevaluate = "python evaluate_tiny.py {checkpoint}"\n')
+# The prepare command notes where it ran (the run's marker names the node).
+RECORD_PREPARE = "import os\nopen({path!r}, 'a').write(os.environ['AR_TUI_RUN_DIR'] + '\\n')\n"
 STEPS = [("LR 0.5 -> 0.4", "LR = 0.5", "LR = 0.4"), ("LR 0.5 -> 0.35", "LR = 0.5", "LR = 0.35")]
 
 
@@ -109,7 +112,8 @@ class Watcher:
 def new_target(base: Path, name: str, evaluate: bool = False) -> Path:
     go = base / "go"
     go.mkdir(exist_ok=True)
-    extra = {"evaluate_tiny.py": EVALUATOR} if evaluate else None
+    extra = ({"evaluate_tiny.py": EVALUATOR, "record_prepare.py": RECORD_PREPARE.format(path=str(go / "prepared"))}
+             if evaluate else None)
     target = make_target(base / "targets" / name, train=TRAIN.format(go=str(go)),
                          config=EVAL_CONFIG if evaluate else CONFIG, extra=extra)
     return target
@@ -156,7 +160,7 @@ async def two_slots(base: Path, cluster: LocalCluster) -> dict:
     stopped = await engine.run()
     finished = watcher.of(ev.ExperimentFinished)
     return {
-        "slots": [s.device for s in engine.slots],
+        "slots": [s.device for s in engine.slots], "run_dir": str(run_dir),
         "stopped": stopped.reason, "error": stopped.error,
         "rows": rows(run_dir),
         "trials": watcher.trials,
@@ -165,6 +169,8 @@ async def two_slots(base: Path, cluster: LocalCluster) -> dict:
         if (run_dir / "logs").is_dir() else False,
         "logs": sorted(p.name for p in (run_dir / "logs").iterdir()) if (run_dir / "logs").is_dir() else [],
         "evaluating_states": sum(1 for e in watcher.of(ev.StateChanged) if e.state == ev.STATE_EVALUATING),
+        "prepared_on": [node_name(line) for line in (base / "go" / "prepared").read_text().splitlines()]
+        if (base / "go" / "prepared").exists() else [],
     }
 
 

@@ -29,6 +29,8 @@ def test_two_gpu_slots_run_on_both_nodes_and_the_ledger_holds_the_evaluators_met
     assert found["evaluating_states"] == len(found["outcomes"])
     by_exp = {exp: metric for exp, _, metric in found["rows"]}
     assert by_exp[0] == 2.04 and by_exp[1] == 2.01 and by_exp[2] == 2.0025
+    # The target's prepare ran once on each node (and once where the engine runs).
+    assert sorted(found["prepared_on"]) == sorted(["head", "worker", found["run_dir"]])
     # The engine's log files hold what the nodes printed.
     assert found["log_has_lines"] and {"0.log", "1.log", "2.log", "1.eval.log"} <= set(found["logs"])
 
