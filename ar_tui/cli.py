@@ -1,19 +1,37 @@
-"""Command line: argument parsing and wiring, nothing else."""
+"""Command line: flags and wiring only.
+
+One function builds the parser (one helper per subcommand's flags), one
+function runs each subcommand, and `main` maps every error to its exit code
+through `ar_tui.exit_codes`. What a run does lives in the engine, how it is
+shown in `ar_tui.headless` and `ar_tui.ui`, how it was started in
+`ar_tui.run_options`. Heavy imports (the engine, GitPython, Textual, the SDK)
+happen inside the commands that need them, so `status` and `ls` start fast.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import os
-import signal
 import sys
 import time
 from pathlib import Path
 
-from ar_tui.core import events as ev
+from ar_tui import exit_codes
+from ar_tui.core.errors import ArTuiError, RunError, UserError
+from ar_tui.core.rundir import RunDir
 
-EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
 DEFAULT_MODEL = "claude-sonnet-5-5"
+# argparse dests of run flags that later parts add (strategy, team, sandbox
+# ...): their values are stored in RunOptions.extra, so a resumed or detached
+# run keeps them. Every run flag must be stored one way or the other.
+EXTRA_OPTIONS: tuple[str, ...] = ("max_runs", "confidence", "strategy", "islands", "migrate_every", "ray_address")
+# The extra options that are EngineOptions fields of the same name: a new run
+# stores the engine's default for each, so that a resume cannot switch it.
+ENGINE_EXTRA_OPTIONS = ("max_runs", "confidence", "strategy", "islands", "migrate_every")
+
+
+# ---------------------------------------------------------------------- flags
 
 
 def _positive_float(text: str) -> float:
@@ -45,258 +63,66 @@ def _positive_int(text: str) -> int:
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of a run. Their defaults are None: a flag the user did not
+    type must not override what a resumed run was started with; the defaults
+    named in the help are applied in `resolve_run`."""
+    from ar_tui.agents.registry import proposer_names
+    from ar_tui.run_options import RunOptions
+
     parser.add_argument("--target", type=Path, help="target directory in a git repo (default: the bundled nanochat)")
+    parser.add_argument("--example", help="run an example that ships with ar-tui: forecast, speed, prompt or backtest")
     parser.add_argument("--tag", help="run tag; experiments go on branch autoresearch/<tag> (default: today, e.g. nov28)")
-    parser.add_argument("--run-dir", type=Path, help="where the ledger, logs and worktrees go")
-    parser.add_argument("--agent", choices=["offline", "claude"], help="default: claude when ANTHROPIC_API_KEY is set")
-    parser.add_argument("--model", default=os.environ.get("AR_TUI_MODEL", DEFAULT_MODEL))
+    parser.add_argument("--run-dir", type=Path,
+                        help="where the ledger, logs and worktrees go; alone, it resumes that run as it was started")
+    parser.add_argument("--agent", choices=proposer_names(), help="default: claude when ANTHROPIC_API_KEY is set")
+    parser.add_argument("--model", help=f"the agent's model (default: AR_TUI_MODEL or {DEFAULT_MODEL})")
     parser.add_argument("--base-url", help="a Messages API server (default: ANTHROPIC_BASE_URL or Anthropic's)")
     parser.add_argument("--program", type=Path, help="the agent's instructions (default: program.md)")
+    # Checked against the executor registry when the run is resolved, so that
+    # building the parser (for `status`, say) never imports the executors.
+    parser.add_argument("--executor", help="where experiments run: local (the default: this machine), "
+                        "or ray (a Ray cluster; pip install 'ar-tui[ray]')")
+    parser.add_argument("--ray-address", help="the Ray cluster (default: RAY_ADDRESS, else a Ray started for the run)")
     parser.add_argument("--max-experiments", type=_non_negative_int)
     parser.add_argument("--hours", type=_positive_float)
     parser.add_argument("--budget-usd", type=_positive_float)
     parser.add_argument("--time-budget", type=_positive_float, help="training seconds per experiment (AR_TIME_BUDGET)")
-    parser.add_argument("--unattended", action="store_true", help="run proposals at once, with no veto window")
-    parser.add_argument("--veto-window", type=_positive_float, default=60.0, help="seconds (attended mode)")
+    parser.add_argument("--unattended", dest="attended", action="store_const", const=False,
+                        help="run proposals at once, with no veto window")
+    parser.add_argument("--attended", dest="attended", action="store_const", const=True,
+                        help="wait a veto window before each experiment (the default)")
+    parser.add_argument("--veto-window", type=_positive_float, help="seconds (attended mode; default 60)")
     parser.add_argument("--slots", type=int, help="number of slots (default: one per visible GPU, else 1)")
     parser.add_argument("--devices", help="GPU indices for the slots, e.g. 0,2,3")
-    parser.add_argument("--executor", choices=["local", "ray"], default="local",
-                        help="where trials run: this machine, or a Ray cluster (pip install 'ar-tui[ray]')")
-    parser.add_argument("--ray-address", help="the Ray cluster (default: RAY_ADDRESS, else a Ray started for the run)")
-    parser.add_argument("--lookahead", type=_non_negative_int, default=1, help="prepared proposals per slot")
-    parser.add_argument("--baseline-runs", type=int, default=3, help="seed-varied runs of the baseline, to measure noise")
-    parser.add_argument("--max-runs", type=int, default=4, help="runs of a candidate inside the noise band")
-    parser.add_argument("--confidence", type=_confidence, default=0.95, help="confidence that a kept gain is real")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the offline proposer")
-    parser.add_argument("--strategy", choices=["greedy", "tree", "islands"], default="greedy",
-                        help="search: one greedy lineage, a tree of experiments, or islands that trade their best")
+    parser.add_argument("--lookahead", type=_non_negative_int, help="prepared proposals per slot (default 1)")
+    parser.add_argument("--baseline-runs", type=int,
+                        help=f"seed-varied runs of the baseline, to measure noise (default {RunOptions.baseline_runs})")
+    parser.add_argument("--max-runs", type=int, help="runs of a candidate inside the noise band (default 4)")
+    parser.add_argument("--confidence", type=_confidence, help="confidence that a kept gain is real (default 0.95)")
+    parser.add_argument("--seed", type=int, help="seed of the offline proposer (default 0)")
+    parser.add_argument("--strategy", choices=["greedy", "tree", "islands"],
+                        help="search: one greedy lineage (the default), a tree of experiments, or islands that "
+                             "trade their best")
     parser.add_argument("--islands", type=_positive_int, help="islands for --strategy islands (default: one per slot, "
                                                                "at least 2)")
-    parser.add_argument("--migrate-every", type=_positive_int, default=8,
-                        help="islands: decided experiments between migrations")
+    parser.add_argument("--migrate-every", type=_positive_int,
+                        help="islands: decided experiments between migrations (default 8)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ar-tui", description="Autonomous ML research in your terminal.")
-    sub = parser.add_subparsers(dest="command")
+def add_run_command(sub) -> None:
     run = sub.add_parser("run", help="run the research loop (the default command)")
     add_run_arguments(run)
     run.add_argument("--headless", action="store_true", help="no app: print a line per experiment")
     run.add_argument("--detach", action="store_true", help="run the engine in the background; attach to watch")
+
+
+def add_report_command(sub) -> None:
     report = sub.add_parser("report", help="write report.md and progress.png for a run dir")
     report.add_argument("run_dir", type=Path)
     report.add_argument("--json", action="store_true", help="print the figures as JSON")
     report.add_argument("--narrate", action="store_true", help="ask Claude for a narrative (needs an API key)")
     report.add_argument("--model", default=os.environ.get("AR_TUI_MODEL", DEFAULT_MODEL))
     report.add_argument("--base-url")
-    add_remote_commands(sub)
-    return parser
-
-
-def detect_devices(slots: int | None, devices: str | None) -> list[str]:
-    """One slot per visible NVIDIA GPU by default, else one CPU slot."""
-    if devices:
-        indices = [d.strip() for d in devices.split(",") if d.strip()]
-        if not indices or not all(d.isdigit() for d in indices):
-            raise ValueError(f"--devices must be GPU indices like 0,2,3, not {devices!r}")
-        return [f"cuda:{d}" for d in indices]
-    gpus = _visible_gpus()
-    if slots is not None:
-        if slots < 1:
-            raise ValueError("--slots must be at least 1")
-        return [f"cuda:{g}" for g in gpus[:slots]] if len(gpus) >= slots else ["cpu"] * slots
-    return [f"cuda:{g}" for g in gpus] or ["cpu"]
-
-
-def _visible_gpus() -> list[str]:
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return [d.strip() for d in visible.split(",") if d.strip() and d.strip() != "-1"]
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            return [str(i) for i in range(pynvml.nvmlDeviceGetCount())]
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # no driver, no library: a CPU machine
-        return []
-
-
-def _program_text(path: Path | None) -> str:
-    candidates = [path] if path else [Path("program.md"), Path(__file__).resolve().parent.parent / "program.md"]
-    for candidate in candidates:
-        if candidate and candidate.is_file():
-            return candidate.read_text(encoding="utf-8")
-    raise ValueError(f"program file not found: {path or 'program.md'}")
-
-
-def make_proposer(args: argparse.Namespace):
-    agent = args.agent or ("claude" if os.environ.get("ANTHROPIC_API_KEY") else "offline")
-    if agent == "offline":
-        from ar_tui.agents.offline import OfflineProposer
-
-        return OfflineProposer(seed=args.seed)
-    from ar_tui.agents.claude import ClaudeAgent
-
-    return ClaudeAgent(model=args.model, program=_program_text(args.program), base_url=args.base_url)
-
-
-def run_location(args: argparse.Namespace) -> tuple[str, Path]:
-    """The run's tag and run dir (a detached engine is given both explicitly)."""
-    from ar_tui.core.targets import default_run_dir
-
-    tag = args.tag or time.strftime("%b%d").lower()
-    return tag, (args.run_dir.resolve() if args.run_dir else default_run_dir(tag))
-
-
-def make_engine(args: argparse.Namespace):
-    from ar_tui.core.engine import Engine, EngineOptions
-    from ar_tui.core.targets import materialize_bundled
-
-    tag, run_dir = run_location(args)
-    target = args.target.resolve() if args.target else materialize_bundled()
-    executor = None
-    if getattr(args, "executor", "local") == "ray":
-        from ar_tui.core.executors.ray import RayExecutor
-
-        executor = RayExecutor(args.ray_address, run_marker=str(run_dir))
-    options = EngineOptions(
-        target_dir=target,
-        tag=tag,
-        run_dir=run_dir,
-        time_budget=args.time_budget,
-        max_experiments=args.max_experiments,
-        hours=args.hours,
-        budget_usd=args.budget_usd,
-        attended=not args.unattended,
-        veto_window_s=args.veto_window,
-        devices=detect_devices(args.slots, args.devices) if executor is None else executor.devices(args.slots),
-        lookahead=args.lookahead,
-        baseline_runs=max(1, args.baseline_runs),
-        max_runs=max(1, args.max_runs),
-        confidence=args.confidence,
-        strategy=args.strategy,
-        islands=args.islands,
-        migrate_every=args.migrate_every,
-    )
-    return Engine(options, make_proposer(args), executor=executor)
-
-
-class HeadlessPrinter:
-    """Prints a line per experiment: the headless observer of the engine."""
-
-    def __init__(self, stream=sys.stdout) -> None:
-        self.stream = stream
-
-    def __call__(self, event: ev.Event) -> None:
-        line = self.format(event)
-        if line:
-            print(line, file=self.stream, flush=True)
-
-    @staticmethod
-    def format(event: ev.Event) -> str | None:
-        if isinstance(event, ev.RunStarted):
-            mode = "attended" if event.attended else "unattended"
-            verb = "resuming" if event.resumed else "starting"
-            return (f"ar-tui: {verb} run {event.tag} on {event.target} ({event.agent}, {mode}, "
-                    f"slots {', '.join(event.slots)}); run dir {event.run_dir}")
-        if isinstance(event, ev.BaselineReady):
-            return f"baseline: {event.metric:.6f}"
-        if isinstance(event, ev.ExperimentStarted):
-            again = f" (run {event.attempt})" if event.attempt > 1 else ""
-            return f"exp {event.exp}{again} [slot {event.slot}] running: {event.description}"
-        if isinstance(event, ev.Decision):
-            metric = f"{event.metric:.6f}" if event.metric is not None else "-"
-            return f"exp {event.exp} {event.status.upper():7s} {metric}  {event.description}  ({event.rule})"
-        if isinstance(event, ev.ProposalFailed):
-            return f"exp {event.exp} proposal failed: {event.reason}"
-        if isinstance(event, ev.ApiWaiting):
-            return f"waiting for the API ({event.reason}); retrying in {event.retry_in_s:.0f} s"
-        if isinstance(event, ev.Notice) and event.level in ("warning", "error"):
-            return f"{event.level}: {event.message}"
-        if isinstance(event, ev.VetoWindow):
-            return f"exp {event.exp} waits {event.seconds:g} s for a veto"
-        if isinstance(event, ev.RunStopped):
-            best = f"{event.best_metric:.6f}" if event.best_metric is not None else "-"
-            gain = f"{event.improvement_pct:+.2f}%" if event.improvement_pct is not None else "-"
-            return (f"stopped: {event.reason}\nexperiments: {event.experiments}  kept: {event.kept}  best: {best}  "
-                    f"improvement over baseline: {gain}  cost: ${event.cost_usd:.4f}")
-        return None
-
-
-def _install_stop_signals(engine) -> None:
-    """SIGTERM, SIGHUP (the SSH connection dropped) and Ctrl-C stop the run
-    cleanly: running experiments are interrupted and stay in flight, so the
-    same command resumes them."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        loop.add_signal_handler(sig, engine.request_stop, True)
-
-
-async def _run_headless(engine) -> int:
-    from ar_tui.core.engine import UserError
-
-    engine.subscribe(HeadlessPrinter())
-    _install_stop_signals(engine)
-    try:
-        stopped = await engine.run()
-    except UserError as exc:
-        print(f"ar-tui: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    if stopped.error:
-        print(f"ar-tui: {stopped.reason}", file=sys.stderr)
-        return EXIT_ERROR
-    return EXIT_OK
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from ar_tui.core.errors import UserError
-
-    if getattr(args, "detach", False):
-        return cmd_detach(args)
-    try:
-        engine = make_engine(args)
-    except (ValueError, ImportError, OSError, UserError) as exc:
-        print(f"ar-tui: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    if args.headless:
-        return asyncio.run(_run_headless(engine))
-    from ar_tui.ui.app import run_app
-
-    return run_app(engine)
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    import json
-
-    from ar_tui.core.report import ReportError, build_report, report_as_dict, write_report
-
-    try:
-        report = build_report(args.run_dir)
-        narrative = None
-        if args.narrate:
-            from ar_tui.agents.narrator import NarrationError, narrate
-
-            try:
-                narrative = asyncio.run(narrate(report, model=args.model, base_url=args.base_url))
-            except NarrationError as exc:
-                # The figures never depend on the model: write them anyway.
-                print(f"ar-tui: no narrative: {exc}", file=sys.stderr)
-        paths = write_report(args.run_dir, narrative=narrative)
-    except ReportError as exc:
-        print(f"ar-tui: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    if args.json:
-        print(json.dumps(report_as_dict(report), indent=2))
-    else:
-        for path in paths:
-            print(f"wrote {path}")
-    return EXIT_OK
-
-
-# ---------------------------------------------------------------------- detach and attach
 
 
 def add_remote_commands(sub) -> None:
@@ -312,39 +138,261 @@ def add_remote_commands(sub) -> None:
     sub.add_parser("ls", help="list the runs on this machine with their state")
 
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ar-tui", description="Autonomous ML research in your terminal.")
+    sub = parser.add_subparsers(dest="command")
+    add_run_command(sub)
+    add_report_command(sub)
+    add_remote_commands(sub)
+    return parser
+
+
+# ---------------------------------------------------------------------- a run's options
+
+
+def given_options(args: argparse.Namespace) -> dict:
+    """The run options the user typed, as RunOptions fields (nothing defaulted)."""
+    from ar_tui.gpus import detect_devices
+
+    given = {name: getattr(args, flag) for name, flag in (
+        ("tag", "tag"), ("agent", "agent"), ("model", "model"), ("base_url", "base_url"), ("executor", "executor"),
+        ("max_experiments", "max_experiments"), ("hours", "hours"), ("budget_usd", "budget_usd"),
+        ("time_budget", "time_budget"), ("attended", "attended"), ("veto_window_s", "veto_window"),
+        ("lookahead", "lookahead"), ("seed", "seed"),
+    ) if getattr(args, flag) is not None}
+    if args.target is not None and args.example is not None:
+        raise UserError("--target and --example name two targets; give one")
+    if args.target is not None:
+        given["target"] = str(args.target.resolve())
+    elif args.example is not None:
+        from ar_tui.core.targets import materialize_example
+
+        given["target"] = str(materialize_example(args.example))
+    if args.program is not None:
+        given["program"] = str(args.program.resolve())
+    if args.baseline_runs is not None:
+        given["baseline_runs"] = max(1, args.baseline_runs)
+    if args.max_runs is not None:
+        args.max_runs = max(1, args.max_runs)
+    if args.slots is not None or args.devices:
+        given["devices"] = detect_devices(args.slots, args.devices)
+    extra = {name: getattr(args, name) for name in EXTRA_OPTIONS if getattr(args, name, None) is not None}
+    if extra:
+        given["extra"] = extra
+    return given
+
+
+def _engine_defaults(names: tuple[str, ...]) -> dict:
+    """The engine's own defaults for these options (EngineOptions owns them)."""
+    import dataclasses
+
+    from ar_tui.core.engine import EngineOptions
+
+    return {f.name: f.default for f in dataclasses.fields(EngineOptions) if f.name in names}
+
+
+def _today_tag() -> str:
+    return time.strftime("%b%d").lower()
+
+
+def _default_program() -> Path:
+    # The default instructions ship inside the package (ar_tui/program.md).
+    for candidate in (Path("program.md"), Path(__file__).resolve().parent / "program.md"):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise UserError("program file not found: program.md (pass --program FILE)")
+
+
+def resolve_run(args: argparse.Namespace):
+    """The run dir and the options to run with: the flags given, over what
+    the run dir stores, over the defaults. Refuses a conflicting flag."""
+    from ar_tui import run_options
+    from ar_tui.agents.registry import READS_PROGRAM
+    from ar_tui.core.executors import executor_factory
+    from ar_tui.core.rundir import default_run_dir
+    from ar_tui.gpus import detect_devices
+
+    if args.run_dir is not None:
+        run_dir = args.run_dir.resolve()
+    else:
+        run_dir = default_run_dir(args.tag or _today_tag()).resolve()
+    paths = RunDir(run_dir)
+    stored = run_options.load(run_dir)
+    options = run_options.merge(stored, given_options(args), binding=paths.has_records(), where=f"run {run_dir}")
+    if options.tag is None:
+        options.tag = _today_tag()
+    if options.agent is None:
+        options.agent = "claude" if os.environ.get("ANTHROPIC_API_KEY") else "offline"
+    if options.model is None:
+        options.model = os.environ.get("AR_TUI_MODEL", DEFAULT_MODEL)
+    if options.devices is None and options.executor == "ray":
+        from ar_tui.core.executors.ray import cluster_devices
+
+        options.devices = cluster_devices(options.extra.get("ray_address"))  # one slot per GPU in the cluster
+    if options.devices is None:
+        options.devices = detect_devices(None, None)
+    if options.program is None and options.agent in READS_PROGRAM:
+        options.program = str(_default_program())
+    executor_factory(options.executor)  # an unknown name is refused before anything is stored
+    for name, default in _engine_defaults(ENGINE_EXTRA_OPTIONS).items():
+        if default is not None:
+            options.extra.setdefault(name, default)
+    if options.target is None:
+        from ar_tui.core.targets import materialize_bundled
+
+        options.target = str(materialize_bundled())
+    return run_dir, options
+
+
+def store_options(run_dir: Path, options) -> None:
+    """Write the options into the run dir before the engine starts; never
+    into a run dir that a live engine owns (it was started otherwise)."""
+    from ar_tui import run_options
+
+    RunDir(run_dir).ensure_free()
+    run_options.save(run_dir, options)
+
+
+# ---------------------------------------------------------------------- wiring an engine
+
+
+def make_proposer(run_dir: Path, options):
+    from ar_tui.agents.registry import ProposerSettings, make_proposer as from_registry
+
+    program = None
+    if options.program is not None:
+        try:
+            program = Path(options.program).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"program file not readable: {options.program} ({exc.strerror or exc})") from None
+    return from_registry(options.agent, ProposerSettings(
+        model=options.model, program=program, base_url=options.base_url, seed=options.seed,
+        target=Path(options.target), run_dir=run_dir, extra=dict(options.extra)))
+
+
+def run_services() -> list:
+    """What runs beside every engine: its control socket, and the morning
+    report once it stops."""
+    from ar_tui.core.server import control_service
+    from ar_tui.report import report_service
+
+    return [control_service, report_service]
+
+
+def make_engine(run_dir: Path, options):
+    from ar_tui.core.engine import Engine, EngineOptions
+    from ar_tui.core.executors import make_executor
+
+    engine_options = EngineOptions(
+        target_dir=Path(options.target),
+        tag=options.tag,
+        run_dir=run_dir,
+        time_budget=options.time_budget,
+        max_experiments=options.max_experiments,
+        hours=options.hours,
+        budget_usd=options.budget_usd,
+        attended=options.attended,
+        veto_window_s=options.veto_window_s,
+        devices=list(options.devices),
+        lookahead=options.lookahead,
+        baseline_runs=max(1, options.baseline_runs),
+        **{name: options.extra[name] for name in ENGINE_EXTRA_OPTIONS if name in options.extra},
+    )
+    return Engine(engine_options, make_proposer(run_dir, options), executor=make_executor(options.executor, options.extra),
+                  services=run_services())
+
+
+async def _run_headless(engine, run_dir: Path) -> int:
+    from ar_tui.headless import HeadlessPrinter, where_to_look
+    from ar_tui.signals import install_stop_signals
+
+    engine.subscribe(HeadlessPrinter())
+    install_stop_signals(engine)
+    stopped = await engine.run()
+    if stopped.error:
+        print(f"ar-tui: {stopped.reason}", file=sys.stderr)
+    print(where_to_look(run_dir), flush=True)
+    return exit_codes.exit_code(stopped=stopped)
+
+
+# ---------------------------------------------------------------------- commands
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        run_dir, options = resolve_run(args)
+        store_options(run_dir, options)
+        if args.detach:
+            return detach(run_dir, options.tag)
+        engine = make_engine(run_dir, options)
+    except (ImportError, OSError) as exc:  # a missing package, an unreadable target: the user's to fix
+        raise UserError(str(exc)) from None
+    if args.headless:
+        return asyncio.run(_run_headless(engine, run_dir))
+    from ar_tui.ui.app import run_app
+
+    return run_app(engine)
+
+
+def start_in_background(run_dir: Path) -> int:
+    """A headless engine on the run dir's stored options, outliving this
+    terminal; returns its pid once its socket answers."""
+    from ar_tui.core.remote import start_detached
+
+    return asyncio.run(start_detached(["run", "--run-dir", str(run_dir), "--headless"], run_dir))
+
+
+def detach(run_dir: Path, tag: str) -> int:
+    """Start the engine in the background on the options just stored, and
+    say how to reach it."""
+    pid = start_in_background(run_dir)
+    print(f"ar-tui: run {tag} is running in the background (pid {pid}); output in {RunDir(run_dir).engine_out}\n"
+          f"  watch it:   ar-tui attach {run_dir}\n"
+          f"  one line:   ar-tui status {run_dir}\n"
+          f"  stop it:    ar-tui stop {run_dir}")
+    return exit_codes.EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import json
+
+    from ar_tui.report import build_report, report_as_dict, write_report
+
+    report = build_report(args.run_dir)
+    narrative = None
+    if args.narrate:
+        from ar_tui.agents.narrator import NarrationError, narrate
+
+        try:
+            narrative = asyncio.run(narrate(report, model=args.model, base_url=args.base_url))
+        except NarrationError as exc:
+            # The figures never depend on the model: write them anyway.
+            print(f"ar-tui: no narrative: {exc}", file=sys.stderr)
+    paths = write_report(args.run_dir, narrative=narrative)
+    if args.json:
+        print(json.dumps(report_as_dict(report), indent=2))
+    else:
+        for path in paths:
+            print(f"wrote {path}")
+    return exit_codes.EXIT_OK
+
+
 def _live_run_dir(run_dir: Path | None, verb: str) -> Path:
     """The run dir named, or the only live run; several live runs are listed
     and the most recent one is taken only where that is harmless (attach)."""
-    from ar_tui.core.remote import live_run_dirs
+    from ar_tui.core.rundir import live_run_dirs
 
     if run_dir is not None:
         return run_dir.resolve()
     live = live_run_dirs()
     if not live:
-        raise LookupError("no live run on this machine; `ar-tui ls` lists the runs")
+        raise RunError("no live run on this machine; `ar-tui ls` lists the runs")
     if len(live) > 1:
         listing = "\n".join(f"  {path}" for path in live)
         if verb != "attach":
-            raise LookupError(f"{len(live)} live runs; name one:\n{listing}")
+            raise RunError(f"{len(live)} live runs; name one:\n{listing}")
         print(f"ar-tui: {len(live)} live runs, attaching to the most recent:\n{listing}", file=sys.stderr)
     return live[0]
-
-
-def cmd_detach(args: argparse.Namespace) -> int:
-    from ar_tui.core.remote import EngineNotRunning, detached_argv, start_detached
-
-    tag, run_dir = run_location(args)
-    try:
-        argv = detached_argv([*args.argv, "--tag", tag, "--run-dir", str(run_dir)])
-        pid = asyncio.run(start_detached(argv, run_dir))
-    except (EngineNotRunning, OSError) as exc:
-        print(f"ar-tui: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(f"ar-tui: run {tag} is running in the background (pid {pid}); output in {run_dir / 'engine.out'}\n"
-          f"  watch it:   ar-tui attach {run_dir}\n"
-          f"  one line:   ar-tui status {run_dir}\n"
-          f"  stop it:    ar-tui stop {run_dir}")
-    return EXIT_OK
 
 
 async def _attach(run_dir: Path) -> int:
@@ -354,34 +402,28 @@ async def _attach(run_dir: Path) -> int:
     remote = RemoteEngine(run_dir)
     history = await remote.connect()
     try:
-        await AttachedApp(remote, replay=history, log_dir=run_dir / "logs").run_async()
+        await AttachedApp(remote, replay=history, log_dir=RunDir(run_dir).logs).run_async()
     finally:
         await remote.close()
-    return EXIT_OK
+    return exit_codes.EXIT_OK
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from ar_tui.core.remote import EngineNotRunning, detached_argv, engine_is_live, resume_command, start_detached
+    from ar_tui.core.remote import EngineNotRunning
+    from ar_tui.headless import open_app_command
 
+    run_dir = _live_run_dir(args.run_dir, "attach")
     try:
-        run_dir = _live_run_dir(args.run_dir, "attach")
         code = asyncio.run(_attach(run_dir))
-    except LookupError as exc:
-        print(f"ar-tui: {exc}", file=sys.stderr)
-        return EXIT_ERROR
     except EngineNotRunning as exc:
-        resume = resume_command(run_dir)
-        print(f"ar-tui: {exc}. Resume the run with:\n  ar-tui {' '.join(resume)}", file=sys.stderr)
+        # The run resumes with the options it was started with: --run-dir is all it needs.
+        print(f"ar-tui: {exc}. Resume the run with:\n  {open_app_command(run_dir)}", file=sys.stderr)
         if not (sys.stdin.isatty() and input("Resume it now in the background and attach? [y/N] ").strip().lower()
                 in ("y", "yes")):
-            return EXIT_ERROR
-        try:
-            asyncio.run(start_detached(detached_argv(resume), run_dir))
-            code = asyncio.run(_attach(run_dir))
-        except EngineNotRunning as again:
-            print(f"ar-tui: {again}", file=sys.stderr)
-            return EXIT_ERROR
-    if engine_is_live(run_dir):
+            return exit_codes.EXIT_ERROR
+        start_in_background(run_dir)
+        code = asyncio.run(_attach(run_dir))
+    if RunDir(run_dir).is_live():
         print(f"ar-tui: detached; the run goes on. Attach again with: ar-tui attach {run_dir}")
     return code
 
@@ -389,56 +431,42 @@ def cmd_attach(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import json
 
-    from ar_tui.core.remote import EngineNotRunning, describe_status, find_run_dirs, live_run_dirs, run_status
+    from ar_tui.core.remote import run_status
+    from ar_tui.core.rundir import find_run_dirs, live_run_dirs
+    from ar_tui.headless import describe_status
 
     run_dirs = [args.run_dir.resolve()] if args.run_dir else (live_run_dirs() or find_run_dirs()[:1])
     if not run_dirs:
-        print("ar-tui: no runs on this machine", file=sys.stderr)
-        return EXIT_ERROR
-    try:
-        statuses = [asyncio.run(run_status(run_dir)) for run_dir in run_dirs]
-    except EngineNotRunning as exc:
-        print(f"ar-tui: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise RunError("no runs on this machine")
+    statuses = [asyncio.run(run_status(run_dir)) for run_dir in run_dirs]
     for status in statuses:
         print(json.dumps(status) if args.json else describe_status(status))
-    return EXIT_OK
+    return exit_codes.EXIT_OK
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from ar_tui.core.remote import EngineNotRunning, RemoteError, engine_pid, request, wait_for_exit
+    from ar_tui.core.remote import request, wait_for_exit
 
-    try:
-        run_dir = _live_run_dir(args.run_dir, "stop")
-        pid = engine_pid(run_dir)
-        asyncio.run(request(run_dir, "stop", now=args.now))
-    except (LookupError, EngineNotRunning, RemoteError) as exc:
-        print(f"ar-tui: {exc}", file=sys.stderr)
-        return EXIT_ERROR
+    run_dir = _live_run_dir(args.run_dir, "stop")
+    pid = RunDir(run_dir).engine_pid()
+    asyncio.run(request(run_dir, "stop", now=args.now))
     when = "now: the running experiments are aborted" if args.now else "after the running experiments"
     print(f"ar-tui: {run_dir.name} stops {when}")
     if args.wait and pid is not None:
         wait_for_exit(pid)
-    return EXIT_OK
+    return exit_codes.EXIT_OK
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from ar_tui.core.remote import headline_state, list_runs
+    from ar_tui.core.remote import list_runs
+    from ar_tui.headless import runs_table
 
-    runs = asyncio.run(list_runs())
-    if not runs:
-        print("no runs on this machine")
-        return EXIT_OK
-    print(f"{'TAG':16} {'STATE':12} {'EXPS':>5} {'KEPT':>5} {'BEST':>10}  RUN DIR")
-    for run in runs:
-        state = headline_state(run)
-        best = f"{run['best']:.6f}" if run.get("best") is not None else "-"
-        print(f"{(run['tag'] or '?')[:16]:16} {state:12} {run['experiments']:5d} {run['kept']:5d} {best:>10}  "
-              f"{run['run_dir']}")
-    return EXIT_OK
+    print(runs_table(asyncio.run(list_runs())))
+    return exit_codes.EXIT_OK
 
 
-REMOTE_COMMANDS = {"attach": cmd_attach, "status": cmd_status, "stop": cmd_stop, "ls": cmd_ls}
+COMMANDS = {"run": cmd_run, "report": cmd_report, "attach": cmd_attach, "status": cmd_status, "stop": cmd_stop,
+            "ls": cmd_ls}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -447,12 +475,10 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["run", *argv]
     args = parser.parse_args(argv)
-    args.argv = argv
-    if args.command in REMOTE_COMMANDS:
-        return REMOTE_COMMANDS[args.command](args)
-    if args.command == "report":
-        return cmd_report(args)
-    return cmd_run(args)
+    try:
+        return COMMANDS[args.command](args)
+    except ArTuiError as exc:
+        return exit_codes.report(exc)
 
 
 if __name__ == "__main__":

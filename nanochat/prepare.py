@@ -30,6 +30,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator
@@ -53,6 +54,10 @@ MIN_TRAIN_CHARS = 100_000  # below this a 60 s run only memorises
 TOKENIZER_MAX_CHARS = 200_000_000  # enough text to learn merges; caps time on huge corpora
 DEFAULT_CORPUS = "shakespeare"
 DOWNLOAD_TIMEOUT_S = 60
+# Progress is printed as whole lines, one at most this often (and one when a
+# step ends): ar-tui reads prepare's output line by line, and its headless
+# mode prints every line, where a `\r` progress bar would print each redraw.
+PROGRESS_EVERY_S = 2.0
 
 
 def recipe() -> str:
@@ -63,6 +68,30 @@ def recipe() -> str:
 
 class PrepareError(Exception):
     """Bad input from the user; the message is one line meant for them."""
+
+
+class Progress:
+    """`prepare: tokenize train 1,024/38,000 doc (3%)` lines on stderr."""
+
+    def __init__(self, what: str, total: int | None = None, unit: str = "") -> None:
+        self.what, self.total, self.unit = what, total, unit
+        self.count = 0
+        self.started = self.last = time.monotonic()
+        self._print()
+
+    def update(self, count: int) -> None:
+        self.count += count
+        if time.monotonic() - self.last >= PROGRESS_EVERY_S:
+            self._print()
+
+    def done(self) -> None:
+        self._print(f" done in {time.monotonic() - self.started:.1f} s")
+
+    def _print(self, suffix: str = "") -> None:
+        self.last = time.monotonic()
+        amount = f"{self.count:,}" + (f"/{self.total:,}" if self.total else "") + (f" {self.unit}" if self.unit else "")
+        share = f" ({100 * self.count / self.total:.0f}%)" if self.total else ""
+        print(f"prepare: {self.what} {amount}{share}{suffix}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------
@@ -191,17 +220,16 @@ def download(url: str, dest: Path) -> Path:
     """Fetch `url` to `dest` once; a partial download never looks complete."""
     if dest.exists():
         return dest
-    from tqdm import tqdm
-
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".partial")
     try:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(partial, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}", file=sys.stderr) as bar:
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-                    bar.update(len(chunk))
+            progress = Progress(f"download {dest.name}", total, "bytes")
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                progress.update(len(chunk))
+            progress.done()
     except urllib.error.HTTPError as exc:
         partial.unlink(missing_ok=True)
         raise PrepareError(f"{url}: HTTP {exc.code} {exc.reason}") from None
@@ -341,17 +369,16 @@ def load_tokenizer(directory: Path | None = None):
 
 
 def _tokenize(encoding, documents: list[str], desc: str) -> np.ndarray:
-    from tqdm import tqdm
-
     bos = encoding.encode_single_token(BOS)
     pieces = []
     chunk = 64
-    with tqdm(total=len(documents), desc=desc, unit="doc", file=sys.stderr) as bar:
-        for start in range(0, len(documents), chunk):
-            batch = documents[start : start + chunk]
-            for ids in encoding.encode_ordinary_batch(batch):
-                pieces.append(np.asarray([bos, *ids], dtype=np.uint16))
-            bar.update(len(batch))
+    progress = Progress(desc, len(documents), "doc")
+    for start in range(0, len(documents), chunk):
+        batch = documents[start : start + chunk]
+        for ids in encoding.encode_ordinary_batch(batch):
+            pieces.append(np.asarray([bos, *ids], dtype=np.uint16))
+        progress.update(len(batch))
+    progress.done()
     return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.uint16)
 
 
@@ -364,9 +391,13 @@ def build(source: Source) -> Path:
         _activate(source.key)
         return final
 
-    from tqdm import tqdm
-
-    documents = [doc for doc in tqdm(source.documents, desc="read", unit="doc", file=sys.stderr) if doc.strip()]
+    progress = Progress(f"read {source.description}", unit="doc")
+    documents = []
+    for doc in source.documents:
+        progress.update(1)
+        if doc.strip():
+            documents.append(doc)
+    progress.done()
     total_chars = sum(map(len, documents))
     if total_chars < VAL_CHARS + MIN_TRAIN_CHARS:
         raise PrepareError(
@@ -382,8 +413,10 @@ def build(source: Source) -> Path:
             yield doc[:budget]
             budget -= len(doc)
 
-    print(f"training a {VOCAB_SIZE}-token BPE tokenizer", file=sys.stderr)
+    print(f"prepare: training a {VOCAB_SIZE}-token BPE tokenizer", file=sys.stderr, flush=True)
+    started = time.monotonic()
     bpe = train_tokenizer(tokenizer_texts())
+    print(f"prepare: tokenizer trained in {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
     encoding = bpe.encoding()
     train_tokens = _tokenize(encoding, train_docs, "tokenize train")
     val_tokens = _tokenize(encoding, [val_text], "tokenize val")

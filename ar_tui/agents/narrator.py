@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import anthropic
 
-from ar_tui.core.report import Report, ReportError, render_markdown
+from ar_tui.report import Report, ReportError, render_markdown
 
 # The narrative needs the gist of each change, not every line of a long diff.
 PROMPT_DIFF_LINES = 40

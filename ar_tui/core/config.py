@@ -10,11 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from ar_tui.core.decisions import NO_MIN_EFFECT, MinEffect, parse_min_effect
+from ar_tui.core.errors import UserError
 
 CONFIG_NAME = "autoresearch.toml"
 
 
-class ConfigError(Exception):
+class ConfigError(UserError):
     """Bad input from the user; the message is one line meant for them."""
 
 
@@ -35,6 +36,9 @@ class TargetConfig:
     timeout: float | None = None  # hard limit per run; default 2 * budget + 60
     max_file_bytes: int = 512 * 1024
     env: dict[str, str] = field(default_factory=dict)
+    # The interpreter `python` means in the commands; None: found from the
+    # target (ar_tui.core.interpreter).
+    python: str | None = None
     # [prices."model-id"]: $ per million tokens for models the built-in table
     # lacks (ar_tui.core.pricing.Price values, keyed by model id).
     prices: dict[str, Any] = field(default_factory=dict)
@@ -59,7 +63,7 @@ class TargetConfig:
 
 
 _KNOWN = {
-    "target": {"editable", "protected", "run", "prepare", "time_budget", "timeout", "max_file_bytes", "env"},
+    "target": {"editable", "protected", "run", "prepare", "time_budget", "timeout", "max_file_bytes", "env", "python"},
     "metric": {"name", "direction", "pattern", "memory_pattern", "evaluate", "min_effect"},
     "prices": None,  # any model id; checked by ar_tui.core.pricing
 }
@@ -133,6 +137,8 @@ def load_target(root: Path) -> TargetConfig:
         config.run = string(target, "target", "run")
     if "prepare" in target:
         config.prepare = string(target, "target", "prepare")
+    if "python" in target:
+        config.python = string(target, "target", "python")
     if "time_budget" in target:
         config.time_budget = number("time_budget")
     if "timeout" in target:

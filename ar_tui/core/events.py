@@ -102,6 +102,7 @@ class RunStarted(Event):
     max_experiments: int | None = None
     hours: float | None = None
     time_budget_s: float | None = None
+    python: str = ""  # which interpreter the target's commands run with, in words
 
 
 @dataclass
@@ -239,6 +240,11 @@ class ExperimentStarted(Event):
     log_path: str = ""
     parent_exp: int | None = None  # the experiment whose code this one was built on
     island: int | None = None  # the sub-population it belongs to, for island search
+
+
+# A LogLine of the target's prepare command starts with this, so a viewer can
+# tell data preparation from training (the headless output shows it).
+PREPARE_LOG_PREFIX = "[prepare] "
 
 
 @dataclass

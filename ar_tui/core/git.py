@@ -19,6 +19,8 @@ from pathlib import Path
 
 import git
 
+from ar_tui.core.errors import UserError
+
 GIT_ERRORS = (git.exc.GitError, git.exc.InvalidGitRepositoryError, git.exc.NoSuchPathError, OSError, ValueError)
 
 # Commits made by ar-tui need an identity even on a machine with no git config.
@@ -30,7 +32,7 @@ COMMIT_IDENTITY = {
 }
 
 
-class GitError(Exception):
+class GitError(UserError):
     """A git problem the user must fix; the message is one line."""
 
 

@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ar_tui.core import events as ev
+from ar_tui.core.errors import RunError
+from ar_tui.core.rundir import RunDir
 
 # Appended after the original five; new columns go at the end, so older files still read.
 EXTRA_COLUMNS = ["exp", "cost_usd", "seconds", "forced", "prepared_before", "rule", "rationale", "parent"]
 
 
-class LedgerError(Exception):
+class LedgerError(RunError):
     """The run dir cannot be written (full disk, permissions): one line for the user."""
 
 
@@ -150,7 +152,7 @@ class Ledger:
     """results.tsv: one row per decided experiment, never doubled."""
 
     def __init__(self, run_dir: Path, metric_name: str) -> None:
-        self.path = Path(run_dir) / "results.tsv"
+        self.path = RunDir(run_dir).ledger
         self.metric_name = metric_name
         self.rows: list[LedgerRow] = []
         if self.path.exists():
@@ -190,7 +192,7 @@ class EventLog:
     DURABLE = (ev.Decision, ev.RunStopped, ev.ProposalReady, ev.BaselineReady)
 
     def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / "events.jsonl"
+        self.path = RunDir(run_dir).events
         if self.path.exists():
             _cut_torn_line(self.path)
         try:
@@ -230,8 +232,8 @@ def read_events(path: Path) -> Iterator[ev.Event]:
 
 
 def write_state(run_dir: Path, state: dict[str, Any]) -> None:
-    path = Path(run_dir) / "state.json"
-    tmp = path.with_name("state.json.tmp")
+    path = RunDir(run_dir).state
+    tmp = path.with_name(path.name + ".tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as handle:
             json.dump(state, handle, indent=1)
@@ -243,7 +245,7 @@ def write_state(run_dir: Path, state: dict[str, Any]) -> None:
 
 
 def read_state(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / "state.json"
+    path = RunDir(run_dir).state
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -17,6 +17,8 @@ from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
+from ar_tui.core.errors import UserError
+
 
 @dataclass
 class TokenUsage:
@@ -85,7 +87,7 @@ _SUFFIXES = (
 )
 
 
-class PriceError(ValueError):
+class PriceError(UserError, ValueError):
     """A price override the user wrote is not usable; the message is one line."""
 
 

@@ -1,6 +1,8 @@
 """The other end of the control socket: an `EngineHandle` for an attached app,
-one-shot requests for `ar-tui status` / `stop`, the list of runs on this
-machine, and starting an engine detached from the terminal.
+one-shot requests for `ar-tui status` / `stop`, the status of every run on
+this machine (which runs there are is `ar_tui.core.rundir`'s to say), and
+starting an engine detached from the terminal. The text people read is in
+`ar_tui.headless`.
 
 An attached app calls the handle's methods synchronously, the way it calls a
 local engine; a round trip must not block its event loop, so each command is
@@ -14,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import time
@@ -23,60 +24,48 @@ from typing import Any, Callable
 
 from ar_tui.core import events as ev
 from ar_tui.core.control import Observer, RunView
-from ar_tui.core.engine import PID_FILE, engine_pid
-from ar_tui.core.server import (
-    EVENTS_FILE,
-    SOCKET_NAME,
-    encode,
-    read_history,
-    registered_run_dirs,
+from ar_tui.core.errors import RunError, UserError
+from ar_tui.core.rundir import (
+    SOCKET_FILE,
+    RunDir,
+    clean_stale,
+    engine_pid,
+    find_run_dirs,
     socket_address,
     socket_answers,
 )
+from ar_tui.core.server import encode, read_history
 
 # Events carry diffs and crash tails; a generous cap that still bounds memory.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 # Events received before the app subscribes (it subscribes once it is drawn).
 _EARLY_EVENTS_LIMIT = 50_000
-ENGINE_OUT = "engine.out"
 STATE_DEAD = "dead"  # the engine died without stopping the run; `run` resumes it
 
 
-class EngineNotRunning(Exception):
+class EngineNotRunning(RunError):
     """No live engine answers for this run dir. The message is one line."""
 
 
-class RemoteError(Exception):
+class RemoteError(RunError):
     """The engine refused a request, or the connection is gone."""
 
 
-def clean_stale(run_dir: Path) -> bool:
-    """Remove the socket and pid file a crashed engine left behind. Returns
-    True when there was something stale. A live engine's files are kept."""
-    run_dir = Path(run_dir)
-    pid_file = run_dir / PID_FILE
-    try:
-        recorded = pid_file.read_text()
-    except OSError:
-        recorded = None
-    if engine_pid(run_dir) is not None:
-        return False
-    cleaned = False
-    sock = run_dir / SOCKET_NAME
-    if (sock.exists() or sock.is_symlink()) and not socket_answers(sock):
-        with contextlib.suppress(OSError):
-            sock.unlink()
-            cleaned = True
-    # Only the pid file we judged stale: a new engine may have just written its own.
-    with contextlib.suppress(OSError):
-        if recorded is not None and pid_file.read_text() == recorded and engine_pid(run_dir) is None:
-            pid_file.unlink()
-            cleaned = True
-    return cleaned
+class EngineExited(EngineNotRunning):
+    """A background engine that exited before its socket answered; the exit
+    code is its own (2 for bad input)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.exit_code = code if code in (1, 2) else 1
+
+
+class NotARunDir(UserError):
+    """A folder named as a run dir holds no run."""
 
 
 async def _open(run_dir: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    path = Path(run_dir) / SOCKET_NAME
+    path = RunDir(run_dir).socket
     try:
         with socket_address(path) as address:
             return await asyncio.wait_for(asyncio.open_unix_connection(address, limit=MAX_MESSAGE_BYTES), 5.0)
@@ -85,7 +74,7 @@ async def _open(run_dir: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWrit
             clean_stale(run_dir)
             raise EngineNotRunning(f"no engine is running in {run_dir}") from None
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise EngineNotRunning(f"the engine in {run_dir} does not answer on {SOCKET_NAME} ({reason})") from None
+        raise EngineNotRunning(f"the engine in {run_dir} does not answer on {SOCKET_FILE} ({reason})") from None
 
 
 class RemoteEngine:
@@ -120,7 +109,7 @@ class RemoteEngine:
             raise EngineNotRunning(f"the engine in {self.run_dir} did not accept a viewer: {exc}") from None
         self.pid = subscribed.get("pid")
         end = int(subscribed["events_offset"])
-        return await asyncio.to_thread(lambda: list(read_history(self.run_dir / EVENTS_FILE, end)))
+        return await asyncio.to_thread(lambda: list(read_history(RunDir(self.run_dir).events, end)))
 
     async def close(self) -> None:
         self._closing = True
@@ -288,21 +277,17 @@ async def request(run_dir: Path, cmd: str, **args: Any) -> Any:
 
 def fold_history(run_dir: Path) -> RunView:
     view = RunView()
-    for event in read_history(Path(run_dir) / EVENTS_FILE, 1 << 62):
+    for event in read_history(RunDir(run_dir).events, 1 << 62):
         view.apply(event)
     return view
-
-
-def is_run_dir(path: Path) -> bool:
-    return (path / EVENTS_FILE).is_file() or (path / "results.tsv").is_file()
 
 
 async def run_status(run_dir: Path) -> dict[str, Any]:
     """The status figures of a run: asked of its engine when it is live,
     folded from events.jsonl when it is not (a dead run says so)."""
     run_dir = Path(run_dir).resolve()
-    if not is_run_dir(run_dir):
-        raise EngineNotRunning(f"{run_dir} is not an ar-tui run dir (no events.jsonl)")
+    if not RunDir(run_dir).has_records():
+        raise NotARunDir(f"{run_dir} is not an ar-tui run dir (no events.jsonl)")
     if engine_pid(run_dir) is not None:
         with contextlib.suppress(EngineNotRunning, RemoteError, ValueError):
             return await request(run_dir, "status")
@@ -318,41 +303,12 @@ async def run_status(run_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def find_run_dirs() -> list[Path]:
-    """Run dirs on this machine: those under runs_root() and those registered
-    by runs with a custom --run-dir; most recently active first."""
-    from ar_tui.core.targets import runs_root
-
-    found: dict[Path, float] = {}
-    candidates = []
-    root = runs_root()
-    if root.is_dir():
-        candidates.extend(p for p in root.iterdir() if p.is_dir())
-    candidates.extend(Path(p) for p in registered_run_dirs())
-    for path in candidates:
-        if is_run_dir(path):
-            found[path.resolve()] = _last_active(path)
-    return sorted(found, key=lambda p: found[p], reverse=True)
-
-
-def _last_active(run_dir: Path) -> float:
-    times = []
-    for name in (EVENTS_FILE, "results.tsv", "state.json"):
-        with contextlib.suppress(OSError):
-            times.append((run_dir / name).stat().st_mtime)
-    return max(times, default=0.0)
-
-
 async def list_runs() -> list[dict[str, Any]]:
     statuses = []
     for run_dir in find_run_dirs():
-        with contextlib.suppress(EngineNotRunning, OSError):
+        with contextlib.suppress(NotARunDir, EngineNotRunning, OSError):
             statuses.append(await run_status(run_dir))
     return statuses
-
-
-def engine_is_live(run_dir: Path) -> bool:
-    return engine_pid(run_dir) is not None
 
 
 def wait_for_exit(pid: int, timeout: float | None = None) -> bool:
@@ -368,90 +324,7 @@ def wait_for_exit(pid: int, timeout: float | None = None) -> bool:
     return True
 
 
-def live_run_dirs() -> list[Path]:
-    return [p for p in find_run_dirs() if engine_pid(p) is not None]
-
-
-def headline_state(status: dict[str, Any]) -> str:
-    """One word for a run: the engine's own state says `idle` while its slots
-    train, which is not what a person asking means."""
-    state = status.get("state") or "?"
-    if state in (STATE_DEAD, ev.STATE_STOPPED, ev.STATE_STOPPING):
-        return state
-    if status.get("paused"):
-        return ev.STATE_PAUSED
-    busy = [s["state"] for s in status.get("slots") or () if s.get("state") != ev.STATE_IDLE]
-    if state in (ev.STATE_IDLE, ev.STATE_PROPOSING) and busy:
-        return busy[0]
-    return state
-
-
-def describe_status(status: dict[str, Any]) -> str:
-    """The one line `ar-tui status` prints."""
-    parts = [status.get("tag") or Path(status.get("run_dir", "")).name, headline_state(status)]
-    if status.get("experiment") is not None and status.get("live"):
-        parts.append(f"exp {status['experiment']}")
-    parts.append(f"{status.get('experiments', 0)} done, {status.get('kept', 0)} kept")
-    metric = status.get("metric") or "metric"
-    if status.get("best") is not None:
-        best = f"best {metric} {status['best']:.6f}"
-        if status.get("improvement_pct") is not None:
-            best += f" ({status['improvement_pct']:+.2f}% vs baseline {status['baseline']:.6f})"
-        parts.append(best)
-    parts.append(f"${status.get('cost_usd', 0.0):.2f}")
-    slots = status.get("slots") or []
-    if slots and status.get("live"):
-        parts.append("slots " + ", ".join(
-            f"{s['device']} {s['state']}" + (f" exp {s['exp']}" if s.get("exp") is not None else "") for s in slots))
-    if status.get("stopped_reason"):
-        parts.append(f"stopped: {status['stopped_reason']}")
-    if status.get("state") == STATE_DEAD:
-        parts.append("the engine died; `ar-tui run` with this run's tag and --run-dir resumes it")
-    return "  ".join(parts)
-
-
 # ---------------------------------------------------------------------- resuming and detaching
-
-
-def resume_command(run_dir: Path) -> list[str]:
-    """The `ar-tui run` arguments that resume this run, from its last RunStarted."""
-    run_dir = Path(run_dir).resolve()
-    started = None
-    for event in read_history(run_dir / EVENTS_FILE, 1 << 62):
-        if isinstance(event, ev.RunStarted):
-            started = event
-    if started is None:
-        return ["run", "--run-dir", str(run_dir)]
-    args = ["run", "--target", started.target, "--tag", started.tag, "--run-dir", str(run_dir)]
-    if started.agent in ("offline", "claude"):
-        args += ["--agent", started.agent]
-    if started.model:
-        args += ["--model", started.model]
-    if not started.attended:
-        args.append("--unattended")
-    else:
-        args += ["--veto-window", f"{started.veto_window_s:g}"]
-    gpus = [s.split(":", 1)[1] for s in started.slots if s.startswith("cuda:")]
-    if gpus:
-        args += ["--devices", ",".join(gpus)]
-    else:
-        args += ["--slots", str(len(started.slots))]
-    args += ["--lookahead", str(started.lookahead)]
-    for flag, value in (("--max-experiments", started.max_experiments), ("--hours", started.hours),
-                        ("--budget-usd", started.budget_usd), ("--time-budget", started.time_budget_s)):
-        if value is not None:
-            args += [flag, f"{value:g}" if isinstance(value, float) else str(value)]
-    return args
-
-
-def detached_argv(argv: list[str]) -> list[str]:
-    """The `run` arguments for the background engine: the user's own without
-    --detach (or an abbreviation argparse accepts), headless. The caller
-    appends --tag and --run-dir so that parent and child agree on them."""
-    kept = [a for a in argv if not (a.startswith("--det") and "--detach".startswith(a))]
-    if kept and kept[0] == "run":
-        kept = kept[1:]
-    return ["run", *kept, "--headless"]
 
 
 async def start_detached(run_args: list[str], run_dir: Path, timeout_s: float = 120.0) -> int:
@@ -461,7 +334,7 @@ async def start_detached(run_args: list[str], run_dir: Path, timeout_s: float = 
     engine's own error line when it exits first."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    out_path = run_dir / ENGINE_OUT
+    out_path = RunDir(run_dir).engine_out
     start_offset = out_path.stat().st_size if out_path.exists() else 0
     with open(out_path, "ab") as out:
         # Popen rather than asyncio's subprocess: asyncio kills a child whose
@@ -475,8 +348,8 @@ async def start_detached(run_args: list[str], run_dir: Path, timeout_s: float = 
     while True:
         code = process.poll()
         if code is not None:
-            raise EngineNotRunning(_last_error_line(out_path, start_offset) or f"the engine exited with code {code}")
-        if engine_pid(run_dir) == process.pid and socket_answers(run_dir / SOCKET_NAME):
+            raise EngineExited(_last_error_line(out_path, start_offset) or f"the engine exited with code {code}", code)
+        if engine_pid(run_dir) == process.pid and socket_answers(RunDir(run_dir).socket):
             with contextlib.suppress(EngineNotRunning, RemoteError):
                 await request(run_dir, "status")
                 return process.pid

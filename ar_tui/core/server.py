@@ -39,13 +39,14 @@ import sys
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, AsyncIterator, Iterator
 
 from ar_tui.core import events as ev
 from ar_tui.core.control import EngineHandle, RunView
+from ar_tui.core.errors import RunError
+from ar_tui.core.rundir import SOCKET_FILE, RunDir, register_run_dir, socket_address, socket_answers
 
-SOCKET_NAME = "control.sock"
-EVENTS_FILE = "events.jsonl"
+SOCKET_NAME = SOCKET_FILE
 # Commands are a few dozen bytes; anything this long is not one of ours.
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_CLIENTS = 32
@@ -53,11 +54,6 @@ MAX_CLIENTS = 32
 # it, and beyond which the client is disconnected.
 LOG_LINE_BACKLOG = 2_000
 MAX_BACKLOG = 20_000
-# Run dirs outside runs_root() are listed in this file so that `ar-tui ls`
-# finds them.
-REGISTRY_FILE = "run-dirs.txt"
-# AF_UNIX paths are limited to 108 bytes on Linux (104 on macOS).
-_MAX_SOCKET_PATH = 100
 
 COMMANDS = ("subscribe", "status", "pause", "resume", "set_attended", "veto", "force_keep", "start_now", "stop")
 _ARGUMENTS: dict[str, dict[str, tuple[type, ...]]] = {
@@ -141,70 +137,6 @@ def read_history(path: Path, end: int) -> Iterator[ev.Event]:
                 continue
 
 
-@contextlib.contextmanager
-def socket_address(path: Path) -> Iterator[str]:
-    """An address that reaches `path` even when the path is longer than
-    AF_UNIX allows: through the directory's descriptor under /proc on Linux."""
-    if len(os.fsencode(str(path))) <= _MAX_SOCKET_PATH:
-        yield str(path)
-        return
-    if not os.path.isdir("/proc/self/fd"):
-        raise OSError(f"socket path too long for this system ({len(str(path))} bytes): use a shorter --run-dir")
-    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        yield f"/proc/self/fd/{fd}/{path.name}"
-    finally:
-        os.close(fd)
-
-
-def socket_answers(path: Path) -> bool:
-    """Whether something listens on the socket at `path` (a probe, no request)."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        with socket_address(path) as address:
-            probe.connect(address)
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
-
-
-def registry_path() -> Path:
-    from ar_tui.core.targets import runs_root
-
-    return runs_root() / REGISTRY_FILE
-
-
-def register_run_dir(run_dir: Path) -> None:
-    """Record a run dir outside runs_root() so that `ar-tui ls` finds it."""
-    from ar_tui.core.targets import runs_root
-
-    run_dir = Path(run_dir).resolve()
-    root = runs_root().resolve()
-    if run_dir.parent == root:
-        return
-    path = registry_path()
-    if str(run_dir) in registered_run_dirs():
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # One short line in one O_APPEND write: concurrent engines never interleave.
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        os.write(fd, (str(run_dir) + "\n").encode())
-    finally:
-        os.close(fd)
-
-
-def registered_run_dirs() -> list[str]:
-    try:
-        text = registry_path().read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    return list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
-
-
 class _Client:
     """One connection: a queue of outgoing lines drained by its own task, so
     that the engine only ever appends."""
@@ -269,8 +201,8 @@ class ControlServer:
     def __init__(self, engine: EngineHandle, run_dir: Path) -> None:
         self.engine = engine
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir / SOCKET_NAME
-        self.events_path = self.run_dir / EVENTS_FILE
+        self.path = RunDir(self.run_dir).socket
+        self.events_path = RunDir(self.run_dir).events
         self.view = RunView()
         self.clients: set[_Client] = set()
         self._server: asyncio.AbstractServer | None = None
@@ -492,3 +424,19 @@ def _peer_uid(sock: socket.socket | None) -> int | None:
         return None
     _pid, uid, _gid = struct.unpack("3i", creds)
     return uid
+
+
+@contextlib.asynccontextmanager
+async def control_service(engine: EngineHandle) -> AsyncIterator[ControlServer]:
+    """The run's control socket as a service (see `ar_tui.core.engine.Service`):
+    open while the run lives, so that `attach`, `status` and `stop` reach it.
+    The engine runs on without it when the socket cannot be made."""
+    server = ControlServer(engine, engine.run_dir.path)  # type: ignore[attr-defined]
+    try:
+        await server.start()
+    except OSError as exc:
+        raise RunError(f"no control socket, attach will not work: {exc}") from None
+    try:
+        yield server
+    finally:
+        await server.close()

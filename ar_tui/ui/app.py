@@ -24,8 +24,10 @@ from textual.containers import Container
 from textual.widgets import Footer, Tab, Tabs
 from textual.worker import Worker, WorkerState
 
+from ar_tui import exit_codes
 from ar_tui.core import events as ev
 from ar_tui.core.control import EngineHandle, RunView
+from ar_tui.signals import install_stop_signals
 from ar_tui.ui.agent_pane import AgentPane
 from ar_tui.ui.confirm_screen import ConfirmScreen
 from ar_tui.ui.cost_meter import CostMeter
@@ -462,12 +464,11 @@ class ArTuiApp(App[Any]):
 def run_app(engine: Any) -> int:
     """`ar-tui run` without --headless: the engine runs inside the app. A
     resumed run's history comes from its events.jsonl, so it shows at once."""
-    from ar_tui.cli import _install_stop_signals
     from ar_tui.core.ledger import read_events
+    from ar_tui.core.rundir import RunDir
 
-    run_dir = Path(engine.options.run_dir)
-    app = ArTuiApp(engine, run_engine=engine.run, replay=read_events(run_dir / "events.jsonl"),
-                   log_dir=run_dir / "logs")
+    run_dir = RunDir(engine.options.run_dir)
+    app = ArTuiApp(engine, run_engine=engine.run, replay=read_events(run_dir.events), log_dir=run_dir.logs)
     if sys.platform != "win32":
         from ar_tui.ui.hangup_driver import HangupSafeDriver, on_hangup
 
@@ -476,7 +477,7 @@ def run_app(engine: Any) -> int:
     async def main() -> None:
         # SIGTERM, SIGHUP (the SSH connection dropped): stop cleanly, and the
         # app leaves when the engine has saved its state.
-        _install_stop_signals(engine)
+        install_stop_signals(engine)
         if sys.platform != "win32":
             on_hangup(asyncio.get_running_loop(), lambda: engine.request_stop(True))
         await app.run_async()
@@ -489,26 +490,15 @@ def run_app(engine: Any) -> int:
 
 
 def _exit_code(app: "ArTuiApp") -> int:
-    from ar_tui.cli import EXIT_BAD_INPUT, EXIT_ERROR, EXIT_OK
-    from ar_tui.core.engine import UserError
-
-    if isinstance(app.engine_error, UserError):
-        return EXIT_BAD_INPUT
-    stopped = app.engine_result
-    if app.engine_error is not None or (isinstance(stopped, ev.RunStopped) and stopped.error):
-        return EXIT_ERROR
-    # A clean stop, or left while the engine was still stopping (a second q).
-    return EXIT_OK
+    # A clean stop, or left while the engine was still stopping (a second q), is 0.
+    stopped = app.engine_result if isinstance(app.engine_result, ev.RunStopped) else None
+    return exit_codes.exit_code(app.engine_error, stopped)
 
 
 def _print_outcome(app: "ArTuiApp") -> None:
-    from ar_tui.core.engine import UserError
-
     error = app.engine_error
-    if isinstance(error, UserError):
-        print(f"ar-tui: {error}", file=sys.stderr)
-    elif error is not None:
-        print(f"ar-tui: the engine failed: {error!r}", file=sys.stderr)
+    if error is not None:
+        exit_codes.report(error)
     elif isinstance(app.engine_result, ev.RunStopped):
         stopped = app.engine_result
         print(f"ar-tui: {stopped.reason}; {stopped.experiments} experiments, {stopped.kept} kept, "

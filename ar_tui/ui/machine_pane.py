@@ -13,6 +13,8 @@ from typing import Callable
 import psutil
 from textual.widgets import Static
 
+from ar_tui.gpus import nvml_devices
+
 GIB = 1024**3
 
 Sampler = Callable[[], list[str]]
@@ -22,14 +24,7 @@ class NvmlSampler:
     """Utilisation, memory and temperature of every NVIDIA GPU."""
 
     def __init__(self) -> None:
-        import pynvml  # nvidia-ml-py; raises when the driver library is missing
-
-        self._nvml = pynvml
-        pynvml.nvmlInit()
-        count = pynvml.nvmlDeviceGetCount()
-        if count == 0:
-            raise RuntimeError("no NVIDIA GPU")
-        self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+        self._nvml, self._handles = nvml_devices()
         self._names = [self._name(h) for h in self._handles]
 
     def _name(self, handle) -> str:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
+from ar_tui import formatting as fmt
 from ar_tui.core import events as ev
 from ar_tui.core.control import RunView
-from ar_tui.ui import fmt
 from ar_tui.ui.results_table import ResultsTable
 
 

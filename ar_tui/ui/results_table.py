@@ -6,9 +6,9 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import DataTable
 
+from ar_tui import formatting as fmt
 from ar_tui.core import events as ev
 from ar_tui.core.control import RowView
-from ar_tui.ui import fmt
 
 STATUS_STYLES = {
     ev.STATUS_KEEP: "bold green",

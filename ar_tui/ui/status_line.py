@@ -7,9 +7,9 @@ from pathlib import PurePath
 from rich.text import Text
 from textual.widgets import Static
 
+from ar_tui import formatting as fmt
 from ar_tui.core import events as ev
 from ar_tui.core.control import RunView
-from ar_tui.ui import fmt
 
 
 def display_state(view: RunView, slot_index: int) -> str:

@@ -27,7 +27,7 @@ from ar_tui.core.engine import PID_FILE, engine_pid
 from ar_tui.core.ledger import read_events, read_results
 from ar_tui.core.remote import RemoteEngine, RemoteError, request
 from ar_tui.core.runner import RUN_MARKER_ENV, kill_orphans
-from ar_tui.core.server import MAX_REQUEST_BYTES, SOCKET_NAME
+from ar_tui.core.server import MAX_REQUEST_BYTES, SOCKET_NAME, control_service
 from ar_tui.ui.attached_app import AttachedApp
 from ar_tui.ui.confirm_screen import ConfirmScreen
 from tests.conftest import ar_tui_command, make_target
@@ -425,7 +425,8 @@ async def test_socket_is_owner_only_a_crashed_engine_is_detected_and_resumed(det
 
     code, out, refusal = await cli("attach", run_dir)
     assert code == 1
-    assert "no engine is running" in refusal and f"--run-dir {run_dir.resolve()}" in refusal and "--tag d" in refusal
+    # The run remembers how it was started: --run-dir is all its resume command needs.
+    assert "no engine is running" in refusal and f"ar-tui run --run-dir {run_dir.resolve()}\n" in refusal
     assert not (run_dir / SOCKET_NAME).exists() and not (run_dir / PID_FILE).exists()
     figures = await status(run_dir)
     assert figures["live"] is False and figures["state"] == "dead"
@@ -470,7 +471,8 @@ async def test_a_viewer_that_never_reads_does_not_hold_up_the_engine(tmp_path: P
     run_dir = tmp_path / "run"
     options = EngineOptions(target_dir=make_target(tmp_path / "target", train=CHATTY_TRAIN), tag="c", run_dir=run_dir,
                             attended=False, lookahead=0, baseline_runs=1, max_experiments=1, write_report=False)
-    engine = Engine(options, ScriptedProposer([ScriptStep("LR 0.5 -> 0.4", "LR = 0.5", "LR = 0.4")]))
+    engine = Engine(options, ScriptedProposer([ScriptStep("LR 0.5 -> 0.4", "LR = 0.5", "LR = 0.4")]),
+                    services=[control_service])
     log_lines: list[ev.LogLine] = []
     engine.subscribe(lambda e: log_lines.append(e) if isinstance(e, ev.LogLine) else None)
     run = asyncio.create_task(engine.run())
@@ -522,7 +524,8 @@ async def test_a_run_dir_longer_than_a_socket_address_still_gets_its_socket(tmp_
     options = EngineOptions(target_dir=make_target(tmp_path / "target", train=SLOW_TRAIN), tag="long",
                             run_dir=run_dir, attended=False, lookahead=0, baseline_runs=1, max_experiments=1,
                             write_report=False)
-    engine = Engine(options, ScriptedProposer([ScriptStep("LR 0.5 -> 0.4", "LR = 0.5", "LR = 0.4")]))
+    engine = Engine(options, ScriptedProposer([ScriptStep("LR 0.5 -> 0.4", "LR = 0.5", "LR = 0.4")]),
+                    services=[control_service])
     run = asyncio.create_task(engine.run())
     await wait_for(lambda: running_exp(run_dir) == 1, what="exp 1 running")
     figures = await request(run_dir, "status")

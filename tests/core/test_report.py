@@ -15,18 +15,10 @@ import pytest
 
 from ar_tui.core import events as ev
 from ar_tui.core.ledger import Ledger, LedgerRow
-from ar_tui.core.report import (
-    CHART_NAME,
-    MAX_CHART_LABELS,
-    MAX_LABEL_CHARS,
-    REPORT_NAME,
-    ReportError,
-    build_report,
-    chart_labels,
-    render_markdown,
-    report_as_dict,
-    write_report,
-)
+from ar_tui.core.rundir import CHART_FILE as CHART_NAME
+from ar_tui.core.rundir import REPORT_FILE as REPORT_NAME
+from ar_tui.report import ReportError, build_report, render_markdown, report_as_dict, write_report
+from ar_tui.report.chart import MAX_CHART_LABELS, MAX_LABEL_CHARS, chart_labels
 
 DATA = Path(__file__).parent / "data"
 T0 = 1_780_000_000.0
@@ -599,9 +591,11 @@ async def test_a_real_engine_run_writes_a_report_that_matches_its_ledger(tiny_ta
     ])
     options = EngineOptions(target_dir=tiny_target, tag="real", run_dir=run_dir, attended=False, lookahead=0,
                             baseline_runs=1, max_experiments=4)
-    await Engine(options, proposer).run()
+    from ar_tui.report import report_service
 
-    # The engine wrote the report itself when it stopped.
+    await Engine(options, proposer, services=[report_service]).run()
+
+    # The report service wrote the report when the run stopped.
     assert png_size((run_dir / CHART_NAME).read_bytes()) == (1400, 700)
     table = figures_table((run_dir / REPORT_NAME).read_text())
     _, rows, _ = read_results(run_dir / "results.tsv")

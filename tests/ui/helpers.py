@@ -14,6 +14,7 @@ from textual.pilot import Pilot
 from ar_tui.agents.scripted import ScriptedProposer, ScriptStep
 from ar_tui.core.engine import Engine, EngineOptions
 from ar_tui.core.ledger import read_events, read_results
+from ar_tui.core.server import control_service
 from ar_tui.ui.app import ArTuiApp
 from tests.conftest import make_target
 
@@ -52,7 +53,7 @@ def engine_app(target: Path, run_dir: Path, steps: list[ScriptStep], **options) 
     base = dict(target_dir=target, tag="ui", run_dir=run_dir, attended=False, lookahead=0, baseline_runs=1,
                 write_report=False, max_experiments=len(steps))
     base.update(options)
-    engine = Engine(EngineOptions(**base), ScriptedProposer(steps))
+    engine = Engine(EngineOptions(**base), ScriptedProposer(steps), services=[control_service])
     replay = list(read_events(run_dir / "events.jsonl"))
     app = ArTuiApp(engine, run_engine=engine.run, replay=replay, log_dir=run_dir / "logs",
                    machine_sampler=lambda: ["cpu (test)"])

@@ -33,6 +33,7 @@ from ar_tui.core.engine.strategy import GreedyStrategy, Judging, Strategy, make_
 from ar_tui.core.engine.trial import Trial
 from ar_tui.core.errors import UserError
 from ar_tui.core.git import GIT_ERRORS, GitError, GitRepo
+from ar_tui.core.interpreter import TargetPython, resolve_python
 from ar_tui.core.ledger import EventLog, Ledger, LedgerError, read_events, read_state, write_state
 from ar_tui.core.proposer import Proposer
 from ar_tui.core.rundir import RunDir
@@ -44,11 +45,11 @@ Service = Callable[["Engine"], AsyncContextManager[object]]
 
 class Engine:
     def __init__(self, options: EngineOptions, proposer: Proposer, executor: Executor | None = None,
-                 services: Iterable[Service] | None = None) -> None:
+                 services: Iterable[Service] = ()) -> None:
         self.options = options
         self.proposer = proposer
         self.executor = executor or LocalExecutor()
-        self.services = list(services) if services is not None else default_services(options)
+        self.services = list(services)
         self.run_dir = RunDir(Path(options.run_dir).resolve())
         self.strategy: Strategy = GreedyStrategy()  # the chosen one is made in _open, once the target is read
         self._node_refs: set[int] = set()
@@ -61,6 +62,7 @@ class Engine:
         self.accounting = Accounting()
         self.scheduler = Scheduler(self)
         self.trial: Trial | None = None
+        self.python: TargetPython | None = None
         self.recorder: Recorder | None = None
         self.propose_target: Path | None = None
         self.attended = options.attended
@@ -208,6 +210,7 @@ class Engine:
         try:
             target = load_target(Path(opts.target_dir))
             validate_files(target)
+            self.python = resolve_python(target)
         except ConfigError as exc:
             raise UserError(str(exc)) from None
         if opts.time_budget is not None:
@@ -273,7 +276,7 @@ class Engine:
             protected.append("autoresearch.toml")
         target.protected = protected
         hashes = git.file_hashes(self.propose_target, protected)
-        self.trial = Trial(run_dir, target, git, self.executor, self.emit, hashes)
+        self.trial = Trial(run_dir, target, git, self.executor, self.emit, hashes, self.python)
         self._node_refs = set(git.nodes())
         self.recorder = Recorder(run_dir, self.ledger, self.emit, self.save_state)
 
@@ -356,6 +359,7 @@ class Engine:
             max_experiments=self.options.max_experiments,
             hours=self.options.hours,
             time_budget_s=self.target.time_budget,
+            python=self.python.description,
         ))
         for exp in self._resumed_exps:
             self.emit(ev.Notice(level="warning", message=f"experiment {exp} was interrupted; running it again"))
@@ -483,45 +487,3 @@ async def _guarded(engine: Engine, manager: AsyncContextManager[object]):
         for observer in list(engine.observers):
             with contextlib.suppress(Exception):
                 observer(ev.Notice(level="warning", message=f"{exc}"))
-
-
-def default_services(options: EngineOptions) -> list[Service]:
-    """Until every caller wires its own: the control socket, and the report
-    when asked for. (Kept here only for callers that pass no services.)"""
-    services: list[Service] = [_control_socket]
-    if options.write_report:
-        services.append(_morning_report)
-    return services
-
-
-@contextlib.asynccontextmanager
-async def _control_socket(engine: Engine):
-    """The run's Unix socket, through which `ar-tui attach`, `status` and
-    `stop` reach this engine."""
-    from ar_tui.core.server import ControlServer
-
-    server = ControlServer(engine, engine.run_dir.path)
-    try:
-        await server.start()
-    except OSError as exc:
-        engine.emit(ev.Notice(level="warning", message=f"no control socket, attach will not work: {exc}"))
-        yield None
-        return
-    try:
-        yield server
-    finally:
-        with contextlib.suppress(Exception):
-            await server.close()
-
-
-@contextlib.asynccontextmanager
-async def _morning_report(engine: Engine):
-    yield None
-    if engine.ledger is None or not engine.ledger.rows:
-        return
-    from ar_tui.core.report import write_report
-
-    try:
-        await asyncio.to_thread(write_report, engine.run_dir.path)
-    except Exception as exc:  # the run is over; a report failure must not hide its result
-        raise RuntimeError(f"could not write the report: {exc}") from exc

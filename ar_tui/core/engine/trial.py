@@ -14,7 +14,7 @@ import contextlib
 import math
 import os
 import re
-import sys
+import shlex
 from pathlib import Path
 from typing import Callable
 
@@ -22,7 +22,9 @@ from ar_tui.core import events as ev
 from ar_tui.core.config import TargetConfig
 from ar_tui.core.engine.parts import EVALUATE_TIMEOUT_S, Candidate, Outcome, Slot
 from ar_tui.core.executors.plan import TrialPlan, TrialSteps, execute_plan
+from ar_tui.core.failures import crash_reason
 from ar_tui.core.git import GitRepo
+from ar_tui.core.interpreter import TargetPython
 from ar_tui.core.rundir import RunDir
 from ar_tui.core.runner import RUN_MARKER_ENV, Executor, RunSpec
 from ar_tui.core.seeds import SEED_ENV, seed_for
@@ -32,11 +34,11 @@ SECRET_ENV_PREFIXES = ("ANTHROPIC_",)
 PREPARE_TIMEOUT_S = 3600.0
 
 
-def child_env(run_dir: Path, extra: dict[str, str]) -> dict[str, str]:
+def child_env(run_dir: Path, extra: dict[str, str], python: TargetPython) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV_PREFIXES)}
     env.update(extra)
-    # `python` in a target's commands is the interpreter running ar-tui.
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    # `python` in a target's commands is the target's interpreter (ar_tui.core.interpreter).
+    env = python.child_env(env, run_dir)
     env["PYTHONUNBUFFERED"] = "1"
     env[RUN_MARKER_ENV] = str(run_dir)
     return env
@@ -58,9 +60,10 @@ def last_line(text: str) -> str:
 
 class Trial:
     def __init__(self, run_dir: RunDir, target: TargetConfig, git: GitRepo, executor: Executor,
-                 emit: Callable[[ev.Event], None], protected_hashes: dict[str, str]) -> None:
+                 emit: Callable[[ev.Event], None], protected_hashes: dict[str, str], python: TargetPython) -> None:
         self.run_dir = run_dir
         self.target = target
+        self.python = python
         self.git = git
         self.executor = executor
         self.emit = emit
@@ -88,13 +91,14 @@ class Trial:
         """Run the target's idempotent prepare command; the failure line, or None."""
         if not self.target.prepare:
             return None
-        spec = RunSpec(command=self.target.prepare, cwd=slot.target_dir,
-                       env=child_env(self.run_dir.path, self.target.env), log_path=self.run_dir.prepare_log,
-                       timeout_s=PREPARE_TIMEOUT_S)
+        spec = RunSpec(command=self.python.command(self.target.prepare), cwd=slot.target_dir,
+                       env=child_env(self.run_dir.path, self.target.env, self.python),
+                       log_path=self.run_dir.prepare_log, timeout_s=PREPARE_TIMEOUT_S)
         result = await self.executor.run(spec, lambda text, replace: self.emit(
-            ev.LogLine(exp=0, slot=slot.index, text=text, replace=replace)), asyncio.Event())
+            ev.LogLine(exp=0, slot=slot.index, text=f"{ev.PREPARE_LOG_PREFIX}{text}", replace=replace)),
+            asyncio.Event())
         if result.exit_code != 0:
-            return f"prepare command failed (exit {result.exit_code}): {last_line(result.tail)}"
+            return f"prepare command failed: {crash_reason(result.tail, result.exit_code, self.python.description)}"
         return None
 
     async def execute(self, slot: Slot, cand: Candidate, attempt: int) -> Outcome:
@@ -110,23 +114,26 @@ class Trial:
         if target.evaluate:
             checkpoint.parent.mkdir(exist_ok=True)
             extra["AR_CHECKPOINT"] = str(checkpoint)
-        env = child_env(self.run_dir.path, extra)
+        env = child_env(self.run_dir.path, extra, self.python)
         patterns = {"metric": target.metric_regex, "memory": re.compile(target.memory_pattern, re.MULTILINE)}
-        spec = RunSpec(command=target.run, cwd=slot.target_dir, env=env, log_path=self.run_dir.log(cand.exp, attempt),
+        spec = RunSpec(command=self.python.command(target.run), cwd=slot.target_dir, env=env,
+                       log_path=self.run_dir.log(cand.exp, attempt),
                        timeout_s=target.hard_timeout, device=slot.device, patterns=patterns)
 
         def on_line(text: str, replace: bool) -> None:
             self.emit(ev.LogLine(exp=cand.exp, slot=slot.index, text=text, replace=replace))
 
         assert cand.stop is not None
+        evaluate = (self.python.command(target.evaluate.replace("{checkpoint}", shlex.quote(str(checkpoint))))
+                    if target.evaluate else None)
         plan = TrialPlan(
             training=spec, protected_hashes={f: self.protected_hashes.get(f, "") for f in target.protected},
-            checkpoint=checkpoint if target.evaluate else None, evaluate=target.evaluate,
+            checkpoint=checkpoint if target.evaluate else None, evaluate=evaluate,
             evaluate_log=self.run_dir.eval_log(cand.exp, attempt),
             evaluate_timeout_s=max(EVALUATE_TIMEOUT_S, target.time_budget),
             evaluate_patterns={"metric": target.metric_regex}, env_extra=extra, worktree=slot.worktree,
-            target_subdir=slot.target_dir.relative_to(slot.worktree).as_posix(), prepare=target.prepare,
-            run_marker=str(self.run_dir.path))
+            target_subdir=slot.target_dir.relative_to(slot.worktree).as_posix(), run_template=target.run,
+            evaluate_template=target.evaluate, prepare=target.prepare, run_marker=str(self.run_dir.path))
         steps = await execute_plan(
             self.executor, plan, on_line, cand.stop,
             on_evaluating=lambda: self.emit(ev.StateChanged(state=ev.STATE_EVALUATING, slot=slot.index, exp=cand.exp)),
@@ -144,7 +151,8 @@ class Trial:
             outcome.outcome = ev.OUTCOME_TIMEOUT
             outcome.message = f"killed after the hard timeout of {target.hard_timeout:g} s"
         elif result.exit_code != 0:
-            outcome.outcome, outcome.message = ev.OUTCOME_CRASH, f"exit code {result.exit_code}"
+            outcome.outcome = ev.OUTCOME_CRASH
+            outcome.message = crash_reason(result.tail, result.exit_code, self.python.description)
         else:
             changed = steps.protected_changed or []
             if changed:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -33,7 +32,7 @@ class TrialPlan:
     training: RunSpec
     protected_hashes: dict[str, str]  # path relative to the target dir -> sha256 the engine expects
     checkpoint: Path | None = None  # where AR_CHECKPOINT points; None without an evaluator
-    evaluate: str | None = None  # the trusted evaluator's command, with {checkpoint}
+    evaluate: str | None = None  # the trusted evaluator's command, for this checkpoint
     evaluate_log: Path | None = None
     evaluate_timeout_s: float = 600.0
     evaluate_patterns: dict[str, re.Pattern[str]] = field(default_factory=dict)
@@ -42,6 +41,8 @@ class TrialPlan:
     env_extra: dict[str, str] = field(default_factory=dict)  # what the engine added to the environment
     worktree: Path | None = None  # the slot's worktree, its HEAD the experiment's commit
     target_subdir: str = ""  # the target dir inside the worktree
+    run_template: str = ""  # the target's commands as written (`python` not yet resolved),
+    evaluate_template: str | None = None  # the evaluator's with {checkpoint}
     prepare: str | None = None  # the target's idempotent prepare command
     run_marker: str = ""  # the run's marker (RUN_MARKER_ENV), for finding orphans
 
@@ -83,8 +84,7 @@ async def run_trial_steps(executor: Executor, plan: TrialPlan, on_line: OnLine, 
         steps.checkpoint_missing = True
         return steps
     assert plan.evaluate_log is not None
-    command = plan.evaluate.replace("{checkpoint}", shlex.quote(str(plan.checkpoint)))
-    spec = RunSpec(command=command, cwd=plan.training.cwd, env=plan.training.env, log_path=plan.evaluate_log,
+    spec = RunSpec(command=plan.evaluate, cwd=plan.training.cwd, env=plan.training.env, log_path=plan.evaluate_log,
                    timeout_s=plan.evaluate_timeout_s, device=plan.training.device, patterns=plan.evaluate_patterns)
     steps.evaluation = await executor.run(
         spec, lambda text, replace: on_line(EVALUATE_LINE_PREFIX + text, replace), stop)

@@ -28,9 +28,11 @@ import io
 import logging
 import os
 import queue
+import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import tarfile
 import tempfile
 import threading
@@ -43,6 +45,7 @@ from typing import Any
 
 import ar_tui
 from ar_tui.core.errors import UserError
+from ar_tui.core.interpreter import KIND_OWN, TargetPython
 from ar_tui.core.executors.plan import (
     EVALUATE_LINE_PREFIX, OnEvaluating, OnNotice, TrialPlan, TrialSteps, run_trial_steps,
 )
@@ -104,19 +107,32 @@ def _one_line(exc: BaseException) -> str:
 # ---------------------------------------------------------------------- the node side
 
 
+def node_python() -> TargetPython:
+    """On a node, `python` in the target's commands is the interpreter that
+    runs ar-tui's Ray workers there: the cluster's environment holds the
+    target's dependencies (its `setup`), not a checkout's untracked .venv."""
+    return TargetPython(KIND_OWN, Path(sys.executable), f"python: {sys.executable} (the Ray node's)")
+
+
 def _node_plan(plan: TrialPlan, trial_dir: Path, target_dir: Path) -> TrialPlan:
-    """The engine's plan with this node's paths and environment."""
+    """The engine's plan with this node's paths, interpreter and environment."""
     from ar_tui.core.engine.trial import child_env
 
+    python = node_python()
     extra = dict(plan.env_extra)
-    checkpoint = None
-    if plan.checkpoint is not None:
+    extra.pop("CUDA_VISIBLE_DEVICES", None)  # Ray's assignment on this node, never the engine machine's
+    checkpoint = evaluate = None
+    if plan.checkpoint is not None and plan.evaluate_template:
         checkpoint = trial_dir / "checkpoint" / plan.checkpoint.name
         checkpoint.parent.mkdir(parents=True, exist_ok=True)
         extra["AR_CHECKPOINT"] = str(checkpoint)
-    env = child_env(node_run_root(plan.run_marker), extra)  # the marker is this run's dir on the node
-    training = replace(plan.training, cwd=target_dir, env=env, log_path=trial_dir / "train.log")
-    return replace(plan, training=training, checkpoint=checkpoint, evaluate_log=trial_dir / "evaluate.log")
+        evaluate = python.command(plan.evaluate_template.replace("{checkpoint}", shlex.quote(str(checkpoint))))
+    env = child_env(node_run_root(plan.run_marker), extra, python)  # the marker: this run's dir on the node
+    training = replace(plan.training, command=python.command(plan.run_template), cwd=target_dir, env=env,
+                       log_path=trial_dir / "train.log")
+    prepare = python.command(plan.prepare) if plan.prepare else None
+    return replace(plan, training=training, checkpoint=checkpoint, evaluate=evaluate, prepare=prepare,
+                   evaluate_log=trial_dir / "evaluate.log")
 
 
 async def _prepare_once(plan: TrialPlan, target_dir: Path, on_line: OnLine, stop: asyncio.Event) -> RunResult | None:
@@ -231,11 +247,18 @@ def end_orphans_on_node(run_marker: str) -> int:
 # ---------------------------------------------------------------------- the engine side
 
 
+def cluster_devices(address: str | None, slots: int | None = None) -> list[str]:
+    """The slots of a run on the cluster at `address`: one per GPU (see
+    RayExecutor.devices). Raises UserError with one line."""
+    return RayExecutor(address).devices(slots)
+
+
 class RayExecutor:
     """Runs each trial as a Ray task on the cluster at `address` (default:
     RAY_ADDRESS, else a Ray instance started for the run on this machine)."""
 
     def __init__(self, address: str | None = None, run_marker: str = "") -> None:
+        # run_marker: the run whose orphans to end; by default the first trial's.
         self.address = address or os.environ.get("RAY_ADDRESS") or None
         self.run_marker = run_marker
         self.gpus = 0
@@ -279,9 +302,10 @@ class RayExecutor:
         self.cpus = int(resources.get("CPU", 0))
         self._task = ray.remote(max_retries=0)(node_trial)
 
-    def end_orphans(self) -> int:
+    def end_orphans(self, run_marker: str = "") -> int:
         """End what an earlier engine of this run left on any node. Only once
         the run dir is ours: before, a live engine may be running them."""
+        self.run_marker = self.run_marker or run_marker
         if self._swept or not self.run_marker:
             return 0
         self._swept = True
@@ -332,7 +356,7 @@ class RayExecutor:
         # trial waits for the sweep, which would otherwise take it for an orphan.
         async with self._setup_lock:
             await asyncio.to_thread(self.connect)
-            await asyncio.to_thread(self.end_orphans)
+            await asyncio.to_thread(self.end_orphans, plan.run_marker)
         notify = on_notice or (lambda level, message: None)
         for level, message in self._notices:
             notify(level, message)
@@ -340,7 +364,9 @@ class RayExecutor:
         assert plan.worktree is not None
         code = await asyncio.to_thread(git_bundle, plan.worktree)
         remote_plan = replace(plan, run_marker=plan.run_marker or self.run_marker)
-        gpu = plan.training.device == GPU_DEVICE
+        # A GPU each on a cluster with GPUs, whatever the slot's name (--slots
+        # N counts slots; Ray picks the GPU).
+        gpu = self.gpus > 0
         task = self._task.options(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1,
                                   name=f"ar-tui-trial-{run_key(remote_plan.run_marker)}")
         started = time.monotonic()

@@ -1,5 +1,6 @@
-"""Small text formatters shared by the panes, so a metric or a duration reads
-the same everywhere."""
+"""Small text formatters shared by the app, the headless printer and the
+report, so a metric or a duration reads the same everywhere. Toolkit-free.
+`missing` is how an unknown value reads ("-"; the report says "n/a")."""
 
 from __future__ import annotations
 
@@ -15,20 +16,43 @@ def duration(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
-def metric(value: float | None) -> str:
-    return "-" if value is None else f"{value:.6f}"
+def hours_minutes(seconds: float | None, missing: str = "-") -> str:
+    """A span of a night: 7h 05m."""
+    if seconds is None:
+        return missing
+    minutes = int(round(seconds / 60))
+    return f"{minutes // 60}h {minutes % 60:02d}m"
 
 
-def percent(value: float | None, signed: bool = True) -> str:
+def metric(value: float | None, missing: str = "-") -> str:
+    return missing if value is None else f"{value:.6f}"
+
+
+def delta(value: float | None, missing: str = "-") -> str:
+    """A change of the metric, in its own units, always signed."""
+    return missing if value is None else f"{value:+.6f}"
+
+
+def percent(value: float | None, signed: bool = True, missing: str = "-") -> str:
     if value is None:
-        return "-"
+        return missing
     return f"{value:+.2f}%" if signed else f"{value:.0f}%"
+
+
+def share(value: float | None, missing: str = "-") -> str:
+    """A percentage given as a plain figure (12.34 -> 12.34%)."""
+    return missing if value is None else f"{value:.2f}%"
 
 
 def dollars(value: float | None) -> str:
     if value is None:
         return "-"
     return f"${value:,.2f}" if abs(value) >= 10 else f"${value:.3f}"
+
+
+def exact_dollars(value: float | None, missing: str = "-") -> str:
+    """Money in a summary or a report, where a token's cost still shows."""
+    return missing if value is None else f"${value:.4f}"
 
 
 def tokens(count: int) -> str:

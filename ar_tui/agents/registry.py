@@ -1,0 +1,60 @@
+"""Proposers by name: what `--agent` chooses and a stored run remembers.
+
+Each entry builds a proposer from the settings a run was started with; the
+imports happen inside, so choosing the offline proposer never loads the
+Anthropic SDK. A new proposer registers here and the CLI offers it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ar_tui.core.errors import UserError
+from ar_tui.core.proposer import Proposer
+
+
+@dataclass(frozen=True)
+class ProposerSettings:
+    model: str
+    program: str | None = None  # the agent's instructions (text), for agents that read them
+    base_url: str | None = None
+    seed: int = 0
+    target: Path | None = None  # the target directory, for proposers that read it before the run
+    run_dir: Path | None = None  # where a proposer may keep what it remembers across resumes
+    extra: dict[str, Any] = field(default_factory=dict)  # the run's extra options (RunOptions.extra)
+
+
+def _offline(settings: ProposerSettings) -> Proposer:
+    from ar_tui.agents.offline import OfflineProposer
+
+    return OfflineProposer(seed=settings.seed)
+
+
+def _claude(settings: ProposerSettings) -> Proposer:
+    from ar_tui.agents.claude import ClaudeAgent
+
+    if settings.program is None:
+        raise UserError("the claude agent needs its instructions: pass --program FILE (default: program.md)")
+    return ClaudeAgent(model=settings.model, program=settings.program, base_url=settings.base_url)
+
+
+PROPOSERS: dict[str, Callable[[ProposerSettings], Proposer]] = {
+    "offline": _offline,
+    "claude": _claude,
+}
+# Proposers that follow program.md; the others need no instructions file.
+READS_PROGRAM = frozenset({"claude"})
+
+
+def proposer_names() -> list[str]:
+    return list(PROPOSERS)
+
+
+def make_proposer(name: str, settings: ProposerSettings) -> Proposer:
+    try:
+        factory = PROPOSERS[name]
+    except KeyError:
+        raise UserError(f"unknown agent {name!r}; known: {', '.join(proposer_names())}") from None
+    return factory(settings)

@@ -1,0 +1,132 @@
+"""Text for a terminal without the app: the line-per-experiment printer of
+`ar-tui run --headless` (and of a detached engine's engine.out), the one line
+of `ar-tui status`, and the table of `ar-tui ls`.
+
+Toolkit-free, and free of the engine and GitPython: `status` and `ls` import
+this and nothing heavier.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from ar_tui import formatting as fmt
+from ar_tui.core import events as ev
+from ar_tui.core.remote import STATE_DEAD
+from ar_tui.core.rundir import RunDir
+
+
+def open_app_command(run_dir: Path) -> str:
+    """The one command that opens the app on this run: it resumes a stopped
+    run with its stored options, and shows a finished one."""
+    return f"ar-tui run --run-dir {shlex.quote(str(run_dir))}"
+
+
+class HeadlessPrinter:
+    """Prints a line per experiment: the headless observer of the engine."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+
+    def __call__(self, event: ev.Event) -> None:
+        line = self.format(event)
+        if line:
+            print(line, file=self.stream or sys.stdout, flush=True)
+
+    @staticmethod
+    def format(event: ev.Event) -> str | None:
+        if isinstance(event, ev.RunStarted):
+            mode = "attended" if event.attended else "unattended"
+            verb = "resuming" if event.resumed else "starting"
+            return (f"ar-tui: {verb} run {event.tag} on {event.target} ({event.agent}, {mode}, "
+                    f"slots {', '.join(event.slots)}); run dir {event.run_dir}"
+                    + (f"\n{event.python}" if event.python else ""))
+        if isinstance(event, ev.LogLine) and event.text.startswith(ev.PREPARE_LOG_PREFIX):
+            return event.text if event.text[len(ev.PREPARE_LOG_PREFIX):].strip() else None
+        if isinstance(event, ev.BaselineReady):
+            return f"baseline: {fmt.metric(event.metric)}"
+        if isinstance(event, ev.ExperimentStarted):
+            again = f" (run {event.attempt})" if event.attempt > 1 else ""
+            return f"exp {event.exp}{again} [slot {event.slot}] running: {event.description}"
+        if isinstance(event, ev.Decision):
+            return f"exp {event.exp} {event.status.upper():7s} {fmt.metric(event.metric)}  {event.description}  ({event.rule})"
+        if isinstance(event, ev.ProposalFailed):
+            return f"exp {event.exp} proposal failed: {event.reason}"
+        if isinstance(event, ev.ApiWaiting):
+            return f"waiting for the API ({event.reason}); retrying in {event.retry_in_s:.0f} s"
+        if isinstance(event, ev.Notice) and event.level in ("warning", "error"):
+            return f"{event.level}: {event.message}"
+        if isinstance(event, ev.VetoWindow):
+            return f"exp {event.exp} waits {event.seconds:g} s for a veto"
+        if isinstance(event, ev.RunStopped):
+            return (f"stopped: {event.reason}\nexperiments: {event.experiments}  kept: {event.kept}  "
+                    f"best: {fmt.metric(event.best_metric)}  "
+                    f"improvement over baseline: {fmt.percent(event.improvement_pct)}  "
+                    f"cost: {fmt.exact_dollars(event.cost_usd)}")
+        return None
+
+
+def where_to_look(run_dir: Path) -> str:
+    """What a person reads after a headless run: where the report and the
+    chart are (those that were written), and how to see the run in the app."""
+    paths = RunDir(run_dir)
+    lines = [f"{label}: {path}" for label, path in (("report", paths.report), ("chart", paths.chart))
+             if path.is_file()]
+    # There is no viewer for a stopped run but the app on a resumed one: say so.
+    lines.append(f"open it in the app (it goes on if a budget is left): {open_app_command(paths.path)}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------- status and ls
+
+
+def headline_state(status: dict[str, Any]) -> str:
+    """One word for a run: the engine's own state says `idle` while its slots
+    train, which is not what a person asking means."""
+    state = status.get("state") or "?"
+    if state in (STATE_DEAD, ev.STATE_STOPPED, ev.STATE_STOPPING):
+        return state
+    if status.get("paused"):
+        return ev.STATE_PAUSED
+    busy = [s["state"] for s in status.get("slots") or () if s.get("state") != ev.STATE_IDLE]
+    if state in (ev.STATE_IDLE, ev.STATE_PROPOSING) and busy:
+        return busy[0]
+    return state
+
+
+def describe_status(status: dict[str, Any]) -> str:
+    """The one line `ar-tui status` prints."""
+    parts = [status.get("tag") or Path(status.get("run_dir", "")).name, headline_state(status)]
+    if status.get("experiment") is not None and status.get("live"):
+        parts.append(f"exp {status['experiment']}")
+    parts.append(f"{status.get('experiments', 0)} done, {status.get('kept', 0)} kept")
+    metric = status.get("metric") or "metric"
+    if status.get("best") is not None:
+        best = f"best {metric} {fmt.metric(status['best'])}"
+        if status.get("improvement_pct") is not None:
+            best += f" ({fmt.percent(status['improvement_pct'])} vs baseline {fmt.metric(status.get('baseline'))})"
+        parts.append(best)
+    parts.append(f"${status.get('cost_usd', 0.0):.2f}")
+    slots = status.get("slots") or []
+    if slots and status.get("live"):
+        parts.append("slots " + ", ".join(
+            f"{s['device']} {s['state']}" + (f" exp {s['exp']}" if s.get("exp") is not None else "") for s in slots))
+    if status.get("stopped_reason"):
+        parts.append(f"stopped: {status['stopped_reason']}")
+    if status.get("state") == STATE_DEAD:
+        parts.append(f"the engine died; `{open_app_command(Path(status.get('run_dir', '.')))} --headless` resumes it")
+    return "  ".join(parts)
+
+
+def runs_table(runs: list[dict[str, Any]]) -> str:
+    """The table `ar-tui ls` prints, one run a line."""
+    if not runs:
+        return "no runs on this machine"
+    lines = [f"{'TAG':16} {'STATE':12} {'EXPS':>5} {'KEPT':>5} {'BEST':>10}  RUN DIR"]
+    for run in runs:
+        lines.append(f"{(run['tag'] or '?')[:16]:16} {headline_state(run):12} {run['experiments']:5d} "
+                     f"{run['kept']:5d} {fmt.metric(run.get('best')):>10}  {run['run_dir']}")
+    return "\n".join(lines)

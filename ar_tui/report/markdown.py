@@ -1,0 +1,163 @@
+"""report.md: the figures as a page a person reads over coffee."""
+
+from __future__ import annotations
+
+from ar_tui import formatting as fmt
+from ar_tui.core.rundir import CHART_FILE, LEDGER_FILE
+from ar_tui.report.build import Report
+
+# A report.md that inlines every diff of a long night would be unreadable; the
+# full diffs stay in diffs/<exp>.diff.
+MAX_DIFF_LINES = 120
+MAX_FAILED_IDEAS_SHOWN = 30
+# An unknown figure in the report's tables.
+NA = "n/a"
+
+
+def fmt_metric(value: float | None) -> str:
+    return fmt.metric(value, missing=NA)
+
+
+def fmt_delta(value: float | None) -> str:
+    return fmt.delta(value, missing=NA)
+
+
+def fmt_usd(value: float | None) -> str:
+    return fmt.exact_dollars(value, missing=NA)
+
+
+def fmt_pct(value: float | None) -> str:
+    return fmt.share(value, missing=NA)
+
+
+def fmt_duration(seconds: float | None) -> str:
+    return fmt.hours_minutes(seconds, missing=NA)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any run of backticks inside the text."""
+    longest = run = 0
+    for char in text:
+        run = run + 1 if char == "`" else 0
+        longest = max(longest, run)
+    return "`" * max(3, longest + 1)
+
+
+def summary_table(report: Report) -> list[tuple[str, str]]:
+    """The summary figures as (label, value) pairs, formatted as report.md shows them."""
+    what = f"{report.metric} ({report.better_word} is better)"
+    best = fmt_metric(report.best)
+    if report.best_exp is not None:
+        best += f" (exp {report.best_exp}, {report.best_commit})"
+    if report.wall_seconds is None:
+        pace = share = "n/a (no events.jsonl)"
+    else:
+        pace = "n/a" if report.experiments_per_hour is None else f"{report.experiments_per_hour:.1f}"
+        share = "n/a" if report.training_share is None else f"{100 * report.training_share:.1f}%"
+        if report.training_seconds is not None:
+            share += f" ({fmt_duration(report.training_seconds)} training in {fmt_duration(report.wall_seconds)}"
+            share += f" on {report.slots} slots)" if report.slots > 1 else ")"
+    if report.cost_usd is None:
+        cost = "n/a (no cost recorded)"
+    else:
+        cost = fmt_usd(report.cost_usd) + (" (at least; a model had no known price)" if report.cost_is_lower_bound else "")
+    tokens = "n/a"
+    if report.tokens is not None:
+        tokens = ", ".join(f"{kind.replace('_', ' ')} {count:,}" for kind, count in report.tokens.items())
+    return [
+        ("Metric", what),
+        ("Baseline", fmt_metric(report.baseline)),
+        ("Best", best),
+        ("Improvement", fmt_pct(report.improvement_pct)),
+        ("Experiments run", f"{report.experiments} (after the baseline)"),
+        ("Kept", str(report.kept)),
+        ("Discarded", str(report.discarded)),
+        ("Crashed", str(report.crashed)),
+        ("Vetoed", str(report.vetoed)),
+        ("Wall time", fmt_duration(report.wall_seconds)),
+        ("Experiments per hour", pace),
+        ("Share of wall time training", share),
+        ("Total cost", cost),
+        ("Tokens", tokens),
+        ("Cost per experiment", fmt_usd(report.cost_per_experiment)),
+        ("Cost per kept improvement", fmt_usd(report.cost_per_kept)),
+    ]
+
+
+def render_markdown(
+    report: Report, narrative: str | None = None, *, chart: bool = True, max_diff_lines: int = MAX_DIFF_LINES
+) -> str:
+    out: list[str] = [f"# Morning report: {report.tag}", ""]
+    who = report.agent + (f" ({report.model})" if report.model else "")
+    source = "ar-tui run" if report.source == "ar-tui" else "results.tsv only (no events.jsonl)"
+    out.append(f"Run dir `{report.run_dir}` · {source}" + (f" · agent {who}" if who else ""))
+    if report.stopped_reason:
+        out.append(f"Stopped: {_one_line(report.stopped_reason)}")
+    out.append("")
+    for warning in report.warnings:
+        out.append(f"> Note: {warning}")
+    if report.warnings:
+        out.append("")
+    if narrative:
+        out += [
+            "## What happened",
+            "",
+            "_Written by the model from the figures below; the figures themselves come from the ledger._",
+            "",
+            narrative.strip(),
+            "",
+        ]
+    if chart:
+        out += [f"![progress]({CHART_FILE})", ""]
+    out += ["## Figures", "", "| | |", "|---|---|"]
+    out += [f"| {label} | {value} |" for label, value in summary_table(report)]
+    out.append("")
+
+    out += ["## Kept changes", ""]
+    if not report.kept_changes:
+        out += ["Nothing beat the baseline.", ""]
+    for number, change in enumerate(report.kept_changes, 1):
+        out.append(f"### {number}. exp {change.exp} · `{change.commit}` · {_one_line(change.description)}")
+        out.append("")
+        out.append(
+            f"- {report.metric} {fmt_metric(change.metric)}, {fmt_delta(change.delta)} "
+            f"from {fmt_metric(change.previous)}"
+        )
+        if change.cost_usd is not None:
+            out.append(f"- cost {fmt_usd(change.cost_usd)}")
+        if change.rule or change.forced:
+            out.append(f"- kept by: {_one_line(change.rule) or 'a person'}" + (" (forced)" if change.forced else ""))
+        out.append("")
+        if change.rationale:
+            out += [f"Rationale: {change.rationale.strip()}", ""]
+        if change.diff:
+            lines = change.diff.rstrip("\n").split("\n")
+            shown = "\n".join(lines[:max_diff_lines])
+            fence = _fence(shown)
+            out += [f"{fence}diff", shown, fence]
+            if len(lines) > max_diff_lines:
+                out.append(f"({len(lines) - max_diff_lines} more lines in diffs/{change.exp}.diff)")
+            out.append("")
+
+    out += ["## Ideas that failed", ""]
+    if not report.failed_ideas:
+        out += ["None.", ""]
+    else:
+        # A bare original ledger records no reasons: leave out an empty column.
+        reasons = any(idea.reason for idea in report.failed_ideas)
+        header = ["exp", "status", report.metric, "delta", "description"] + (["why"] if reasons else [])
+        out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for idea in report.failed_ideas[:MAX_FAILED_IDEAS_SHOWN]:
+            cells = [str(idea.exp), idea.status, fmt_metric(idea.metric), fmt_delta(idea.delta), _one_line(idea.description)]
+            if reasons:
+                cells.append(_one_line(idea.reason))
+            out.append("| " + " | ".join(cells) + " |")
+        hidden = len(report.failed_ideas) - MAX_FAILED_IDEAS_SHOWN
+        if hidden > 0:
+            out.append(f"\n…and {hidden} more in {LEDGER_FILE}.")
+        out.append("")
+    return "\n".join(out)
