@@ -25,7 +25,8 @@ set -euo pipefail
 
 # The same environment on every node (Ray refuses mismatched versions):
 # a venv on a shared home, or a module/conda line of your site's.
-source "${AR_TUI_VENV:-$HOME/ar-tui-venv}/bin/activate"   # holds: pip install 'ar-tui[ray]'
+# On a node, `python` in the target's commands is this environment's too.
+source "${AR_TUI_VENV:-$HOME/ar-tui-venv}/bin/activate"   # holds: pip install 'ar-tui[ray]' (+ the target's deps)
 
 nodes=$(scontrol show hostnames "$SLURM_JOB_NODELIST")
 nodes_array=($nodes)
