@@ -287,7 +287,9 @@ class RayExecutor:
         try:
             if not ray.is_initialized():  # one connection per process, shared by its engines
                 ray.init(address=self.address, namespace="ar-tui", log_to_driver=False,
-                         logging_level=logging.WARNING,
+                         # Ray's own warnings (token authentication, ...) would
+                         # break a refusal's one line and the app's screen.
+                         logging_level=logging.ERROR,
                          runtime_env={"py_modules": [str(Path(ar_tui.__file__).parent)]})
         except ConnectionError as exc:
             raise UserError(f"cannot reach the Ray cluster at {where}: {_one_line(exc)}") from None
