@@ -25,7 +25,8 @@ DEFAULT_MODEL = "claude-sonnet-5-5"
 # argparse dests of run flags that later parts add (strategy, team, sandbox
 # ...): their values are stored in RunOptions.extra, so a resumed or detached
 # run keeps them. Every run flag must be stored one way or the other.
-EXTRA_OPTIONS: tuple[str, ...] = ("max_runs", "confidence", "strategy", "islands", "migrate_every", "ray_address")
+EXTRA_OPTIONS: tuple[str, ...] = ("max_runs", "confidence", "strategy", "islands", "migrate_every",
+                                 "offline_search", "sampler", "ray_address")
 # The extra options that are EngineOptions fields of the same name: a new run
 # stores the engine's default for each, so that a resume cannot switch it.
 ENGINE_EXTRA_OPTIONS = ("max_runs", "confidence", "strategy", "islands", "migrate_every")
@@ -107,6 +108,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                                                                "at least 2)")
     parser.add_argument("--migrate-every", type=_positive_int,
                         help="islands: decided experiments between migrations (default 8)")
+    parser.add_argument("--offline-search", choices=["classic", "optuna"],
+                        help="the offline proposer's search (default: classic, the benchmark's winner)")
+    parser.add_argument("--sampler", choices=["tpe", "cmaes"], help="the Optuna search's sampler (default: tpe)")
 
 
 def add_run_command(sub) -> None:

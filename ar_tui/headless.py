@@ -62,9 +62,16 @@ class HeadlessPrinter:
         if isinstance(event, ev.VetoWindow):
             return f"exp {event.exp} waits {event.seconds:g} s for a veto"
         if isinstance(event, ev.RunStopped):
+            gain = fmt.percent(event.improvement_pct)
+            if event.improvement_text and event.improvement_ci_pct is not None:
+                gain = event.improvement_text  # "2.1% better (95% interval 1.4% to 2.8%)"
+            if event.noise_sd is not None:
+                gain += f"  noise sd {event.noise_sd:.6f} ({event.noise_dof} dof)"
+                if event.noise_jitter_only:
+                    gain += ": jitter only (the target ignores AR_SEED; set [metric] min_effect)"
             return (f"stopped: {event.reason}\nexperiments: {event.experiments}  kept: {event.kept}  "
                     f"best: {fmt.metric(event.best_metric)}  "
-                    f"improvement over baseline: {fmt.percent(event.improvement_pct)}  "
+                    f"improvement over baseline: {gain}  "
                     f"cost: {fmt.exact_dollars(event.cost_usd)}")
         return None
 

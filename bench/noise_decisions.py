@@ -24,6 +24,11 @@ where a lucky keep early in the night makes later decisions harder.
 
     python bench/noise_decisions.py                 # 400 decisions / nights per cell, ~1 min
     python bench/noise_decisions.py --trials 100    # quick
+    python bench/noise_decisions.py --engine 10     # also 10 nights per target through the real engine
+
+`--engine N` runs the same nights through the real `Engine` (real git, real
+child processes, `ScriptedProposer`) on a tiny script that draws its metric
+from a hash of its own source and AR_SEED; about 5 s of CPU per night.
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
+import os
 import random
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -234,6 +241,62 @@ class Cell:
                 f"| {cover} |")
 
 
+# --------------------------------------------------------------------------- through the real engine
+
+ENGINE_SCRIPT = """\
+import hashlib, os, random
+X = 0  # the knob with a real effect at 1
+{knobs}
+source = open(__file__).read()
+luck = random.Random(hashlib.sha256((source + os.environ.get("AR_SEED", "")).encode()).hexdigest()).gauss(0, 1)
+print(f"val_bpb: {{{base} - {effect} * X + luck:.6f}}")
+"""
+
+
+async def engine_night(effect: float, proposals: list[str], settings: Settings, root: Path) -> Night:
+    """One night through the real engine; the figures read back from its ledger and events."""
+    from ar_tui.agents.scripted import ScriptedProposer, ScriptStep
+    from ar_tui.core import events as ev
+    from ar_tui.core.engine import Engine, EngineOptions
+    from ar_tui.core.ledger import read_events, read_results
+
+    knobs = "\n".join(f"{name} = 0" for name in proposals if name != "X")
+    target = root / "target"
+    target.mkdir(parents=True)
+    (target / "train.py").write_text(ENGINE_SCRIPT.format(knobs=knobs, base=BASE, effect=effect))
+    (target / "prepare.py").write_text("# fixed\n")
+    env = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@b", GIT_COMMITTER_NAME="b",
+               GIT_COMMITTER_EMAIL="b@b")
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "target"]):
+        subprocess.run(["git", *args], cwd=target, env=env, check=True, capture_output=True)
+    steps = [ScriptStep(name, f"{name} = 0", f"{name} = 1") for name in proposals]
+    run_dir = root / "run"
+    engine = Engine(EngineOptions(target_dir=target, tag="bench", run_dir=run_dir, attended=False, lookahead=0,
+                                  write_report=False, max_experiments=len(steps), confidence=settings.confidence,
+                                  max_runs=settings.max_runs, baseline_runs=settings.baseline_runs),
+                    ScriptedProposer(steps), services=[])
+    stopped = await engine.run()
+    night = Night()
+    _, rows, _ = read_results(run_dir / "results.tsv")
+    for row in rows:
+        if row.exp in (0, None):
+            continue
+        night.decisions += 1
+        kept = row.status == "keep"
+        if row.description == "X":
+            night.effect_kept = kept
+        else:
+            night.null_decisions += 1
+            night.false_keeps += kept
+    started = [e for e in read_events(run_dir / "events.jsonl") if isinstance(e, ev.ExperimentStarted)]
+    night.runs = sum(1 for e in started if e.exp != 0)
+    night.confirmation_runs = sum(1 for e in started if e.exp == 0) - settings.baseline_runs
+    if stopped.improvement_ci_pct is not None:
+        night.interval = tuple(stopped.improvement_ci_pct)
+    night.improvement_true = 100.0 * (effect if night.effect_kept else 0.0) / BASE
+    return night
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=400, help="decisions (single) and nights per cell")
@@ -242,6 +305,8 @@ def main() -> int:
     parser.add_argument("--max-runs", type=int, default=DEFAULT_MAX_RUNS)
     parser.add_argument("--baseline-runs", type=int, default=DEFAULT_BASELINE_RUNS)
     parser.add_argument("--rules", default="old,old+seeds,new")
+    parser.add_argument("--engine", type=int, default=0, metavar="NIGHTS",
+                        help="also run NIGHTS nights per target through the real engine")
     args = parser.parse_args()
     settings = Settings(args.confidence, args.max_runs, args.baseline_runs)
     started = time.time()
@@ -265,6 +330,20 @@ def main() -> int:
                             proposals[rng.randrange(args.night)] = "X"
                     cell.add(simulate(rule, target, proposals, settings))
                 print(cell.row(rule, setting, target_name), flush=True)
+    if args.engine:
+        import asyncio
+        import tempfile
+
+        for target_name, effect in (("null", 0.0), ("effect 1 sd", 1.0), ("effect 2 sd", 2.0)):
+            cell = Cell()
+            rng = random.Random(f"engine{target_name}")
+            for trial in range(args.engine):
+                proposals = [f"N{i}" for i in range(args.night)]
+                if effect:
+                    proposals[rng.randrange(args.night)] = "X"
+                with tempfile.TemporaryDirectory(prefix="noise-bench-") as scratch:
+                    cell.add(asyncio.run(engine_night(effect, proposals, settings, Path(scratch))))
+            print(cell.row("new", "engine night", target_name), flush=True)
     print(f"\n({time.time() - started:.0f} s; noise sd 1; single = one decision against a fresh baseline; "
           f"night = baseline + {args.night} experiments)")
     return 0

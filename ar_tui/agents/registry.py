@@ -27,9 +27,10 @@ class ProposerSettings:
 
 
 def _offline(settings: ProposerSettings) -> Proposer:
-    from ar_tui.agents.offline import OfflineProposer
+    from ar_tui.agents.offline import DEFAULT_SEARCH, OfflineProposer
 
-    return OfflineProposer(seed=settings.seed)
+    return OfflineProposer(seed=settings.seed, search=settings.extra.get("offline_search") or DEFAULT_SEARCH,
+                           sampler=settings.extra.get("sampler") or "tpe")
 
 
 def _claude(settings: ProposerSettings) -> Proposer:
@@ -40,12 +41,19 @@ def _claude(settings: ProposerSettings) -> Proposer:
     return ClaudeAgent(model=settings.model, program=settings.program, base_url=settings.base_url)
 
 
+def _hybrid(settings: ProposerSettings) -> Proposer:
+    from ar_tui.agents.hybrid import HybridProposer
+
+    return HybridProposer(_claude(settings), _offline(settings))
+
+
 PROPOSERS: dict[str, Callable[[ProposerSettings], Proposer]] = {
     "offline": _offline,
     "claude": _claude,
+    "hybrid": _hybrid,  # Claude for structure, the offline search for the knobs
 }
 # Proposers that follow program.md; the others need no instructions file.
-READS_PROGRAM = frozenset({"claude"})
+READS_PROGRAM = frozenset({"claude", "hybrid"})
 
 
 def proposer_names() -> list[str]:

@@ -195,6 +195,7 @@ class ProposalReady(Event):
     parent_exp: int | None = None  # the node it was built on
     island: int | None = None
     debug_of: int | None = None  # the crashed experiment it tries to fix
+    proposer: str = ""  # who proposed it (see Proposal.proposer)
 
 
 @dataclass

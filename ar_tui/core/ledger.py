@@ -20,7 +20,7 @@ from ar_tui.core.errors import RunError
 from ar_tui.core.rundir import RunDir
 
 # Appended after the original five; new columns go at the end, so older files still read.
-EXTRA_COLUMNS = ["exp", "cost_usd", "seconds", "forced", "prepared_before", "rule", "rationale", "parent"]
+EXTRA_COLUMNS = ["exp", "cost_usd", "seconds", "forced", "prepared_before", "rule", "rationale", "parent", "proposer"]
 
 
 class LedgerError(RunError):
@@ -47,6 +47,7 @@ class LedgerRow:
     # Experiments whose results were not known when this one was prepared.
     prepared_before: list[int] = field(default_factory=list)
     parent: int | None = None  # the experiment this one was built on; None for the baseline
+    proposer: str = ""  # "offline", "claude", a team role; "" in a ledger from before the column
 
     def to_line(self) -> str:
         cells = [
@@ -63,6 +64,7 @@ class LedgerRow:
             _clean(self.rule),
             _clean(self.rationale),
             str(self.parent if self.parent is not None else ""),
+            _clean(self.proposer),
         ]
         return "\t".join(cells) + "\n"
 
@@ -124,6 +126,7 @@ def read_results(path: Path) -> tuple[str, list[LedgerRow], bool]:
                 rationale=cell("rationale"),
                 prepared_before=[int(e) for e in cell("prepared_before").split(";") if e.strip().isdigit()],
                 parent=int(cell("parent")) if cell("parent").strip().isdigit() else None,
+                proposer=cell("proposer").strip(),
             )
         )
     return metric_name, rows, torn

@@ -9,6 +9,7 @@ objects. The engine turns the workspace's edits into a diff and a commit.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable, Protocol
 
 from ar_tui.core.events import Event
@@ -32,6 +33,8 @@ class ResultRow:
     diff: str = ""  # the experiment's change against its parent
     cost_usd: float = 0.0
     parent: int | None = None  # the experiment it was built on (None for the baseline)
+    proposer: str = ""  # who proposed it: "offline", "claude", a team role; "" in an older ledger
+    seconds: float = 0.0  # training time it took
 
 
 @dataclass
@@ -68,6 +71,9 @@ class ProposalContext:
     # the workspace holds that experiment's code.
     debug_of: int | None = None
     debug_tail: str = ""
+    # The run dir, where a proposer may keep its own durable state (the offline
+    # search's study journal); None outside a run.
+    run_dir: Path | None = None
 
 
 @dataclass
@@ -76,6 +82,7 @@ class Proposal:
     rationale: str = ""
     cost_usd: float = 0.0  # spent on this proposal (0 for the offline proposer)
     usage: TokenUsage = field(default_factory=TokenUsage)
+    proposer: str = ""  # who proposed it, for the ledger; "" means the proposer's own name
 
 
 class ProposalFailed(Exception):

@@ -1,10 +1,14 @@
 """The offline proposer, driven the way the engine drives it: real files, a
-real Workspace, the target run as a real child process, keep-if-better."""
+real Workspace, the target run as a real child process, keep-if-better.
+
+These are the hand-written ("classic") search's tests and the knob
+discovery's; the Optuna search has its own in test_offline_optuna.py."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import difflib
 import io
 import random
 import statistics
@@ -14,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ar_tui.agents.constants import (
+from ar_tui.agents.offline.knobs import (
     BETA,
     DEPTH,
     FRACTION,
@@ -42,6 +46,10 @@ from ar_tui.core.proposer import ProposalContext, ProposalFailed, ResultRow
 from ar_tui.core.workspace import Workspace
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def classic(seed: int = 0) -> OfflineProposer:
+    return OfflineProposer(seed, search="classic")
 
 # A target whose metric is a known smooth bowl of its knobs (log learning
 # rate, log width, depth, log batch, a ratio, a beta, weight decay) plus a tiny
@@ -174,6 +182,7 @@ async def drive(
     evaluate=run_child,
     earlier: list[ResultRow] = (),
     tail: str = "",
+    run_dir: Path | None = None,
 ) -> Loop:
     """What the engine does, reduced to its decisions: propose, run, keep if
     better, otherwise restore the file. `earlier` rows (discarded or crashed
@@ -191,6 +200,7 @@ async def drive(
             baseline_metric=baseline,
             history=list(loop.history),
             last_failure_tail=tail,
+            run_dir=run_dir,
         )
         loop.contexts.append(ctx)
         try:
@@ -208,7 +218,10 @@ async def drive(
             status = "discard"
         if status != "keep":
             train.write_text(before)
-        loop.history.append(ResultRow(exp, f"{exp:07x}", metric, status, proposal.description))
+        diff = "".join(difflib.unified_diff(before.splitlines(True), loop.files_after[-1].splitlines(True)))
+        loop.history.append(ResultRow(exp, f"{exp:07x}", metric, status, proposal.description,
+                                      diff=diff, cost_usd=getattr(proposal, "cost_usd", 0.0),
+                                      proposer=getattr(proposal, "proposer", "")))
     return loop
 
 
@@ -327,7 +340,7 @@ def test_width_stays_a_multiple_of_the_head_size_and_head_size_divides_width():
 async def test_search_gets_close_to_the_optimum_running_the_target_as_a_child(tmp_path):
     workspace, config = make_target(tmp_path)
     untouched = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != "train.py"}
-    loop = await drive(OfflineProposer(seed=0), workspace, config, steps=30)
+    loop = await drive(classic(seed=0), workspace, config, steps=30)
     start = regret(loop.history[0].metric)
     # Only the editable file changed; nothing was created beside it.
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.name != "train.py"} == untouched
@@ -348,7 +361,7 @@ async def test_search_beats_random_single_knob_changes(tmp_path):
     ours, random_walk = [], []
     for seed in seeds:
         workspace, config = make_target(tmp_path / f"ours{seed}")
-        ours.append(regret((await drive(OfflineProposer(seed), workspace, config, 30, run_in_process)).best))
+        ours.append(regret((await drive(classic(seed), workspace, config, 30, run_in_process)).best))
         workspace, config = make_target(tmp_path / f"random{seed}")
         random_walk.append(regret((await drive(RandomSingleKnob(seed), workspace, config, 30, run_in_process)).best))
     print(
@@ -365,7 +378,7 @@ def knob_values(source: str) -> dict[str, tuple]:
 
 async def test_descriptions_say_exactly_what_changed_and_parse_back(tmp_path):
     workspace, config = make_target(tmp_path)
-    loop = await drive(OfflineProposer(seed=1), workspace, config, 40, run_in_process)
+    loop = await drive(classic(seed=1), workspace, config, 40, run_in_process)
     assert len(loop.files_after) == 40
     for row, before, after in zip(loop.history[1:], loop.files_before, loop.files_after):
         changes = parse_description(row.description)
@@ -382,7 +395,7 @@ async def test_descriptions_say_exactly_what_changed_and_parse_back(tmp_path):
 
 async def test_never_proposes_the_same_experiment_twice(tmp_path):
     workspace, config = make_target(tmp_path)
-    loop = await drive(OfflineProposer(seed=2), workspace, config, 80, run_in_process)
+    loop = await drive(classic(seed=2), workspace, config, 80, run_in_process)
     experiments = list(zip(loop.files_before, loop.files_after))
     assert len(experiments) >= 60
     assert all(before != after for before, after in experiments)
@@ -401,10 +414,10 @@ async def test_a_fresh_instance_rebuilds_the_same_search_from_history(tmp_path):
         name, model = "offline", None
 
         async def propose(self, ctx, workspace, emit):
-            return await OfflineProposer(seed=3).propose(ctx, workspace, emit)
+            return await classic(seed=3).propose(ctx, workspace, emit)
 
     workspace, config = make_target(tmp_path / "kept")
-    kept = await drive(OfflineProposer(seed=3), workspace, config, 25, run_in_process)
+    kept = await drive(classic(seed=3), workspace, config, 25, run_in_process)
     workspace, config = make_target(tmp_path / "fresh")
     fresh = await drive(FreshEachCall(), workspace, config, 25, run_in_process)
     assert [r.description for r in fresh.history] == [r.description for r in kept.history]
@@ -415,7 +428,7 @@ async def test_a_fresh_instance_rebuilds_the_same_search_from_history(tmp_path):
     results = []
     for name in ("a", "b"):
         copy, _ = make_target(tmp_path / name, kept.files_before[-1])
-        results.append((await OfflineProposer(seed=3).propose(ctx, copy, lambda e: None)).description)
+        results.append((await classic(seed=3).propose(ctx, copy, lambda e: None)).description)
     assert results[0] == results[1] == kept.history[-1].description
 
 
@@ -428,11 +441,11 @@ async def test_running_experiments_are_not_proposed_again(tmp_path):
         baseline_metric=2.5,
         history=[ResultRow(0, "0000000", 2.5, "keep", "baseline")],
     )
-    first = (await OfflineProposer().propose(ctx, workspace, lambda e: None)).description
+    first = (await classic().propose(ctx, workspace, lambda e: None)).description
     ctx.unseen = [(1, first)]
     ctx.exp = 2
     workspace, _ = make_target(tmp_path / "b")
-    second = (await OfflineProposer().propose(ctx, workspace, lambda e: None)).description
+    second = (await classic().propose(ctx, workspace, lambda e: None)).description
     assert second != first
     # The knob already moving waits: the next proposal moves another.
     assert {c.name for c in parse_description(second)}.isdisjoint({c.name for c in parse_description(first)})
@@ -443,7 +456,7 @@ async def test_out_of_memory_puts_a_ceiling_on_the_knob_that_caused_it(tmp_path)
     workspace, config = make_target(tmp_path, BOWL.replace("BATCH_SIZE / 16", "BATCH_SIZE / 256"))
     crash = ResultRow(1, "0000001", None, "crash", "BATCH_SIZE 2**5 -> 2**6")
     loop = await drive(
-        OfflineProposer(seed=0),
+        classic(seed=0),
         workspace,
         config,
         40,
@@ -502,7 +515,7 @@ async def test_an_earlier_proposal_is_reapplied_on_a_newer_best(tmp_path):
         history=[ResultRow(0, "0000000", 2.5, "keep", "baseline")],
         adapt_description="LEARNING_RATE 3e-3 -> 6e-3",
     )
-    proposal = await OfflineProposer().propose(ctx, workspace, lambda e: None)
+    proposal = await classic().propose(ctx, workspace, lambda e: None)
     assert proposal.description == "LEARNING_RATE 4e-3 -> 6e-3"
     assert "LEARNING_RATE = 6e-3  # learning rate" in (tmp_path / "train.py").read_text()
 
@@ -510,12 +523,12 @@ async def test_an_earlier_proposal_is_reapplied_on_a_newer_best(tmp_path):
 async def test_nothing_left_to_try_raises_proposal_failed(tmp_path):
     script = "DEPTH = 1  # layers\nif __name__ == '__main__':\n    print(f'val_bpb: {1 + (DEPTH - 1) ** 2:.6f}')\n"
     workspace, config = make_target(tmp_path, script)
-    loop = await drive(OfflineProposer(), workspace, config, 10, run_in_process)
+    loop = await drive(classic(), workspace, config, 10, run_in_process)
     # One knob at its lower bound: up one step (worse), then two (worse), then nothing is left.
     assert [r.description for r in loop.history[1:]] == ["DEPTH 1 -> 2", "DEPTH 1 -> 3"]
     assert (tmp_path / "train.py").read_text() == script  # the failed call left the file alone
     with pytest.raises(ProposalFailed, match="exhausted"):
-        await OfflineProposer().propose(
+        await classic().propose(
             ProposalContext(exp=2, target=config, best_metric=1.0, baseline_metric=1.0, history=loop.history),
             workspace,
             lambda e: None,
@@ -526,7 +539,7 @@ async def test_a_script_without_knobs_is_a_clear_failure(tmp_path):
     workspace, config = make_target(tmp_path, 'SEED = 1\nNAME = "x"\nprint("val_bpb: 1.0")\n')
     ctx = ProposalContext(exp=1, target=config, best_metric=1.0, baseline_metric=1.0, history=[])
     with pytest.raises(ProposalFailed, match="no tunable constants in train.py"):
-        await OfflineProposer().propose(ctx, workspace, lambda e: None)
+        await classic().propose(ctx, workspace, lambda e: None)
 
 
 # ---------------------------------------------------------------------------
@@ -557,7 +570,7 @@ async def test_nanochat_edit_keeps_the_script_valid(tmp_path):
         history=[ResultRow(0, "0000000", 2.0, "keep", "baseline")],
     )
     events = []
-    proposal = await OfflineProposer().propose(ctx, workspace, events.append)
+    proposal = await classic().propose(ctx, workspace, events.append)
     after = (tmp_path / "train.py").read_text()
     compile(after, "train.py", "exec")
     changed = [(a, b) for a, b in zip(source.split("\n"), after.split("\n")) if a != b]
@@ -570,7 +583,7 @@ async def test_nanochat_edit_keeps_the_script_valid(tmp_path):
     wanted = f"WIDTH {width.text} -> {'|'.join(map(str, wider))}"
     ctx.adapt_description = wanted
     workspace, _ = make_target(tmp_path / "w", source)
-    proposal = await OfflineProposer().propose(ctx, workspace, events.append)
+    proposal = await classic().propose(ctx, workspace, events.append)
     assert proposal.description == wanted
     written = (tmp_path / "w" / "train.py").read_text()
     assert knob_values(written)["WIDTH"] == wider
@@ -613,6 +626,8 @@ def test_ar_tui_run_headless_with_the_offline_proposer(tmp_path):
             "0",
             "--baseline-runs",
             "1",
+            "--offline-search",
+            "classic",
         ],
         env=env,
         capture_output=True,
@@ -724,7 +739,7 @@ async def test_improves_a_real_tiny_torch_training(tmp_path):
 
     threads = torch.get_num_threads()  # the script sets its own; the test process keeps its setting
     try:
-        loop = await drive(OfflineProposer(seed=0), workspace, config, 8, run_in_process)
+        loop = await drive(classic(seed=0), workspace, config, 8, run_in_process)
     finally:
         torch.set_num_threads(threads)
     baseline = loop.history[0].metric
@@ -748,7 +763,7 @@ async def test_knobs_in_several_editable_files_are_named_by_file(tmp_path):
         baseline_metric=1.0,
         history=[ResultRow(0, "0000000", 1.0, "keep", "baseline")],
     )
-    proposal = await OfflineProposer().propose(ctx, workspace, lambda e: None)
+    proposal = await classic().propose(ctx, workspace, lambda e: None)
     (change,) = parse_description(proposal.description)
     path, _, name = change.name.partition(":")
     assert (path, name) in {("train.py", "LEARNING_RATE"), ("model.py", "LEARNING_RATE")}
@@ -760,6 +775,6 @@ async def test_a_script_that_does_not_parse_is_a_one_line_failure(tmp_path):
     workspace, config = make_target(tmp_path, broken)
     ctx = ProposalContext(exp=1, target=config, best_metric=1.0, baseline_metric=1.0, history=[])
     with pytest.raises(ProposalFailed, match=r"^train.py does not parse \(line 2\)") as failure:
-        await OfflineProposer().propose(ctx, workspace, lambda e: None)
+        await classic().propose(ctx, workspace, lambda e: None)
     assert "\n" not in failure.value.reason
     assert (tmp_path / "train.py").read_text() == broken

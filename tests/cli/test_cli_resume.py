@@ -105,3 +105,9 @@ def test_the_search_strategy_is_stored_and_cannot_change_at_resume(tiny_target: 
     assert json.loads(RunDir(other).options.read_text())["extra"]["strategy"] == "greedy"
     refused(ar_tui("run", "--headless", "--run-dir", other, "--strategy", "tree"),
             "was started with --strategy greedy, not --strategy tree")
+
+
+def test_example_and_target_are_one_target(tiny_target: Path, tmp_path: Path) -> None:
+    refused(ar_tui("run", "--headless", "--target", tiny_target, "--example", "forecast", "--run-dir", tmp_path / "r"),
+            "--target and --example name two targets; give one")
+    refused(ar_tui("run", "--headless", "--example", "nope", "--run-dir", tmp_path / "r"), "no example 'nope'")

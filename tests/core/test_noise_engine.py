@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 from ar_tui.agents.scripted import ScriptedProposer, ScriptStep
+from ar_tui.headless import HeadlessPrinter
 from ar_tui.core import events as ev
 from ar_tui.core.control import RunView
 from ar_tui.core.engine import Engine, EngineOptions
@@ -128,6 +129,8 @@ async def test_a_real_gain_is_kept(tmp_path: Path) -> None:
     assert final["LR 0.5 -> 0.3"] == "keep"
     low, high = stopped.improvement_ci_pct
     assert 0 < low <= 6.0 <= high  # the true gain is 6 sds of 1%: 6% of the metric
+    summary = HeadlessPrinter.format(stopped)
+    assert "better (95% interval" in summary and "dof)" in summary
 
 
 async def test_a_lucky_incumbent_is_remeasured(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import ast
 import textwrap
 from pathlib import Path
 
-from ar_tui.agents.constants import find_knobs
+from ar_tui.agents.offline.knobs import find_knobs
 from ar_tui.core.seeds import next_attempt, seed_for, seed_only_refusal
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -64,6 +64,7 @@ class Candidate:
     debug_of: int | None = None  # the crashed experiment this one tries to fix
     # A decided node run again to firm up its estimate: no new row, no new commit.
     remeasure: bool = False
+    proposer: str = ""  # who proposed it (Proposal.proposer, else the proposer's name)
 
     @property
     def mean(self) -> float | None:

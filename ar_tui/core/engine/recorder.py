@@ -48,6 +48,7 @@ class Recorder:
             rationale=cand.rationale,
             prepared_before=cand.prepared_before,
             parent=parent_exp,
+            proposer=cand.proposer,
         ))
 
     def decision(self, cand: Candidate, status: str, metric: float | None, rule: str, commit: str,

@@ -116,6 +116,7 @@ class Scheduler:
             budget_usd=engine.options.budget_usd,
             gate=self._gate,
             **where,
+            run_dir=engine.run_dir.path,
         )
 
     async def _gate(self) -> None:
@@ -196,7 +197,9 @@ class Scheduler:
             try:
                 proposal: Proposal = await engine.proposer.propose(ctx, workspace,
                                                                    engine.accounting.agent_emit(exp, self.emit))
-            except (ProposalFailed, ProposerStopped, asyncio.CancelledError):
+            # A LedgerError is the event log failing under one of the proposer's
+            # events (a full disk): the run stops, it is not the proposer's bug.
+            except (ProposalFailed, ProposerStopped, LedgerError, asyncio.CancelledError):
                 raise
             except Exception as exc:  # a proposer's bug costs one proposal, not the night
                 raise ProposalFailed(f"the proposer failed: {exc!r}"[:500]) from exc
@@ -226,6 +229,7 @@ class Scheduler:
                 prepared_before=sorted(c.exp for c in state.in_flight.values() if c.exp != exp),
                 island=where.island,
                 debug_of=where.debug_of,
+                proposer=proposal.proposer or engine.proposer.name,
             )
             engine.recorder.diff(cand)
             state.in_flight[exp] = cand
@@ -233,7 +237,7 @@ class Scheduler:
                 state.chose_parent(where.exp)
             self.emit(ev.ProposalReady(exp=exp, description=cand.description, rationale=cand.rationale, diff=diff,
                                        base_commit=base, cost_usd=cand.cost_usd, parent_exp=where.exp,
-                                       island=where.island, debug_of=where.debug_of))
+                                       island=where.island, debug_of=where.debug_of, proposer=cand.proposer))
             engine.save_state()
             return cand
 

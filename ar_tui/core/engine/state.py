@@ -87,7 +87,8 @@ class ResearchState:
             self.nodes[cand.debug_of].debugged = True
         self.in_flight.pop(cand.exp, None)
         self.history.append(ResultRow(cand.exp, commit[:7], metric, status, cand.description, cand.rationale,
-                                      cand.diff, cand.cost_usd, parent=parent_exp))
+                                      cand.diff, cand.cost_usd, parent=parent_exp,
+                                      proposer=cand.proposer, seconds=cand.seconds))
 
     def remeasured(self, exp: int, metric: float) -> float:
         """One more run of a decided node (already added to the noise model);
@@ -187,7 +188,8 @@ class ResearchState:
             self.history.append(ResultRow(exp=row.exp or 0, commit=row.commit, metric=row.metric, status=row.status,
                                           description=row.description, rationale=row.rationale,
                                           diff=ready.diff if ready else "", cost_usd=row.cost_usd,
-                                          parent=row.parent))
+                                          parent=row.parent, proposer=row.proposer,
+                                          seconds=row.seconds))
         for ready in proposals.values():
             base = self.exp_of.get(ready.base_commit)
             if base is not None and base in self.nodes:
@@ -223,5 +225,5 @@ class ResearchState:
                 self.in_flight[exp] = Candidate(exp=exp, description=ready.description, rationale=ready.rationale,
                                                 diff=ready.diff, base_commit=ready.base_commit,
                                                 cost_usd=ready.cost_usd, island=ready.island,
-                                                debug_of=ready.debug_of)
+                                                debug_of=ready.debug_of, proposer=ready.proposer)
         return self

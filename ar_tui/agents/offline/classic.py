@@ -1,11 +1,11 @@
-"""The offline proposer: a search over a training script's constants that
-learns from the results, the default when there is no API key.
+"""The hand-written search ("classic"): coordinate steps and parabola fits
+over a training script's knobs, learning from every result.
 
 Each call rebuilds everything it knows from `ctx.history`, so a resumed run or
-a fresh instance proposes exactly what this one would. Descriptions are
-machine-readable for that reason: `MATRIX_LR 0.04 -> 0.06`, several changes
-joined by `; `, and a knob with one value per device class written
-`DEPTH 4|12 -> 5|13`.
+a fresh instance proposes exactly what this one would. `Search` is also the
+one reading of the ledger in knob space that the Optuna search builds on: the
+point every experiment ran, which code it ran on, the ceilings that crashes
+put on knobs, and what was tried or is still running.
 
 The method, per knob, in the knob's own scale (log for learning rates, powers
 of two for batch sizes, linear for ratios and depth):
@@ -22,37 +22,33 @@ A crash going up in a memory-hungry knob or a learning rate (or any crash
 whose log says it ran out of memory) puts a ceiling on that knob; any other
 crash rules out the value that caused it. No point is proposed twice from the
 same code, and nothing that is still running (`ctx.unseen`) is proposed again.
-
-All edits go through the `Workspace`, the same path as the Claude agent's
-text-editor tool calls.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
-import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import NamedTuple
 
-from ar_tui.agents.constants import (
+from ar_tui.agents.offline.knobs import (
     LEARNING_RATE,
+    OUT_OF_MEMORY,
     SCALE_LOG2,
     Knob,
-    NotAConstant,
-    edit_for,
-    find_knobs,
-    format_value,
+    Move,
+    Plan,
+    Values,
+    changes_from_diff,
     is_head_size,
     is_model_width,
-    parse_value,
+    key,
+    format_value,
+    parse_description,
     snap_part,
+    values_text,
 )
-from ar_tui.agents.prompt import EDITOR_TOOL_NAME
-from ar_tui.core.events import AgentText, AgentToolCall
-from ar_tui.core.proposer import Emit, Proposal, ProposalContext, ProposalFailed
-from ar_tui.core.workspace import Workspace, WorkspaceError
+from ar_tui.core.proposer import ProposalContext, ProposalFailed
 
 GROWTH = 1.5  # a kept move is followed by one this much larger
 FAILURE_DECAY = 0.7  # each failure in a row makes a knob this much less attractive
@@ -62,87 +58,6 @@ RECHECK_SCALES = (1.0, 2.0, 0.5)  # first steps of a knob's kind, when nothing b
 STALL = 8  # decided experiments without a keep after which pairs are tried far more often
 MOMENTUM_SCORE = 2000.0  # a kept move is followed up before anything else
 EXPLORE_SCORE = 1000.0  # times the kind's weight: untried knobs next
-
-_OUT_OF_MEMORY = re.compile(
-    r"out of memory|OutOfMemoryError|MemoryError|std::bad_alloc|Cannot allocate memory|\bKilled\b|\bOOM\b",
-    re.IGNORECASE,
-)
-_CHANGE = re.compile(r"^(?P<name>[^\s;]+)\s+(?P<old>[^\s;]+)\s+->\s+(?P<new>[^\s;]+)$")
-
-Values = tuple[float | int, ...]
-
-
-def _key(value: float) -> float:
-    """Values compare equal when they agree to six significant digits, so that
-    `0.06` parsed from a description matches `0.06` read from the script."""
-    return float(f"{float(value):.6g}")
-
-
-@dataclass(frozen=True)
-class Change:
-    name: str
-    old: Values
-    new: Values
-
-    @property
-    def text(self) -> str:
-        return f"{self.name} {_values_text(self.old)} -> {_values_text(self.new)}"
-
-
-def _values_text(values: Values) -> str:
-    return "|".join(str(v) for v in values)
-
-
-def describe(changes: list[tuple[str, str, str]]) -> str:
-    """`[(name, old text, new text)]` -> `NAME old -> new; NAME2 old -> new`."""
-    return "; ".join(f"{name} {old.replace(' ', '')} -> {new.replace(' ', '')}" for name, old, new in changes)
-
-
-def parse_description(description: str) -> list[Change] | None:
-    """The changes a description names, or None when it is not one of ours."""
-    changes = []
-    for piece in description.split(";"):
-        match = _CHANGE.match(piece.strip())
-        if not match:
-            return None
-        try:
-            old = tuple(parse_value(v) for v in match["old"].split("|"))
-            new = tuple(parse_value(v) for v in match["new"].split("|"))
-        except NotAConstant:
-            return None
-        if len(old) != len(new):
-            return None
-        changes.append(Change(match["name"], old, new))
-    return changes or None
-
-
-def _changes_from_diff(diff: str, names: set[str]) -> tuple[dict[str, tuple[float, float]], bool]:
-    """Knob changes read from a unified diff (for experiments another proposer
-    or a person made), and whether the diff changed anything else."""
-    before: dict[str, float] = {}
-    after: dict[str, float] = {}
-    structural = False
-    for line in diff.splitlines():
-        if line.startswith(("---", "+++")) or not line.startswith(("-", "+")):
-            continue
-        content = line[1:]
-        if not content.strip() or content.strip().startswith("#"):
-            continue
-        try:
-            found = {knob.name: knob.value for knob in find_knobs("diff", content) if knob.name in names}
-        except SyntaxError:
-            found = {}
-        if not found:
-            structural = True
-            continue
-        (before if line.startswith("-") else after).update(found)
-    changes = {
-        name: (before[name], after[name]) for name in before.keys() & after.keys() if before[name] != after[name]
-    }
-    if before.keys() ^ after.keys():
-        structural = True
-    return changes, structural
-
 
 @dataclass
 class Trial:
@@ -164,21 +79,6 @@ class Candidate(NamedTuple):
     gain: float | None = None  # the improvement a fitted parabola predicts
 
 
-@dataclass
-class Move:
-    knob: Knob
-    new: Values
-    mode: str  # a Candidate's mode, or pair / adapt
-    why: str
-    score: float = 0.0
-
-
-@dataclass
-class Plan:
-    moves: list[Move]
-    reasoning: list[str] = field(default_factory=list)
-
-
 class Search:
     """Everything the search knows, rebuilt from the context, and the next move."""
 
@@ -188,7 +88,7 @@ class Search:
         self.ctx = ctx
         self.seed = seed
         self.rng = random.Random(f"offline:{seed}:{ctx.exp}:{len(ctx.history)}")
-        self.current = {knob.name: _key(knob.value) for knob in knobs}
+        self.current = {knob.name: key(knob.value) for knob in knobs}
         self.trials: list[Trial] = []
         self.tried: set[frozenset] = set()
         self.unseen_points: set[frozenset] = set()
@@ -218,7 +118,7 @@ class Search:
         if parsed is not None and all(change.name in self.by_name for change in parsed):
             return {c.name: (c.old[0], c.new[0]) for c in parsed}, False
         if row.diff:
-            return _changes_from_diff(row.diff, set(self.by_name))
+            return changes_from_diff(row.diff, set(self.by_name))
         return {}, True
 
     def _rebuild(self) -> None:
@@ -235,7 +135,7 @@ class Search:
             after_keep[index] = (dict(values), epoch)
             changes, structural = parsed[index]
             for name, (old, _new) in changes.items():
-                values[name] = _key(old)
+                values[name] = key(old)
             if structural:
                 epoch -= 1
         base, base_epoch = values, epoch
@@ -250,14 +150,14 @@ class Search:
                 point, point_epoch = None, base_epoch
             else:
                 point = dict(base)
-                point.update({name: _key(new) for name, (_old, new) in changes.items()})
+                point.update({name: key(new) for name, (_old, new) in changes.items()})
                 point_epoch = base_epoch
             trial = Trial(row.exp, row.status, changes, point, point_epoch, loss, base_loss)
             self.trials.append(trial)
             if point is not None:
                 self.tried.add(self._point_key(point, point_epoch))
             self._learn(
-                trial, out_of_memory=index == last_crash and bool(_OUT_OF_MEMORY.search(self.ctx.last_failure_tail))
+                trial, out_of_memory=index == last_crash and bool(OUT_OF_MEMORY.search(self.ctx.last_failure_tail))
             )
             if row.status == "keep":
                 base, base_epoch = after_keep[index]
@@ -268,7 +168,7 @@ class Search:
             self.unseen_knobs.update(change.name for change in running)
             if running:
                 point = dict(self.current)
-                point.update({c.name: _key(c.new[0]) for c in running if c.name in point})
+                point.update({c.name: key(c.new[0]) for c in running if c.name in point})
                 self.unseen_points.add(self._point_key(point, 0))
         self.tried.add(self._point_key(self.current, 0))
         self.best_loss = self.loss_of(self.ctx.best_metric)
@@ -310,9 +210,9 @@ class Search:
                 # Bigger models and batches run out of memory, higher learning
                 # rates diverge: past such a crash, further is no better.
                 if new > old and (knob.kind.memory or knob.kind is LEARNING_RATE or out_of_memory):
-                    self.ceiling[name] = min(self.ceiling.get(name, math.inf), _key(new))
+                    self.ceiling[name] = min(self.ceiling.get(name, math.inf), key(new))
                 elif len(changes) == 1:
-                    self.bad_values[name].add(_key(new))
+                    self.bad_values[name].add(key(new))
 
     # -- candidate moves -------------------------------------------------
 
@@ -328,7 +228,7 @@ class Search:
         for trial in self.trials:
             if len(trial.changes) != 1 or knob.name not in trial.changes or trial.status == "veto":
                 continue
-            old, new = (_key(v) for v in trial.changes[knob.name])
+            old, new = (key(v) for v in trial.changes[knob.name])
             if trial.status == "crash":
                 delta = math.inf
             elif trial.loss is None or trial.base_loss is None:
@@ -361,9 +261,9 @@ class Search:
                 first = snap_part(knob, 0, nudged, self.knobs)
                 if first != current:
                     break
-        if not kind.allows(first) or _key(first) == _key(current):
+        if not kind.allows(first) or key(first) == key(current):
             return None
-        if _key(first) in self.bad_values[knob.name] or _key(first) >= self.ceiling.get(knob.name, math.inf):
+        if key(first) in self.bad_values[knob.name] or key(first) >= self.ceiling.get(knob.name, math.inf):
             return None
         values: list[float | int] = [first]
         shift = kind.to_u(first) - kind.to_u(current) if kind.movable(current) else None
@@ -377,7 +277,7 @@ class Search:
     def _point_with(self, moves: list[tuple[Knob, Values]]) -> frozenset:
         point = dict(self.current)
         for knob, values in moves:
-            point[knob.name] = _key(values[0])
+            point[knob.name] = key(values[0])
         return self._point_key(point, 0)
 
     def _fresh(self, moves: list[tuple[Knob, Values]]) -> bool:
@@ -458,7 +358,7 @@ class Search:
             neighbour = left or right
             sign = 1 if left else -1  # away from the worse side
             distance = abs(u0 - neighbour[0])
-            if momentum and _key(success[0]) == _key(kind.from_u(neighbour[0])):
+            if momentum and key(success[0]) == key(kind.from_u(neighbour[0])):
                 # A power of two already doubles; it keeps its step.
                 far = distance if kind.scale == SCALE_LOG2 else min(kind.max_step, GROWTH * distance)
                 add(
@@ -567,7 +467,7 @@ class Search:
         if moves:
             reasoning.append(
                 "Most promising: "
-                + ", ".join(f"{m.knob.name} -> {_values_text(m.new)} ({m.mode})" for m in moves[:3])
+                + ", ".join(f"{m.knob.name} -> {values_text(m.new)} ({m.mode})" for m in moves[:3])
                 + "."
             )
             explored = all(self.tries[m.knob.name] > 0 for m in moves)
@@ -635,120 +535,3 @@ class Search:
             f"{len(decided)} results so far, {self.kept} kept{best_text}."
         )
 
-
-def load_knobs(workspace: Workspace) -> list[Knob]:
-    """The knobs of every editable file; a name that two files share is
-    prefixed with its file (`model.py:DEPTH`)."""
-    knobs: list[Knob] = []
-    for path in workspace.editable:
-        if not path.endswith(".py"):
-            continue
-        try:
-            source = workspace.read(path)
-        except WorkspaceError:
-            continue
-        try:
-            knobs.extend(find_knobs(path, source))
-        except SyntaxError as exc:
-            raise ProposalFailed(f"{path} does not parse (line {exc.lineno}): {exc.msg}") from None
-    counts: dict[str, int] = {}
-    for knob in knobs:
-        counts[knob.name] = counts.get(knob.name, 0) + 1
-    return [knob if counts[knob.name] == 1 else replace(knob, name=f"{knob.path}:{knob.name}") for knob in knobs]
-
-
-class OfflineProposer:
-    name = "offline"
-    model: str | None = None
-
-    def __init__(self, seed: int = 0) -> None:
-        self.seed = seed
-
-    async def propose(self, ctx: ProposalContext, workspace: Workspace, emit: Emit) -> Proposal:
-        knobs = load_knobs(workspace)
-        if not knobs:
-            raise ProposalFailed(
-                f"no tunable constants in {', '.join(workspace.editable)}: the offline search needs "
-                "module-level numeric assignments such as `LEARNING_RATE = 3e-4`"
-            )
-        # Rebuilding the search from a long history takes a fraction of a
-        # second of pure computation: off the event loop, so the app stays live.
-        plan = await asyncio.to_thread(self._plan, knobs, ctx)
-
-        def say(text: str) -> None:
-            emit(AgentText(exp=ctx.exp, text=text + "\n"))
-
-        for line in plan.reasoning:
-            say(line)
-        for move in plan.moves:
-            say(move.why + ".")
-        changes = await self._apply(plan.moves, workspace, ctx.exp, emit)
-        description = describe(changes)
-        say(f"Proposal: {description}")
-        rationale = " ".join(f"{m.why}." for m in plan.moves)
-        return Proposal(description=description, rationale=rationale)
-
-    def _plan(self, knobs: list[Knob], ctx: ProposalContext) -> Plan:
-        search = Search(knobs, ctx, self.seed)
-        return self._adapted(search) or search.plan()
-
-    def _adapted(self, search: Search) -> Plan | None:
-        """Re-apply an earlier proposal on a newer best: the same target
-        values for the knobs it moved, where they still differ."""
-        parsed = parse_description(search.ctx.adapt_description) if search.ctx.adapt_description else None
-        if not parsed:
-            return None
-        moves = []
-        for change in parsed:
-            knob = search.by_name.get(change.name)
-            if knob is None or _key(knob.value) == _key(change.new[0]):
-                continue
-            new = (
-                change.new
-                if len(change.new) == len(knob.parts)
-                else (change.new[0],) + tuple(p.value for p in knob.parts[1:])
-            )
-            moves.append(Move(knob, new, "adapt", f"re-applying {change.text} on the new best"))
-        if not moves:
-            return None
-        return Plan(
-            moves,
-            [
-                f"Earlier proposal {search.ctx.adapt_description!r} no longer applies as written; re-applying its values."
-            ],
-        )
-
-    async def _apply(self, moves: list[Move], workspace: Workspace, exp: int, emit: Emit) -> list[tuple[str, str, str]]:
-        originals = {path: workspace.read(path) for path in {m.knob.path for m in moves}}
-        changes: list[tuple[str, str, str]] = []
-        try:
-            for move in moves:
-                source = workspace.read(move.knob.path)
-                bare = (
-                    move.knob.name.split(":", 1)[-1]
-                    if move.knob.name.startswith(f"{move.knob.path}:")
-                    else move.knob.name
-                )
-                fresh = next((k for k in find_knobs(move.knob.path, source) if k.name == bare), None)
-                if fresh is None:
-                    raise ProposalFailed(f"{move.knob.name} is no longer a constant in {move.knob.path}")
-                texts = [format_value(v, part.text, fresh.kind.integer) for v, part in zip(move.new, fresh.parts)]
-                old, new = edit_for(source, fresh, texts)
-                summary = f"str_replace {move.knob.path} ({move.knob.name})"  # the Claude agent's shape
-                try:
-                    result = workspace.str_replace(move.knob.path, old, new)
-                except WorkspaceError as exc:
-                    emit(AgentToolCall(exp=exp, name=EDITOR_TOOL_NAME, summary=summary, is_error=True, result=str(exc)))
-                    raise ProposalFailed(f"editing {move.knob.name}: {exc}") from None
-                emit(AgentToolCall(exp=exp, name=EDITOR_TOOL_NAME, summary=summary, result=result))
-                changes.append((move.knob.name, fresh.text, "|".join(texts)))
-            for path in originals:
-                text = workspace.read(path)
-                compile(text, path, "exec")
-        except (ProposalFailed, SyntaxError) as exc:
-            for path, text in originals.items():
-                workspace.create(path, text)
-            if isinstance(exc, SyntaxError):
-                raise ProposalFailed(f"the edit left {exc.filename} unparseable: {exc.msg}") from None
-            raise
-        return changes
