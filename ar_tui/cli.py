@@ -27,7 +27,7 @@ DEFAULT_MODEL = "claude-sonnet-5-5"
 # run keeps them. Every run flag must be stored one way or the other.
 EXTRA_OPTIONS: tuple[str, ...] = ("max_runs", "confidence", "strategy", "islands", "migrate_every",
                                  "offline_search", "sampler", "sandbox",
-                                 "team", "plan_every", "web_search")
+                                 "team", "plan_every", "web_search", "ray_address")
 # The extra options that are EngineOptions fields of the same name: a new run
 # stores the engine's default for each, so that a resume cannot switch it.
 ENGINE_EXTRA_OPTIONS = ("max_runs", "confidence", "strategy", "islands", "migrate_every", "sandbox")
@@ -82,7 +82,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--program", type=Path, help="the agent's instructions (default: program.md)")
     # Checked against the executor registry when the run is resolved, so that
     # building the parser (for `status`, say) never imports the executors.
-    parser.add_argument("--executor", help="where experiments run: local (the default: this machine)")
+    parser.add_argument("--executor", help="where experiments run: local (the default: this machine), "
+                        "or ray (a Ray cluster; pip install 'ar-tui[ray]')")
+    parser.add_argument("--ray-address", help="the Ray cluster (default: RAY_ADDRESS, else a Ray started for the run)")
     parser.add_argument("--max-experiments", type=_non_negative_int)
     parser.add_argument("--hours", type=_positive_float)
     parser.add_argument("--budget-usd", type=_positive_float)
@@ -240,6 +242,10 @@ def resolve_run(args: argparse.Namespace):
         options.agent = "team" if options.extra.get("team") else "claude" if os.environ.get("ANTHROPIC_API_KEY") else "offline"
     if options.model is None:
         options.model = os.environ.get("AR_TUI_MODEL", DEFAULT_MODEL)
+    if options.devices is None and options.executor == "ray":
+        from ar_tui.core.executors.ray import cluster_devices
+
+        options.devices = cluster_devices(options.extra.get("ray_address"))  # one slot per GPU in the cluster
     if options.devices is None:
         options.devices = detect_devices(None, None)
     if options.program is None and options.agent in READS_PROGRAM:
@@ -309,7 +315,7 @@ def make_engine(run_dir: Path, options):
         baseline_runs=max(1, options.baseline_runs),
         **{name: options.extra[name] for name in ENGINE_EXTRA_OPTIONS if name in options.extra},
     )
-    return Engine(engine_options, make_proposer(run_dir, options), executor=make_executor(options.executor),
+    return Engine(engine_options, make_proposer(run_dir, options), executor=make_executor(options.executor, options.extra),
                   services=run_services())
 
 

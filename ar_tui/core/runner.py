@@ -25,7 +25,10 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
+
+if TYPE_CHECKING:
+    from ar_tui.core.executors.plan import OnEvaluating, OnNotice, TrialPlan, TrialSteps
 
 from ar_tui.core.sandbox import Sandbox, SandboxPolicy
 
@@ -75,6 +78,13 @@ class Executor(Protocol):
     async def run(self, spec: RunSpec, on_line: OnLine, stop: asyncio.Event) -> RunResult:
         """Run `spec` to completion, calling `on_line` for each output line;
         setting `stop` ends the run early."""
+        ...
+
+    async def run_trial(self, plan: "TrialPlan", on_line: OnLine, stop: asyncio.Event,
+                        on_evaluating: "OnEvaluating | None" = None,
+                        on_notice: "OnNotice | None" = None) -> "TrialSteps":
+        """Run a trial's steps (training, protected-file check, evaluator) on
+        one machine and return their results; see `executors.plan`."""
         ...
 
 
@@ -162,6 +172,13 @@ def run_marker(run_dir: Path) -> str:
 
 class LocalExecutor:
     """Runs each experiment as a child process group on this machine."""
+
+    async def run_trial(self, plan: "TrialPlan", on_line: OnLine, stop: asyncio.Event,
+                        on_evaluating: "OnEvaluating | None" = None,
+                        on_notice: "OnNotice | None" = None) -> "TrialSteps":
+        from ar_tui.core.executors.plan import run_trial_steps
+
+        return await run_trial_steps(self, plan, on_line, stop, on_evaluating)
 
     async def run(self, spec: RunSpec, on_line: OnLine, stop: asyncio.Event) -> RunResult:
         spec.log_path.parent.mkdir(parents=True, exist_ok=True)

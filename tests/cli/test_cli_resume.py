@@ -69,8 +69,8 @@ def test_run_dir_alone_resumes_with_the_stored_options(tiny_target: Path, tmp_pa
 
 def test_an_unknown_executor_is_refused_before_anything_starts(tiny_target: Path, tmp_path: Path) -> None:
     result = ar_tui("run", "--headless", "--target", tiny_target, "--run-dir", tmp_path / "run", "--agent", "offline",
-                    "--executor", "ray")
-    refused(result, "unknown executor 'ray'; known: local")
+                    "--executor", "slurm")
+    refused(result, "unknown executor 'slurm'; known: local, ray")
     assert not RunDir(tmp_path / "run").has_records()
 
 

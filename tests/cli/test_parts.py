@@ -59,10 +59,10 @@ def test_proposers_are_found_by_name() -> None:
 
 
 def test_executors_are_found_by_name() -> None:
-    assert executor_names() == ["local"]
+    assert executor_names() == ["local", "ray"]
     assert isinstance(make_executor("local"), LocalExecutor)
-    with pytest.raises(UserError, match="unknown executor 'ray'; known: local"):
-        make_executor("ray")
+    with pytest.raises(UserError, match="unknown executor 'slurm'; known: local, ray"):
+        make_executor("slurm")
 
 
 def test_device_flags(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,6 +20,7 @@ from typing import Callable
 from ar_tui.core import events as ev
 from ar_tui.core.config import TargetConfig
 from ar_tui.core.engine.parts import EVALUATE_TIMEOUT_S, Candidate, Outcome, Slot
+from ar_tui.core.executors.plan import TrialPlan, TrialSteps, execute_plan
 from ar_tui.core.failures import crash_reason
 from ar_tui.core.git import GitRepo
 from ar_tui.core.interpreter import TargetPython
@@ -136,7 +137,37 @@ class Trial:
             self.emit(ev.LogLine(exp=cand.exp, slot=slot.index, text=text, replace=replace))
 
         assert cand.stop is not None
-        result = await self.executor.run(spec, on_line, cand.stop)
+        evaluate = evaluation = None
+        if target.evaluate:
+            evaluate = self.python.command(target.evaluate.replace("{checkpoint}", shlex.quote(str(checkpoint))))
+            # The evaluator trusts nothing the run made: it runs in a fresh copy
+            # of the experiment's commit, confined to it, the checkpoint and the data.
+            export = await asyncio.to_thread(self.git.export, cand.commit, scratch.export)
+            eval_env, eval_policy = self.confinement.evaluation(env, export, scratch)
+            evaluation = RunSpec(command=evaluate, cwd=export, env=eval_env,
+                                 log_path=self.run_dir.eval_log(cand.exp, attempt),
+                                 timeout_s=max(EVALUATE_TIMEOUT_S, target.time_budget), device=slot.device,
+                                 patterns={"metric": target.metric_regex}, sandbox=self.confinement.sandbox,
+                                 policy=eval_policy)
+        plan = TrialPlan(
+            training=spec, protected_hashes={f: self.protected_hashes.get(f, "") for f in target.protected},
+            checkpoint=checkpoint if target.evaluate else None, evaluate=evaluate,
+            evaluate_log=self.run_dir.eval_log(cand.exp, attempt),
+            evaluate_timeout_s=max(EVALUATE_TIMEOUT_S, target.time_budget),
+            evaluate_patterns={"metric": target.metric_regex}, evaluation=evaluation, env_extra=extra,
+            worktree=slot.worktree,
+            target_subdir=slot.target_dir.relative_to(slot.worktree).as_posix(), run_template=target.run,
+            evaluate_template=target.evaluate, prepare=target.prepare, run_marker=str(self.run_dir.path))
+        try:
+            steps = await execute_plan(
+                self.executor, plan, on_line, cand.stop,
+                on_evaluating=lambda: self.emit(ev.StateChanged(state=ev.STATE_EVALUATING, slot=slot.index,
+                                                                exp=cand.exp)),
+                on_notice=lambda level, message: self.emit(ev.Notice(level=level, message=message)))
+        except BaseException:
+            scratch.remove()
+            raise
+        result = steps.training
         reported = parse_float(result.matches.get("metric"))
         memory = parse_float(result.matches.get("memory"))
         memory_gb = memory / 1024 if memory is not None else None
@@ -152,13 +183,12 @@ class Trial:
             outcome.outcome = ev.OUTCOME_CRASH
             outcome.message = crash_reason(result.tail, result.exit_code, self.python.description)
         else:
-            changed = [f for f, h in self.git.file_hashes(slot.target_dir, target.protected).items()
-                       if h != self.protected_hashes.get(f)]
+            changed = steps.protected_changed or []
             if changed:
                 outcome.outcome = ev.OUTCOME_INTEGRITY
                 outcome.message = f"protected file(s) changed during the run: {', '.join(changed)}"
             elif target.evaluate:
-                await self._evaluate(slot, cand, attempt, scratch, env, outcome)
+                self._evaluate(cand, steps, checkpoint, outcome)
             if outcome.outcome == ev.OUTCOME_OK:
                 if outcome.metric is None:
                     outcome.outcome, outcome.message = ev.OUTCOME_NO_METRIC, f"no {target.metric} line in the output"
@@ -173,26 +203,15 @@ class Trial:
                                         tail=outcome.tail))
         return outcome
 
-    async def _evaluate(self, slot: Slot, cand: Candidate, attempt: int, scratch: RunScratch, env: dict[str, str],
-                        outcome: Outcome) -> None:
+    def _evaluate(self, cand: Candidate, steps: TrialSteps, checkpoint: Path, outcome: Outcome) -> None:
         """The trusted evaluator computes the metric that is recorded."""
-        self.emit(ev.StateChanged(state=ev.STATE_EVALUATING, slot=slot.index, exp=cand.exp))
-        checkpoint = scratch.checkpoint
-        if not checkpoint.exists():
+        if steps.checkpoint_missing:
             outcome.outcome = ev.OUTCOME_INTEGRITY
             outcome.message = f"the training script saved no checkpoint to AR_CHECKPOINT ({checkpoint.name})"
             outcome.metric = None
             return
-        command = self.python.command(self.target.evaluate.replace("{checkpoint}", shlex.quote(str(checkpoint))))
-        # A fresh copy of the experiment's commit: nothing the run left in its worktree is there.
-        export = await asyncio.to_thread(self.git.export, cand.commit, scratch.export)
-        eval_env, policy = self.confinement.evaluation(env, export, scratch)
-        spec = RunSpec(command=command, cwd=export, env=eval_env, log_path=self.run_dir.eval_log(cand.exp, attempt),
-                       timeout_s=max(EVALUATE_TIMEOUT_S, self.target.time_budget), device=slot.device,
-                       patterns={"metric": self.target.metric_regex}, sandbox=self.confinement.sandbox, policy=policy)
-        assert cand.stop is not None
-        result = await self.executor.run(spec, lambda text, replace: self.emit(
-            ev.LogLine(exp=cand.exp, slot=slot.index, text=f"[evaluate] {text}", replace=replace)), cand.stop)
+        result = steps.evaluation
+        assert result is not None
         if result.stopped:
             outcome.outcome = ev.OUTCOME_VETOED if cand.vetoed else ev.OUTCOME_INTERRUPTED
             return

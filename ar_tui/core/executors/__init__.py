@@ -8,15 +8,24 @@ own name, and the CLI, the stored run options and the docs follow.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 from ar_tui.core.errors import UserError
 from ar_tui.core.runner import Executor, LocalExecutor
 
 DEFAULT_EXECUTOR = "local"
 
-EXECUTORS: dict[str, Callable[[], Executor]] = {
-    "local": LocalExecutor,
+
+def _ray_executor(settings: dict[str, Any]) -> Executor:
+    from ar_tui.core.executors.ray import RayExecutor
+
+    return RayExecutor(settings.get("ray_address"))
+
+
+# A factory gets the run's extra options (a cluster's address, say).
+EXECUTORS: dict[str, Callable[[dict[str, Any]], Executor]] = {
+    "local": lambda settings: LocalExecutor(),
+    "ray": _ray_executor,
 }
 
 
@@ -24,7 +33,7 @@ def executor_names() -> list[str]:
     return sorted(EXECUTORS)
 
 
-def executor_factory(name: str) -> Callable[[], Executor]:
+def executor_factory(name: str) -> Callable[[dict[str, Any]], Executor]:
     """The registered factory for `name`; raises UserError for an unknown name."""
     try:
         return EXECUTORS[name]
@@ -32,5 +41,5 @@ def executor_factory(name: str) -> Callable[[], Executor]:
         raise UserError(f"unknown executor {name!r}; known: {', '.join(executor_names())}") from None
 
 
-def make_executor(name: str = DEFAULT_EXECUTOR) -> Executor:
-    return executor_factory(name)()
+def make_executor(name: str = DEFAULT_EXECUTOR, settings: dict[str, Any] | None = None) -> Executor:
+    return executor_factory(name)(settings or {})

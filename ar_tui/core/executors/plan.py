@@ -1,0 +1,106 @@
+"""A trial's plan: everything one run of an experiment needs, handed to an
+executor whole.
+
+Training, the protected-file check and the trusted evaluator belong together:
+on a cluster they must run on the same machine, against the same files and
+the same checkpoint, with only the results coming back. So the engine hands an
+executor a `TrialPlan` and gets `TrialSteps` back; what the steps mean (ok,
+crash, integrity, ...) is still decided by the engine, from those results.
+
+`run_trial_steps` runs the steps through an executor's `run`: the local
+executor uses it on this machine, a remote one on the node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ar_tui.core.runner import Executor, OnLine, RunResult, RunSpec
+
+OnEvaluating = Callable[[], None]
+OnNotice = Callable[[str, str], None]  # (level, message)
+EVALUATE_LINE_PREFIX = "[evaluate] "
+
+
+@dataclass
+class TrialPlan:
+    training: RunSpec
+    protected_hashes: dict[str, str]  # path relative to the target dir -> sha256 the engine expects
+    checkpoint: Path | None = None  # where AR_CHECKPOINT points; None without an evaluator
+    evaluate: str | None = None  # the trusted evaluator's command, for this checkpoint
+    evaluate_log: Path | None = None
+    evaluate_timeout_s: float = 600.0
+    evaluate_patterns: dict[str, re.Pattern[str]] = field(default_factory=dict)
+    # The evaluator's run as the engine built it for this machine (a clean
+    # export of the commit, confined); a remote executor builds its own from
+    # the templates below, since these paths do not exist on its node.
+    evaluation: RunSpec | None = None
+    # For an executor on another machine, which builds its own environment,
+    # checkout and data there:
+    env_extra: dict[str, str] = field(default_factory=dict)  # what the engine added to the environment
+    worktree: Path | None = None  # the slot's worktree, its HEAD the experiment's commit
+    target_subdir: str = ""  # the target dir inside the worktree
+    run_template: str = ""  # the target's commands as written (`python` not yet resolved),
+    evaluate_template: str | None = None  # the evaluator's with {checkpoint}
+    prepare: str | None = None  # the target's idempotent prepare command
+    run_marker: str = ""  # the run's marker (RUN_MARKER_ENV), for finding orphans
+
+
+@dataclass
+class TrialSteps:
+    training: RunResult
+    protected_changed: list[str] | None = None  # None: not checked, training did not succeed
+    checkpoint_missing: bool = False
+    evaluation: RunResult | None = None  # None: the evaluator did not run
+
+
+def changed_files(root: Path, expected: dict[str, str]) -> list[str]:
+    """The files under `root` whose sha256 is not the expected one (a missing
+    file hashes to '', as the engine's own hashes do)."""
+    changed = []
+    for rel, digest in expected.items():
+        path = Path(root) / rel
+        actual = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+        if actual != digest:
+            changed.append(rel)
+    return changed
+
+
+async def run_trial_steps(executor: Executor, plan: TrialPlan, on_line: OnLine, stop: asyncio.Event,
+                          on_evaluating: OnEvaluating | None = None) -> TrialSteps:
+    """Train; if training succeeded, check the protected files; if they are
+    intact and there is an evaluator, evaluate the checkpoint."""
+    training = await executor.run(plan.training, on_line, stop)
+    steps = TrialSteps(training)
+    if training.stopped or training.timed_out or training.exit_code != 0:
+        return steps
+    steps.protected_changed = changed_files(plan.training.cwd, plan.protected_hashes)
+    if steps.protected_changed or not plan.evaluate:
+        return steps
+    if on_evaluating is not None:
+        on_evaluating()
+    if plan.checkpoint is None or not plan.checkpoint.exists():
+        steps.checkpoint_missing = True
+        return steps
+    assert plan.evaluate_log is not None
+    spec = plan.evaluation or RunSpec(
+        command=plan.evaluate, cwd=plan.training.cwd, env=plan.training.env, log_path=plan.evaluate_log,
+        timeout_s=plan.evaluate_timeout_s, device=plan.training.device, patterns=plan.evaluate_patterns)
+    steps.evaluation = await executor.run(
+        spec, lambda text, replace: on_line(EVALUATE_LINE_PREFIX + text, replace), stop)
+    return steps
+
+
+async def execute_plan(executor: Executor, plan: TrialPlan, on_line: OnLine, stop: asyncio.Event,
+                       on_evaluating: OnEvaluating | None = None, on_notice: OnNotice | None = None) -> TrialSteps:
+    """Hand the plan to the executor; one that only knows `run` (its runs
+    share this machine's files) has the steps run here, one by one."""
+    run_trial = getattr(executor, "run_trial", None)
+    if run_trial is None:
+        return await run_trial_steps(executor, plan, on_line, stop, on_evaluating)
+    return await run_trial(plan, on_line, stop, on_evaluating=on_evaluating, on_notice=on_notice)

@@ -1,0 +1,468 @@
+"""`--executor ray`: trials on a Ray cluster, the engine on this machine.
+
+The engine, the ledger, the app and the decisions stay where `ar-tui run`
+runs. A trial goes to the cluster whole: a Ray task (one GPU per GPU slot, so
+`CUDA_VISIBLE_DEVICES` is Ray's assignment) receives the experiment commit's
+files as a tar bundle (no shared filesystem is assumed), runs the target's
+prepare once per node, then training, the protected-file check and the trusted
+evaluator there, with the same `run_trial_steps` as the local executor. Log
+lines stream back live (the task is a Ray generator); only results come back.
+
+Failure:
+- a veto, stop or timeout ends the trial's whole process group on the node
+  (the child runs in its own session; Ray's cancel only interrupts the task);
+- a node that dies mid-trial costs time only: the trial runs again wherever a
+  GPU is free (it waits while the cluster has none), a notice says so, and it
+  is never recorded as a crash;
+- every process a trial starts on a node carries a marker naming this run, so
+  an engine that starts (a resumed one after a kill -9 included) ends what an
+  earlier engine of the same run left on every node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import io
+import logging
+import os
+import queue
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import ar_tui
+from ar_tui.core.errors import UserError
+from ar_tui.core.interpreter import KIND_OWN, TargetPython
+from ar_tui.core.executors.plan import (
+    EVALUATE_LINE_PREFIX, OnEvaluating, OnNotice, TrialPlan, TrialSteps, run_trial_steps,
+)
+from ar_tui.core.runner import RUN_MARKER_ENV, TAIL_LINES, TERM_GRACE_S, LocalExecutor, OnLine, RunResult, RunSpec
+
+GPU_DEVICE = "ray:gpu"
+CPU_DEVICE = "ray:cpu"
+# A trial whose node keeps dying is not going to find a healthy one by retrying forever.
+MAX_NODE_LOSSES = 5
+PREPARE_TIMEOUT_S = 3600.0
+# How long the node side waits for more lines before sending what it has: few
+# enough round trips for a flooding child, and still live.
+LINE_BATCH_S = 0.05
+# A stopped trial's node side gets this long to end its process group and say so.
+STOP_WAIT_S = TERM_GRACE_S + 10.0
+NODE_ROOT_ENV = "AR_TUI_RAY_NODE_ROOT"
+REACH_TIMEOUT_S = 5.0
+
+
+def install_hint() -> str:
+    return "--executor ray needs Ray: pip install 'ar-tui[ray]'"
+
+
+def run_key(run_marker: str) -> str:
+    """A short name for the run, the same on every node."""
+    return hashlib.sha256(run_marker.encode()).hexdigest()[:16]
+
+
+def node_run_root(run_marker: str) -> Path:
+    """This run's directory on a node: checkouts, the prepare stamp, and the
+    value of the run marker that every process of the run carries there."""
+    base = Path(os.environ.get(NODE_ROOT_ENV) or Path(tempfile.gettempdir()) / "ar-tui-ray")
+    return (base / run_key(run_marker)).resolve()
+
+
+def git_bundle(worktree: Path) -> bytes:
+    """The files of the worktree's HEAD commit (the experiment), as a tar."""
+    return subprocess.run(["git", "-C", str(worktree), "archive", "--format=tar", "HEAD"], check=True,
+                          capture_output=True).stdout
+
+
+def _check_reachable(address: str) -> None:
+    """Ray retries an address that does not answer for minutes: a bad
+    --ray-address gets its one line in seconds instead."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", "local": Ray's own names
+    try:
+        socket.create_connection((host, int(port)), timeout=REACH_TIMEOUT_S).close()
+    except OSError as exc:
+        raise UserError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.splitlines()[:2])[:300]
+
+
+# ---------------------------------------------------------------------- the node side
+
+
+def node_python() -> TargetPython:
+    """On a node, `python` in the target's commands is the interpreter that
+    runs ar-tui's Ray workers there: the cluster's environment holds the
+    target's dependencies (its `setup`), not a checkout's untracked .venv."""
+    return TargetPython(KIND_OWN, Path(sys.executable), f"python: {sys.executable} (the Ray node's)")
+
+
+def _node_plan(plan: TrialPlan, trial_dir: Path, target_dir: Path) -> TrialPlan:
+    """The engine's plan with this node's paths, interpreter and environment."""
+    from ar_tui.core.engine.trial import child_env
+
+    python = node_python()
+    extra = dict(plan.env_extra)
+    extra.pop("CUDA_VISIBLE_DEVICES", None)  # Ray's assignment on this node, never the engine machine's
+    checkpoint = evaluate = None
+    if plan.checkpoint is not None and plan.evaluate_template:
+        checkpoint = trial_dir / "checkpoint" / plan.checkpoint.name
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        extra["AR_CHECKPOINT"] = str(checkpoint)
+        evaluate = python.command(plan.evaluate_template.replace("{checkpoint}", shlex.quote(str(checkpoint))))
+    env = child_env(node_run_root(plan.run_marker), extra, python)  # the marker: this run's dir on the node
+    # The engine's sandbox policy names the engine machine's paths; the node
+    # runs the trial unconfined (confinement on the node is not built yet).
+    training = replace(plan.training, command=python.command(plan.run_template), cwd=target_dir, env=env,
+                       log_path=trial_dir / "train.log", sandbox=None, policy=None)
+    prepare = python.command(plan.prepare) if plan.prepare else None
+    return replace(plan, training=training, checkpoint=checkpoint, evaluate=evaluate, prepare=prepare,
+                   evaluate_log=trial_dir / "evaluate.log", evaluation=None)
+
+
+async def _prepare_once(plan: TrialPlan, target_dir: Path, on_line: OnLine, stop: asyncio.Event) -> RunResult | None:
+    """The target's prepare, once per node for this run (a stamp remembers it;
+    a lock keeps two slots on one node from running it together). None when
+    it succeeded or had run already; the failed run otherwise."""
+    import fcntl
+
+    if not plan.prepare:
+        return None
+    root = node_run_root(plan.run_marker)
+    digest = hashlib.sha256(f"{plan.prepare}\n{sorted(plan.protected_hashes.items())}".encode()).hexdigest()[:16]
+    stamp = root / f"prepared-{digest}"
+    with open(root / "prepare.lock", "w") as lock:
+        await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
+        if stamp.exists():
+            return None
+        spec = replace(plan.training, command=plan.prepare, log_path=root / "prepare.log", timeout_s=PREPARE_TIMEOUT_S,
+                       patterns={})
+        result = await LocalExecutor().run(spec, lambda text, rep: on_line(f"[prepare] {text}", rep), stop)
+        if result.exit_code == 0 and not result.stopped and not result.timed_out:
+            stamp.write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
+            return None
+        return result
+
+
+async def _node_steps(plan: TrialPlan, code: bytes, trial_dir: Path, on_line: OnLine, stop: asyncio.Event,
+                      on_evaluating: OnEvaluating) -> TrialSteps:
+    with tarfile.open(fileobj=io.BytesIO(code)) as bundle:
+        bundle.extractall(trial_dir / "code", filter="data")
+    target_dir = trial_dir / "code" / plan.target_subdir
+    node_plan = _node_plan(plan, trial_dir, target_dir)
+    failed = await _prepare_once(node_plan, target_dir, on_line, stop)
+    if failed is not None:
+        failed.tail = f"the target's prepare failed on this node\n{failed.tail}"
+        return TrialSteps(failed)
+    return await run_trial_steps(LocalExecutor(), node_plan, on_line, stop, on_evaluating)
+
+
+def node_trial(plan: TrialPlan, code: bytes):
+    """The Ray task (a generator): runs the steps in a thread with its own
+    event loop and yields ("lines", [(text, replace), ...]), ("evaluating",),
+    then ("done", steps). A cancel arrives here as KeyboardInterrupt: the
+    steps are stopped, which ends the child's whole process group."""
+    import ray
+
+    root = node_run_root(plan.run_marker)
+    root.mkdir(parents=True, exist_ok=True)
+    trial_dir = root / f"trial-{uuid.uuid4().hex[:12]}"
+    trial_dir.mkdir()
+    items: queue.Queue = queue.Queue()
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def steps() -> None:
+        try:
+            result = await _node_steps(plan, code, trial_dir, lambda text, rep: items.put(("line", text, rep)), stop,
+                                       lambda: items.put(("evaluating",)))
+            items.put(("done", result))
+        except BaseException as exc:  # reported to the engine, which stops resumably
+            items.put(("error", f"{type(exc).__name__}: {_one_line(exc)}"))
+
+    worker = threading.Thread(target=lambda: loop.run_until_complete(steps()), daemon=True)
+    worker.start()
+    node = ray.get_runtime_context().get_node_id()
+    yield ("node", node)
+    try:
+        while True:
+            try:
+                # A timeout, so that a cancel's KeyboardInterrupt is seen here.
+                item = items.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if item[0] != "line":
+                yield item
+                if item[0] in ("done", "error"):
+                    return
+                continue
+            lines = [(item[1], item[2])]
+            deadline = time.monotonic() + LINE_BATCH_S
+            pending = None
+            while pending is None and time.monotonic() < deadline:
+                try:
+                    nxt = items.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if nxt[0] == "line":
+                    lines.append((nxt[1], nxt[2]))
+                else:
+                    pending = nxt
+            yield ("lines", lines)
+            if pending is not None:
+                yield pending
+                if pending[0] in ("done", "error"):
+                    return
+    finally:
+        if worker.is_alive():
+            loop.call_soon_threadsafe(stop.set)
+            worker.join(STOP_WAIT_S)
+        shutil.rmtree(trial_dir, ignore_errors=True)
+
+
+def end_orphans_on_node(run_marker: str) -> int:
+    """Ray task, one per node: end every process an earlier engine of this run
+    left on this node."""
+    from ar_tui.core.runner import kill_orphans
+
+    root = node_run_root(run_marker)
+    return kill_orphans(root) if root.exists() else 0
+
+
+# ---------------------------------------------------------------------- the engine side
+
+
+def cluster_devices(address: str | None, slots: int | None = None) -> list[str]:
+    """The slots of a run on the cluster at `address`: one per GPU (see
+    RayExecutor.devices). Raises UserError with one line."""
+    return RayExecutor(address).devices(slots)
+
+
+class RayExecutor:
+    """Runs each trial as a Ray task on the cluster at `address` (default:
+    RAY_ADDRESS, else a Ray instance started for the run on this machine)."""
+
+    def __init__(self, address: str | None = None, run_marker: str = "") -> None:
+        # run_marker: the run whose orphans to end; by default the first trial's.
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        self.run_marker = run_marker
+        self.gpus = 0
+        self.cpus = 0
+        self._ray: Any = None
+        self._task: Any = None
+        self._notices: list[tuple[str, str]] = []
+        self._lost_nodes: set[str] = set()
+        self._swept = False
+        self._setup_lock = asyncio.Lock()
+        self._local = LocalExecutor()
+
+    # ------------------------------------------------------------------ connecting
+
+    def connect(self) -> None:
+        """Join the cluster and learn its size; raises UserError with one line for what a user can fix."""
+        if self._ray is not None:
+            return
+        try:
+            import ray
+        except ImportError:
+            raise UserError(install_hint()) from None
+        where = self.address or "a Ray instance on this machine"
+        if self.address:
+            _check_reachable(self.address)
+        try:
+            if not ray.is_initialized():  # one connection per process, shared by its engines
+                ray.init(address=self.address, namespace="ar-tui", log_to_driver=False,
+                         # Ray's own warnings (token authentication, ...) would
+                         # break a refusal's one line and the app's screen.
+                         logging_level=logging.ERROR,
+                         runtime_env={"py_modules": [str(Path(ar_tui.__file__).parent)]})
+        except ConnectionError as exc:
+            raise UserError(f"cannot reach the Ray cluster at {where}: {_one_line(exc)}") from None
+        except RuntimeError as exc:
+            if "version" in str(exc).lower():
+                raise UserError(f"the Ray cluster at {where} runs another version of Ray or Python: "
+                                f"{_one_line(exc)}") from None
+            raise UserError(f"cannot join the Ray cluster at {where}: {_one_line(exc)}") from None
+        self._ray = ray
+        resources = ray.cluster_resources()
+        self.gpus = int(resources.get("GPU", 0))
+        self.cpus = int(resources.get("CPU", 0))
+        self._task = ray.remote(max_retries=0)(node_trial)
+
+    def end_orphans(self, run_marker: str = "") -> int:
+        """End what an earlier engine of this run left on any node. Only once
+        the run dir is ours: before, a live engine may be running them."""
+        self.run_marker = self.run_marker or run_marker
+        if self._swept or not self.run_marker:
+            return 0
+        self._swept = True
+        ended = self._end_orphans()
+        if ended:
+            self._notices.append(("warning", f"ended {ended} training process(es) left on the Ray cluster "
+                                             "by an earlier engine"))
+        return ended
+
+    def devices(self, slots: int | None) -> list[str]:
+        """One slot per GPU in the cluster; `slots` CPU slots on a cluster
+        without GPUs (on one with GPUs, that many GPU slots)."""
+        self.connect()
+        if self.gpus:
+            if slots is not None and slots > self.gpus:
+                raise UserError(f"--slots {slots}: the Ray cluster has {self.gpus} GPU(s)")
+            return [GPU_DEVICE] * (slots or self.gpus)
+        if slots is None:
+            raise UserError(f"the Ray cluster at {self.address or 'this machine'} has no GPUs; "
+                            "pass --slots N to run N CPU slots")
+        return [CPU_DEVICE] * slots
+
+    def _end_orphans(self) -> int:
+        ray = self._ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        sweep = ray.remote(num_cpus=0, max_retries=0)(end_orphans_on_node)
+        refs = [sweep.options(scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
+                              name=f"ar-tui-orphans-{run_key(self.run_marker)}").remote(self.run_marker)
+                for node in ray.nodes() if node.get("Alive")]
+        return sum(ray.get(refs, timeout=120))
+
+    def close(self) -> None:
+        if self._ray is not None and self._ray.is_initialized():
+            self._ray.shutdown()
+        self._ray = None
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self, spec: RunSpec, on_line: OnLine, stop: asyncio.Event) -> RunResult:
+        """A single command (the engine's prepare) runs on this machine; each
+        node runs the prepare again before its first trial."""
+        return await self._local.run(spec, on_line, stop)
+
+    async def run_trial(self, plan: TrialPlan, on_line: OnLine, stop: asyncio.Event,
+                        on_evaluating: OnEvaluating | None = None, on_notice: OnNotice | None = None) -> TrialSteps:
+        # The first trial runs after the engine has claimed the run dir; every
+        # trial waits for the sweep, which would otherwise take it for an orphan.
+        async with self._setup_lock:
+            await asyncio.to_thread(self.connect)
+            await asyncio.to_thread(self.end_orphans, plan.run_marker)
+        notify = on_notice or (lambda level, message: None)
+        for level, message in self._notices:
+            notify(level, message)
+        self._notices.clear()
+        assert plan.worktree is not None
+        code = await asyncio.to_thread(git_bundle, plan.worktree)
+        remote_plan = replace(plan, run_marker=plan.run_marker or self.run_marker)
+        # A GPU each on a cluster with GPUs, whatever the slot's name (--slots
+        # N counts slots; Ray picks the GPU).
+        gpu = self.gpus > 0
+        task = self._task.options(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1,
+                                  name=f"ar-tui-trial-{run_key(remote_plan.run_marker)}")
+        started = time.monotonic()
+        for loss in range(MAX_NODE_LOSSES + 1):
+            outcome = await self._one_attempt(task, remote_plan, code, on_line, stop, on_evaluating, started)
+            if isinstance(outcome, TrialSteps):
+                if self._lost_nodes and self._capacity_back():
+                    notify("info", f"the Ray cluster has its {self.gpus} GPU(s) again; every slot runs")
+                    self._lost_nodes.clear()
+                return outcome
+            node, reason = outcome
+            self._lost_nodes.add(node)
+            alive = await asyncio.to_thread(self._alive_gpus)
+            message = (f"a Ray node ({node[:8] or 'unknown'}) left the cluster mid-trial ({reason}); the trial runs "
+                       f"again when a {'GPU' if gpu else 'CPU'} is free ({alive} of {self.gpus} GPU(s) left)")
+            notify("warning", message)
+            on_line(f"[ar-tui] {message}", False)
+        raise RuntimeError(f"a trial lost its Ray node {MAX_NODE_LOSSES + 1} times in a row")
+
+    async def _one_attempt(self, task: Any, plan: TrialPlan, code: bytes, on_line: OnLine, stop: asyncio.Event,
+                           on_evaluating: OnEvaluating | None, started: float) -> TrialSteps | tuple[str, str]:
+        """One submission of the trial: its steps, or (node id, why) when the
+        node went away under it."""
+        ray = self._ray
+        from ray import exceptions as rex
+
+        tail: deque[str] = deque(maxlen=TAIL_LINES)
+        node = ""
+        evaluating = False
+        log_paths = (plan.training.log_path, plan.evaluate_log or plan.training.log_path)
+        for path in log_paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        logs = [open(path, "a", encoding="utf-8") for path in dict.fromkeys(log_paths)]
+        generator = task.remote(plan, code)
+
+        async def consume() -> TrialSteps:
+            nonlocal node, evaluating
+            async for ref in generator:
+                item = await ref
+                if item[0] == "node":
+                    node = item[1]
+                elif item[0] == "lines":
+                    log = logs[-1] if evaluating else logs[0]
+                    for text, replace_previous in item[1]:
+                        log.write(text.removeprefix(EVALUATE_LINE_PREFIX) + "\n")
+                        if replace_previous and tail:
+                            tail[-1] = text
+                        else:
+                            tail.append(text)
+                        on_line(text, replace_previous)
+                    log.flush()
+                elif item[0] == "evaluating":
+                    evaluating = True
+                    if on_evaluating is not None:
+                        on_evaluating()
+                elif item[0] == "done":
+                    return item[1]
+                elif item[0] == "error":
+                    raise RuntimeError(f"a trial failed on Ray node {node[:8]}: {item[1]}")
+            raise RuntimeError("a Ray trial ended without a result")
+
+        consumer = asyncio.ensure_future(consume())
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if consumer.done():
+                try:
+                    return consumer.result()
+                except (rex.TaskCancelledError, rex.RayTaskError, rex.RuntimeEnvSetupError):
+                    raise  # not a lost node: a bug, or a node that cannot run ar-tui
+                except rex.RayError as exc:
+                    return node, type(exc).__name__
+            # Stopped: the node side ends the process group and the task ends.
+            ray.cancel(generator)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer, STOP_WAIT_S)
+            return TrialSteps(RunResult(exit_code=None, timed_out=False, stopped=True,
+                                        seconds=time.monotonic() - started, output_bytes=0,
+                                        tail="\n".join(tail), matches={}))
+        except BaseException:
+            with contextlib.suppress(Exception):
+                ray.cancel(generator)
+            raise
+        finally:
+            stopper.cancel()
+            if not consumer.done():
+                consumer.cancel()
+            for log in logs:
+                log.close()
+
+    def _alive_gpus(self) -> int:
+        return int(self._ray.cluster_resources().get("GPU", 0))
+
+    def _capacity_back(self) -> bool:
+        return self._alive_gpus() >= self.gpus
