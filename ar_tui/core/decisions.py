@@ -35,7 +35,7 @@ A candidate may be looked at up to `max_runs` times and each look may keep it,
 so each look tests at (1 - confidence) / max_runs (Bonferroni): the chance of
 keeping a change that has no effect stays at most 1 - confidence however the
 looks correlate. That costs power at small dof; the benchmark
-(`bench/noise_decisions.py`, docs/README-noise.md) measures false keeps, power
+(`bench/noise_decisions.py`, README, "Honest keeps under noise") measures false keeps, power
 and runs rather than assuming them.
 
 The best's own runs were chosen for looking good, so they lean lucky (the

@@ -21,7 +21,9 @@ from typing import Any
 from ar_tui.core import events as ev
 from ar_tui.core.control import RunView
 from ar_tui.core.errors import UserError
-from ar_tui.core.ledger import LedgerError, LedgerRow, read_events, read_results
+from ar_tui.core.decisions import NoiseModel, keep_is_solid, night_summary
+from ar_tui.core.ledger import LedgerError, LedgerRow, read_events, read_results, read_state
+from ar_tui.core.role_costs import role_costs
 from ar_tui.core.rundir import LEDGER_FILE, RunDir
 
 FINAL_STATUSES = (ev.STATUS_KEEP, ev.STATUS_DISCARD, ev.STATUS_CRASH, ev.STATUS_VETO)
@@ -43,6 +45,9 @@ class KeptChange:
     rule: str
     forced: bool
     diff: str
+    # Its gain over its parent still holds on runs made after it was kept;
+    # None: never re-measured (unconfirmed).
+    solid: bool | None = None
 
 
 @dataclass
@@ -88,6 +93,17 @@ class Report:
     cost_per_experiment: float | None
     cost_per_kept: float | None
     stopped_reason: str
+    # The night's gain with its uncertainty (ar_tui.core.decisions.night_summary).
+    improvement_ci_pct: list[float] | None = None
+    improvement_text: str = ""
+    noise_sd: float | None = None
+    noise_dof: int = 0
+    noise_jitter_only: bool = False
+    # Spend by role and model, and proposals a reviewer rejected before training
+    # (ar_tui.core.role_costs).
+    cost_by_role: dict[str, float] = field(default_factory=dict)
+    cost_by_model: dict[str, float] = field(default_factory=dict)
+    rejected_before_training: int = 0
     kept_changes: list[KeptChange] = field(default_factory=list)
     failed_ideas: list[FailedIdea] = field(default_factory=list)
     rows: list[LedgerRow] = field(default_factory=list)
@@ -284,6 +300,20 @@ def build_report(run_dir: Path) -> Report:
             "cache_read": view.cache_read_tokens,
         }
 
+    noise_figures: dict[str, Any] = {}
+    state = read_state(run_dir) or {}
+    if "noise" in state and baseline_row is not None and best_row is not None:
+        noise = NoiseModel.from_dict(state["noise"])
+        noise_figures = night_summary(noise, baseline_row.commit, best_row.commit, direction)
+        commit_of = {r.exp: r.commit for r in rows}
+        previous = baseline_row.commit
+        for change in kept_changes:
+            row = next(r for r in rows if r.exp == change.exp)
+            parent = commit_of.get(row.parent, previous) if row.parent is not None else previous
+            change.solid = keep_is_solid(noise, change.commit, parent, direction)
+            previous = change.commit
+    spend = role_costs(events).as_dict()
+
     stopped = view.stopped
     return Report(
         run_dir=str(run_dir),
@@ -316,6 +346,14 @@ def build_report(run_dir: Path) -> Report:
         cost_per_experiment=cost / len(experiments) if cost is not None and experiments else None,
         cost_per_kept=cost / len(kept_changes) if cost is not None and kept_changes else None,
         stopped_reason=stopped.reason if stopped else "",
+        improvement_ci_pct=noise_figures.get("improvement_ci_pct"),
+        improvement_text=noise_figures.get("improvement_text", ""),
+        noise_sd=noise_figures.get("noise_sd"),
+        noise_dof=noise_figures.get("noise_dof", 0),
+        noise_jitter_only=bool(noise_figures.get("noise_jitter_only", False)),
+        cost_by_role=spend["cost_by_role"],
+        cost_by_model=spend["cost_by_model"],
+        rejected_before_training=spend["rejected_before_training"],
         kept_changes=kept_changes,
         failed_ideas=failed,
         rows=rows,

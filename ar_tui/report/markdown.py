@@ -72,7 +72,12 @@ def summary_table(report: Report) -> list[tuple[str, str]]:
         ("Metric", what),
         ("Baseline", fmt_metric(report.baseline)),
         ("Best", best),
-        ("Improvement", fmt_pct(report.improvement_pct)),
+        # With an interval when the noise gives one ("2.1% better (95% interval 1.4% to 2.8%)").
+        ("Improvement", report.improvement_text if report.improvement_ci_pct is not None
+         else fmt_pct(report.improvement_pct)),
+        ("Noise", "n/a" if report.noise_sd is None else
+         f"sd {report.noise_sd:.6f} over {report.noise_dof} dof"
+         + (" (jitter only: the target ignores AR_SEED; set [metric] min_effect)" if report.noise_jitter_only else "")),
         ("Experiments run", f"{report.experiments} (after the baseline)"),
         ("Kept", str(report.kept)),
         ("Discarded", str(report.discarded)),
@@ -85,6 +90,10 @@ def summary_table(report: Report) -> list[tuple[str, str]]:
         ("Tokens", tokens),
         ("Cost per experiment", fmt_usd(report.cost_per_experiment)),
         ("Cost per kept improvement", fmt_usd(report.cost_per_kept)),
+        *([("Cost by role", ", ".join(f"{role} {fmt_usd(usd)}" for role, usd in report.cost_by_role.items()))]
+          if len(report.cost_by_role) > 1 else []),
+        *([("Rejected before training", str(report.rejected_before_training))]
+          if report.rejected_before_training else []),
     ]
 
 
@@ -131,6 +140,10 @@ def render_markdown(
             out.append(f"- cost {fmt_usd(change.cost_usd)}")
         if change.rule or change.forced:
             out.append(f"- kept by: {_one_line(change.rule) or 'a person'}" + (" (forced)" if change.forced else ""))
+        solid = {True: "solid (its gain held on runs made after it was kept)",
+                 False: "not solid (its gain did not hold when it was run again)",
+                 None: "unconfirmed (never run again after it was kept)"}[change.solid]
+        out.append(f"- {solid}")
         out.append("")
         if change.rationale:
             out += [f"Rationale: {change.rationale.strip()}", ""]

@@ -12,7 +12,7 @@ the same path as the Claude agent's text-editor tool calls:
 
 The default is what bench/offline_search.py measured: on its synthetic
 target the classic search reached a better configuration in fewer
-experiments than either Optuna sampler, on every seed (docs/README-optuna.md).
+experiments than either Optuna sampler, on every seed (README, "The offline proposer: two searches").
 
 Descriptions are machine-readable (`MATRIX_LR 0.04 -> 0.06`, several changes
 joined by `; `, a per-device knob as `DEPTH 4|12 -> 5|13`): both searches
