@@ -118,6 +118,11 @@ def describe_status(status: dict[str, Any]) -> str:
             best += f" ({fmt.percent(status['improvement_pct'])} vs baseline {fmt.metric(status.get('baseline'))})"
         parts.append(best)
     parts.append(f"${status.get('cost_usd', 0.0):.2f}")
+    if status.get("noise_sd") is not None:
+        parts.append(f"noise sd {fmt.metric(status['noise_sd'])} ({status.get('noise_dof', 0)} dof)"
+                     + (", jitter only: the target ignores AR_SEED" if status.get("noise_jitter_only") else ""))
+    if status.get("unconfined"):
+        parts.append(f"WARNING {status['sandbox']}")
     slots = status.get("slots") or []
     if slots and status.get("live"):
         parts.append("slots " + ", ".join(

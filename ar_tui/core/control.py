@@ -101,6 +101,7 @@ class RunView:
     noise_band: float | None = None
     noise_dof: int = 0
     noise_jitter_only: bool = False  # the band measures jitter only (the target ignores AR_SEED)
+    sandbox: str = ""  # the sandbox in force, as the engine described it ("" in an older run)
     rows: list[RowView] = field(default_factory=list)
     experiments_started: int = 0
     current_exp: int | None = None
@@ -211,6 +212,7 @@ class RunView:
     def _on_run_started(self, e: ev.RunStarted) -> None:
         self.tag, self.target, self.run_dir = e.tag, e.target, e.run_dir
         self.agent, self.model = e.agent, e.model
+        self.sandbox = e.sandbox
         self.metric_name, self.direction = e.metric, e.direction
         self.attended, self.veto_window_s = e.attended, e.veto_window_s
         self.budget_usd = e.budget_usd
@@ -343,6 +345,12 @@ class RunView:
             slot.state, slot.exp, slot.description, slot.veto_deadline = ev.STATE_IDLE, None, "", None
         self.cost_usd = max(self.cost_usd, e.cost_usd)
 
+    @property
+    def unconfined(self) -> bool:
+        """The runs are not sandboxed (none could be had, or the user said off):
+        said loudly wherever a person looks."""
+        return self.sandbox.startswith("sandbox:") and ("NONE" in self.sandbox or ": off" in self.sandbox)
+
     def summary(self) -> dict:
         """The figures `ar-tui status --json` prints."""
         return {
@@ -358,6 +366,11 @@ class RunView:
             "best": self.best,
             "improvement_pct": self.improvement_pct,
             "cost_usd": round(self.cost_usd, 6),
+            "noise_sd": self.noise_sd,
+            "noise_dof": self.noise_dof,
+            "noise_jitter_only": self.noise_jitter_only,
+            "sandbox": self.sandbox,
+            "unconfined": self.unconfined,
             "slots": [
                 {"slot": s.index, "device": s.device, "state": s.state, "exp": s.exp} for s in self.slots
             ],

@@ -104,6 +104,7 @@ class Report:
     cost_by_role: dict[str, float] = field(default_factory=dict)
     cost_by_model: dict[str, float] = field(default_factory=dict)
     rejected_before_training: int = 0
+    sandbox: str = ""  # how the runs were confined, as the engine said at the start
     kept_changes: list[KeptChange] = field(default_factory=list)
     failed_ideas: list[FailedIdea] = field(default_factory=list)
     rows: list[LedgerRow] = field(default_factory=list)
@@ -354,6 +355,7 @@ def build_report(run_dir: Path) -> Report:
         cost_by_role=spend["cost_by_role"],
         cost_by_model=spend["cost_by_model"],
         rejected_before_training=spend["rejected_before_training"],
+        sandbox=view.sandbox,
         kept_changes=kept_changes,
         failed_ideas=failed,
         rows=rows,

@@ -79,6 +79,7 @@ def summary_table(report: Report) -> list[tuple[str, str]]:
          f"sd {report.noise_sd:.6f} over {report.noise_dof} dof"
          + (" (jitter only: the target ignores AR_SEED; set [metric] min_effect)" if report.noise_jitter_only else "")),
         ("Experiments run", f"{report.experiments} (after the baseline)"),
+        *([("Sandbox", report.sandbox.removeprefix("sandbox: "))] if report.sandbox else []),
         ("Kept", str(report.kept)),
         ("Discarded", str(report.discarded)),
         ("Crashed", str(report.crashed)),

@@ -70,6 +70,8 @@ class StatusLine(Static):
         trend = fmt.spark(chart_scale.gain_series(view.rows, view.baseline, view.direction), SPARK_WIDTH)
         if trend:
             line.append(f" {trend}", style="bold cyan")
+        if view.unconfined:
+            line.append(" · NOT SANDBOXED", style="bold red reverse")
         if view.stopped is not None:
             line.append(f" · stopped: {view.stopped.reason}", style="bold red" if view.stopped.error else "")
         # Who, then what: on one line when it fits, else the second part on a

@@ -319,6 +319,19 @@ async def test_auto_without_a_sandbox_runs_and_says_so(tmp_path, home) -> None:
     started = next(e for e in events if isinstance(e, ev.RunStarted))
     assert started.sandbox.startswith("sandbox: NONE, runs are not confined")
     assert any(isinstance(e, ev.Notice) and e.level == "warning" and e.message == started.sandbox for e in events)
+    # ... and everywhere else a person looks: `ar-tui status`, the app's status line, the report.
+    from ar_tui.core.control import RunView
+    from ar_tui.headless import describe_status
+    from ar_tui.report.build import build_report
+    from ar_tui.report.markdown import render_markdown
+
+    view = RunView()
+    for event in events:
+        view.apply(event)
+    assert view.unconfined and view.summary()["unconfined"]
+    assert f"WARNING {started.sandbox}" in describe_status(view.summary())
+    report = build_report(run_dir)
+    assert "NONE, runs are not confined" in render_markdown(report, chart=False)
 
 
 async def test_the_startup_line_names_the_sandbox_in_force(tmp_path, backend, home) -> None:
