@@ -21,20 +21,21 @@ from collections import deque
 from typing import TYPE_CHECKING, Callable
 
 from ar_tui.core import events as ev
-from ar_tui.core.decisions import REMEASURE_BEST, RERUN, mean
-from ar_tui.core.evidence import read_evidence
+from ar_tui.core.decisions import REMEASURE_BEST, RERUN
+from ar_tui.core.engine.measuring import Measuring
 from ar_tui.core.engine.parts import MAX_FAILED_PROPOSALS_IN_ROW, Candidate, Outcome, Slot
 from ar_tui.core.engine.strategy import DISCARD, KEEP, REAPPLY, REBASE_FAILED_RULE, Base
+from ar_tui.core.evidence import read_evidence
 from ar_tui.core.ledger import LedgerError
 from ar_tui.core.proposer import Proposal, ProposalContext, ProposalFailed, ProposerStopped, RunStopping
-from ar_tui.core.seeds import next_attempt, read_texts, seed_only_refusal
+from ar_tui.core.seeds import read_texts, seed_only_refusal
 from ar_tui.core.workspace import Workspace
 
 if TYPE_CHECKING:
     from ar_tui.core.engine.facade import Engine
 
 
-class Scheduler:
+class Scheduler(Measuring):
     def __init__(self, engine: "Engine") -> None:
         self.engine = engine
         self.queue: deque[Candidate] = deque()
@@ -242,17 +243,6 @@ class Scheduler:
             engine.save_state()
             return cand
 
-    def _queue_remeasure(self, exp: int, why: str) -> None:
-        """Run a decided node again with a new seed, ahead of new proposals."""
-        node = self.state.nodes[exp]
-        self.state.remeasuring.add(exp)
-        cand = Candidate(exp=exp, description=node.description, rationale="", diff="", base_commit=node.commit,
-                         commit=node.commit, parent=node.commit, runs=list(node.runs), remeasure=True,
-                         island=node.island, attempt=self.state.attempts.get(exp, 1))
-        self.emit(ev.Notice(level="info", message=f"re-measuring experiment {exp} ({why}): "
-                                                  f"its estimate rests on {len(node.runs)} run(s)"))
-        self.queue.appendleft(cand)
-
     async def _adapt(self, cand: Candidate, conflict: str) -> Candidate | None:
         self.emit(ev.Notice(level="info",
                             message=f"experiment {cand.exp} conflicts with the new best; asking the agent to adapt it"))
@@ -264,93 +254,6 @@ class Scheduler:
         except ProposerStopped as exc:
             self.engine.stop(exc.reason, error=exc.error)
             return None
-
-    # ------------------------------------------------------------------ baseline
-
-    async def baseline(self) -> None:
-        engine, state = self.engine, self.state
-        # One stop event for the baseline's runs on every slot: a stop --now ends them all.
-        cand = Candidate(exp=0, description="baseline", rationale="", diff="", base_commit=state.best_commit,
-                         is_baseline=True, commit=state.best_commit, parent=state.best_commit, stop=asyncio.Event())
-        needed = max(1, engine.options.baseline_runs)
-        outcomes: list[Outcome] = []
-        while len(outcomes) < needed and not engine.stopping:
-            batch = self.slots[: needed - len(outcomes)]
-            results = await asyncio.gather(*(self._run_baseline_once(slot, cand) for slot in batch))
-            outcomes.extend(results)
-            failed = [o for o in results if o.outcome != ev.OUTCOME_OK]
-            if failed:
-                if any(o.outcome == ev.OUTCOME_INTERRUPTED for o in failed):
-                    return
-                first = failed[0]
-                state.last_failure_tail = first.tail
-                rule = f"baseline {first.outcome}: {first.message}"
-                await self.decide(cand, ev.STATUS_CRASH, None, rule)
-                engine.stop(f"the baseline failed ({first.outcome}: {first.message}); fix the target and run again",
-                            error=True)
-                return
-        if not outcomes:
-            return
-        # A stop asked for during the baseline still records the runs that finished.
-        metrics = [o.metric for o in outcomes if o.metric is not None]
-        for outcome in outcomes:
-            if outcome.metric is not None:
-                state.noise.add(state.best_commit, outcome.metric, outcome.seed)
-        cand.memory_gb = max((o.memory_gb for o in outcomes if o.memory_gb is not None), default=None)
-        cand.seconds = sum(o.seconds for o in outcomes)
-        cand.runs = metrics
-        mean = cand.mean
-        assert mean is not None
-        state.baseline_metric = mean
-        await self.decide(cand, ev.STATUS_KEEP, mean, f"baseline, mean of {len(metrics)} run(s)")
-        self.emit(ev.BaselineReady(metric=mean, commit=state.best_commit, runs=metrics))
-        engine.emit_noise()
-
-    async def confirm_best(self) -> None:
-        """Before the morning report, run a kept best with fresh seeds until it
-        has as many runs made after its keep as the baseline has: its own runs
-        were chosen for looking good, so only fresh ones measure the night's
-        improvement fairly. Skipped when the user stopped the run, when it
-        failed, and when no seed noise was measured (fresh runs would say
-        nothing new)."""
-        engine, state = self.engine, self.state
-        noise = state.noise
-        if engine.stop_error or engine.stop_reason == "stopped by the user" or not self.slots:
-            return
-        if noise.sd is None or noise.jitter_only or not noise.runs(state.best_commit):
-            return
-        needed = engine.options.baseline_runs - len(noise.fresh_runs(state.best_commit))
-        best, slot = state.best_commit, self.slots[0]
-        # Runs of exp 0 after the baseline's: their seeds continue its sequence.
-        cand = Candidate(exp=0, description="confirming the best", rationale="", diff="", base_commit=best,
-                         is_baseline=True, commit=best, parent=best, stop=asyncio.Event())
-        cand.attempt = next_attempt(0, [s for seeds in noise.seeds.values() for s in seeds]) - 1
-        for _ in range(max(0, needed)):
-            outcome = await self._run_baseline_once(slot, cand)
-            if outcome.outcome != ev.OUTCOME_OK or outcome.metric is None:
-                return
-            noise.add(best, outcome.metric, outcome.seed)
-            state.best_metric = state.metric_of[best] = mean(noise.runs(best))
-            engine.emit_noise()
-            engine.save_state()
-
-    async def _run_baseline_once(self, slot: Slot, cand: Candidate) -> Outcome:
-        engine = self.engine
-        assert cand.commit is not None
-        await engine.trial.checkout(slot, cand.commit)
-        cand.attempt += 1
-        attempt = cand.attempt
-        slot.candidate = cand
-        try:
-            self.emit(ev.ExperimentStarted(exp=0, slot=slot.index, device=slot.device, commit=cand.commit,
-                                           parent=cand.commit, description=cand.description, attempt=attempt,
-                                           log_path=str(engine.run_dir.log(0, attempt))))
-            self.slot_state(slot, ev.STATE_RUNNING, 0, cand.description)
-            return await engine.trial.execute(slot, cand, attempt)
-        finally:
-            slot.candidate = None
-            self.slot_state(slot, ev.STATE_IDLE)
-            self.notify()
 
     # ------------------------------------------------------------------ slots
 
@@ -461,63 +364,6 @@ class Scheduler:
             return await engine.trial.execute(slot, cand, cand.attempt)
         finally:
             cand.stop = None
-
-    async def _remeasure(self, slot: Slot, cand: Candidate) -> None:
-        engine, state = self.engine, self.state
-        assert cand.commit is not None
-        await engine.trial.checkout(slot, cand.commit)
-        outcome = await self._start(slot, cand)
-        if outcome.outcome == ev.OUTCOME_INTERRUPTED:
-            state.remeasuring.discard(cand.exp)  # asked for again when it matters again
-            return
-        async with self._decide_lock:
-            if outcome.outcome == ev.OUTCOME_OK and outcome.metric is not None:
-                state.noise.add(cand.commit, outcome.metric, outcome.seed)
-                estimate = state.remeasured(cand.exp, outcome.metric)
-                node = state.nodes[cand.exp]
-                self.emit(ev.Remeasured(exp=cand.exp, metric=outcome.metric, estimate=estimate, runs=len(node.runs),
-                                        reason="a node about to be built on again"))
-                engine.emit_noise()
-            else:
-                state.remeasuring.discard(cand.exp)
-                self.emit(ev.Remeasured(exp=cand.exp, metric=None, estimate=state.nodes[cand.exp].metric,
-                                        runs=len(state.nodes[cand.exp].runs),
-                                        reason=f"the re-run failed ({outcome.outcome}: {outcome.message})"))
-            engine.save_state()
-        await engine.sync_nodes()
-
-    async def _remeasure_best(self, slot: Slot, cand: Candidate) -> None:
-        """Run the best again with a new seed (as an attempt of the
-        challenger's experiment, so its seed and log are its own), then decide
-        the challenger again against the mean of all the best's runs."""
-        engine, state = self.engine, self.state
-        best = state.best_commit
-        cand.remeasure_best = False
-        await engine.trial.checkout(slot, best)
-        cand.attempt += 1
-        cand.stop = asyncio.Event()
-        self.emit(ev.ExperimentStarted(exp=cand.exp, slot=slot.index, device=slot.device, commit=best, parent=best,
-                                       description=f"re-measuring the best for: {cand.description}",
-                                       attempt=cand.attempt, log_path=str(engine.run_dir.log(cand.exp, cand.attempt)),
-                                       parent_exp=state.best_exp))
-        self.slot_state(slot, ev.STATE_RUNNING, cand.exp, "re-measuring the best")
-        outcome = await engine.trial.execute(slot, cand, cand.attempt)
-        cand.stop = None
-        if outcome.outcome in (ev.OUTCOME_INTERRUPTED, ev.OUTCOME_VETOED):
-            await self._judge(slot, cand, outcome)
-            return
-        if outcome.outcome == ev.OUTCOME_OK and outcome.metric is not None:
-            if best == state.best_commit:
-                state.noise.add(best, outcome.metric, outcome.seed)
-                if state.best_exp in state.nodes:
-                    state.remeasured(state.best_exp, outcome.metric)
-                state.best_metric = state.metric_of[best] = mean(state.noise.runs(best))
-        else:
-            self.remeasure_failed.add(best)
-            self.emit(ev.Notice(level="warning", message=f"re-measuring the best failed ({outcome.message}); "
-                                                         f"deciding experiment {cand.exp} without it"))
-        # Not a run of the candidate: no metric of its own to add.
-        await self._judge(slot, cand, Outcome(ev.OUTCOME_OK, None, None, None, outcome.seconds, 0, "", ""))
 
     # ------------------------------------------------------------------ decisions
 
