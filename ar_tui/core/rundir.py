@@ -1,7 +1,7 @@
 """The run dir: every path in it named once, and who owns it.
 
 A run dir holds one run's durable records (results.tsv, events.jsonl,
-state.json, the stored options), its logs, diffs and checkpoints, the slots'
+state.json, the stored options), its logs and diffs, the slots'
 worktrees, and, while an engine lives, its pid file and control socket. Every
 other module asks `RunDir` for a path instead of spelling a file name, so the
 layout is written down here and nowhere else.
@@ -115,10 +115,6 @@ class RunDir:
         return self.path / "diffs"
 
     @property
-    def checkpoints(self) -> Path:
-        return self.path / "checkpoints"
-
-    @property
     def worktrees(self) -> Path:
         return self.path / "worktrees"
 
@@ -136,9 +132,6 @@ class RunDir:
 
     def diff(self, exp: int) -> Path:
         return self.diffs / f"{exp}.diff"
-
-    def checkpoint(self, exp: int, attempt: int) -> Path:
-        return self.checkpoints / f"{exp}.{attempt}.pt"
 
     def slot_worktree(self, index: int) -> Path:
         return self.worktrees / f"slot-{index}"
