@@ -158,7 +158,8 @@ async def test_the_run_cannot_read_a_secret_in_the_home_dir(tmp_path, backend, h
     assert "SECRET-KEY-MATERIAL" not in (run_dir / "events.jsonl").read_text()
 
 
-async def test_the_run_cannot_connect_to_a_server_on_localhost(tmp_path, backend, home) -> None:
+async def recording_server() -> tuple[asyncio.AbstractServer, int, list[bytes]]:
+    """A TCP server on 127.0.0.1 that records what each connection sends."""
     connections: list[bytes] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -166,7 +167,11 @@ async def test_the_run_cannot_connect_to_a_server_on_localhost(tmp_path, backend
         writer.close()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    return server, server.sockets[0].getsockname()[1], connections
+
+
+async def test_the_run_cannot_connect_to_a_server_on_localhost(tmp_path, backend, home) -> None:
+    server, port, connections = await recording_server()
     attack = hostile("phone home", f"""
         import socket
         socket.create_connection(("127.0.0.1", {port}), timeout=5).sendall(b"exfiltrated")
@@ -179,14 +184,7 @@ async def test_the_run_cannot_connect_to_a_server_on_localhost(tmp_path, backend
 
 
 async def test_the_network_is_open_when_the_target_says_so(tmp_path, backend, home) -> None:
-    connections: list[bytes] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(await reader.read(100))
-        writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
+    server, port, connections = await recording_server()
     fetch = hostile("download", f"""
         import socket
         socket.create_connection(("127.0.0.1", {port}), timeout=5).sendall(b"hello")
