@@ -64,6 +64,10 @@ async def test_scrolled_up_the_log_stays_on_the_lines_being_read() -> None:
             handle.emit(ev.LogLine(exp=4, slot=0, text=f"line {i}"))
         await until(pilot, lambda: [line for line in visible_log(app) if line][-1:] == ["line 499"], timeout=5,
                     what="the tail on screen")
+        # The tail is drawn before the next layout gives the pane its
+        # scrollbar; until then a page-up has nothing to scroll (a loaded
+        # machine widens that window).
+        await until(pilot, lambda: app.training_log.allow_vertical_scroll, timeout=5, what="the pane to scroll")
         app.training_log.focus()
         await pilot.press("pageup", "pageup", "pageup")
         first = visible_log(app)[0]
