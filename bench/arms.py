@@ -133,7 +133,10 @@ async def headless_run(target: Path, arm: Arm, seed: int, experiments: int, work
         if kept["flags"] == list(arm.flags) and kept["experiments"] == experiments \
                 and kept["time_budget"] == time_budget and kept["baseline_runs"] == baseline_runs:
             if log is not None:
-                log(f"{arm.name:>12} seed {seed}: read from {done}")
+                ran = f", which ran {kept['seconds']:.0f} s" if "seconds" in kept else ""
+                ran += f", {kept['load']}" if "load" in kept else ""
+                log(f"{arm.name:>12} seed {seed}: baseline {kept['curve'][0]:.6f} -> best {kept['curve'][-1]:.6f} "
+                    f"(read from {done}{ran})")
             return [float(v) for v in kept["curve"]]
     shutil.rmtree(work / slug, ignore_errors=True)
     copy = fresh_copy(target, work / slug / "target")
@@ -156,10 +159,10 @@ async def headless_run(target: Path, arm: Arm, seed: int, experiments: int, work
     curve = best_so_far(run_dir / "results.tsv", direction or target_direction(copy), experiments)
     done.write_text(json.dumps({"flags": list(arm.flags), "experiments": experiments, "time_budget": time_budget,
                                 "baseline_runs": baseline_runs, "seconds": time.monotonic() - began,
-                                "curve": curve}))
+                                "load": f"{load_line()} at its end", "curve": curve}))
     if log is not None:
         log(f"{arm.name:>12} seed {seed}: baseline {curve[0]:.6f} -> best {curve[-1]:.6f} "
-            f"({time.monotonic() - began:.0f} s)")
+            f"({time.monotonic() - began:.0f} s, {load_line()} at its end)")
     return curve
 
 
