@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--time-budget", type=float)
     parser.add_argument("--baseline-runs", type=int, default=3)
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
+    parser.add_argument("--offline-search", choices=["classic", "optuna"],
+                        help="the offline proposer's search (default: the target's, as `ar-tui run` chooses it)")
     parser.add_argument("--parallel", action="store_true",
                         help="the strategies of one seed run at the same time, so they share the load")
     parser.add_argument("--keep", type=Path, help="keep every run's target copy and run dir here; a finished run "
@@ -52,7 +54,8 @@ def main() -> None:
     target = target_source(args.target)
     direction = target_direction(target)
     strategies = args.strategies.split(",")
-    arms = {s: Arm(s, ("--strategy", s, "--slots", str(args.slots))) for s in strategies}
+    search = ("--offline-search", args.offline_search) if args.offline_search else ()
+    arms = {s: Arm(s, ("--strategy", s, "--slots", str(args.slots), *search)) for s in strategies}
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="ar-bench-") as tmp:
         work = args.keep.resolve() if args.keep else Path(tmp)

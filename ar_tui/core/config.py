@@ -45,6 +45,7 @@ class TargetConfig:
     prices: dict[str, Any] = field(default_factory=dict)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # the [sandbox] table
     team: dict[str, Any] = field(default_factory=dict)  # [team]: checked by ar_tui.agents.team
+    offline: dict[str, Any] = field(default_factory=dict)  # [offline]: checked by ar_tui.agents.offline
     source: str = "defaults"  # where this came from, for messages
 
     @property
@@ -71,6 +72,7 @@ _KNOWN = {
     "prices": None,  # any model id; checked by ar_tui.core.pricing
     "sandbox": {"network", "read", "write", "keep"},
     "team": {"planner", "worker", "reviewer", "plan_every", "web_search"},
+    "offline": {"search", "sampler"},  # the offline proposer's default search for this target
 }
 
 
@@ -101,7 +103,8 @@ def load_target(root: Path) -> TargetConfig:
 
     for section, values in data.items():
         if section not in _KNOWN:
-            raise fail(section, f"unknown section [{section}]; expected [target], [metric], [prices], [sandbox] and [team]")
+            raise fail(section, f"unknown section [{section}]; expected [target], [metric], [prices], [sandbox], "
+                                "[team] and [offline]")
         if not isinstance(values, dict):
             raise fail(section, "must be a table")
         for key in values:
@@ -189,6 +192,7 @@ def load_target(root: Path) -> TargetConfig:
     if "sandbox" in data:
         config.sandbox = _sandbox_settings(data["sandbox"], root, fail)
     config.team = dict(data.get("team", {}))
+    config.offline = dict(data.get("offline", {}))
     overlap = set(config.editable) & set(config.protected)
     if overlap:
         raise fail("target.protected", f"{', '.join(sorted(overlap))} cannot be both editable and protected")
