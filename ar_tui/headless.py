@@ -123,6 +123,8 @@ def describe_status(status: dict[str, Any]) -> str:
                      + (", jitter only: the target ignores AR_SEED" if status.get("noise_jitter_only") else ""))
     if status.get("unconfined"):
         parts.append(f"WARNING {status['sandbox']}")
+    if status.get("capacity") and status.get("live"):
+        parts.append(f"WARNING {status['capacity']}")
     slots = status.get("slots") or []
     if slots and status.get("live"):
         parts.append("slots " + ", ".join(

@@ -11,7 +11,7 @@ from typing import Any
 
 from ar_tui.core.decisions import NO_MIN_EFFECT, MinEffect, parse_min_effect
 from ar_tui.core.errors import UserError
-from ar_tui.core.sandbox import SandboxSettings
+from ar_tui.core.run_policy import SandboxSettings
 
 CONFIG_NAME = "autoresearch.toml"
 

@@ -102,6 +102,7 @@ class RunView:
     noise_dof: int = 0
     noise_jitter_only: bool = False  # the band measures jitter only (the target ignores AR_SEED)
     sandbox: str = ""  # the sandbox in force, as the engine described it ("" in an older run)
+    capacity: ev.CapacityChanged | None = None  # a cluster's, once a node has left it
     rows: list[RowView] = field(default_factory=list)
     experiments_started: int = 0
     current_exp: int | None = None
@@ -213,6 +214,7 @@ class RunView:
         self.tag, self.target, self.run_dir = e.tag, e.target, e.run_dir
         self.agent, self.model = e.agent, e.model
         self.sandbox = e.sandbox
+        self.capacity = None  # a new engine: the executor counts its cluster afresh
         self.metric_name, self.direction = e.metric, e.direction
         self.attended, self.veto_window_s = e.attended, e.veto_window_s
         self.budget_usd = e.budget_usd
@@ -338,6 +340,19 @@ class RunView:
     def _on_notice(self, e: ev.Notice) -> None:
         self.last_notice = e
 
+    def _on_capacity(self, e: ev.CapacityChanged) -> None:
+        self.capacity = e
+
+    @property
+    def capacity_warning(self) -> str:
+        """Slots out of the pool since a node left the cluster ("" when none):
+        the status line and `ar-tui status` say it until capacity returns."""
+        c = self.capacity
+        out = 0 if c is None or c.available >= c.total else max(0, len(self.slots) - c.available)
+        if not out or c is None:
+            return ""
+        return f"{out} slot{'s' if out > 1 else ''} out of the pool (the cluster has {c.available} of {c.total} {c.unit}s)"
+
     def _on_run_stopped(self, e: ev.RunStopped) -> None:
         self.stopped = e
         self.state = ev.STATE_STOPPED
@@ -371,6 +386,7 @@ class RunView:
             "noise_jitter_only": self.noise_jitter_only,
             "sandbox": self.sandbox,
             "unconfined": self.unconfined,
+            "capacity": self.capacity_warning,
             "slots": [
                 {"slot": s.index, "device": s.device, "state": s.state, "exp": s.exp} for s in self.slots
             ],

@@ -337,6 +337,17 @@ class Notice(Event):
 
 
 @dataclass
+class CapacityChanged(Event):
+    """A cluster executor's capacity for the slots: a node left (fewer GPUs
+    than at the start, so a slot waits out of the pool) or it is back."""
+
+    kind: ClassVar[str] = "capacity"
+    available: int  # GPUs (CPUs on a cluster without GPUs) the cluster has now
+    total: int  # what it had at the start of the run
+    unit: str = "GPU"
+
+
+@dataclass
 class RunStopped(Event):
     kind: ClassVar[str] = "run_stopped"
     reason: str

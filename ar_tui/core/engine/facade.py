@@ -40,7 +40,8 @@ from ar_tui.core.ledger import EventLog, Ledger, LedgerError, read_events, read_
 from ar_tui.core.proposer import Proposer
 from ar_tui.core.rundir import RunDir
 from ar_tui.core.runner import Executor, LocalExecutor, kill_orphans
-from ar_tui.core.sandbox import Confinement, resolve_sandbox, target_python_paths
+from ar_tui.core.run_policy import Confinement, target_python_paths
+from ar_tui.core.sandbox import resolve_sandbox
 from ar_tui.core.targets import data_home
 
 # A service is handed the engine once its run dir is claimed and opened.
