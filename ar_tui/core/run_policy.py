@@ -284,18 +284,17 @@ class Confinement:
 
     @classmethod
     def for_node(cls, wanted: NodeConfinement, node_run_dir: Path, python: object,
-                 engine_run_dir: str | Path | None = None, sandbox: Sandbox | None = None) -> "Confinement":
+                 engine_run_dir: str | Path | None = None) -> "Confinement":
         """On a cluster node: the sandbox that `wanted` asks for, resolved
         here (the engine's backend first, else this machine's best; under
         `require` a node without one raises SandboxError), hiding this run's
         dir on the node (other trials' checkouts, the prepare's log), the
         node's home, data home and credentials, and the engine's run dir
         (the node may be the engine's machine). `python`: the node's
-        TargetPython, whose environment the runs read. `sandbox`: one
-        resolved already for `wanted` (see `node_sandbox`)."""
+        TargetPython, whose environment the runs read."""
         from ar_tui.core.targets import data_home
 
-        sandbox = sandbox or node_sandbox(wanted.mode, wanted.settings.network, wanted.backend)
+        sandbox = node_sandbox(wanted.mode, wanted.settings.network, wanted.backend)
         return cls(sandbox, node_run_dir, wanted.settings, data_home(), extra_read=target_python_paths(python),
                    declared_env=wanted.declared_env, extra_hidden=[engine_run_dir] if engine_run_dir else ())
 

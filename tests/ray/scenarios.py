@@ -326,17 +326,20 @@ async def node_death(base: Path, cluster: LocalCluster) -> dict:
     }
 
 
-async def sandbox_on_the_node(base: Path, cluster: LocalCluster) -> dict:
+async def sandbox_on_the_node(base: Path, cluster: LocalCluster, backend: str = "bubblewrap") -> dict:
     """The local sandbox tests' attacks (tests/core/sandbox_attacks.py), each
     a train.py run through the Ray executor, one slot so that they follow
-    each other; then the same secret read with `--sandbox off`, which gets
+    each other, under the engine's `backend` (which the node prefers); then,
+    for bubblewrap, the same secret read with `--sandbox off`, which gets
     through (so what refused it was the node's sandbox)."""
+    from ar_tui.core.sandbox import Bubblewrap, LandlockBackend
     from ar_tui.core.server import control_service
     from tests.conftest import TINY_TRAIN
     from tests.core import sandbox_attacks as attacks
 
     home = attacks.make_home(cluster.home)  # the engine's user's home (the nodes share this machine)
-    run_dir = (base / "runs" / "hostile").resolve()
+    name = "hostile" if backend == "bubblewrap" else f"hostile-{backend}"
+    run_dir = (base / "runs" / name).resolve()
     node_root = cluster.node_root("head")
     server, port, connections = await attacks.recording_server()
     steps = [attacks.keep_me(run_dir), attacks.read_files(run_dir / "results.tsv"), attacks.read_secret(home),
@@ -344,11 +347,12 @@ async def sandbox_on_the_node(base: Path, cluster: LocalCluster) -> dict:
              attacks.write_outside(node_root / "planted.txt"), attacks.phone_home(port),
              attacks.LEAVE_FILES, attacks.FIND_LEFTOVERS]
     config = "[target]\ntime_budget = 1\ntimeout = 45\n"
-    target = make_target(base / "targets" / "hostile", train=TINY_TRAIN, config=config)
+    target = make_target(base / "targets" / name, train=TINY_TRAIN, config=config)
     watcher = Watcher(base / "go")
+    pinned = {"bubblewrap": Bubblewrap, "landlock": LandlockBackend}[backend]()
     async with server:
-        engine, _ = engine_for(base, "hostile", watcher, steps, target=target, services=[control_service],
-                               devices=["ray:gpu"], lookahead=0)
+        engine, _ = engine_for(base, name, watcher, steps, target=target, services=[control_service],
+                               devices=["ray:gpu"], lookahead=0, sandbox="require", sandbox_backends=[pinned])
         stopped = await engine.run()
     found = {
         "stopped": stopped.reason, "error": stopped.error, "sandbox": engine.confinement.sandbox.describe(),
@@ -362,6 +366,8 @@ async def sandbox_on_the_node(base: Path, cluster: LocalCluster) -> dict:
         "leftovers_shared": [p for p in attacks.LEFTOVERS_SHARED if os.path.exists(p)],
         "notices": [e.message for e in watcher.of(ev.Notice)],
     }
+    if backend != "bubblewrap":
+        return found
     # Unconfined on the node, the same read gets the key into the log.
     off_dir = (base / "runs" / "hostile-off").resolve()
     off_target = make_target(base / "targets" / "hostile-off", train=TINY_TRAIN, config=config)
@@ -371,6 +377,11 @@ async def sandbox_on_the_node(base: Path, cluster: LocalCluster) -> dict:
     found["off_rows"] = [[r.exp, r.status] for r in read_results(off_dir / "results.tsv")[1]]
     found["off_secret_in_log"] = attacks.SECRET in (off_dir / "logs" / "1.log").read_text(errors="replace")
     return found
+
+
+async def sandbox_on_the_node_landlock(base: Path, cluster: LocalCluster) -> dict:
+    """The same attacks under the no-root fallback on the node."""
+    return await sandbox_on_the_node(base, cluster, "landlock")
 
 
 async def versions(base: Path, cluster: LocalCluster) -> dict:
@@ -388,7 +399,8 @@ async def versions(base: Path, cluster: LocalCluster) -> dict:
     }
 
 
-SCENARIOS = [versions, two_slots, veto, resume_after_kill, sandbox_on_the_node, node_death]  # node_death last: it ends a node
+SCENARIOS = [versions, two_slots, veto, resume_after_kill, sandbox_on_the_node, sandbox_on_the_node_landlock,
+             node_death]  # node_death last: it ends a node
 
 
 async def main(findings_path: Path, base: Path) -> None:
