@@ -70,6 +70,16 @@ class Scheduler(Measuring):
         while not predicate():
             await self._changed.wait()
 
+    def gpu_budget_stops(self, starting: list[Slot]) -> bool:
+        """A budget covering GPU time that runs on `starting` would cross
+        stops the run cleanly (what they would have run stays queued)."""
+        running = [s.device for s in self.slots if s.candidate is not None and s not in starting]
+        reason = self.engine.accounting.run_would_cross(self.engine.options.budget_usd,
+                                                        [s.device for s in starting], running)
+        if reason is not None:
+            self.engine.stop(reason)
+        return reason is not None
+
     def slot_state(self, slot: Slot, state: str, exp: int | None = None, detail: str = "") -> None:
         self.emit(ev.StateChanged(state=state, slot=slot.index, exp=exp, detail=detail))
 
@@ -114,7 +124,7 @@ class Scheduler(Measuring):
             unseen=[(c.exp, c.description) for c in state.in_flight.values()],
             last_failure_tail=state.last_failure_tail,
             noise_sd=state.noise.sd,
-            spent_usd=engine.accounting.spent_usd,
+            spent_usd=engine.accounting.budget_spent_usd,
             budget_usd=engine.options.budget_usd,
             gate=self._gate,
             **where,
@@ -137,7 +147,7 @@ class Scheduler(Measuring):
                 return
             if engine.accounting.budget_reached(engine.options.budget_usd):
                 engine.stop(f"budget of ${engine.options.budget_usd:.2f} reached "
-                            f"(spent ${engine.accounting.spent_usd:.2f})")
+                            f"(spent ${engine.accounting.budget_spent_usd:.2f})")
                 return
             exp = self.state.next_exp
             try:
@@ -270,6 +280,8 @@ class Scheduler(Measuring):
         while True:
             await self.wait_for(lambda: engine.stopping or self._next_candidate() is not None)
             if engine.stopping:
+                return
+            if self.gpu_budget_stops([slot]):
                 return
             cand = self.queue.popleft()
             slot.candidate = cand
@@ -436,6 +448,7 @@ class Scheduler(Measuring):
         engine, state = self.engine, self.state
         best_before = None if cand.is_baseline else state.best_metric
         cand.cost_usd = max(cand.cost_usd, engine.accounting.cost_of(cand.exp))
+        cand.gpu_usd = engine.accounting.gpu_usd_of(cand.exp)
         commit = cand.commit or cand.base_commit
         parent_exp = None if cand.is_baseline else state.parent_exp(cand.parent or cand.base_commit)
         engine.recorder.row(cand, status, metric, rule, commit, parent_exp)
