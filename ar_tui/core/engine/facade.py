@@ -33,6 +33,7 @@ from ar_tui.core.engine.state import ResearchState
 from ar_tui.core.engine.strategy import GreedyStrategy, Judging, Strategy, make_strategy
 from ar_tui.core.engine.trial import Trial
 from ar_tui.core.errors import UserError
+from ar_tui.core.executors.plan import file_hashes
 from ar_tui.core.gpu_cost import resolve_pricing
 from ar_tui.core.git import GIT_ERRORS, GitError, GitRepo
 from ar_tui.core.interpreter import TargetPython, resolve_python
@@ -287,7 +288,7 @@ class Engine:
         if (self.propose_target / "autoresearch.toml").exists() and "autoresearch.toml" not in protected:
             protected.append("autoresearch.toml")
         target.protected = protected
-        hashes = git.file_hashes(self.propose_target, protected)
+        hashes = file_hashes(self.propose_target, protected)
         self.trial = Trial(run_dir, target, git, self.executor, self.accounting.trial_emit(self.emit), hashes,
                            self.python, self.confinement)
         self._node_refs = set(git.nodes())
