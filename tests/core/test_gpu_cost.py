@@ -227,3 +227,20 @@ def test_unpriced_gpu_time_is_unknown_not_zero(tmp_path: Path) -> None:
     figures = report_as_dict(build_report(run_dir))
     assert figures["gpu_cost_usd"] is None and figures["total_cost_usd"] == figures["token_cost_usd"]
     assert git(target, "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"
+
+
+async def test_the_gpu_time_is_rebuilt_from_the_events_when_state_json_lags(tmp_path: Path) -> None:
+    from ar_tui.core.engine.accounting import Accounting
+
+    target = make_target(tmp_path / "target", config=FAST)
+    run_dir = tmp_path / "run"
+    await engine_for(target, run_dir, STEPS, baseline_runs=1, gpu_usd_per_hour=RATE).run()
+    state = read_state(run_dir)
+    events = list(read_events(run_dir / "events.jsonl"))
+    # As if the engine died before state.json recorded any of it.
+    restored = Accounting()
+    restored.restore({k: v for k, v in state.items() if k != "gpu"}, events)
+    assert restored.gpu_usd == pytest.approx(state["gpu"]["usd"])
+    assert restored.gpu_seconds == pytest.approx(state["gpu"]["seconds"])
+    assert restored.longest_run_s == pytest.approx(state["gpu"]["longest_run_s"])
+    assert {int(k): pytest.approx(v) for k, v in state["gpu"]["usd_by_exp"].items()} == restored.gpu_usd_by_exp

@@ -47,13 +47,21 @@ class Accounting:
         self.gpu_usd = float(gpu.get("usd", 0.0))
         self.gpu_usd_by_exp = {int(k): v for k, v in gpu.get("usd_by_exp", {}).items()}
         self.longest_run_s = float(gpu.get("longest_run_s", 0.0))
+        # Every finished run is in the events, also those after the last
+        # state.json (a kill -9 between a re-run and the next decision).
+        seconds = usd = 0.0
+        usd_by_exp: dict[int, float] = {}
         for event in events:
             if isinstance(event, ev.Usage) and not event.streaming:
                 self.spent_usd = max(self.spent_usd, event.total_cost_usd)
             elif isinstance(event, ev.ExperimentFinished):
-                # Runs finished after the last state.json was written (a kill -9).
-                self.gpu_seconds = max(self.gpu_seconds, event.total_gpu_seconds)
-                self.gpu_usd = max(self.gpu_usd, event.total_gpu_usd or 0.0)
+                seconds += event.gpu_seconds
+                usd += event.gpu_usd or 0.0
+                usd_by_exp[event.exp] = usd_by_exp.get(event.exp, 0.0) + (event.gpu_usd or 0.0)
+                self.longest_run_s = max(self.longest_run_s, event.held_seconds)
+        self.gpu_seconds, self.gpu_usd = max(self.gpu_seconds, seconds), max(self.gpu_usd, usd)
+        for exp, spent in usd_by_exp.items():
+            self.gpu_usd_by_exp[exp] = max(self.gpu_usd_by_exp.get(exp, 0.0), spent)
 
     def to_state(self) -> dict:
         return {"spent_usd": self.spent_usd, "tokens": self.tokens, "cost_by_exp": self.cost_by_exp,
