@@ -44,18 +44,24 @@ NOTES_TEMPLATE = f"""# Research notes
 _ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*])\s+(.+?)\s*$")
 
 
-def hypotheses(notes: str) -> list[str]:
-    """The ranked items under the hypotheses heading, in order."""
+def section_items(notes: str, heading: str) -> list[str]:
+    """The list items under the heading that starts with `heading`, in order,
+    without their bullets or numbers."""
     items: list[str] = []
     inside = False
     for line in notes.splitlines():
         if line.startswith("#"):
-            inside = line.lstrip("#").strip().lower().startswith(HYPOTHESES_HEADING.lower())
+            inside = line.lstrip("#").strip().lower().startswith(heading.lower())
             continue
         match = _ITEM.match(line) if inside else None
         if match:
             items.append(" ".join(match.group(1).split()))
     return items
+
+
+def hypotheses(notes: str) -> list[str]:
+    """The ranked items under the hypotheses heading, in order."""
+    return section_items(notes, HYPOTHESES_HEADING)
 
 
 def add_to_do_not_repeat(notes: str, line: str) -> str:

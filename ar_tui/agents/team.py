@@ -200,8 +200,8 @@ class TeamProposer:
         editor = editor_kind(member.model, self._editor_tool)
         loop = worker_loop(client, call, ctx, workspace, self.program, editor=editor,
                            extra=[team_prompt.assignment_block(hypothesis)],
-                           system=team_prompt.worker_system(self.program, ctx.target, self.memory.notes()),
-                           anchor=self._anchor,
+                           system=team_prompt.worker_system(self.program, ctx.target),
+                           after_files=team_prompt.notes_block(self.memory.notes()), anchor=self._anchor,
                            max_tool_calls=self.max_tool_calls, max_tokens=self.max_tokens)
         before = tools.snapshot(workspace)
         review_call = self._call(ctx, "reviewer", emit) if self.spec.reviewer else None
