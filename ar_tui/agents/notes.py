@@ -93,6 +93,10 @@ class TeamState:
     planned_at: int | None = None  # decided experiments when the planner last finished; None: never
     plans: int = 0
     rejected: list[dict] = field(default_factory=list)  # {exp, description, reason}
+    # The reviewer's rejections since the last approved proposal, and the
+    # planner's re-plans during that streak: a kill -9 must not reset them.
+    rejected_in_row: int = 0
+    replans_in_row: int = 0
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -108,6 +112,8 @@ class TeamState:
             planned_at=data.get("planned_at"),
             plans=int(data.get("plans", 0)),
             rejected=list(data.get("rejected", [])),
+            rejected_in_row=int(data.get("rejected_in_row", 0)),
+            replans_in_row=int(data.get("replans_in_row", 0)),
         )
 
 
@@ -154,10 +160,16 @@ class TeamMemory:
 
     def record_rejection(self, exp: int, description: str, reason: str) -> None:
         self.state.rejected.append({"exp": exp, "description": description, "reason": reason})
+        self.state.rejected_in_row += 1
         self.ensure_notes()
         _write_atomically(self.notes_path, add_to_do_not_repeat(
             self.notes(), f"{description}: rejected by the reviewer before training ({reason})"))
         self.save()
+
+    def end_rejection_streak(self) -> None:
+        """An approved proposal, or a stop the user will look at: the next
+        rejection starts a new streak. The caller saves."""
+        self.state.rejected_in_row = self.state.replans_in_row = 0
 
     def save(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)

@@ -130,11 +130,16 @@ def history_text(ctx: ProposalContext, rejected: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def planner_message(ctx: ProposalContext, notes: str, rejected: list[dict]) -> dict[str, Any]:
+def planner_message(ctx: ProposalContext, notes: str, rejected: list[dict],
+                    rejected_in_row: int = 0) -> dict[str, Any]:
+    ask = "Update the notes from this evidence, then end your turn."
+    if rejected_in_row:
+        ask = (f"The reviewer rejected the last {rejected_in_row} proposals in a row before training (the last "
+               f"lines under \"Rejected by the reviewer\"): the queue of hypotheses is evidently bad. Replace "
+               f"the ranked hypotheses with ones unlike the rejected ones, then end your turn.")
     return {"role": "user", "content": [
         {"type": "text", "text": history_text(ctx, rejected)},
-        {"type": "text", "text": f"The current `{NOTES_FILE}`:\n<notes>\n{notes.strip()}\n</notes>\n\n"
-                                 f"Update the notes from this evidence, then end your turn."},
+        {"type": "text", "text": f"The current `{NOTES_FILE}`:\n<notes>\n{notes.strip()}\n</notes>\n\n{ask}"},
     ]}
 
 

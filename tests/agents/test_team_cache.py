@@ -14,7 +14,7 @@ from ar_tui.agents import prompt, team_prompt
 from ar_tui.agents.notes import add_to_do_not_repeat
 from ar_tui.core.config import TargetConfig
 from ar_tui.core.proposer import ProposalContext, ResultRow
-from tests.agents.test_team import AGENDA, PLANNER, REVIEWER, WORKER, agenda_notes, answer_roles, run_engine, team_for, worker
+from tests.agents.test_team import AGENDA, PLANNER, WORKER, agenda_notes, answer_roles, run_engine, team_for, worker
 from tests.conftest import make_target
 from tests.fake_messages_api import FakeMessagesAPI, RecordedRequest, _canonical, edit, reply, request_blocks, text
 
