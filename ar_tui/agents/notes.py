@@ -16,6 +16,7 @@ with the same agenda.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -97,6 +98,9 @@ class TeamState:
     # planner's re-plans during that streak: a kill -9 must not reset them.
     rejected_in_row: int = 0
     replans_in_row: int = 0
+    # A plan under way: {decided, notes_sha, for_rejections}. Still here on
+    # load, the process died mid-plan (kill -9); see TeamMemory.__init__.
+    planning: dict | None = None
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -114,6 +118,7 @@ class TeamState:
             rejected=list(data.get("rejected", [])),
             rejected_in_row=int(data.get("rejected_in_row", 0)),
             replans_in_row=int(data.get("replans_in_row", 0)),
+            planning=data.get("planning") if isinstance(data.get("planning"), dict) else None,
         )
 
 
@@ -129,6 +134,15 @@ class TeamMemory:
             except (ValueError, TypeError, KeyError):
                 # A torn or hand-mangled file: the notes still hold the agenda.
                 self.state = TeamState()
+        planning = self.state.planning
+        if planning is not None:
+            if _digest(self.notes()) != planning.get("notes_sha"):
+                # Killed after the planner's edit landed: that is the agenda,
+                # and the plan counts as done; planning again would replace it.
+                self.end_plan(int(planning.get("decided", 0)), bool(planning.get("for_rejections")))
+            else:
+                self.state.planning = None  # killed before it wrote anything: the plan is still due
+                self.save()
 
     def ensure_notes(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -166,6 +180,21 @@ class TeamMemory:
             self.notes(), f"{description}: rejected by the reviewer before training ({reason})"))
         self.save()
 
+    def begin_plan(self, decided: int, for_rejections: bool) -> None:
+        self.state.planning = {"decided": decided, "notes_sha": _digest(self.notes()),
+                               "for_rejections": for_rejections}
+        self.save()
+
+    def end_plan(self, decided: int, for_rejections: bool) -> None:
+        """Done or failed, the plan is over: the next waits for new evidence
+        instead of retrying at once."""
+        self.state.planning = None
+        self.state.planned_at = decided
+        self.state.plans += 1
+        if for_rejections:
+            self.state.replans_in_row += 1
+        self.save()
+
     def end_rejection_streak(self) -> None:
         """An approved proposal, or a stop the user will look at: the next
         rejection starts a new streak. The caller saves."""
@@ -174,6 +203,10 @@ class TeamMemory:
     def save(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         _write_atomically(self.state_path, self.state.to_json())
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _write_atomically(path: Path, text: str) -> None:

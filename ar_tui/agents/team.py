@@ -323,15 +323,11 @@ class TeamProposer:
                                                   rejected_in_row)],
             workspace=workspace, finish_tool=None, max_tool_calls=PLANNER_TOOL_CALLS, max_tokens=self.max_tokens,
         )
+        self.memory.begin_plan(_decided(ctx.history), bool(rejected_in_row))
         try:
             await loop.run()
         finally:
-            # Failed or not, the next plan waits for new evidence instead of retrying at once.
-            self.memory.state.planned_at = _decided(ctx.history)
-            self.memory.state.plans += 1
-            if rejected_in_row:
-                self.memory.state.replans_in_row += 1
-            self.memory.save()
+            self.memory.end_plan(_decided(ctx.history), bool(rejected_in_row))
 
     # --- the worker pool ---------------------------------------------------
 
