@@ -33,6 +33,7 @@ from ar_tui.core.engine.state import ResearchState
 from ar_tui.core.engine.strategy import GreedyStrategy, Judging, Strategy, make_strategy
 from ar_tui.core.engine.trial import Trial
 from ar_tui.core.errors import UserError
+from ar_tui.core.executors.plan import file_hashes
 from ar_tui.core.git import GIT_ERRORS, GitError, GitRepo
 from ar_tui.core.interpreter import TargetPython, resolve_python
 from ar_tui.core.ledger import EventLog, Ledger, LedgerError, read_events, read_state, write_state
@@ -284,7 +285,7 @@ class Engine:
         if (self.propose_target / "autoresearch.toml").exists() and "autoresearch.toml" not in protected:
             protected.append("autoresearch.toml")
         target.protected = protected
-        hashes = git.file_hashes(self.propose_target, protected)
+        hashes = file_hashes(self.propose_target, protected)
         self.trial = Trial(run_dir, target, git, self.executor, self.emit, hashes, self.python, self.confinement)
         self._node_refs = set(git.nodes())
         self.recorder = Recorder(run_dir, self.ledger, self.emit, self.save_state)

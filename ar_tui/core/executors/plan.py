@@ -59,16 +59,20 @@ class TrialSteps:
     evaluation: RunResult | None = None  # None: the evaluator did not run
 
 
-def changed_files(root: Path, expected: dict[str, str]) -> list[str]:
-    """The files under `root` whose sha256 is not the expected one (a missing
-    file hashes to '', as the engine's own hashes do)."""
-    changed = []
-    for rel, digest in expected.items():
+def file_hashes(root: Path, files: list[str]) -> dict[str, str]:
+    """sha256 of each file under `root` (a target dir); a missing file hashes
+    to '', so that its disappearance counts as a change."""
+    hashes = {}
+    for rel in files:
         path = Path(root) / rel
-        actual = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
-        if actual != digest:
-            changed.append(rel)
-    return changed
+        hashes[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+    return hashes
+
+
+def changed_files(root: Path, expected: dict[str, str]) -> list[str]:
+    """The files under `root` whose sha256 is not the expected one."""
+    actual = file_hashes(root, list(expected))
+    return [rel for rel, digest in expected.items() if actual[rel] != digest]
 
 
 async def run_trial_steps(executor: Executor, plan: TrialPlan, on_line: OnLine, stop: asyncio.Event,
