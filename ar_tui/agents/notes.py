@@ -98,8 +98,8 @@ class TeamState:
     # planner's re-plans during that streak: a kill -9 must not reset them.
     rejected_in_row: int = 0
     replans_in_row: int = 0
-    # A plan under way: {decided, notes_sha, for_rejections}. Still here on
-    # load, the process died mid-plan (kill -9); see TeamMemory.__init__.
+    # A plan under way: {decided, notes_sha, for_rejections, landed}. Still
+    # here on load, the process died mid-plan (kill -9); see TeamMemory.__init__.
     planning: dict | None = None
 
     def to_json(self) -> str:
@@ -136,7 +136,7 @@ class TeamMemory:
                 self.state = TeamState()
         planning = self.state.planning
         if planning is not None:
-            if _digest(self.notes()) != planning.get("notes_sha"):
+            if planning.get("landed") or _digest(self.notes()) != planning.get("notes_sha"):
                 # Killed after the planner's edit landed: that is the agenda,
                 # and the plan counts as done; planning again would replace it.
                 self.end_plan(int(planning.get("decided", 0)), bool(planning.get("for_rejections")))
@@ -176,8 +176,16 @@ class TeamMemory:
         self.state.rejected.append({"exp": exp, "description": description, "reason": reason})
         self.state.rejected_in_row += 1
         self.ensure_notes()
+        before = self.notes()
         _write_atomically(self.notes_path, add_to_do_not_repeat(
-            self.notes(), f"{description}: rejected by the reviewer before training ({reason})"))
+            before, f"{description}: rejected by the reviewer before training ({reason})"))
+        planning = self.state.planning
+        if planning is not None:
+            # The code's own line is not the planner's edit: a plan under way
+            # (its server down, the workers going on) must still tell the two apart.
+            if _digest(before) != planning.get("notes_sha"):
+                planning["landed"] = True
+            planning["notes_sha"] = _digest(self.notes())
         self.save()
 
     def begin_plan(self, decided: int, for_rejections: bool) -> None:

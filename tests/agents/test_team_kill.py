@@ -136,3 +136,21 @@ def test_after_a_kill_9_the_team_resumes_with_the_same_agenda_and_no_row_lost_or
     assert [r.description for r in results] == ["baseline", "set LR = 0.4", "set LR = 0.3", "set LR = 0.2"]
     state = TeamMemory(run_dir).state
     assert state.taken == AGENDA[:3] and state.plans == 1 and sorted(state.assignments) == [1, 2, 3]
+
+
+def test_a_plan_cut_short_counts_only_if_the_planner_wrote_and_a_rejection_line_is_not_its_writing(tmp_path):
+    run_dir = tmp_path / "run"
+    memory = TeamMemory(run_dir)
+    memory.ensure_notes()
+    memory.begin_plan(3, for_rejections=False)
+    # The planner's server is down; a worker's proposal is rejected meanwhile; then kill -9.
+    memory.record_rejection(4, "set LR = 0.9", "tried")
+    reloaded = TeamMemory(run_dir)
+    assert reloaded.state.planning is None and reloaded.state.planned_at is None and reloaded.state.plans == 0
+
+    reloaded.begin_plan(3, for_rejections=True)
+    (run_dir / "notes.md").write_text(agenda_notes())  # the planner's edit landed
+    reloaded.record_rejection(4, "set LR = 0.8", "tried")
+    again = TeamMemory(run_dir)
+    assert again.state.planning is None and again.state.planned_at == 3 and again.state.plans == 1
+    assert again.state.replans_in_row == 1 and again.open_hypotheses() == AGENDA
