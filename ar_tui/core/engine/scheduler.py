@@ -27,7 +27,7 @@ from ar_tui.core.engine.parts import MAX_FAILED_PROPOSALS_IN_ROW, Candidate, Out
 from ar_tui.core.engine.strategy import DISCARD, KEEP, REAPPLY, REBASE_FAILED_RULE, Base
 from ar_tui.core.evidence import read_evidence
 from ar_tui.core.ledger import LedgerError
-from ar_tui.core.proposer import Proposal, ProposalContext, ProposalFailed, ProposerStopped, RunStopping
+from ar_tui.core.proposer import Proposal, ProposalContext, ProposalFailed, ProposalRejected, ProposerStopped, RunStopping
 from ar_tui.core.seeds import read_texts, seed_only_refusal
 from ar_tui.core.workspace import Workspace
 
@@ -159,8 +159,10 @@ class Scheduler(Measuring):
                 engine.stop(exc.reason, error=exc.error)
                 return
             except ProposalFailed as exc:
-                self.failed_in_row += 1
                 self.emit(ev.ProposalFailed(exp=exp, reason=exc.reason))
+                if isinstance(exc, ProposalRejected):
+                    continue  # a reviewer's verdict, not a broken proposer: the team bounds its own streak
+                self.failed_in_row += 1
                 if self.failed_in_row >= MAX_FAILED_PROPOSALS_IN_ROW:
                     self._proposer_finished(f"the proposer failed {self.failed_in_row} times in a row ({exc.reason})")
                     return
