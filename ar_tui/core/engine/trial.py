@@ -203,7 +203,8 @@ class Trial:
         self.emit(ev.ExperimentFinished(exp=cand.exp, slot=slot.index, outcome=outcome.outcome, metric=outcome.metric,
                                         reported_metric=outcome.reported, memory_gb=outcome.memory_gb,
                                         seconds=outcome.seconds, exit_code=outcome.exit_code, message=outcome.message,
-                                        tail=outcome.tail))
+                                        tail=outcome.tail, held_seconds=outcome.seconds + (
+                                            steps.evaluation.seconds if steps.evaluation is not None else 0.0)))
         return outcome
 
     def _evaluate(self, cand: Candidate, steps: TrialSteps, checkpoint: Path, outcome: Outcome) -> None:
