@@ -113,7 +113,7 @@ def child_env() -> dict[str, str]:
     # A confined run gets a HOME of its own; nanochat's prepared dataset is
     # found through AR_TUI_CACHE (the path the sandbox lets it read).
     if "AR_TUI_CACHE" not in env:
-        from ar_tui.core.sandbox import dataset_cache
+        from ar_tui.core.run_policy import dataset_cache
 
         env["AR_TUI_CACHE"] = dataset_cache()
     return env
