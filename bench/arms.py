@@ -110,12 +110,6 @@ def best_so_far(results_tsv: Path, direction: Direction, experiments: int) -> Cu
 def child_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}  # the offline proposer, never Claude
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
-    # A confined run gets a HOME of its own; nanochat's prepared dataset is
-    # found through AR_TUI_CACHE (the path the sandbox lets it read).
-    if "AR_TUI_CACHE" not in env:
-        from ar_tui.core.run_policy import dataset_cache
-
-        env["AR_TUI_CACHE"] = dataset_cache()
     return env
 
 
