@@ -97,14 +97,14 @@ def test_the_search_strategy_is_stored_and_cannot_change_at_resume(tiny_target: 
         "strategy": "tree", "migrate_every": 8, "max_runs": 4, "confidence": 0.95, "sandbox": "auto"}
     refused(ar_tui("run", "--headless", "--run-dir", run_dir, "--strategy", "islands"),
             "was started with --strategy tree, not --strategy islands")
-    # A run started without --strategy stores the engine's default, so it binds too.
+    # A run started without --strategy stores the measured default, so it binds too.
     other = tmp_path / "other"
     plain = ar_tui("run", "--headless", "--target", make_target(tmp_path / "t2"), "--run-dir", other, "--agent",
                    "offline", "--unattended", "--baseline-runs", "1", "--max-experiments", "0")
     assert plain.returncode == 0, plain.stdout + plain.stderr
-    assert json.loads(RunDir(other).options.read_text())["extra"]["strategy"] == "greedy"
-    refused(ar_tui("run", "--headless", "--run-dir", other, "--strategy", "tree"),
-            "was started with --strategy greedy, not --strategy tree")
+    assert json.loads(RunDir(other).options.read_text())["extra"]["strategy"] == "tree"
+    refused(ar_tui("run", "--headless", "--run-dir", other, "--strategy", "greedy"),
+            "was started with --strategy tree, not --strategy greedy")
 
 
 def test_example_and_target_are_one_target(tiny_target: Path, tmp_path: Path) -> None:
