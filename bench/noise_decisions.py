@@ -14,8 +14,10 @@ functions of `ar_tui.core.decisions` and `ar_tui.core.seeds`:
   runs, 2 runs at most) with the old harness, which ran every repeat with the
   script's own seed: repeats of one commit agree exactly.
 - `old+seeds`: the same rule, fed seed-varied repeats.
-- `new`: `decisions.decide` at its defaults (3 baseline runs, 95% confidence,
-  4 runs at most), seeds from `seeds.seed_for`.
+- `bonferroni`: `decisions.decide` with the first rule of issue 13: Student-t
+  quantiles, 1 - confidence split evenly over the looks (`design="bonferroni"`).
+- `new`: `decisions.decide` at its defaults (the sequential design; 5 baseline
+  runs, 95% confidence, 4 runs at most), seeds from `seeds.seed_for`.
 
 Two settings: a single decision against a freshly measured baseline (the
 issue's definition of one decision), and whole nights (baseline + 20
@@ -23,6 +25,7 @@ experiments, the effect proposed at a random position among null changes),
 where a lucky keep early in the night makes later decisions harder.
 
     python bench/noise_decisions.py                 # 400 decisions / nights per cell, ~1 min
+    python bench/noise_decisions.py --rules new --baseline-runs 8   # one rule, other settings
     python bench/noise_decisions.py --trials 100    # quick
     python bench/noise_decisions.py --engine 10     # also 10 nights per target through the real engine
 
@@ -128,14 +131,21 @@ class Settings:
     baseline_runs: int = DEFAULT_BASELINE_RUNS
 
 
+# The rules that go through decisions.decide. Bonferroni runs at the settings it
+# shipped with (5 baseline runs); `new` at the command line's (--baseline-runs).
+DESIGNS = {"new": "sequential", "bonferroni": "bonferroni"}
+BONFERRONI_BASELINE_RUNS = 5
+
+
 def simulate(rule: str, target: Target, proposals: list[str], settings: Settings = Settings()) -> Night:
     """The engine's procedure over the pure functions: a baseline, one
     decision per proposal (a change applied on top of the best), and the
     confirmation of a kept best with fresh seeds before the report."""
     night = Night()
     seeded = rule != "old"
-    baseline_runs = settings.baseline_runs if rule == "new" else 2
-    max_runs = settings.max_runs if rule == "new" else 2
+    design = DESIGNS.get(rule)
+    baseline_runs = {"sequential": settings.baseline_runs, "bonferroni": BONFERRONI_BASELINE_RUNS}.get(design, 2)
+    max_runs = settings.max_runs if design else 2
     confidence = settings.confidence
     best_code: frozenset[str] = frozenset()
     noise = NoiseModel()
@@ -165,13 +175,15 @@ def simulate(rule: str, target: Target, proposals: list[str], settings: Settings
             runs.append(metric)
             noise.add(key(code), metric, seed(exp, attempt))
             groups.setdefault(key(code), []).append(metric)
-            if rule == "new":
-                action = decide(runs, noise.runs(key(best_code)), noise, "min", confidence, max_runs).action
+            if design:
+                action = decide(runs, noise.runs(key(best_code)), noise, "min", confidence, max_runs,
+                                design=design).action
                 while action == REMEASURE_BEST:
                     attempt += 1
                     noise.add(key(best_code), target.run(best_code, seed(exp, attempt)), seed(exp, attempt))
                     night.runs += 1
-                    action = decide(runs, noise.runs(key(best_code)), noise, "min", confidence, max_runs).action
+                    action = decide(runs, noise.runs(key(best_code)), noise, "min", confidence, max_runs,
+                                    design=design).action
             else:
                 action = old_judge(runs, best_metric, groups, 2.0, max_runs)
             if action != RERUN:
@@ -187,7 +199,7 @@ def simulate(rule: str, target: Target, proposals: list[str], settings: Settings
             best_code = code
             best_metric = mean(runs)
             noise.mark_kept(key(best_code))
-    if rule == "new":
+    if design:
         # The engine's _confirm_best: fresh seeds for a kept best, then the interval from fresh runs.
         attempt = baseline_runs
         while noise.sd and len(noise.fresh_runs(key(best_code))) < baseline_runs:
@@ -236,7 +248,7 @@ class Cell:
         power = f"{self.effects_kept / self.effects:.0%}" if self.effects else "-"
         runs = f"{self.runs / self.decisions:.2f}"
         cover = f"{self.intervals_holding_truth / self.intervals:.0%}" if self.intervals else "-"
-        confirm = f"{self.confirmation_runs / self.nights:.2f}" if rule == "new" else "-"
+        confirm = f"{self.confirmation_runs / self.nights:.2f}" if rule in DESIGNS else "-"
         return (f"| {setting} | {target} | {rule} | {self.decisions} | {false_keep} | {power} | {runs} | {confirm} "
                 f"| {cover} |")
 
@@ -304,7 +316,8 @@ def main() -> int:
     parser.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE)
     parser.add_argument("--max-runs", type=int, default=DEFAULT_MAX_RUNS)
     parser.add_argument("--baseline-runs", type=int, default=DEFAULT_BASELINE_RUNS)
-    parser.add_argument("--rules", default="old,old+seeds,new")
+    parser.add_argument("--rules", default="old,old+seeds,bonferroni,new")
+    parser.add_argument("--settings", default="single,night", help="which settings to simulate")
     parser.add_argument("--engine", type=int, default=0, metavar="NIGHTS",
                         help="also run NIGHTS nights per target through the real engine")
     args = parser.parse_args()
@@ -315,7 +328,7 @@ def main() -> int:
     print("| setting | target | rule | decisions | false keeps (null changes) | power (effect kept) "
           "| runs per decision | confirmation runs per night | interval holds the true gain |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for setting in ("single", "night"):
+    for setting in args.settings.split(","):
         for target_name, effect in (("null", 0.0), ("effect 1 sd", 1.0), ("effect 2 sd", 2.0)):
             for rule in args.rules.split(","):
                 cell = Cell()
