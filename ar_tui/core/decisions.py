@@ -12,9 +12,11 @@ The noise model pools them: the within-commit variance of every commit run
 more than once, weighted by its degrees of freedom (n - 1 per commit). With
 few samples the standard deviation is itself uncertain, so every comparison
 uses Student-t quantiles at the pooled degrees of freedom rather than a fixed
-"k standard deviations": with 3 baseline runs (2 dof) the one-sided 95%
-quantile is 2.92, not 1.64; with the default 5 (4 dof) it is 2.13, and it
-falls toward 1.64 as re-runs add dof.
+"k standard deviations": with 3 baseline runs (2 dof) a single one-sided 95%
+test needs 2.92 standard errors, not 1.64; with the default 8 (7 dof) 1.89,
+falling toward 1.64 as the night's repeats add dof. The sd that judges a
+candidate leaves out the candidate's own runs (`estimate_without`): they
+would move it at every look and give a change without effect extra chances.
 
 A decision compares the mean of the candidate's runs with the mean of all the
 best's runs, with the pooled sd, as a sequential design over the candidate's
@@ -22,30 +24,32 @@ runs (its "looks", up to `max_runs`):
 
     gain = improvement(candidate mean, best mean)
     se   = sd * sqrt(1/n_candidate + 1/n_best)
-    c_n  = the design's boundary at look n (below), as a Student-t quantile
-           at the pooled degrees of freedom
+    c_n  = the design's boundary at look n (below), for an sd estimated on
+           the pooled degrees of freedom
     keep        when gain >= max(c_n * se, min_effect)
-    re-measure  the best when it owes its place to one run (or has fewer runs
-                than the challenger) and the challenger is close (gain above
-                -c_n * se): a lucky incumbent's run must not block a real gain
-    discard     (futility) when the gain is not positive, or below half a
-                standard error: another run would rarely reach the boundary;
+    re-measure  the best when it owes its place to one run (or has fewer runs,
+                or fewer runs made after its keep, than the challenger) and the
+                challenger is close (gain above -c_n * se): a lucky
+                incumbent's runs must not block a real gain
+    discard     (futility) when the gain is not positive, or below
+                FUTILITY_SE (0.75) standard errors: another run would rarely
+                reach the boundary;
                 and when it is still inside the band after max_runs runs
     re-run      the candidate with a new seed otherwise
 
 The boundaries (`sequential_boundaries`) have O'Brien-Fleming's shape,
 c_n = c * sqrt(max_runs / n): a first run must be far ahead to be kept at once,
-and the last look asks little more than a single test would. c is solved so
-that the chance of keeping a change with no effect, over all the looks and
-with the futility stops binding, is exactly 1 - confidence for a best measured
-exactly; a best of few runs makes the looks more alike, which only lowers that
-chance. Each z boundary becomes a t quantile at the same level and the pooled
-dof (few samples, wider band). This replaced a Bonferroni split of
-1 - confidence over the looks, which ignored how alike a candidate's looks
-are (its mean after 3 runs holds its first 2) and paid for it in power: the
-benchmark (`bench/noise_decisions.py`, README, "Honest keeps under noise")
-measured 63% power at a 2-sd effect with Bonferroni and 80%+ with this
-design, both under 5% false keeps.
+and the last look asks about what a single test would (less, at few dof: the
+futility stops have already discarded most changes without effect). c is
+solved, by numerical integration, so that the chance of keeping a change with
+no effect over all the looks, the futility stops binding, is 1 - confidence,
+with the best's own error (a best of m runs) and the sd's estimation error (its
+dof) integrated out: both are shared by every look of a candidate. This
+replaced a Bonferroni split of 1 - confidence over the looks, which ignored
+how alike a candidate's looks are (its mean after 3 runs holds its first 2)
+and paid for it in power: the benchmark (`bench/noise_decisions.py`, README,
+"Honest keeps under noise") measured 63% power at a 2-sd effect on a single
+decision with Bonferroni and 5 baseline runs, 85% with this design and 8.
 
 The best's own runs were chosen for looking good, so they lean lucky (the
 winner's curse). `NoiseModel.selected` remembers how many runs a commit had
@@ -487,6 +491,19 @@ def improvement_ci_pct(
     gain = Direction.parse(direction).improvement(mean(best_runs), base)
     half = t_quantile(0.5 + confidence / 2, noise.dof) * sd * math.sqrt(1 / len(baseline_runs) + 1 / len(best_runs))
     return 100.0 * (gain - half) / abs(base), 100.0 * (gain + half) / abs(base)
+
+
+def noise_label(sd: float | None, dof: int, jitter_only: bool = False, band: float | None = None) -> str:
+    """The noise in a few words, for the app: `noise sd 0.012498 (6 dof) · band 0.031042`,
+    with `JITTER ONLY` when the repeats agree to float precision."""
+    if sd is None:
+        return "noise: not measured yet (no commit run twice)"
+    text = f"noise sd {sd:.6f} ({dof} dof)"
+    if band is not None:
+        text += f" · band {band:.6f}"
+    if jitter_only:
+        text += " · JITTER ONLY (the target ignores AR_SEED)"
+    return text
 
 
 def noise_sd(noise: NoiseModel) -> float | None:
