@@ -15,17 +15,20 @@ functions of `ar_tui.core.decisions` and `ar_tui.core.seeds`:
   script's own seed: repeats of one commit agree exactly.
 - `old+seeds`: the same rule, fed seed-varied repeats.
 - `bonferroni`: `decisions.decide` with the first rule of issue 13: Student-t
-  quantiles, 1 - confidence split evenly over the looks (`design="bonferroni"`).
-- `new`: `decisions.decide` at its defaults (the sequential design; 5 baseline
-  runs, 95% confidence, 4 runs at most), seeds from `seeds.seed_for`.
+  quantiles, 1 - confidence split evenly over the looks, futility at 0.5 se
+  (`design="bonferroni"`), at the 5 baseline runs it shipped with.
+- `new`: `decisions.decide` at its defaults (the sequential design; 8 baseline
+  runs, 95% confidence, 4 runs at most; the flags change them), seeds from
+  `seeds.seed_for`.
 
 Two settings: a single decision against a freshly measured baseline (the
 issue's definition of one decision), and whole nights (baseline + 20
 experiments, the effect proposed at a random position among null changes),
 where a lucky keep early in the night makes later decisions harder.
 
-    python bench/noise_decisions.py                 # 400 decisions / nights per cell, ~1 min
-    python bench/noise_decisions.py --rules new --baseline-runs 8   # one rule, other settings
+    python bench/noise_decisions.py                 # 400 decisions / nights per cell, ~1.5 min
+    python bench/noise_decisions.py --rules new --baseline-runs 12  # one rule, other settings
+    python bench/noise_decisions.py --rules bonferroni,new --settings single --trials 2000
     python bench/noise_decisions.py --trials 100    # quick
     python bench/noise_decisions.py --engine 10     # also 10 nights per target through the real engine
 
@@ -328,7 +331,7 @@ def main() -> int:
     print("| setting | target | rule | decisions | false keeps (null changes) | power (effect kept) "
           "| runs per decision | confirmation runs per night | interval holds the true gain |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for setting in args.settings.split(","):
+    for setting in [s for s in args.settings.split(",") if s]:
         for target_name, effect in (("null", 0.0), ("effect 1 sd", 1.0), ("effect 2 sd", 2.0)):
             for rule in args.rules.split(","):
                 cell = Cell()
