@@ -260,6 +260,7 @@ class Cell:
 
 ENGINE_SCRIPT = """\
 import hashlib, os, random
+WORLD = {world}  # one synthetic universe per night: its source, so its luck, is its own
 X = 0  # the knob with a real effect at 1
 {knobs}
 source = open(__file__).read()
@@ -268,7 +269,7 @@ print(f"val_bpb: {{{base} - {effect} * X + luck:.6f}}")
 """
 
 
-async def engine_night(effect: float, proposals: list[str], settings: Settings, root: Path) -> Night:
+async def engine_night(effect: float, proposals: list[str], settings: Settings, root: Path, world: int = 0) -> Night:
     """One night through the real engine; the figures read back from its ledger and events."""
     from ar_tui.agents.scripted import ScriptedProposer, ScriptStep
     from ar_tui.core import events as ev
@@ -278,7 +279,7 @@ async def engine_night(effect: float, proposals: list[str], settings: Settings, 
     knobs = "\n".join(f"{name} = 0" for name in proposals if name != "X")
     target = root / "target"
     target.mkdir(parents=True)
-    (target / "train.py").write_text(ENGINE_SCRIPT.format(knobs=knobs, base=BASE, effect=effect))
+    (target / "train.py").write_text(ENGINE_SCRIPT.format(knobs=knobs, base=BASE, effect=effect, world=world))
     (target / "prepare.py").write_text("# fixed\n")
     env = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@b", GIT_COMMITTER_NAME="b",
                GIT_COMMITTER_EMAIL="b@b")
@@ -358,7 +359,7 @@ def main() -> int:
                 if effect:
                     proposals[rng.randrange(args.night)] = "X"
                 with tempfile.TemporaryDirectory(prefix="noise-bench-") as scratch:
-                    cell.add(asyncio.run(engine_night(effect, proposals, settings, Path(scratch))))
+                    cell.add(asyncio.run(engine_night(effect, proposals, settings, Path(scratch), world=trial)))
             print(cell.row("new", "engine night", target_name), flush=True)
     print(f"\n({time.time() - started:.0f} s; noise sd 1; single = one decision against a fresh baseline; "
           f"night = baseline + {args.night} experiments)")
