@@ -27,10 +27,12 @@ DEFAULT_MODEL = "claude-sonnet-5-5"
 # run keeps them. Every run flag must be stored one way or the other.
 EXTRA_OPTIONS: tuple[str, ...] = ("max_runs", "confidence", "strategy", "islands", "migrate_every",
                                  "offline_search", "sampler", "sandbox",
-                                 "team", "plan_every", "web_search", "ray_address")
+                                 "team", "plan_every", "web_search", "ray_address", "gpu_usd_per_hour",
+                                 "budget_covers")
 # The extra options that are EngineOptions fields of the same name: a new run
 # stores the engine's default for each, so that a resume cannot switch it.
-ENGINE_EXTRA_OPTIONS = ("max_runs", "confidence", "strategy", "islands", "migrate_every", "sandbox")
+ENGINE_EXTRA_OPTIONS = ("max_runs", "confidence", "strategy", "islands", "migrate_every", "sandbox",
+                        "gpu_usd_per_hour", "budget_covers")
 
 
 # ---------------------------------------------------------------------- flags
@@ -88,6 +90,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-experiments", type=_non_negative_int)
     parser.add_argument("--hours", type=_positive_float)
     parser.add_argument("--budget-usd", type=_positive_float)
+    parser.add_argument("--budget-covers", choices=["tokens", "all"],
+                        help="what --budget-usd caps: tokens (the default) or all (tokens and GPU time)")
+    parser.add_argument("--gpu-usd-per-hour", type=_positive_float,
+                        help="price of a GPU hour, to cost each run's GPU time (default: [cost] in autoresearch.toml)")
     parser.add_argument("--time-budget", type=_positive_float, help="training seconds per experiment (AR_TIME_BUDGET)")
     parser.add_argument("--unattended", dest="attended", action="store_const", const=False,
                         help="run proposals at once, with no veto window")

@@ -73,8 +73,24 @@ class HeadlessPrinter:
             return (f"stopped: {event.reason}\nexperiments: {event.experiments}  kept: {event.kept}  "
                     f"best: {fmt.metric(event.best_metric)}  "
                     f"improvement over baseline: {gain}  "
-                    f"cost: {fmt.exact_dollars(event.cost_usd)}")
+                    f"cost: {fmt.exact_dollars(event.cost_usd)}\n{whole_cost(event)}")
         return None
+
+
+def whole_cost(stopped: ev.RunStopped) -> str:
+    """The night's tokens, GPU time and their sum, for the night, per
+    experiment and per kept improvement."""
+    hours = stopped.gpu_seconds / 3600
+    gpu_time = f"{hours:.2f} GPU-hours" if hours >= 0.01 else f"{stopped.gpu_seconds:.0f} GPU-seconds"
+    total = stopped.cost_usd + (stopped.gpu_cost_usd or 0.0)
+    if stopped.gpu_cost_usd is None:
+        line = f"whole cost: tokens {fmt.exact_dollars(stopped.cost_usd)}; GPU {gpu_time}, not priced (--gpu-usd-per-hour)"
+    else:
+        line = (f"whole cost: tokens {fmt.exact_dollars(stopped.cost_usd)} + GPU {fmt.exact_dollars(stopped.gpu_cost_usd)}"
+                f" ({gpu_time}) = {fmt.exact_dollars(total)}")
+    per = [f"per {what} {fmt.exact_dollars(total / count)}"
+           for what, count in (("experiment", stopped.experiments), ("kept improvement", stopped.kept)) if count]
+    return line + (f"; {', '.join(per)}" if per else "")
 
 
 def where_to_look(run_dir: Path) -> str:
@@ -117,12 +133,17 @@ def describe_status(status: dict[str, Any]) -> str:
         if status.get("improvement_pct") is not None:
             best += f" ({fmt.percent(status['improvement_pct'])} vs baseline {fmt.metric(status.get('baseline'))})"
         parts.append(best)
-    parts.append(f"${status.get('cost_usd', 0.0):.2f}")
+    cost = f"${status.get('cost_usd', 0.0):.2f}"
+    if status.get("gpu_cost_usd") is not None:
+        cost += f" tokens + ${status['gpu_cost_usd']:.2f} GPU"
+    parts.append(cost)
     if status.get("noise_sd") is not None:
         parts.append(f"noise sd {fmt.metric(status['noise_sd'])} ({status.get('noise_dof', 0)} dof)"
                      + (", jitter only: the target ignores AR_SEED" if status.get("noise_jitter_only") else ""))
     if status.get("unconfined"):
         parts.append(f"WARNING {status['sandbox']}")
+    if status.get("capacity") and status.get("live"):
+        parts.append(f"WARNING {status['capacity']}")
     slots = status.get("slots") or []
     if slots and status.get("live"):
         parts.append("slots " + ", ".join(

@@ -15,10 +15,12 @@ Flags given at resume are merged with the stored options by these rules:
   is taken as it is: a lower one only ends the run sooner);
 - how the run is watched and scheduled (`ADJUSTABLE`: attended mode, veto
   window, devices, lookahead, the API's address) may change freely;
-- `extra` holds options that later parts add (strategy, team, sandbox):
-  a key stored with another value is a conflict (its flag is `--` and the
-  key), a new key is added. The CLI stores the engine's default for the
-  extra options that are engine options, so they bind from the first start.
+- `extra` holds options that later parts add (strategy, team, sandbox, the
+  GPU price): a key stored with another value is a conflict (its flag is
+  `--` and the key), a new key is added; the extra options in
+  `ADJUSTABLE_EXTRA` (what the budget covers, a budget's companion) may
+  change like a budget. The CLI stores the engine's default for the extra
+  options that are engine options, so they bind from the first start.
 
 The stored options bind only once the run has records: a run dir whose first
 start was refused (a dirty tree, say) takes the next command's options whole.
@@ -41,6 +43,9 @@ from ar_tui.core.rundir import RunDir
 IDENTITY = ("target", "tag", "agent", "model", "seed", "baseline_runs", "time_budget", "program", "executor")
 BUDGETS = ("max_experiments", "hours", "budget_usd")
 ADJUSTABLE = ("attended", "veto_window_s", "devices", "lookahead", "base_url")
+# Extra options that may change at resume. `gpu_usd_per_hour` is not among
+# them: every row of a run is priced at the rate it started with.
+ADJUSTABLE_EXTRA = ("budget_covers",)
 
 # The flag that sets each option, for the one line a refusal prints.
 FLAGS = {
@@ -156,7 +161,7 @@ def merge(stored: RunOptions | None, given: dict[str, Any], defaults: dict[str, 
                     f"{where} was started with {_shown(name, base[name])}, not {_shown(name, given[name])}; "
                     f"resume it without {FLAGS[name].split('/')[0]}, or start a new run with another --run-dir")
         for key, value in given_extra.items():
-            if key in base["extra"] and base["extra"][key] != value:
+            if key in base["extra"] and base["extra"][key] != value and key not in ADJUSTABLE_EXTRA:
                 # An extra option is set by the flag of its name (argparse's dest).
                 flag = "--" + key.replace("_", "-")
                 raise OptionConflict(f"{where} was started with {flag} {base['extra'][key]}, not {flag} {value}; "

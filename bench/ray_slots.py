@@ -48,7 +48,8 @@ TRAIN = textwrap.dedent(
     """\
     import os, time
     WIDTH = 64
-    print(f"started node={{os.environ.get('AR_TUI_RUN_DIR')}}", flush=True)
+    # Each test node has its own root: which node this trial runs on.
+    print(f"started node={{os.environ.get('AR_TUI_RAY_NODE_ROOT')}}", flush=True)
     time.sleep({train_s})
     print("---")
     print(f"val_bpb: {{1.0 + (WIDTH - 64) ** 2 * 1e-4:.6f}}")

@@ -27,7 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ar_tui.core.runner import LocalExecutor, RunSpec  # noqa: E402
-from ar_tui.core.sandbox import Bubblewrap, Confinement, LandlockBackend, RunScratch, resolve_sandbox  # noqa: E402
+from ar_tui.core.run_policy import Confinement, RunScratch  # noqa: E402
+from ar_tui.core.sandbox import Bubblewrap, LandlockBackend, resolve_sandbox  # noqa: E402
 
 
 async def measure(backend, runs: int, root: Path) -> list[float]:

@@ -202,6 +202,7 @@ class Result:
     cost_by_role: dict[str, float]
     tokens_by_role: dict[str, dict[str, int]]
     evidence_share: float  # evidence bytes / prompt bytes of the agent's or workers' requests
+    notes_share: float  # the notes' bytes / prompt bytes of the workers' requests (0 for one agent)
     requests: int
     notes: list[str] = field(default_factory=list)
 
@@ -272,12 +273,15 @@ async def replay(kind: str, who: str, gap_s: float, haiku_min_cache: int, time_b
         total = sum(costs.cost_by_role.values())
         evidence_bytes = sum(len(_section(r.text(), "## How the runs trained")) for r in prompts)
         prompt_bytes = sum(len(r.text()) for r in prompts)
+        notes_bytes = sum(len(b.get("text", "")) for r in prompts for b in r.messages()[0]["content"]
+                          if b.get("text", "").startswith("<notes"))
         return Result(
             session=kind, proposer="one agent (sonnet)" if who == "agent" else "team (sonnet plans, haiku works)",
             proposals=len(steps), trained=trained, rejected=rejected, total_usd=total,
             per_trained_usd=total / trained if trained else 0.0, training_s=trained * time_budget,
             training_s_on_duplicates=on_duplicates, cost_by_role=costs.cost_by_role,
             tokens_by_role=costs.tokens_by_role, evidence_share=evidence_bytes / prompt_bytes if prompt_bytes else 0.0,
+            notes_share=notes_bytes / prompt_bytes if prompt_bytes else 0.0,
             requests=len(requests),
         )
     finally:
@@ -309,18 +313,19 @@ def main(argv: list[str] | None = None) -> int:
           f"between proposals; cache minimum 1024 tokens ({SONNET}), {args.haiku_min_cache} ({HAIKU})")
     print()
     header = (f"{'session':<11} {'proposer':<33} {'trained':>7} {'rejected':>8} {'$ total':>8} {'$/exp':>7} "
-              f"{'planner $':>9} {'worker $':>8} {'review $':>8} {'train s on dups':>15} {'evidence':>8}")
+              f"{'planner $':>9} {'worker $':>8} {'review $':>8} {'train s on dups':>15} {'evidence':>8} {'notes':>6}")
     print(header)
     for r in results:
         role = r.cost_by_role
         print(f"{r.session:<11} {r.proposer:<33} {r.trained:>7} {r.rejected:>8} {r.total_usd:>8.4f} "
               f"{r.per_trained_usd:>7.4f} {role.get('planner', 0):>9.4f} "
               f"{role.get('worker', role.get('agent', 0)):>8.4f} {role.get('reviewer', 0):>8.4f} "
-              f"{r.training_s_on_duplicates:>15.0f} {r.evidence_share:>8.1%}")
+              f"{r.training_s_on_duplicates:>15.0f} {r.evidence_share:>8.1%} {r.notes_share:>6.1%}")
     print()
-    print("tokens by role (input / cache write / cache read / output):")
+    print("tokens by role (input / cache write / cache read / output; share of the prompt read from the cache):")
     for r in results:
-        parts = [f"{role} {t['input']:,}/{t['cache_write']:,}/{t['cache_read']:,}/{t['output']:,}"
+        parts = [f"{role} {t['input']:,}/{t['cache_write']:,}/{t['cache_read']:,}/{t['output']:,} "
+                 f"({t['cache_read'] / max(1, t['input'] + t['cache_write'] + t['cache_read']):.0%})"
                  for role, t in sorted(r.tokens_by_role.items())]
         print(f"  {r.session:<11} {r.proposer:<33} " + "; ".join(parts))
     dup_agent = next(r for r in results if r.session == "duplicates" and r.proposer.startswith("one"))
@@ -334,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"team: ${team_plain.per_trained_usd:.4f} per experiment on the plain session; goal "
           f"${GOAL_PER_EXPERIMENT:.2f}: this {verdict} it")
     print("columns: $/exp = dollars per trained experiment (rejected proposals' cost included); evidence = share "
-          "of the agent's or workers' prompt bytes taken by the training evidence")
+          "of the agent's or workers' prompt bytes taken by the training evidence; notes = share of the workers' "
+          "prompt bytes taken by notes.md")
     if args.json:
         args.json.write_text(json.dumps({"results": [asdict(r) for r in results], "saved_training_s": saved},
                                         indent=2))

@@ -66,6 +66,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import sys
 import threading
 import time
 import uuid
@@ -394,7 +395,7 @@ class FakeMessagesAPI:
         class Handler(_Handler):
             fake = api
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
                                         name="fake-messages-api", daemon=True)
@@ -506,6 +507,14 @@ def _chunks(value: str, size: int) -> list[str]:
     # A few dozen deltas per block at most: a 600 kB tool input need not become 25,000 events.
     size = max(size, math.ceil(len(value) / 40))
     return [value[i : i + size] for i in range(0, len(value), size)] or [""]
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away mid-answer (killed, or gave up) is a scenario, not a server bug.
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

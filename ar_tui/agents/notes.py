@@ -16,6 +16,7 @@ with the same agenda.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -44,18 +45,24 @@ NOTES_TEMPLATE = f"""# Research notes
 _ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*])\s+(.+?)\s*$")
 
 
-def hypotheses(notes: str) -> list[str]:
-    """The ranked items under the hypotheses heading, in order."""
+def section_items(notes: str, heading: str) -> list[str]:
+    """The list items under the heading that starts with `heading`, in order,
+    without their bullets or numbers."""
     items: list[str] = []
     inside = False
     for line in notes.splitlines():
         if line.startswith("#"):
-            inside = line.lstrip("#").strip().lower().startswith(HYPOTHESES_HEADING.lower())
+            inside = line.lstrip("#").strip().lower().startswith(heading.lower())
             continue
         match = _ITEM.match(line) if inside else None
         if match:
             items.append(" ".join(match.group(1).split()))
     return items
+
+
+def hypotheses(notes: str) -> list[str]:
+    """The ranked items under the hypotheses heading, in order."""
+    return section_items(notes, HYPOTHESES_HEADING)
 
 
 def add_to_do_not_repeat(notes: str, line: str) -> str:
@@ -87,6 +94,13 @@ class TeamState:
     planned_at: int | None = None  # decided experiments when the planner last finished; None: never
     plans: int = 0
     rejected: list[dict] = field(default_factory=list)  # {exp, description, reason}
+    # The reviewer's rejections since the last approved proposal, and the
+    # planner's re-plans during that streak: a kill -9 must not reset them.
+    rejected_in_row: int = 0
+    replans_in_row: int = 0
+    # A plan under way: {decided, notes_sha, for_rejections, landed}. Still
+    # here on load, the process died mid-plan (kill -9); see TeamMemory.__init__.
+    planning: dict | None = None
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -102,6 +116,9 @@ class TeamState:
             planned_at=data.get("planned_at"),
             plans=int(data.get("plans", 0)),
             rejected=list(data.get("rejected", [])),
+            rejected_in_row=int(data.get("rejected_in_row", 0)),
+            replans_in_row=int(data.get("replans_in_row", 0)),
+            planning=data.get("planning") if isinstance(data.get("planning"), dict) else None,
         )
 
 
@@ -117,6 +134,15 @@ class TeamMemory:
             except (ValueError, TypeError, KeyError):
                 # A torn or hand-mangled file: the notes still hold the agenda.
                 self.state = TeamState()
+        planning = self.state.planning
+        if planning is not None:
+            if planning.get("landed") or _digest(self.notes()) != planning.get("notes_sha"):
+                # Killed after the planner's edit landed: that is the agenda,
+                # and the plan counts as done; planning again would replace it.
+                self.end_plan(int(planning.get("decided", 0)), bool(planning.get("for_rejections")))
+            else:
+                self.state.planning = None  # killed before it wrote anything: the plan is still due
+                self.save()
 
     def ensure_notes(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -148,14 +174,47 @@ class TeamMemory:
 
     def record_rejection(self, exp: int, description: str, reason: str) -> None:
         self.state.rejected.append({"exp": exp, "description": description, "reason": reason})
+        self.state.rejected_in_row += 1
         self.ensure_notes()
+        before = self.notes()
         _write_atomically(self.notes_path, add_to_do_not_repeat(
-            self.notes(), f"{description}: rejected by the reviewer before training ({reason})"))
+            before, f"{description}: rejected by the reviewer before training ({reason})"))
+        planning = self.state.planning
+        if planning is not None:
+            # The code's own line is not the planner's edit: a plan under way
+            # (its server down, the workers going on) must still tell the two apart.
+            if _digest(before) != planning.get("notes_sha"):
+                planning["landed"] = True
+            planning["notes_sha"] = _digest(self.notes())
         self.save()
+
+    def begin_plan(self, decided: int, for_rejections: bool) -> None:
+        self.state.planning = {"decided": decided, "notes_sha": _digest(self.notes()),
+                               "for_rejections": for_rejections}
+        self.save()
+
+    def end_plan(self, decided: int, for_rejections: bool) -> None:
+        """Done or failed, the plan is over: the next waits for new evidence
+        instead of retrying at once."""
+        self.state.planning = None
+        self.state.planned_at = decided
+        self.state.plans += 1
+        if for_rejections:
+            self.state.replans_in_row += 1
+        self.save()
+
+    def end_rejection_streak(self) -> None:
+        """An approved proposal, or a stop the user will look at: the next
+        rejection starts a new streak. The caller saves."""
+        self.state.rejected_in_row = self.state.replans_in_row = 0
 
     def save(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         _write_atomically(self.state_path, self.state.to_json())
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _write_atomically(path: Path, text: str) -> None:

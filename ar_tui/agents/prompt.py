@@ -142,11 +142,17 @@ class View:
     kept_diffs: int = KEPT_DIFFS
     tried_earlier: bool = True
     evidence_rows: int = EVIDENCE_ROWS
+    # False: the last crash's log tail only while that crash is the latest
+    # result (the next change may be its fix); True: until the next crash.
+    old_failure_tail: bool = True
 
 
-# A team's worker: the notes carry the agenda and the do-not-repeat list, the
-# reviewer catches repeats, and the anchored files' diff shows the recent keeps.
-COMPACT = View(recent_rows=8, kept_diffs=0, tried_earlier=False, evidence_rows=2)
+# A team's worker: the notes carry the agenda, the do-not-repeat list and the
+# facts the planner read from the crash logs, the reviewer catches repeats, and
+# the anchored files' diff shows the recent keeps. A crash's tail, which the
+# engine keeps until the next crash, would otherwise be paid for in every
+# worker's prompt for the rest of the night.
+COMPACT = View(recent_rows=8, kept_diffs=0, tried_earlier=False, evidence_rows=2, old_failure_tail=False)
 
 
 def situation_text(ctx: ProposalContext, view: View = View()) -> str:
@@ -190,7 +196,8 @@ def situation_text(ctx: ProposalContext, view: View = View()) -> str:
         lines += ["", "## Still running (results not known yet; propose something different)"]
         lines += [f"- exp {exp}: {_short(description)}" for exp, description in ctx.unseen]
 
-    if ctx.last_failure_tail.strip():
+    latest_crashed = bool(decided) and decided[-1].status == "crash"
+    if ctx.last_failure_tail.strip() and (view.old_failure_tail or latest_crashed):
         lines += ["", "## Tail of the last crashed run's log", "```", _tail(ctx.last_failure_tail.strip(), TAIL_CHARS), "```"]
 
     if ctx.adapt_description:
@@ -267,7 +274,11 @@ def evidence_lines(history: list[ResultRow], metric_name: str, recent: int = EVI
     return lines
 
 
-def opening_message(ctx: ProposalContext, workspace: Workspace, anchor: FilesAnchor | None = None) -> dict[str, Any]:
+def opening_message(ctx: ProposalContext, workspace: Workspace, anchor: FilesAnchor | None = None,
+                    after_files: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The files (cached), then `after_files` (a team worker's notes, cached
+    behind a breakpoint of its own: they change at each plan, the anchored
+    files far less often), then the situation."""
     if anchor is None:
         files, situation = files_text(workspace), situation_text(ctx)
     else:
@@ -280,6 +291,7 @@ def opening_message(ctx: ProposalContext, workspace: Workspace, anchor: FilesAnc
         "role": "user",
         "content": [
             {"type": "text", "text": files, "cache_control": STABLE_CACHE},
+            *([after_files] if after_files is not None else []),
             {"type": "text", "text": situation},
         ],
     }

@@ -17,6 +17,9 @@ Cheaper models collaborate where one expensive model worked alone:
   repeat); then the model calls `review`. `revise` sends the change back to
   its worker once; `reject` ends the proposal as `ProposalRejected`, which
   spends no training time and is written to the events and the notes.
+  Rejections in a row mean the queue is bad: every REPLAN_AFTER_REJECTIONS
+  of them the planner replaces it, and a streak that outlasts three re-plans
+  stops the run with one line (`RejectedInRow`).
 
 Every role's requests go through its own `MessagesClient` (its model, its
 server) and one shared `Meter`, so `--budget-usd` covers the whole team;
@@ -57,6 +60,19 @@ DEFAULT_PLAN_EVERY = 8
 LOW_HYPOTHESES = 2  # fewer open hypotheses than this: plan again
 PLANNER_TOOL_CALLS = 12
 REVIEW_TOKENS = 1024
+# Rejections in a row say the queue of hypotheses is bad, not that the night is
+# over: after every REPLAN_AFTER_REJECTIONS of them the planner replaces the
+# queue, and only a streak that outlasts three re-plans stops the run.
+REPLAN_AFTER_REJECTIONS = 3
+MAX_REJECTIONS_IN_ROW = 12
+
+
+class RejectedInRow(ProposerStopped):
+    """The reviewer turned down every proposal through several re-plans: the
+    team is not converging on anything worth training. A planned stop, with
+    its one line; resuming starts a new streak."""
+
+    error = False
 
 
 @dataclass(frozen=True)
@@ -192,6 +208,7 @@ class TeamProposer:
     async def propose(self, ctx: ProposalContext, workspace: Workspace, emit: Emit) -> Proposal:
         self.meter.rebase(ctx.spent_usd, ctx.budget_usd)
         self.memory.ensure_notes()
+        self._stop_if_rejections_persist()
         await self._plan_if_due(ctx, emit)
         member = self._pick_worker(ctx)
         hypothesis = self.memory.next_hypothesis()
@@ -200,8 +217,8 @@ class TeamProposer:
         editor = editor_kind(member.model, self._editor_tool)
         loop = worker_loop(client, call, ctx, workspace, self.program, editor=editor,
                            extra=[team_prompt.assignment_block(hypothesis)],
-                           system=team_prompt.worker_system(self.program, ctx.target, self.memory.notes()),
-                           anchor=self._anchor,
+                           system=team_prompt.worker_system(self.program, ctx.target),
+                           after_files=team_prompt.notes_block(self.memory.notes()), anchor=self._anchor,
                            max_tool_calls=self.max_tool_calls, max_tokens=self.max_tokens)
         before = tools.snapshot(workspace)
         review_call = self._call(ctx, "reviewer", emit) if self.spec.reviewer else None
@@ -214,6 +231,7 @@ class TeamProposer:
             # (budget, key) leaves it open for the resumed run.
             self.memory.assign(ctx.exp, str(member), hypothesis, float(call.cost))
             raise
+        self.memory.end_rejection_streak()
         self.memory.assign(ctx.exp, str(member), hypothesis, float(call.cost))
         self._raise_if_planner_stopped(emit)
         proposal.cost_usd = float(call.cost + (review_call.cost if review_call else 0))
@@ -226,11 +244,29 @@ class TeamProposer:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
+    def _stop_if_rejections_persist(self) -> None:
+        state = self.memory.state
+        if state.rejected_in_row < MAX_REJECTIONS_IN_ROW:
+            return
+        rejected, replans = state.rejected_in_row, state.replans_in_row
+        # Saved before the stop: a resumed run, after the user has looked, starts a new streak.
+        self.memory.end_rejection_streak()
+        self.memory.save()
+        through = f" through {replans} re-plans of the agenda" if replans else ""
+        raise RejectedInRow(f"the reviewer rejected {rejected} proposals in a row{through}; nothing it approved "
+                            f"was left to train (read notes.md and the reviews, then resume)")
+
     # --- the planner -------------------------------------------------------
+
+    def _replan_for_rejections(self) -> bool:
+        state = self.memory.state
+        return state.rejected_in_row >= REPLAN_AFTER_REJECTIONS * (state.replans_in_row + 1)
 
     def _plan_due(self, ctx: ProposalContext) -> bool:
         if self.spec.planner is None:
             return False
+        if self._replan_for_rejections():
+            return True
         decided = _decided(ctx.history)
         planned_at = self.memory.state.planned_at
         if planned_at is None:
@@ -242,8 +278,12 @@ class TeamProposer:
     async def _plan_if_due(self, ctx: ProposalContext, emit: Emit) -> None:
         self._raise_if_planner_stopped(emit)
         if self._plan_task is None and self._plan_due(ctx):
+            rejected = self.memory.state.rejected_in_row if self._replan_for_rejections() else 0
+            if rejected:
+                emit(ev.Notice(level="warning", message=f"the reviewer rejected {rejected} proposals in a row; "
+                                                        f"the planner replaces the queue of hypotheses"))
             self._plan_call = self._call(ctx, "planner", emit)
-            self._plan_task = asyncio.create_task(self._plan(ctx, self._plan_call), name="ar-tui-planner")
+            self._plan_task = asyncio.create_task(self._plan(ctx, self._plan_call, rejected), name="ar-tui-planner")
         if self._plan_task is None or self._plan_call is None:
             return
         # Wait for the planner unless its server is down: then the workers go on
@@ -270,7 +310,7 @@ class TeamProposer:
             emit(ev.Notice(level="warning",
                            message=f"the planner failed ({reason}); the workers go on with the current agenda"))
 
-    async def _plan(self, ctx: ProposalContext, call: Call) -> None:
+    async def _plan(self, ctx: ProposalContext, call: Call, rejected_in_row: int = 0) -> None:
         planner = self.spec.planner
         assert planner is not None
         workspace = Workspace(self.memory.run_dir, [NOTES_FILE, PROGRAM_PROPOSAL_FILE], [])
@@ -279,16 +319,15 @@ class TeamProposer:
             client, call,
             system=team_prompt.planner_system(self.program, ctx.target, self.web_search),
             tools=tools.planner_tools(editor_kind(planner.model, self._editor_tool), self.web_search),
-            messages=[team_prompt.planner_message(ctx, self.memory.notes(), self.memory.state.rejected)],
+            messages=[team_prompt.planner_message(ctx, self.memory.notes(), self.memory.state.rejected,
+                                                  rejected_in_row)],
             workspace=workspace, finish_tool=None, max_tool_calls=PLANNER_TOOL_CALLS, max_tokens=self.max_tokens,
         )
+        self.memory.begin_plan(_decided(ctx.history), bool(rejected_in_row))
         try:
             await loop.run()
         finally:
-            # Failed or not, the next plan waits for new evidence instead of retrying at once.
-            self.memory.state.planned_at = _decided(ctx.history)
-            self.memory.state.plans += 1
-            self.memory.save()
+            self.memory.end_plan(_decided(ctx.history), bool(rejected_in_row))
 
     # --- the worker pool ---------------------------------------------------
 

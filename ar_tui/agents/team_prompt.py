@@ -14,7 +14,7 @@ from typing import Any
 
 from ar_tui.agents import prompt
 from ar_tui.agents.claude.tools import REVIEW_TOOL_NAME, RUN_TOOL_NAME, STABLE_CACHE
-from ar_tui.agents.notes import NOTES_FILE, PROGRAM_PROPOSAL_FILE
+from ar_tui.agents.notes import DO_NOT_REPEAT_HEADING, NOTES_FILE, PROGRAM_PROPOSAL_FILE, section_items
 from ar_tui.core.config import TargetConfig
 from ar_tui.core.proposer import ProposalContext
 from ar_tui.core.workspace import EDITOR_TOOL_NAME
@@ -50,7 +50,7 @@ in the notes beside the hypothesis it supports."""
 REVIEWER_ROLE = f"""## Your role: the reviewer of a research team
 
 A worker proposes one change to the editable files; it trains only if you approve. Check the diff against \
-the notes and the history, and call `{REVIEW_TOOL_NAME}` once:
+the do-not-repeat list and the history, and call `{REVIEW_TOOL_NAME}` once:
 
 - `reject` a repeat of an idea that was tried (the do-not-repeat list, the history), a change only to \
 the random seed, a change to the time budget or the evaluation, or a change that does nothing;
@@ -71,15 +71,20 @@ def planner_system(program: str, target: TargetConfig, web_search: bool) -> list
     return [{"type": "text", "text": f"{base}\n{role}\n", "cache_control": STABLE_CACHE}]
 
 
-def worker_system(program: str, target: TargetConfig, notes: str) -> list[dict[str, Any]]:
-    """program.md first (cached); the notes after it, before the files, since
-    they change less often than the files (at each plan, not at each keep)."""
+def worker_system(program: str, target: TargetConfig) -> list[dict[str, Any]]:
+    """program.md and the worker's role: fixed for the run, cached."""
     base = prompt.system_blocks(program, target)[0]["text"]
-    blocks: list[dict[str, Any]] = [{"type": "text", "text": f"{base}\n{WORKER_ROLE}\n",
-                                     "cache_control": STABLE_CACHE}]
-    if notes.strip():
-        blocks.append({"type": "text", "text": f"<notes path=\"{NOTES_FILE}\">\n{notes.strip()}\n</notes>"})
-    return blocks
+    return [{"type": "text", "text": f"{base}\n{WORKER_ROLE}\n", "cache_control": STABLE_CACHE}]
+
+
+def notes_block(notes: str) -> dict[str, Any] | None:
+    """The notes for a worker's opening message, after the files and behind a
+    breakpoint of their own: they change at each plan, and the anchored files
+    before them far less often, so a new agenda rewrites only itself."""
+    if not notes.strip():
+        return None
+    return {"type": "text", "text": f"<notes path=\"{NOTES_FILE}\">\n{notes.strip()}\n</notes>",
+            "cache_control": STABLE_CACHE}
 
 
 def assignment_block(hypothesis: str) -> dict[str, Any]:
@@ -125,11 +130,16 @@ def history_text(ctx: ProposalContext, rejected: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def planner_message(ctx: ProposalContext, notes: str, rejected: list[dict]) -> dict[str, Any]:
+def planner_message(ctx: ProposalContext, notes: str, rejected: list[dict],
+                    rejected_in_row: int = 0) -> dict[str, Any]:
+    ask = "Update the notes from this evidence, then end your turn."
+    if rejected_in_row:
+        ask = (f"The reviewer rejected the last {rejected_in_row} proposals in a row before training (the last "
+               f"lines under \"Rejected by the reviewer\"): the queue of hypotheses is evidently bad. Replace "
+               f"the ranked hypotheses with ones unlike the rejected ones, then end your turn.")
     return {"role": "user", "content": [
         {"type": "text", "text": history_text(ctx, rejected)},
-        {"type": "text", "text": f"The current `{NOTES_FILE}`:\n<notes>\n{notes.strip()}\n</notes>\n\n"
-                                 f"Update the notes from this evidence, then end your turn."},
+        {"type": "text", "text": f"The current `{NOTES_FILE}`:\n<notes>\n{notes.strip()}\n</notes>\n\n{ask}"},
     ]}
 
 
@@ -140,9 +150,20 @@ def reviewer_system(target: TargetConfig) -> list[dict[str, Any]]:
 
 def reviewer_message(ctx: ProposalContext, notes: str, description: str, rationale: str, diff: str,
                      checks: list[str]) -> dict[str, Any]:
+    """What the reviewer judges against, compact: the history's one line per
+    experiment and the notes' do-not-repeat lines that the history does not
+    already say (the rejections, the planner's own). The rest of the notes
+    (the ranking, the advice to workers) does not decide a verdict."""
     decided = [r for r in ctx.history if r.exp != 0][-REVIEW_HISTORY_ROWS:]
-    tried = "\n".join(f"- {prompt._short(r.description)} -> {r.status}" for r in decided) or "- nothing yet"
-    context = f"<notes>\n{notes.strip()}\n</notes>\n\n## Tried so far\n{tried}"
+    tried_lines = [f"- {prompt._short(r.description)} -> {r.status}" for r in decided]
+    said = {f"{text} -> {r.status}" for r in decided for text in (" ".join(r.description.split()),
+                                                                    prompt._short(r.description))}
+    avoid = [item for item in section_items(notes, DO_NOT_REPEAT_HEADING) if item not in said]
+    context = "\n".join([
+        "## Do not repeat (from the notes)",
+        *([f"- {item}" for item in avoid] or ["- (nothing beyond the history below)"]),
+        "", "## Tried so far", *(tried_lines or ["- nothing yet"]),
+    ])
     proposal = "\n".join([
         f"## The proposal for experiment {ctx.exp}",
         f"Description: {description}",
@@ -151,7 +172,9 @@ def reviewer_message(ctx: ProposalContext, notes: str, description: str, rationa
         "```diff", prompt._head(diff.strip(), prompt.DIFF_CHARS * 2), "```",
         f"Call {REVIEW_TOOL_NAME} now.",
     ])
+    # No breakpoint here: the history grows by a row each time, so a cached
+    # copy would be written at every review and never read.
     return {"role": "user", "content": [
-        {"type": "text", "text": context, "cache_control": STABLE_CACHE},
+        {"type": "text", "text": context},
         {"type": "text", "text": proposal},
     ]}

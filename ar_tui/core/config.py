@@ -11,7 +11,7 @@ from typing import Any
 
 from ar_tui.core.decisions import NO_MIN_EFFECT, MinEffect, parse_min_effect
 from ar_tui.core.errors import UserError
-from ar_tui.core.sandbox import SandboxSettings
+from ar_tui.core.run_policy import SandboxSettings
 
 CONFIG_NAME = "autoresearch.toml"
 
@@ -45,6 +45,7 @@ class TargetConfig:
     prices: dict[str, Any] = field(default_factory=dict)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # the [sandbox] table
     team: dict[str, Any] = field(default_factory=dict)  # [team]: checked by ar_tui.agents.team
+    gpu_usd_per_hour: float | None = None  # [cost]: the price of a GPU hour (ar_tui.core.gpu_cost)
     source: str = "defaults"  # where this came from, for messages
 
     @property
@@ -71,6 +72,7 @@ _KNOWN = {
     "prices": None,  # any model id; checked by ar_tui.core.pricing
     "sandbox": {"network", "read", "write", "keep"},
     "team": {"planner", "worker", "reviewer", "plan_every", "web_search"},
+    "cost": {"gpu_usd_per_hour"},
 }
 
 
@@ -101,7 +103,7 @@ def load_target(root: Path) -> TargetConfig:
 
     for section, values in data.items():
         if section not in _KNOWN:
-            raise fail(section, f"unknown section [{section}]; expected [target], [metric], [prices], [sandbox] and [team]")
+            raise fail(section, f"unknown section [{section}]; expected [target], [metric], [prices], [sandbox], [team] and [cost]")
         if not isinstance(values, dict):
             raise fail(section, "must be a table")
         for key in values:
@@ -189,6 +191,11 @@ def load_target(root: Path) -> TargetConfig:
     if "sandbox" in data:
         config.sandbox = _sandbox_settings(data["sandbox"], root, fail)
     config.team = dict(data.get("team", {}))
+    if "gpu_usd_per_hour" in data.get("cost", {}):
+        rate = data["cost"]["gpu_usd_per_hour"]
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate < 0:
+            raise fail("cost.gpu_usd_per_hour", "must be a price in dollars of 0 or more, e.g. 2.49")
+        config.gpu_usd_per_hour = float(rate)
     overlap = set(config.editable) & set(config.protected)
     if overlap:
         raise fail("target.protected", f"{', '.join(sorted(overlap))} cannot be both editable and protected")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
 from ar_tui.core import events as ev
+from ar_tui.core.role_costs import RoleCostCounter
 
 Observer = Callable[[ev.Event], None]
 
@@ -74,6 +75,7 @@ class RowView:
     best_after: float | None
     parent_exp: int | None = None
     island: int | None = None
+    gpu_usd: float | None = None  # its runs' GPU time, priced; None: not priced
 
 
 @dataclass
@@ -102,6 +104,7 @@ class RunView:
     noise_dof: int = 0
     noise_jitter_only: bool = False  # the band measures jitter only (the target ignores AR_SEED)
     sandbox: str = ""  # the sandbox in force, as the engine described it ("" in an older run)
+    capacity: ev.CapacityChanged | None = None  # a cluster's, once a node has left it
     rows: list[RowView] = field(default_factory=list)
     experiments_started: int = 0
     current_exp: int | None = None
@@ -119,6 +122,11 @@ class RunView:
     last_notice: ev.Notice | None = None
     streaming_usage: ev.Usage | None = None  # the request now streaming, not yet in the totals
     derived_parents: dict[int, int | None] = field(default_factory=dict)  # exp: parent, where events name none
+    gpu_usd_per_hour: float | None = None  # None: GPU time is not priced
+    budget_covers: str = "tokens"
+    gpu_seconds: float = 0.0  # device-seconds held by every run (ar_tui.core.gpu_cost)
+    gpu_cost_usd: float = 0.0
+    role_costs: RoleCostCounter = field(default_factory=RoleCostCounter, repr=False)
 
     @property
     def improvement_pct(self) -> float | None:
@@ -136,6 +144,33 @@ class RunView:
     def cost_per_experiment(self) -> float | None:
         decided = len(self.experiments)
         return self.cost_usd / decided if decided else None
+
+    # Tokens, GPU time and their sum (ar_tui.core.gpu_cost). Without a GPU
+    # price the GPU figures are None, and the sum is the tokens'.
+    @property
+    def gpu_priced(self) -> bool:
+        return self.gpu_usd_per_hour is not None
+
+    @property
+    def gpu_usd(self) -> float | None:
+        return self.gpu_cost_usd if self.gpu_priced else None
+
+    @property
+    def total_cost_usd(self) -> float:
+        return self.live_cost_usd + (self.gpu_cost_usd if self.gpu_priced else 0.0)
+
+    @property
+    def budget_spent_usd(self) -> float:
+        """What --budget-usd is measured against: the tokens, or with
+        --budget-covers all the tokens and the GPU time."""
+        return self.total_cost_usd if self.budget_covers == "all" else self.live_cost_usd
+
+    def per_experiment(self, usd: float | None) -> float | None:
+        decided = len(self.experiments)
+        return usd / decided if usd is not None and decided else None
+
+    def per_kept(self, usd: float | None) -> float | None:
+        return usd / self.kept if usd is not None and self.kept else None
 
     @property
     def live_cost_usd(self) -> float:
@@ -213,9 +248,11 @@ class RunView:
         self.tag, self.target, self.run_dir = e.tag, e.target, e.run_dir
         self.agent, self.model = e.agent, e.model
         self.sandbox = e.sandbox
+        self.capacity = None  # a new engine: the executor counts its cluster afresh
         self.metric_name, self.direction = e.metric, e.direction
         self.attended, self.veto_window_s = e.attended, e.veto_window_s
         self.budget_usd = e.budget_usd
+        self.gpu_usd_per_hour, self.budget_covers = e.gpu_usd_per_hour, e.budget_covers
         self.slots = [SlotView(i, device) for i, device in enumerate(e.slots)]
         self.stopped = None
         if self.started_at is None:
@@ -281,6 +318,8 @@ class RunView:
         slot = self._slot(e.slot)
         if slot is not None and slot.exp == e.exp:
             slot.state = ev.STATE_EVALUATING if e.outcome == ev.OUTCOME_OK else ev.STATE_IDLE
+        self.gpu_seconds = max(self.gpu_seconds, e.total_gpu_seconds)
+        self.gpu_cost_usd = max(self.gpu_cost_usd, e.total_gpu_usd or 0.0)
 
     def _on_baseline(self, e: ev.BaselineReady) -> None:
         self.baseline = e.metric
@@ -303,7 +342,7 @@ class RunView:
         if parent is None and e.exp != 0:
             parent = self.derived_parents.get(e.exp, self.best_exp)
         row = RowView(e.exp, e.commit, e.metric, e.status, e.description, e.cost_usd, e.forced, e.rule, e.best_after,
-                      parent, e.island)
+                      parent, e.island, e.gpu_usd)
         same = next((i for i, r in enumerate(self.rows) if r.exp == e.exp), None)
         if same is None:
             self.rows.append(row)
@@ -314,7 +353,11 @@ class RunView:
                 self.best_exp = e.exp
             self.best = e.best_after
 
+    def _on_review(self, e: ev.Review) -> None:
+        self.role_costs.add(e)
+
     def _on_usage(self, e: ev.Usage) -> None:
+        self.role_costs.add(e)
         if e.streaming:
             # A provisional figure for the response still streaming: shown on
             # top of the settled totals, never folded into them (the engine
@@ -338,12 +381,27 @@ class RunView:
     def _on_notice(self, e: ev.Notice) -> None:
         self.last_notice = e
 
+    def _on_capacity(self, e: ev.CapacityChanged) -> None:
+        self.capacity = e
+
+    @property
+    def capacity_warning(self) -> str:
+        """Slots out of the pool since a node left the cluster ("" when none):
+        the status line and `ar-tui status` say it until capacity returns."""
+        c = self.capacity
+        out = 0 if c is None or c.available >= c.total else max(0, len(self.slots) - c.available)
+        if not out or c is None:
+            return ""
+        return f"{out} slot{'s' if out > 1 else ''} out of the pool (the cluster has {c.available} of {c.total} {c.unit}s)"
+
     def _on_run_stopped(self, e: ev.RunStopped) -> None:
         self.stopped = e
         self.state = ev.STATE_STOPPED
         for slot in self.slots:
             slot.state, slot.exp, slot.description, slot.veto_deadline = ev.STATE_IDLE, None, "", None
         self.cost_usd = max(self.cost_usd, e.cost_usd)
+        self.gpu_seconds = max(self.gpu_seconds, e.gpu_seconds)
+        self.gpu_cost_usd = max(self.gpu_cost_usd, e.gpu_cost_usd or 0.0)
 
     @property
     def unconfined(self) -> bool:
@@ -366,11 +424,14 @@ class RunView:
             "best": self.best,
             "improvement_pct": self.improvement_pct,
             "cost_usd": round(self.cost_usd, 6),
+            "gpu_cost_usd": round(self.gpu_cost_usd, 6) if self.gpu_priced else None,
+            "total_cost_usd": round(self.total_cost_usd, 6),
             "noise_sd": self.noise_sd,
             "noise_dof": self.noise_dof,
             "noise_jitter_only": self.noise_jitter_only,
             "sandbox": self.sandbox,
             "unconfined": self.unconfined,
+            "capacity": self.capacity_warning,
             "slots": [
                 {"slot": s.index, "device": s.device, "state": s.state, "exp": s.exp} for s in self.slots
             ],

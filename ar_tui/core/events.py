@@ -104,6 +104,8 @@ class RunStarted(Event):
     time_budget_s: float | None = None
     python: str = ""  # which interpreter the target's commands run with, in words
     sandbox: str = ""  # ar_tui.core.sandbox.Sandbox.describe(): the startup and status lines show it
+    gpu_usd_per_hour: float | None = None  # the price of a GPU hour; None: GPU time is not priced
+    budget_covers: str = "tokens"  # what --budget-usd caps: "tokens", or "all" (tokens and GPU)
 
 
 @dataclass
@@ -291,6 +293,13 @@ class ExperimentFinished(Event):
     exit_code: int | None
     message: str = ""  # one line explaining a failed outcome
     tail: str = ""  # last lines of the log for a crash
+    # The GPU time it held (training and evaluation) and its price, with the
+    # run's totals: filled in by the engine's accounting (ar_tui.core.gpu_cost).
+    held_seconds: float = 0.0
+    gpu_seconds: float = 0.0  # held seconds times the slot's GPUs
+    gpu_usd: float | None = None  # None: GPU time is not priced
+    total_gpu_seconds: float = 0.0
+    total_gpu_usd: float | None = None
 
 
 @dataclass
@@ -319,6 +328,7 @@ class Decision(Event):
     cost_usd: float = 0.0
     parent_exp: int | None = None  # the experiment whose code this one was built on
     island: int | None = None  # the sub-population it belongs to, for island search
+    gpu_usd: float | None = None  # the GPU time of its runs, priced; None: not priced
 
 
 @dataclass
@@ -334,6 +344,17 @@ class Notice(Event):
     kind: ClassVar[str] = "notice"
     level: str  # info / warning / error
     message: str
+
+
+@dataclass
+class CapacityChanged(Event):
+    """A cluster executor's capacity for the slots: a node left (fewer GPUs
+    than at the start, so a slot waits out of the pool) or it is back."""
+
+    kind: ClassVar[str] = "capacity"
+    available: int  # GPUs (CPUs on a cluster without GPUs) the cluster has now
+    total: int  # what it had at the start of the run
+    unit: str = "GPU"
 
 
 @dataclass
@@ -353,3 +374,5 @@ class RunStopped(Event):
     noise_sd: float | None = None
     noise_dof: int = 0
     noise_jitter_only: bool = False
+    gpu_cost_usd: float | None = None  # the night's GPU time, priced (cost_usd is the tokens'); None: not priced
+    gpu_seconds: float = 0.0

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 
-import hashlib
 import io
 import os
 import shutil
@@ -222,11 +221,3 @@ class GitRepo:
         with wt.git.custom_environment(**{k: os.environ.get(k, v) for k, v in COMMIT_IDENTITY.items()}):
             wt.git.commit("--quiet", "--no-verify", "--allow-empty", "-m", message)
         return wt.head.commit.hexsha
-
-    def file_hashes(self, root: Path, files: list[str]) -> dict[str, str]:
-        """sha256 of each file under `root` (a target dir); missing files hash to ''."""
-        hashes = {}
-        for rel in files:
-            path = Path(root) / rel
-            hashes[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
-        return hashes

@@ -40,10 +40,6 @@ KIND_OWN = "own"  # the interpreter running ar-tui
 
 VENV_DIR = ".venv"
 UV_LOCK = "uv.lock"
-# Where the small `python` launcher for a configured interpreter is written,
-# inside the run dir: `python` on PATH must mean that interpreter even when
-# its own directory's `python` is another one (/usr/bin/python3.12).
-SHIM_DIR = "bin"
 PROBE_TIMEOUT_S = 30.0
 
 
@@ -66,9 +62,14 @@ class TargetPython:
         # rewritten by a run.
         return f"{shlex.quote(str(self.uv))} run --frozen --quiet -- sh -c {shlex.quote(command)}"
 
-    def child_env(self, env: dict[str, str], run_dir: Path) -> dict[str, str]:
+    def child_env(self, env: dict[str, str], shim_dir: Path) -> dict[str, str]:
         """`env` with PATH (and the virtual environment variables) set so
-        that `python` is this interpreter."""
+        that `python` is this interpreter. A configured interpreter whose own
+        directory's `python` is another one (/usr/bin/python3.12 beside a
+        /usr/bin/python that is 3.10) gets a small `python` launcher in
+        `shim_dir`, first on PATH: the run's scratch dir (`RunScratch.bin`),
+        which a confined run can read (the run dir it once lived in is
+        hidden from it)."""
         env = dict(env)
         # `uv run` puts the project environment first on PATH itself; uv
         # must be found by the shell that runs the command.
@@ -81,7 +82,7 @@ class TargetPython:
             # Another active environment would be misleading (and uv warns about it).
             env.pop("VIRTUAL_ENV", None)
         if self.kind == KIND_CONFIG and not _is_python_of(self.executable.parent, self.executable):
-            entries.insert(0, str(_write_shim(run_dir / SHIM_DIR, self.executable)))
+            entries.insert(0, str(_write_shim(shim_dir, self.executable)))
         env["PATH"] = os.pathsep.join(entries + ([env["PATH"]] if env.get("PATH") else []))
         return env
 

@@ -20,7 +20,8 @@ from ar_tui.core.errors import RunError
 from ar_tui.core.rundir import RunDir
 
 # Appended after the original five; new columns go at the end, so older files still read.
-EXTRA_COLUMNS = ["exp", "cost_usd", "seconds", "forced", "prepared_before", "rule", "rationale", "parent", "proposer"]
+EXTRA_COLUMNS = ["exp", "cost_usd", "seconds", "forced", "prepared_before", "rule", "rationale", "parent", "proposer",
+                 "gpu_usd"]
 
 
 class LedgerError(RunError):
@@ -48,6 +49,8 @@ class LedgerRow:
     prepared_before: list[int] = field(default_factory=list)
     parent: int | None = None  # the experiment this one was built on; None for the baseline
     proposer: str = ""  # "offline", "claude", a team role; "" in a ledger from before the column
+    # The GPU time of its runs at --gpu-usd-per-hour; None: not priced, or a ledger from before the column.
+    gpu_usd: float | None = None
 
     def to_line(self) -> str:
         cells = [
@@ -65,6 +68,7 @@ class LedgerRow:
             _clean(self.rationale),
             str(self.parent if self.parent is not None else ""),
             _clean(self.proposer),
+            f"{self.gpu_usd:.6f}" if self.gpu_usd is not None else "",
         ]
         return "\t".join(cells) + "\n"
 
@@ -127,6 +131,7 @@ def read_results(path: Path) -> tuple[str, list[LedgerRow], bool]:
                 prepared_before=[int(e) for e in cell("prepared_before").split(";") if e.strip().isdigit()],
                 parent=int(cell("parent")) if cell("parent").strip().isdigit() else None,
                 proposer=cell("proposer").strip(),
+                gpu_usd=_float(cell("gpu_usd")),
             )
         )
     return metric_name, rows, torn
@@ -138,6 +143,29 @@ def _cut_torn_line(path: Path) -> None:
     if data and not data.endswith(b"\n"):
         with open(path, "r+b") as handle:
             handle.truncate(data.rfind(b"\n") + 1)
+
+
+def _add_new_columns(path: Path) -> None:
+    """Give a ledger written before the latest columns their names in the
+    header, so that the rows appended now read back whole; its old rows
+    simply have fewer cells. Replaced atomically, so a crash leaves the old
+    file or the new one."""
+    data = path.read_bytes()
+    first, newline, rest = data.partition(b"\n")
+    header = first.decode("utf-8", errors="replace").split("\t")
+    have = header[5:]
+    if len(header) < 5 or header[0] != "commit" or have == EXTRA_COLUMNS or have != EXTRA_COLUMNS[:len(have)]:
+        return  # current, or not one of ours: left as it is
+    upgraded = "\t".join(header[:5] + EXTRA_COLUMNS).encode() + newline + rest
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(upgraded)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise LedgerError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _write_all(fd: int, data: bytes, path: Path) -> None:
@@ -160,6 +188,7 @@ class Ledger:
         self.rows: list[LedgerRow] = []
         if self.path.exists():
             _cut_torn_line(self.path)
+            _add_new_columns(self.path)
             name, self.rows, _ = read_results(self.path)
         else:
             header = "\t".join(["commit", metric_name, "memory_gb", "status", "description", *EXTRA_COLUMNS]) + "\n"

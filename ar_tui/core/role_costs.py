@@ -29,15 +29,21 @@ class RoleCosts:
                 "rejected_before_training": self.rejected_before_training}
 
 
-def role_costs(events: Iterable[ev.Event]) -> RoleCosts:
-    by_role: dict[str, Decimal] = {}
-    by_model: dict[str, Decimal] = {}
-    figures = RoleCosts()
-    for event in events:
+class RoleCostCounter:
+    """Folds events in one at a time (the app's RunView, as they arrive);
+    `figures()` gives the sums so far."""
+
+    def __init__(self) -> None:
+        self._by_role: dict[str, Decimal] = {}
+        self._by_model: dict[str, Decimal] = {}
+        self._figures = RoleCosts()
+
+    def add(self, event: ev.Event) -> None:
+        figures = self._figures
         if isinstance(event, ev.Review) and event.verdict == "reject":
             figures.rejected_before_training += 1
         if not isinstance(event, ev.Usage) or event.streaming:
-            continue
+            return
         tokens = figures.tokens_by_role.setdefault(event.role, {"input": 0, "output": 0, "cache_write": 0,
                                                                 "cache_read": 0})
         tokens["input"] += event.input_tokens
@@ -48,8 +54,20 @@ def role_costs(events: Iterable[ev.Event]) -> RoleCosts:
         if event.cost_usd is not None:
             # Summed as decimals of the floats' shortest forms: exact to the events' precision.
             cost = Decimal(repr(event.cost_usd))
-            by_role[event.role] = by_role.get(event.role, Decimal(0)) + cost
-            by_model[event.model] = by_model.get(event.model, Decimal(0)) + cost
-    figures.cost_by_role = {role: float(v) for role, v in sorted(by_role.items())}
-    figures.cost_by_model = {model: float(v) for model, v in sorted(by_model.items())}
-    return figures
+            self._by_role[event.role] = self._by_role.get(event.role, Decimal(0)) + cost
+            self._by_model[event.model] = self._by_model.get(event.model, Decimal(0)) + cost
+
+    def figures(self) -> RoleCosts:
+        figures = self._figures
+        return RoleCosts(cost_by_role={role: float(v) for role, v in sorted(self._by_role.items())},
+                         cost_by_model={model: float(v) for model, v in sorted(self._by_model.items())},
+                         tokens_by_role={role: dict(t) for role, t in figures.tokens_by_role.items()},
+                         web_searches=figures.web_searches,
+                         rejected_before_training=figures.rejected_before_training)
+
+
+def role_costs(events: Iterable[ev.Event]) -> RoleCosts:
+    counter = RoleCostCounter()
+    for event in events:
+        counter.add(event)
+    return counter.figures()

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ar_tui.core import events as ev
-from ar_tui.core.control import RunView
+from ar_tui.core.control import RowView, RunView
+from ar_tui.core.lineage import lineage_nodes
 from ar_tui.core.errors import UserError
 from ar_tui.core.decisions import NoiseModel, keep_is_solid, night_summary
 from ar_tui.core.ledger import LedgerError, LedgerRow, read_events, read_results, read_state
@@ -48,6 +49,7 @@ class KeptChange:
     # Its gain over its parent still holds on runs made after it was kept;
     # None: never re-measured (unconfirmed).
     solid: bool | None = None
+    gpu_usd: float | None = None  # its runs' GPU time, priced; None: not priced
 
 
 @dataclass
@@ -59,6 +61,8 @@ class FailedIdea:
     metric: float | None
     delta: float | None  # against the kept commit it was built on
     reason: str  # the deciding rule, when the ledger has one
+    cost_usd: float | None = None  # its tokens; None in a bare original ledger
+    gpu_usd: float | None = None  # its runs' GPU time, priced; None: not priced
 
 
 @dataclass
@@ -105,6 +109,22 @@ class Report:
     cost_by_model: dict[str, float] = field(default_factory=dict)
     rejected_before_training: int = 0
     sandbox: str = ""  # how the runs were confined, as the engine said at the start
+    # The whole cost (ar_tui.core.gpu_cost): tokens, GPU time and their sum.
+    # GPU figures are None when the run had no --gpu-usd-per-hour; the total
+    # is then the tokens'.
+    token_cost_usd: float | None = None
+    gpu_cost_usd: float | None = None
+    total_cost_usd: float | None = None
+    gpu_usd_per_hour: float | None = None
+    gpu_hours: float | None = None  # device-hours held by every run, priced or not
+    gpu_cost_per_experiment: float | None = None
+    gpu_cost_per_kept: float | None = None
+    total_cost_per_experiment: float | None = None
+    total_cost_per_kept: float | None = None
+    budget_covers: str = "tokens"
+    budget_usd: float | None = None
+    # The population as a tree (ar_tui.core.lineage): one entry per node.
+    lineage: list[dict[str, Any]] = field(default_factory=list)
     kept_changes: list[KeptChange] = field(default_factory=list)
     failed_ideas: list[FailedIdea] = field(default_factory=list)
     rows: list[LedgerRow] = field(default_factory=list)
@@ -246,6 +266,7 @@ def build_report(run_dir: Path) -> Report:
                     rule=row.rule,
                     forced=row.forced,
                     diff=_read_diff(run_dir, row.exp, view),
+                    gpu_usd=row.gpu_usd,
                 )
             )
             tip = row.metric
@@ -261,6 +282,8 @@ def build_report(run_dir: Path) -> Report:
                     metric=row.metric,
                     delta=delta,
                     reason=row.rule,
+                    cost_usd=None if ledger.original_format else row.cost_usd,
+                    gpu_usd=row.gpu_usd,
                 )
             )
 
@@ -314,6 +337,13 @@ def build_report(run_dir: Path) -> Report:
             change.solid = keep_is_solid(noise, change.commit, parent, direction)
             previous = change.commit
     spend = role_costs(events).as_dict()
+    gpu = _gpu_figures(view, rows, events, warnings)
+    total = None if cost is None else cost + (gpu["gpu_cost_usd"] or 0.0)
+    if gpu["gpu_cost_usd"] is not None and cost is None:
+        total = gpu["gpu_cost_usd"]
+
+    def per(usd: float | None, count: int) -> float | None:
+        return usd / count if usd is not None and count else None
 
     stopped = view.stopped
     return Report(
@@ -356,11 +386,55 @@ def build_report(run_dir: Path) -> Report:
         cost_by_model=spend["cost_by_model"],
         rejected_before_training=spend["rejected_before_training"],
         sandbox=view.sandbox,
+        token_cost_usd=cost,
+        gpu_cost_usd=gpu["gpu_cost_usd"],
+        total_cost_usd=total,
+        gpu_usd_per_hour=gpu["gpu_usd_per_hour"],
+        gpu_hours=gpu["gpu_hours"],
+        gpu_cost_per_experiment=per(gpu["gpu_cost_usd"], len(experiments)),
+        gpu_cost_per_kept=per(gpu["gpu_cost_usd"], len(kept_changes)),
+        total_cost_per_experiment=per(total, len(experiments)),
+        total_cost_per_kept=per(total, len(kept_changes)),
+        budget_covers=view.budget_covers,
+        budget_usd=view.budget_usd,
+        lineage=_lineage(view, rows, best_row.exp if best_row else None),
         kept_changes=kept_changes,
         failed_ideas=failed,
         rows=rows,
         warnings=warnings,
     )
+
+
+def _gpu_figures(view: RunView, rows: list[LedgerRow], events: list[ev.Event],
+                 warnings: list[str]) -> dict[str, Any]:
+    """The night's GPU time and its price: the engine's totals from the
+    events; with no events, the sum of the ledger's gpu_usd column."""
+    figures: dict[str, Any] = {"gpu_cost_usd": None, "gpu_usd_per_hour": view.gpu_usd_per_hour, "gpu_hours": None}
+    if any(isinstance(e, ev.ExperimentFinished) for e in events):
+        figures["gpu_hours"] = view.gpu_seconds / 3600
+    if view.gpu_priced:
+        figures["gpu_cost_usd"] = view.gpu_cost_usd
+    elif not events and any(r.gpu_usd is not None for r in rows):
+        figures["gpu_cost_usd"] = sum(r.gpu_usd or 0.0 for r in rows)
+        warnings.append("no events: GPU cost is the sum of results.tsv's gpu_usd column")
+    return figures
+
+
+def _lineage(view: RunView, rows: list[LedgerRow], best_exp: int | None) -> list[dict[str, Any]]:
+    """The population as a tree, from what RunView knows (a ledger alone
+    gives its parent column)."""
+    known = view.rows
+    if not known:
+        known, last_kept = [], None
+        for r in rows:
+            # A ledger without parents (the original's, or an older ar-tui's):
+            # each experiment was built on the last kept one, as greedy does.
+            parent = r.parent if r.parent is not None or r.exp == 0 else last_kept
+            known.append(RowView(r.exp, r.commit, r.metric, r.status, r.description, r.cost_usd, r.forced, r.rule,
+                                 None, parent, None, r.gpu_usd))
+            if r.status == ev.STATUS_KEEP:
+                last_kept = r.exp
+    return [dataclasses.asdict(node) for node in lineage_nodes(known, best_exp)]
 
 
 def report_as_dict(report: Report) -> dict[str, Any]:

@@ -65,6 +65,7 @@ def summary_table(report: Report) -> list[tuple[str, str]]:
         cost = "n/a (no cost recorded)"
     else:
         cost = fmt_usd(report.cost_usd) + (" (at least; a model had no known price)" if report.cost_is_lower_bound else "")
+    gpu_priced = report.gpu_cost_usd is not None
     tokens = "n/a"
     if report.tokens is not None:
         tokens = ", ".join(f"{kind.replace('_', ' ')} {count:,}" for kind, count in report.tokens.items())
@@ -87,15 +88,78 @@ def summary_table(report: Report) -> list[tuple[str, str]]:
         ("Wall time", fmt_duration(report.wall_seconds)),
         ("Experiments per hour", pace),
         ("Share of wall time training", share),
-        ("Total cost", cost),
+        *(_whole_cost(report, cost) if gpu_priced else [
+            ("Total cost", cost),
+            ("GPU cost", "n/a (GPU time not priced: --gpu-usd-per-hour or [cost] gpu_usd_per_hour)"
+             + (f"; {report.gpu_hours:.2f} GPU-hours held" if report.gpu_hours else "")),
+        ]),
         ("Tokens", tokens),
-        ("Cost per experiment", fmt_usd(report.cost_per_experiment)),
-        ("Cost per kept improvement", fmt_usd(report.cost_per_kept)),
+        ("Cost per experiment", _split(report.total_cost_per_experiment, report.cost_per_experiment,
+                                       report.gpu_cost_per_experiment) if gpu_priced
+         else fmt_usd(report.cost_per_experiment)),
+        ("Cost per kept improvement", _split(report.total_cost_per_kept, report.cost_per_kept,
+                                             report.gpu_cost_per_kept) if gpu_priced
+         else fmt_usd(report.cost_per_kept)),
         *([("Cost by role", ", ".join(f"{role} {fmt_usd(usd)}" for role, usd in report.cost_by_role.items()))]
           if len(report.cost_by_role) > 1 else []),
         *([("Rejected before training", str(report.rejected_before_training))]
           if report.rejected_before_training else []),
     ]
+
+
+def _split(total: float | None, tokens: float | None, gpu: float | None) -> str:
+    """A sum with its parts: $1.2345 ($0.0345 tokens + $1.2000 GPU)."""
+    return f"{fmt_usd(total)} ({fmt_usd(tokens)} tokens + {fmt_usd(gpu)} GPU)"
+
+
+def _whole_cost(report: Report, token_cost: str) -> list[tuple[str, str]]:
+    hours = "GPU time"
+    if report.gpu_hours is not None:
+        hours = (f"{report.gpu_hours:.2f} GPU-hours" if report.gpu_hours >= 0.01
+                 else f"{report.gpu_hours * 3600:.0f} GPU-seconds")
+    rate = f" at {fmt.dollars(report.gpu_usd_per_hour)}/h" if report.gpu_usd_per_hour is not None else ""
+    covered = ""
+    if report.budget_usd is not None:
+        covered = "; --budget-usd covers " + ("tokens and GPU" if report.budget_covers == "all" else "tokens only")
+    return [
+        ("Total cost", _split(report.total_cost_usd, report.token_cost_usd, report.gpu_cost_usd)
+         + (" (at least; a model had no known price)" if report.cost_is_lower_bound else "")),
+        ("Token cost", token_cost),
+        ("GPU cost", f"{fmt_usd(report.gpu_cost_usd)} ({hours}{rate}{covered})"),
+    ]
+
+
+def lineage_lines(report: Report) -> list[str]:
+    """The population as a text tree: each node under its parent, its status
+    mark and metric, the path to the best marked ┃ and the best ★."""
+    lines: list[str] = []
+    last_at: list[bool] = []  # for each depth, whether that ancestor was its parent's last child
+    for node in report.lineage:
+        depth, last = node["depth"], node["last"]
+        del last_at[depth:]
+        guides = "".join("    " if done else "│   " for done in last_at[1:])
+        branch = ("└── " if last else "├── ") if depth else ""
+        last_at.append(last)
+        mark = "★" if node["best"] else ("┃" if node["on_best_path"] else " ")
+        island = f" [island {node['island']}]" if node["island"] is not None else ""
+        status = fmt.STATUS_MARKS.get(node["status"], "?")
+        lines.append(f"{guides}{branch}{mark} {node['exp']} {status} {fmt_metric(node['metric'])}{island}  "
+                     f"{_one_line(node['description'])[:60]}")
+    return lines
+
+
+def _islands(report: Report) -> list[str]:
+    """Each island's best, where the run kept several populations."""
+    best: dict[int, dict] = {}
+    for node in report.lineage:
+        island, metric = node["island"], node["metric"]
+        if island is None or metric is None or node["status"] not in ("keep", "discard"):
+            continue
+        held = best.get(island)
+        if held is None or (metric < held["metric"] if report.direction == "min" else metric > held["metric"]):
+            best[island] = node
+    return [f"- island {island}: best {fmt_metric(node['metric'])} (exp {node['exp']}), "
+            f"{sum(1 for n in report.lineage if n['island'] == island)} nodes" for island, node in sorted(best.items())]
 
 
 def render_markdown(
@@ -127,6 +191,17 @@ def render_markdown(
     out += [f"| {label} | {value} |" for label, value in summary_table(report)]
     out.append("")
 
+    if report.lineage:
+        tree = "\n".join(lineage_lines(report))
+        fence = _fence(tree)
+        out += ["## Lineage", "",
+                "Each experiment under the one it was built on (status mark, metric); "
+                "the path from the baseline to the best is marked ┃, the best ★.", "",
+                fence, tree, fence, ""]
+        islands = _islands(report)
+        if islands:
+            out += islands + [""]
+
     out += ["## Kept changes", ""]
     if not report.kept_changes:
         out += ["Nothing beat the baseline.", ""]
@@ -137,7 +212,9 @@ def render_markdown(
             f"- {report.metric} {fmt_metric(change.metric)}, {fmt_delta(change.delta)} "
             f"from {fmt_metric(change.previous)}"
         )
-        if change.cost_usd is not None:
+        if change.cost_usd is not None and change.gpu_usd is not None:
+            out.append(f"- cost {_split(change.cost_usd + change.gpu_usd, change.cost_usd, change.gpu_usd)}")
+        elif change.cost_usd is not None:
             out.append(f"- cost {fmt_usd(change.cost_usd)}")
         if change.rule or change.forced:
             out.append(f"- kept by: {_one_line(change.rule) or 'a person'}" + (" (forced)" if change.forced else ""))
@@ -163,12 +240,17 @@ def render_markdown(
     else:
         # A bare original ledger records no reasons: leave out an empty column.
         reasons = any(idea.reason for idea in report.failed_ideas)
-        header = ["exp", "status", report.metric, "delta", "description"] + (["why"] if reasons else [])
+        # With GPU time priced, what each idea cost: tokens and GPU together.
+        costs = any(idea.gpu_usd is not None for idea in report.failed_ideas)
+        header = ["exp", "status", report.metric, "delta", "description"] + (["why"] if reasons else []) + \
+            (["cost (tokens + GPU)"] if costs else [])
         out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for idea in report.failed_ideas[:MAX_FAILED_IDEAS_SHOWN]:
             cells = [str(idea.exp), idea.status, fmt_metric(idea.metric), fmt_delta(idea.delta), _one_line(idea.description)]
             if reasons:
                 cells.append(_one_line(idea.reason))
+            if costs:
+                cells.append(fmt_usd(None if idea.gpu_usd is None else (idea.cost_usd or 0.0) + idea.gpu_usd))
             out.append("| " + " | ".join(cells) + " |")
         hidden = len(report.failed_ideas) - MAX_FAILED_IDEAS_SHOWN
         if hidden > 0:

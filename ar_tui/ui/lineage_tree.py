@@ -1,9 +1,9 @@
 """The population as a tree: each experiment under the one it grew from, its
 status mark and metric, and the path from the baseline to the best marked.
 
-Built from `RunView` rows only (their `parent_exp` and `island`), so the app,
-`attach` and a browser tab draw the same tree. Rebuilt only when a decision
-changes the rows.
+Built from `RunView` rows only, by `ar_tui.core.lineage` (which the morning
+report draws from too), so the app, `attach`, a browser tab and the report
+show the same tree. Rebuilt only when a decision changes the rows.
 """
 
 from __future__ import annotations
@@ -14,19 +14,9 @@ from textual.widgets.tree import TreeNode
 
 from ar_tui.core import events as ev
 from ar_tui.core.control import RowView
+from ar_tui.core.lineage import best_path, children_of
 from ar_tui import formatting as fmt
 from ar_tui.ui.results_table import STATUS_STYLES
-
-
-def best_path(rows: list[RowView], best_exp: int | None) -> list[int]:
-    """The experiments from the root to the best, following parents."""
-    parents = {r.exp: r.parent_exp for r in rows}
-    path: list[int] = []
-    exp = best_exp
-    while exp is not None and exp in parents and exp not in path:
-        path.append(exp)
-        exp = parents[exp]
-    return path[::-1]
 
 
 class LineageTree(Tree[int]):
@@ -48,13 +38,7 @@ class LineageTree(Tree[int]):
         self._signature = signature
         self.path = best_path(rows, best_exp)
         on_path = set(self.path)
-        known = {r.exp for r in rows}
-        children: dict[int | None, list[RowView]] = {}
-        for row in sorted(rows, key=lambda r: r.exp):
-            # An experiment whose parent is not among the rows (not decided
-            # yet, or history cut short) hangs from the top, not nowhere.
-            parent = row.parent_exp if row.parent_exp in known else None
-            children.setdefault(parent, []).append(row)
+        children = children_of(rows)
         self.clear()
 
         def add(node: TreeNode[int], parent: int | None) -> None:

@@ -72,6 +72,8 @@ class StatusLine(Static):
             line.append(f" {trend}", style="bold cyan")
         if view.unconfined:
             line.append(" · NOT SANDBOXED", style="bold red reverse")
+        if view.capacity_warning and view.live:
+            line.append(f" · {view.capacity_warning}", style="bold yellow")
         if view.stopped is not None:
             line.append(f" · stopped: {view.stopped.reason}", style="bold red" if view.stopped.error else "")
         # Who, then what: on one line when it fits, else the second part on a

@@ -61,7 +61,8 @@ def worker(request: RecordedRequest):
         return reply(run_experiment(f"set {new}", rationale="from the agenda"), usage=WORKER_USAGE)
     opening = messages[0]["content"]
     # The files as last shown, and the changes kept since (a team's workers see both).
-    kept = re.findall(r"^\+LR = ([0-9.]+)", opening[1]["text"], re.MULTILINE)
+    after_files = "\n".join(b["text"] for b in opening[1:] if b.get("type") == "text")
+    kept = re.findall(r"^\+LR = ([0-9.]+)", after_files, re.MULTILINE)
     lr = kept[-1] if kept else re.search(r"^LR = ([0-9.]+)", opening[0]["text"], re.MULTILINE).group(1)
     wanted = re.search(r"LR to ([0-9.]+)", opening[-1]["text"])
     new = wanted.group(1) if wanted else f"{float(lr) - 0.1:.1f}"
@@ -164,7 +165,11 @@ async def test_each_role_reaches_its_own_model_and_server_and_costs_are_exact_pe
     # the kept change comes as a diff after it.
     first, second = (r.json["messages"][0]["content"] for r in (w_api.requests[0], later))
     assert first[0]["text"] == second[0]["text"] and "LR = 0.5" in first[0]["text"]
-    assert "## Kept since these files were shown" in second[1]["text"] and "+LR = 0.4" in second[1]["text"]
+    # The notes come after the files, behind a breakpoint of their own, so a new
+    # agenda does not rewrite the cached files; the kept change comes after both.
+    assert second[1]["text"].startswith('<notes path="notes.md">') and second[1]["cache_control"]["ttl"] == "1h"
+    assert "## Kept since these files were shown" in second[2]["text"] and "+LR = 0.4" in second[2]["text"]
+    assert all(json.dumps(r.json).count('"cache_control"') <= 4 for r in w_api.requests)  # the API's limit
 
     # Per role, per model, per row: exact.
     costs = role_costs(events)

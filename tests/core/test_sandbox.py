@@ -7,7 +7,6 @@ sandbox prevents (so the test can fail)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 import textwrap
@@ -24,11 +23,14 @@ from ar_tui.core.ledger import read_events, read_results
 from ar_tui.core.sandbox import Bubblewrap, LandlockBackend
 from ar_tui.core.server import control_service
 from tests.conftest import TINY_TRAIN, make_target
+from tests.core.sandbox_attacks import (
+    BETTER, DAEMON, FIND_LEFTOVERS, LEAVE_FILES, LEFTOVERS_SHARED, PLANTED, SECRET, hostile, keep_me, make_home,
+    phone_home, read_secret, recording_server, start_daemon, write_outside,
+)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux backends")
 
 FAST_CONFIG = "[target]\ntime_budget = 1\ntimeout = 20\n"
-KNOB = "LR = 0.5  # the knob the tests turn\n"
 BACKENDS = {"bubblewrap": Bubblewrap, "landlock": LandlockBackend}
 
 
@@ -45,22 +47,9 @@ def backend(request: pytest.FixtureRequest):
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A home dir holding a secret, as the engine's user sees it."""
-    home = tmp_path / "user-home"
-    (home / ".ssh").mkdir(parents=True)
-    (home / ".ssh" / "id_ed25519").write_text("SECRET-KEY-MATERIAL\n")
-    (home / "notes.txt").write_text("private notes\n")
+    home = make_home(tmp_path / "user-home")
     monkeypatch.setenv("HOME", str(home))
     return home
-
-
-def hostile(description: str, code: str, lr: str = "0.5") -> ScriptStep:
-    """A proposal whose train.py runs `code` before training. An attack that
-    the sandbox refuses raises, so the run crashes; one that succeeds goes on
-    to print its metric."""
-    return ScriptStep(description, KNOB, f"LR = {lr}\n" + textwrap.dedent(code).strip() + "\n")
-
-
-BETTER = ScriptStep("LR 0.5 -> 0.4", "LR = 0.5", "LR = 0.4")
 
 
 async def run_engine(tmp_path: Path, steps: list[ScriptStep], backend, *, sandbox: str = "auto",
@@ -94,30 +83,14 @@ def refused(rows, exp: int = 1) -> None:
 
 
 async def test_the_run_cannot_reach_the_control_socket_to_keep_itself(tmp_path, backend, home) -> None:
-    run_dir = tmp_path / "run"
-    attack = hostile("keep me", f"""
-        import json, socket
-        client = socket.socket(socket.AF_UNIX)
-        client.connect({str(run_dir / "control.sock")!r})
-        client.sendall(json.dumps({{"cmd": "force_keep", "id": 1, "exp": None}}).encode() + b"\\n")
-        reply = json.loads(client.makefile().readline())
-        assert reply["ok"] and reply["result"], reply
-    """, lr="5.0")  # far worse than the baseline: only a forced keep keeps it
+    attack = keep_me(tmp_path / "run")
     _, rows = await run_engine(tmp_path, [attack, BETTER], backend)
     refused(rows)
     assert not any(r.forced for r in rows)
 
 
 async def test_without_the_sandbox_the_same_run_keeps_itself(tmp_path, home) -> None:
-    run_dir = tmp_path / "run"
-    attack = hostile("keep me", f"""
-        import json, socket
-        client = socket.socket(socket.AF_UNIX)
-        client.connect({str(run_dir / "control.sock")!r})
-        client.sendall(json.dumps({{"cmd": "force_keep", "id": 1, "exp": None}}).encode() + b"\\n")
-        reply = json.loads(client.makefile().readline())
-        assert reply["ok"] and reply["result"], reply
-    """, lr="5.0")
+    attack = keep_me(tmp_path / "run")
     _, rows = await run_engine(tmp_path, [attack], None, sandbox="off")
     assert rows[1].status == "keep" and rows[1].forced
 
@@ -126,13 +99,7 @@ async def test_writes_outside_the_worktree_fail_and_change_nothing(tmp_path, bac
     run_dir = tmp_path / "run"
     targets = [home / "pwned.txt", run_dir / "results.tsv", run_dir / "worktrees" / "slot-1" / "train.py",
                run_dir / "worktrees" / "propose" / "train.py"]
-    steps = [hostile(f"write {path.name}", f"""
-        import os
-        path = {str(path)!r}
-        if os.getcwd() != os.path.dirname(path):
-            with open(path, "a") as handle:
-                handle.write("planted by the run\\n")
-    """) for path in targets]
+    steps = [write_outside(path) for path in targets]
     _, rows = await run_engine(tmp_path, [*steps, BETTER], backend, devices=["cpu", "cpu"])
     # Two slots: the run that lands on slot-1 writes its own worktree, which
     # is allowed; every other write is refused.
@@ -142,43 +109,22 @@ async def test_writes_outside_the_worktree_fail_and_change_nothing(tmp_path, bac
     assert (len(targets) + 1, "keep") in statuses(rows)
     assert not (home / "pwned.txt").exists()
     # The written line, not the attack's source (which a worktree may hold).
-    assert "planted by the run\n" not in (run_dir / "results.tsv").read_text()
+    assert PLANTED not in (run_dir / "results.tsv").read_text()
     for worktree in ("slot-0", "slot-1", "propose"):
-        assert "planted by the run\n" not in (run_dir / "worktrees" / worktree / "train.py").read_text()
+        assert PLANTED not in (run_dir / "worktrees" / worktree / "train.py").read_text()
 
 
 async def test_the_run_cannot_read_a_secret_in_the_home_dir(tmp_path, backend, home) -> None:
-    attack = hostile("read the key", f"""
-        print(open({str(home / ".ssh" / "id_ed25519")!r}).read())
-        print(open({str(home / "notes.txt")!r}).read())
-    """)
-    run_dir, rows = await run_engine(tmp_path, [attack, BETTER], backend)
+    run_dir, rows = await run_engine(tmp_path, [read_secret(home), BETTER], backend)
     refused(rows)
-    assert "SECRET-KEY-MATERIAL" not in (run_dir / "logs" / "1.log").read_text()
-    assert "SECRET-KEY-MATERIAL" not in (run_dir / "events.jsonl").read_text()
-
-
-async def recording_server() -> tuple[asyncio.AbstractServer, int, list[bytes]]:
-    """A TCP server on 127.0.0.1 that records what each connection sends."""
-    connections: list[bytes] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connections.append(await reader.read(100))
-        writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    return server, server.sockets[0].getsockname()[1], connections
+    assert SECRET not in (run_dir / "logs" / "1.log").read_text()
+    assert SECRET not in (run_dir / "events.jsonl").read_text()
 
 
 async def test_the_run_cannot_connect_to_a_server_on_localhost(tmp_path, backend, home) -> None:
     server, port, connections = await recording_server()
-    attack = hostile("phone home", f"""
-        import socket
-        socket.create_connection(("127.0.0.1", {port}), timeout=5).sendall(b"exfiltrated")
-        socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"exfiltrated", ("127.0.0.1", {port}))
-    """)
     async with server:
-        _, rows = await run_engine(tmp_path, [attack, BETTER], backend)
+        _, rows = await run_engine(tmp_path, [phone_home(port), BETTER], backend)
     refused(rows)
     assert connections == []
 
@@ -199,32 +145,9 @@ async def test_the_network_is_open_when_the_target_says_so(tmp_path, backend, ho
 
 
 async def test_nothing_a_run_leaves_behind_reaches_the_next_one(tmp_path, backend, home) -> None:
-    leave = hostile("leave files", """
-        import os, pathlib, tempfile
-        pathlib.Path("leftover.txt").write_text("x")
-        pathlib.Path("cache.ignored").write_text("x")
-        pathlib.Path(tempfile.gettempdir(), "leftover").write_text("x")
-        pathlib.Path(os.path.expanduser("~"), "leftover").write_text("x")
-        for shared in ("/tmp/ar-tui-test-leftover", "/dev/shm/ar-tui-test-leftover"):
-            try:
-                pathlib.Path(shared).write_text("x")
-            except OSError:
-                pass  # not writable at all: nothing left there either
-    """, lr="0.6")
-    find = ScriptStep("look for them", "LR = 0.5", textwrap.dedent("""\
-        LR = 0.4
-        import os, pathlib, tempfile
-        places = ["leftover.txt", "cache.ignored", os.path.join(tempfile.gettempdir(), "leftover"),
-                  os.path.join(os.path.expanduser("~"), "leftover"), "/tmp/ar-tui-test-leftover",
-                  "/dev/shm/ar-tui-test-leftover"]
-        found = [p for p in places if os.path.exists(p)]
-        if found:
-            raise SystemExit(f"found what the last run left: {found}")
-    """))
-    train = TINY_TRAIN
-    _, rows = await run_engine(tmp_path, [leave, find], backend, train=train)
+    _, rows = await run_engine(tmp_path, [LEAVE_FILES, FIND_LEFTOVERS], backend)
     assert statuses(rows) == [(0, "keep"), (1, "discard"), (2, "keep")], [r.rule for r in rows]
-    assert not Path("/tmp/ar-tui-test-leftover").exists() and not Path("/dev/shm/ar-tui-test-leftover").exists()
+    assert not any(Path(shared).exists() for shared in LEFTOVERS_SHARED)
 
 
 def daemons(mark: str) -> list[psutil.Process]:
@@ -235,23 +158,9 @@ def daemons(mark: str) -> list[psutil.Process]:
     return found
 
 
-DAEMON = """
-    import os, subprocess, sys
-    # Double fork and a new session: out of the run's process group, re-parented away from it.
-    if os.fork() == 0:
-        os.setsid()
-        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "{mark}"],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        os._exit(0)
-    os.wait()
-    import time
-    time.sleep(0.5)  # the daemon is running
-"""
-
-
 async def test_a_daemon_does_not_outlive_its_run(tmp_path, backend, home) -> None:
     mark = f"ar-tui-daemon-{os.getpid()}-{backend.name}"
-    _, rows = await run_engine(tmp_path, [hostile("daemon", DAEMON.format(mark=mark)), BETTER], backend)
+    _, rows = await run_engine(tmp_path, [start_daemon(mark), BETTER], backend)
     assert statuses(rows)[-1] == (2, "keep")
     assert daemons(mark) == []
 
@@ -259,7 +168,7 @@ async def test_a_daemon_does_not_outlive_its_run(tmp_path, backend, home) -> Non
 async def test_without_the_sandbox_the_daemon_survives(tmp_path, home) -> None:
     mark = f"ar-tui-daemon-{os.getpid()}-off"
     try:
-        await run_engine(tmp_path, [hostile("daemon", DAEMON.format(mark=mark))], None, sandbox="off")
+        await run_engine(tmp_path, [start_daemon(mark)], None, sandbox="off")
         assert daemons(mark), "the test's daemon should outlive an unconfined run"
     finally:
         for proc in daemons(mark):
@@ -294,6 +203,35 @@ async def test_a_planted_module_cannot_stand_in_for_the_evaluator(tmp_path, back
     assert statuses(rows) == [(0, "keep"), (1, "discard"), (2, "keep")]
     assert rows[1].metric == pytest.approx((0.9 - 0.3) ** 2 + 1.0)
     assert "0.000001" not in (run_dir / "logs" / "1.eval.log").read_text()
+
+
+async def test_a_configured_interpreter_runs_through_its_launcher_inside_the_sandbox(tmp_path, backend, home) -> None:
+    # `[target] python` names an interpreter whose directory's `python` is
+    # another one (/usr/bin/python3.12 beside a python 3.10): `python` in the
+    # commands is then a launcher the engine writes. It lives in the run's
+    # scratch dir, which the sandbox lets the run read (not in the hidden run dir).
+    interpreters = tmp_path / "interpreters"
+    interpreters.mkdir()
+    chosen = interpreters / "python3.99"
+    chosen.symlink_to(os.path.realpath(sys.executable))
+    (interpreters / "python").write_text("#!/bin/sh\necho the wrong python; exit 3\n")
+    (interpreters / "python").chmod(0o755)
+    train = SAVES_CHECKPOINT + 'print("executable:", sys.executable)\n'
+    evaluator = TRUSTED_EVAL + 'print("executable:", sys.executable)\n'
+    config = (f'[target]\ntime_budget = 1\ntimeout = 20\npython = "{chosen}"\nprotected = ["prepare.py", "tiny_eval.py"]\n'
+              '[metric]\nevaluate = "python tiny_eval.py {checkpoint}"\n')
+    target = make_target(tmp_path / "target", train=train, config=config, extra={"tiny_eval.py": evaluator})
+    run_dir = tmp_path / "run"
+    options = EngineOptions(target_dir=target, tag="s", run_dir=run_dir, attended=False, lookahead=0, baseline_runs=1,
+                            max_experiments=1, sandbox="require", sandbox_backends=[backend])
+    stopped = await Engine(options, ScriptedProposer([BETTER])).run()
+    assert not stopped.error, stopped.reason
+    _, rows, _ = read_results(run_dir / "results.tsv")
+    assert statuses(rows) == [(0, "keep"), (1, "keep")]
+    assert rows[1].metric == pytest.approx((0.4 - 0.3) ** 2 + 1.0)  # the evaluator's, through the launcher too
+    for log in ("0.log", "0.eval.log", "1.log", "1.eval.log"):
+        text = (run_dir / "logs" / log).read_text()
+        assert f"executable: {chosen}" in text and "the wrong python" not in text, (log, text[-500:])
 
 
 # ---------------------------------------------------------------- choosing a sandbox
@@ -401,7 +339,7 @@ def test_resolution_of_auto_require_and_off() -> None:
 
 
 def test_a_prepare_that_runs_an_editable_file_is_confined() -> None:
-    from ar_tui.core.sandbox import runs_editable_file
+    from ar_tui.core.run_policy import runs_editable_file
 
     editable = ["train.py", "lib/model.py"]
     assert runs_editable_file("python train.py --prepare", editable)
@@ -426,7 +364,7 @@ def test_landlock_rules_never_allow_a_hidden_path_inside_an_allowed_one(tmp_path
 
 
 def test_the_bubblewrap_command_hides_then_gives_the_worktree_back(tmp_path, home) -> None:
-    from ar_tui.core.sandbox import SandboxSettings, hidden_paths, make_policy
+    from ar_tui.core.run_policy import SandboxSettings, hidden_paths, make_policy
 
     run_dir = tmp_path / "run"
     worktree = run_dir / "worktrees" / "slot-0"
@@ -444,7 +382,7 @@ def test_the_bubblewrap_command_hides_then_gives_the_worktree_back(tmp_path, hom
 
 
 def test_nothing_in_the_childs_environment_names_the_run_dir(tmp_path) -> None:
-    from ar_tui.core.sandbox import RunScratch, confined_env
+    from ar_tui.core.run_policy import RunScratch, confined_env
 
     run_dir, data = tmp_path / "home" / "runs" / "night", tmp_path / "home"
     scratch = RunScratch(tmp_path / "scratch")

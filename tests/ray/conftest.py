@@ -15,7 +15,7 @@ import pytest
 from tests.ray.cluster import end_processes_naming, in_loopback_namespace
 
 SCENARIOS = Path(__file__).with_name("scenarios.py")
-SCENARIOS_TIMEOUT_S = 240
+SCENARIOS_TIMEOUT_S = 420
 
 
 @pytest.fixture(scope="package")

@@ -4,7 +4,11 @@ that the tests read (`python scenarios.py FINDINGS BASE`).
 
 The training script tells the engine where it runs and then waits for a
 "go" file that only an observer of the engine's live log lines creates: a
-run whose lines did not stream back live would never finish.
+run whose lines did not stream back live would never finish. It runs
+confined on its node (the engine's default `--sandbox auto`), so the target
+declares the go dir readable (`[sandbox] read`), names its go file by a token
+(a pid inside bubblewrap's pid namespace means nothing outside it), and
+prints the run's marker, by which the scenarios find its processes on the node.
 """
 
 from __future__ import annotations
@@ -35,19 +39,21 @@ from tests.ray.cluster import LocalCluster, write_json  # noqa: E402
 
 TRAIN = textwrap.dedent(
     """\
-    import os, subprocess, sys, time
+    import os, subprocess, sys, time, uuid
     LR = 0.5
     GO = {go!r}
+    TOKEN = uuid.uuid4().hex
     # A grandchild in the trial's process group (not holding its output open).
     helper = subprocess.Popen(["sleep", "600"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # One that left the group (when the scenario asks): only the run's marker finds it.
     escaped = (subprocess.Popen(["sleep", "600"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                 start_new_session=True).pid
                if os.path.exists(os.path.join(GO, "escape")) else 0)
-    print(f"waiting pid={{os.getpid()}} helper={{helper.pid}} escaped={{escaped}} cuda={{os.environ.get('CUDA_VISIBLE_DEVICES')}} "
-          f"node={{os.environ.get('AR_TUI_RAY_NODE_ROOT')}}", flush=True)
-    go = os.path.join(GO, f"go-{{os.getpid()}}")
-    deadline = time.time() + 30
+    print(f"waiting pid={{os.getpid()}} token={{TOKEN}} helper={{helper.pid}} escaped={{escaped}} "
+          f"cuda={{os.environ.get('CUDA_VISIBLE_DEVICES')}} node={{os.environ.get('AR_TUI_RAY_NODE_ROOT')}} "
+          f"marker={{os.environ.get('AR_TUI_RUN')}}", flush=True)
+    go = os.path.join(GO, f"go-{{TOKEN}}")
+    deadline = time.time() + 120
     while not os.path.exists(go):
         if time.time() > deadline:
             sys.exit(3)
@@ -62,6 +68,8 @@ TRAIN = textwrap.dedent(
 # ledger shows whose number was recorded.
 EVALUATOR = "import sys\nlr = float(open(sys.argv[1]).read())\nprint(f'val_bpb: {(lr - 0.3) ** 2 + 2:.6f}')\n"
 CONFIG = "[target]\ntime_budget = 1\ntimeout = 45\n"
+# The go dir, readable by the confined training script.
+SANDBOX_READ = '[sandbox]\nread = ["{go}"]\n'
 EVAL_CONFIG = (CONFIG.replace("[target]\n", '[target]\nprotected = ["prepare.py", "evaluate_tiny.py"]\n'
                               'prepare = "python record_prepare.py"\n')
                + '[metric]\nevaluate = "python evaluate_tiny.py {checkpoint}"\n')
@@ -98,37 +106,43 @@ class Watcher:
             fields = parse_waiting(event.text)
             if fields is None:
                 return
-            trial = {"exp": event.exp, "slot": event.slot, "pid": int(fields["pid"]),
-                     "helper": int(fields["helper"]), "escaped": int(fields["escaped"]), "cuda": fields["cuda"], "node": node_name(fields["node"]),
-                     "seen": time.time()}
+            trial = {"exp": event.exp, "slot": event.slot, "pid": int(fields["pid"]), "token": fields["token"],
+                     "helper": int(fields["helper"]), "escaped": int(fields["escaped"]), "cuda": fields["cuda"],
+                     "node": node_name(fields["node"]), "marker": fields["marker"], "seen": time.time()}
             self.trials.append(trial)
             if self.act is not None and self.act(trial):
                 return
-            (self.go_dir / f"go-{trial['pid']}").touch()
+            release(self.go_dir, trial)
 
     def of(self, kind: type) -> list:
         return [e for e in self.events if isinstance(e, kind)]
 
 
-def new_target(base: Path, name: str, evaluate: bool = False) -> Path:
+def release(go_dir: Path, trial: dict) -> None:
+    """Let a waiting training script go on."""
+    (go_dir / f"go-{trial['token']}").touch()
+
+
+def new_target(base: Path, name: str, evaluate: bool = False, config: str | None = None) -> Path:
     go = base / "go"
     go.mkdir(exist_ok=True)
     extra = ({"evaluate_tiny.py": EVALUATOR, "record_prepare.py": RECORD_PREPARE.format(path=str(go / "prepared"))}
              if evaluate else None)
-    target = make_target(base / "targets" / name, train=TRAIN.format(go=str(go)),
-                         config=EVAL_CONFIG if evaluate else CONFIG, extra=extra)
-    return target
+    config = (config or (EVAL_CONFIG if evaluate else CONFIG)) + SANDBOX_READ.format(go=go)
+    return make_target(base / "targets" / name, train=TRAIN.format(go=str(go)), config=config, extra=extra)
 
 
-def engine_for(base: Path, name: str, watcher: Watcher, steps: int, baseline_runs: int = 1,
-               evaluate: bool = False, target: Path | None = None) -> tuple[Engine, Path]:
+def engine_for(base: Path, name: str, watcher: Watcher, steps: int | list[ScriptStep], baseline_runs: int = 1,
+               evaluate: bool = False, target: Path | None = None, services: list | None = None,
+               **options) -> tuple[Engine, Path]:
     target = target or new_target(base, name, evaluate)
     run_dir = (base / "runs" / name).resolve()
     executor = RayExecutor(run_marker=str(run_dir))
-    options = EngineOptions(target_dir=target, tag=name, run_dir=run_dir, attended=False, lookahead=1,
-                            baseline_runs=baseline_runs, max_experiments=steps, devices=executor.devices(None))
-    engine = Engine(options, ScriptedProposer([ScriptStep(*s) for s in STEPS[:steps]]), executor=executor,
-                    services=[])
+    script = [ScriptStep(*s) for s in STEPS[:steps]] if isinstance(steps, int) else steps
+    settings = dict(target_dir=target, tag=name, run_dir=run_dir, attended=False, lookahead=1,
+                    baseline_runs=baseline_runs, max_experiments=len(script), devices=executor.devices(None))
+    settings.update(options)
+    engine = Engine(EngineOptions(**settings), ScriptedProposer(script), executor=executor, services=services or [])
     watcher.engine = engine
     engine.subscribe(watcher)
     return engine, run_dir
@@ -143,6 +157,18 @@ def alive(pid: int) -> bool:
         return pid > 0 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def marked(marker: str) -> list[psutil.Process]:
+    """The processes on this machine (any node) that carry a run's marker."""
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.environ().get("AR_TUI_RUN") == marker and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    return found
 
 
 def wait_dead(pids: list[int], seconds: float = 15.0) -> list[int]:
@@ -183,21 +209,28 @@ async def veto(base: Path, cluster: LocalCluster) -> dict:
             return False
         vetoed.update(trial)
         assert watcher.engine is not None
-        vetoed["alive_before"] = alive(trial["pid"]) and alive(trial["helper"])
+        # Confined, the script and its helper have pids of their own namespace:
+        # found on the node by the run's marker instead (the sandbox's own
+        # process carries it too).
+        commands = [" ".join(p.cmdline()) for p in marked(trial["marker"])]
+        vetoed["alive_before"] = (any("train.py" in c for c in commands) and any(c == "sleep 600" for c in commands))
+        vetoed["pids"] = [p.pid for p in marked(trial["marker"])]
         watcher.engine.veto(1)
         return True
 
     watcher = Watcher(base / "go", act)
     engine, run_dir = engine_for(base, "veto", watcher, steps=1)
     stopped = await engine.run()
-    still = wait_dead([vetoed["pid"], vetoed["helper"]]) if vetoed else []
+    still = wait_dead(vetoed["pids"]) if vetoed else []
     return {"stopped": stopped.reason, "error": stopped.error, "rows": rows(run_dir), "vetoed": vetoed,
             "alive_after": still}
 
 
 async def resume_after_kill(base: Path, cluster: LocalCluster) -> dict:
     """An engine in its own process is killed -9 while exp 1 trains; a new
-    engine resumes the run dir."""
+    engine resumes the run dir. Unconfined (`--sandbox off`): the sweep is
+    what ends a process that left the trial's group there (confined by
+    bubblewrap, none can: its pid namespace dies with the trial)."""
     target = new_target(base, "resume")
     orphan = base / "orphan.json"
     escape = base / "go" / "escape"
@@ -221,7 +254,7 @@ async def resume_after_kill(base: Path, cluster: LocalCluster) -> dict:
     time.sleep(2.0)
     escaped_alive_before_resume = alive(left["escaped"])
     watcher = Watcher(base / "go")
-    engine, run_dir = engine_for(base, "resume", watcher, steps=1, target=target)
+    engine, run_dir = engine_for(base, "resume", watcher, steps=1, target=target, sandbox="off")
     stopped = await engine.run()
     return {
         "left": left,
@@ -241,18 +274,28 @@ async def engine_for_kill(base: Path, target: Path, orphan: Path) -> None:
         return True  # never answered: it trains until the engine is killed
 
     watcher = Watcher(base / "go", act)
-    engine, _ = engine_for(base, "resume", watcher, steps=1, target=target)
+    engine, _ = engine_for(base, "resume", watcher, steps=1, target=target, sandbox="off")
     await engine.run()
 
 
 async def node_death(base: Path, cluster: LocalCluster) -> dict:
     """Experiments 1 and 2 train at once, one per node; the worker node dies
-    under its experiment, and comes back a little later."""
+    under its experiment and is started again. The experiment's re-run waits
+    (held) until the engine says that the cluster's capacity is back, so the
+    run sees its slot leave the pool and return."""
     killed: dict = {}
     held: list[dict] = []
     restarted = threading.Thread(target=cluster.start_worker, args=(False,))
+    back = threading.Event()
+
+    def release_when_back(trial: dict) -> None:
+        back.wait(150)
+        release(base / "go", trial)
 
     def act(trial: dict) -> bool:
+        if killed and trial["exp"] == killed["exp"] and not back.is_set():
+            threading.Thread(target=release_when_back, args=(trial,), daemon=True).start()
+            return True
         if killed or trial["exp"] < 1:
             return False
         if trial["node"] == "head":
@@ -261,25 +304,103 @@ async def node_death(base: Path, cluster: LocalCluster) -> dict:
         killed.update(trial)
         killed["killed_at"] = cluster.kill_worker_node()
         for other in held:
-            (base / "go" / f"go-{other['pid']}").touch()
+            release(base / "go", other)
         restarted.start()
         return True
 
     watcher = Watcher(base / "go", act)
-    engine, run_dir = engine_for(base, "death", watcher, steps=2)
+    # A re-run may wait for the restarted node: a hard timeout that allows it.
+    target = new_target(base, "death", config="[target]\ntime_budget = 1\ntimeout = 150\n")
+    engine, run_dir = engine_for(base, "death", watcher, steps=2, target=target)
+    engine.subscribe(lambda e: back.set() if isinstance(e, ev.CapacityChanged) and e.available >= e.total else None)
     stopped = await engine.run()
     if restarted.ident is not None:
         restarted.join(120)
     reruns = [t for t in watcher.trials if killed and t["exp"] == killed["exp"] and t["seen"] > killed["killed_at"]]
     return {
         "killed": killed, "reruns": reruns, "stopped": stopped.reason, "error": stopped.error,
-        "rows": rows(run_dir),
+        "rows": rows(run_dir), "run_dir": str(run_dir),
         "outcomes": [[e.exp, e.outcome] for e in watcher.of(ev.ExperimentFinished)],
         "notices": [e.message for e in watcher.of(ev.Notice)],
+        "capacity": [[e.available, e.total, e.unit] for e in watcher.of(ev.CapacityChanged)],
     }
 
 
-SCENARIOS = [two_slots, veto, resume_after_kill, node_death]  # node_death last: it ends a node
+async def sandbox_on_the_node(base: Path, cluster: LocalCluster, backend: str = "bubblewrap") -> dict:
+    """The local sandbox tests' attacks (tests/core/sandbox_attacks.py), each
+    a train.py run through the Ray executor, one slot so that they follow
+    each other, under the engine's `backend` (which the node prefers); then,
+    for bubblewrap, the same secret read with `--sandbox off`, which gets
+    through (so what refused it was the node's sandbox)."""
+    from ar_tui.core.sandbox import Bubblewrap, LandlockBackend
+    from ar_tui.core.server import control_service
+    from tests.conftest import TINY_TRAIN
+    from tests.core import sandbox_attacks as attacks
+
+    home = attacks.make_home(cluster.home)  # the engine's user's home (the nodes share this machine)
+    name = "hostile" if backend == "bubblewrap" else f"hostile-{backend}"
+    run_dir = (base / "runs" / name).resolve()
+    node_root = cluster.node_root("head")
+    server, port, connections = await attacks.recording_server()
+    steps = [attacks.keep_me(run_dir), attacks.read_files(run_dir / "results.tsv"), attacks.read_secret(home),
+             attacks.write_outside(home / "pwned.txt"), attacks.write_outside(run_dir / "results.tsv"),
+             attacks.write_outside(node_root / "planted.txt"), attacks.phone_home(port),
+             attacks.LEAVE_FILES, attacks.FIND_LEFTOVERS]
+    config = "[target]\ntime_budget = 1\ntimeout = 45\n"
+    target = make_target(base / "targets" / name, train=TINY_TRAIN, config=config)
+    watcher = Watcher(base / "go")
+    pinned = {"bubblewrap": Bubblewrap, "landlock": LandlockBackend}[backend]()
+    async with server:
+        engine, _ = engine_for(base, name, watcher, steps, target=target, services=[control_service],
+                               devices=["ray:gpu"], lookahead=0, sandbox="require", sandbox_backends=[pinned])
+        stopped = await engine.run()
+    found = {
+        "stopped": stopped.reason, "error": stopped.error, "sandbox": engine.confinement.sandbox.describe(),
+        "rows": [[r.exp, r.status, r.metric, r.rule, r.forced] for r in read_results(run_dir / "results.tsv")[1]],
+        "descriptions": [s.description for s in steps],
+        "connections": [c.decode(errors="replace") for c in connections],
+        "pwned_home": (home / "pwned.txt").exists(), "planted_node": (node_root / "planted.txt").exists(),
+        "ledger_planted": attacks.PLANTED in (run_dir / "results.tsv").read_text(),
+        "secret_in_logs": any(attacks.SECRET in p.read_text(errors="replace") for p in (run_dir / "logs").iterdir()),
+        "ledger_in_logs": any("\tkeep\t" in p.read_text(errors="replace") for p in (run_dir / "logs").iterdir()),
+        "leftovers_shared": [p for p in attacks.LEFTOVERS_SHARED if os.path.exists(p)],
+        "notices": [e.message for e in watcher.of(ev.Notice)],
+    }
+    if backend != "bubblewrap":
+        return found
+    # Unconfined on the node, the same read gets the key into the log.
+    off_dir = (base / "runs" / "hostile-off").resolve()
+    off_target = make_target(base / "targets" / "hostile-off", train=TINY_TRAIN, config=config)
+    engine, _ = engine_for(base, "hostile-off", Watcher(base / "go"), [attacks.read_secret(home)], target=off_target,
+                           devices=["ray:gpu"], lookahead=0, sandbox="off")
+    await engine.run()
+    found["off_rows"] = [[r.exp, r.status] for r in read_results(off_dir / "results.tsv")[1]]
+    found["off_secret_in_log"] = attacks.SECRET in (off_dir / "logs" / "1.log").read_text(errors="replace")
+    return found
+
+
+async def sandbox_on_the_node_landlock(base: Path, cluster: LocalCluster) -> dict:
+    """The same attacks under the no-root fallback on the node."""
+    return await sandbox_on_the_node(base, cluster, "landlock")
+
+
+async def versions(base: Path, cluster: LocalCluster) -> dict:
+    """What the real cluster reports of its Ray and Python, and the check's
+    verdict on it and on the same report with one version changed."""
+    from ar_tui.core.executors.ray import cluster_versions, engine_versions, version_mismatch
+
+    reported = cluster_versions(cluster.address)
+    where = cluster.address
+    return {
+        "reported": reported, "engine": list(engine_versions()),
+        "same": version_mismatch(reported, where) if reported else "nothing reported",
+        "other_ray": version_mismatch({**(reported or {}), "ray_version": "2.0.0"}, where),
+        "other_python": version_mismatch({**(reported or {}), "python_version": "3.9.18"}, where),
+    }
+
+
+SCENARIOS = [versions, two_slots, veto, resume_after_kill, sandbox_on_the_node, sandbox_on_the_node_landlock,
+             node_death]  # node_death last: it ends a node
 
 
 async def main(findings_path: Path, base: Path) -> None:

@@ -23,6 +23,31 @@ diff --git a/train.py b/train.py
 """
 
 
+GPU_USD_PER_HOUR = 2.5
+
+
+def gpu_usd(seconds: float) -> float:
+    return seconds * GPU_USD_PER_HOUR / 3600
+
+
+def held(exp: int, metric: float | None, seconds: float, total_seconds: float, at: dict) -> list[ev.Event]:
+    """A run's end as the engine's accounting writes it: its GPU time, priced, and the totals."""
+    return [ev.ExperimentFinished(exp=exp, slot=0, outcome=ev.OUTCOME_OK if metric is not None else ev.OUTCOME_CRASH,
+                                  metric=metric, reported_metric=metric, memory_gb=2.0, seconds=seconds,
+                                  exit_code=0 if metric is not None else 1, held_seconds=seconds,
+                                  gpu_seconds=seconds, gpu_usd=gpu_usd(seconds), total_gpu_seconds=total_seconds,
+                                  total_gpu_usd=gpu_usd(total_seconds), **at)]
+
+
+def usage(exp: int, inputs: int, outputs: int, written: int, read: int, cost: float,
+          totals: tuple[int, int, int, int, float], at: dict) -> ev.Usage:
+    return ev.Usage(exp=exp, model="claude-sonnet-4-5", input_tokens=inputs, output_tokens=outputs,
+                    cache_write_5m_tokens=written, cache_write_1h_tokens=0, cache_read_tokens=read, cost_usd=cost,
+                    total_input_tokens=totals[0], total_output_tokens=totals[1], total_cache_write_tokens=totals[2],
+                    total_cache_read_tokens=totals[3], total_cost_usd=totals[4],
+                    cache_hit_share=totals[3] / (totals[0] + totals[2] + totals[3]), **at)
+
+
 def session_events(attended: bool = True, slots: int = 1) -> list[ev.Event]:
     """A run mid-way: baseline, three decided experiments, the fourth running."""
     t = T0
@@ -34,18 +59,26 @@ def session_events(attended: bool = True, slots: int = 1) -> list[ev.Event]:
         ev.RunStarted(tag="nov28", target="nanochat", run_dir="/runs/nov28", agent="claude",
                       model="claude-sonnet-4-5", metric="val_bpb", direction="min", attended=attended,
                       veto_window_s=60.0, slots=["cpu"] * slots, lookahead=0, resumed=False,
-                      budget_usd=5.0, **at(0)),
+                      budget_usd=5.0, gpu_usd_per_hour=2.5, **at(0)),
+        *held(0, 1.25, 25, 25, at(29)),
         ev.BaselineReady(metric=1.25, commit="a1b2c3d", runs=[1.25], **at(30)),
         ev.Decision(exp=0, status="keep", rule="baseline", metric=1.25, best_before=None, best_after=1.25,
-                    commit="a1b2c3d", description="baseline", **at(30)),
+                    commit="a1b2c3d", description="baseline", gpu_usd=gpu_usd(25), **at(30)),
+        usage(1, 10000, 1500, 21000, 0, 0.12, (10000, 1500, 21000, 0, 0.12), at(40)),
+        *held(1, 1.22, 55, 80, at(99)),
         ev.Decision(exp=1, status="keep", rule="improved by 0.030", metric=1.22, best_before=1.25,
                     best_after=1.22, commit="b2c3d4e", description="raise the learning rate to 0.06",
-                    cost_usd=0.12, **at(100)),
+                    cost_usd=0.12, gpu_usd=gpu_usd(55), **at(100)),
+        usage(2, 2000, 1200, 0, 75000, 0.10, (12000, 2700, 21000, 75000, 0.22), at(110)),
+        *held(2, 1.24, 60, 140, at(199)),
         ev.Decision(exp=2, status="discard", rule="worse than best", metric=1.24, best_before=1.22,
-                    best_after=1.22, commit="c3d4e5f", description="double the warmup", cost_usd=0.10, **at(200)),
+                    best_after=1.22, commit="c3d4e5f", description="double the warmup", cost_usd=0.10,
+                    gpu_usd=gpu_usd(60), **at(200)),
+        usage(3, 2000, 1100, 0, 76000, 0.15, (14000, 3800, 21000, 151000, 0.37), at(210)),
+        *held(3, None, 20, 160, at(299)),
         ev.Decision(exp=3, status="crash", rule="the run crashed", metric=None, best_before=1.22,
                     best_after=1.22, commit="d4e5f60", description="swap in a custom attention kernel",
-                    cost_usd=0.15, **at(300)),
+                    cost_usd=0.15, gpu_usd=gpu_usd(20), **at(300)),
         ev.Usage(exp=4, model="claude-sonnet-4-5", input_tokens=1200, output_tokens=300,
                  cache_write_5m_tokens=0, cache_write_1h_tokens=0, cache_read_tokens=9000, cost_usd=0.05,
                  total_input_tokens=15200, total_output_tokens=4100, total_cache_write_tokens=21000,

@@ -243,16 +243,25 @@ def editor_kind(model: str, editor_tool: str | None = None) -> str:
 def worker_loop(client: MessagesClient, call: Call, ctx: ProposalContext, workspace: Workspace, program: str, *,
                 editor: str, extra: list[dict[str, Any]] | None = None,
                 system: list[dict[str, Any]] | None = None, anchor: prompt.FilesAnchor | None = None,
+                after_files: dict[str, Any] | None = None,
                 max_tool_calls: int = 30, max_tokens: int = 8192) -> ToolLoop:
     """The conversation that implements one change and submits it; `extra`
-    blocks (a team worker's assignment) follow the situation, and `system`
-    replaces program.md's blocks (a team worker's carry the notes)."""
-    opening = prompt.opening_message(ctx, workspace, anchor)
+    blocks (a team worker's assignment) follow the situation, `system`
+    replaces program.md's blocks (a team worker's carry its role), and
+    `after_files` (a team worker's notes, with a breakpoint of its own) sits
+    between the files and the situation."""
+    opening = prompt.opening_message(ctx, workspace, anchor, after_files)
     if extra:
         opening["content"] = [*opening["content"], *extra]
     before = tools.snapshot(workspace)
+    worker_tools = tools.worker_tools(editor)
+    if after_files is not None and after_files.get("cache_control"):
+        # The API allows four breakpoints: system, files, notes and the turn's.
+        # The tools' own is the one to spare, since the system prompt after
+        # them is as fixed as they are and its breakpoint caches both.
+        worker_tools = [{k: v for k, v in t.items() if k != "cache_control"} for t in worker_tools]
     return ToolLoop(client, call, system=system or prompt.system_blocks(program, ctx.target),
-                    tools=tools.worker_tools(editor), messages=[opening], workspace=workspace,
+                    tools=worker_tools, messages=[opening], workspace=workspace,
                     handler=submission_handler(workspace, before, call), finish_tool=tools.RUN_TOOL_NAME,
                     max_tool_calls=max_tool_calls, max_tokens=max_tokens)
 

@@ -33,13 +33,16 @@ from ar_tui.core.engine.state import ResearchState
 from ar_tui.core.engine.strategy import GreedyStrategy, Judging, Strategy, make_strategy
 from ar_tui.core.engine.trial import Trial
 from ar_tui.core.errors import UserError
+from ar_tui.core.executors.plan import file_hashes
+from ar_tui.core.gpu_cost import resolve_pricing
 from ar_tui.core.git import GIT_ERRORS, GitError, GitRepo
 from ar_tui.core.interpreter import TargetPython, resolve_python
 from ar_tui.core.ledger import EventLog, Ledger, LedgerError, read_events, read_state, write_state
 from ar_tui.core.proposer import Proposer
 from ar_tui.core.rundir import RunDir
 from ar_tui.core.runner import Executor, LocalExecutor, kill_orphans
-from ar_tui.core.sandbox import Confinement, resolve_sandbox, target_python_paths
+from ar_tui.core.run_policy import Confinement, target_python_paths
+from ar_tui.core.sandbox import resolve_sandbox
 from ar_tui.core.targets import data_home
 
 # A service is handed the engine once its run dir is claimed and opened.
@@ -220,6 +223,8 @@ class Engine:
         if opts.time_budget is not None:
             target.time_budget = float(opts.time_budget)
         self.target = target
+        self.accounting.configure(resolve_pricing(opts.gpu_usd_per_hour, target.gpu_usd_per_hour, opts.budget_covers,
+                                                  opts.budget_usd), opts.devices, target.time_budget)
         self.strategy = make_strategy(
             opts.strategy, direction=target.direction, debug=bool(getattr(self.proposer, "can_debug", False)),
             islands=opts.islands or max(2, len(opts.devices)), migrate_every=opts.migrate_every)
@@ -284,8 +289,9 @@ class Engine:
         if (self.propose_target / "autoresearch.toml").exists() and "autoresearch.toml" not in protected:
             protected.append("autoresearch.toml")
         target.protected = protected
-        hashes = git.file_hashes(self.propose_target, protected)
-        self.trial = Trial(run_dir, target, git, self.executor, self.emit, hashes, self.python, self.confinement)
+        hashes = file_hashes(self.propose_target, protected)
+        self.trial = Trial(run_dir, target, git, self.executor, self.accounting.trial_emit(self.emit), hashes,
+                           self.python, self.confinement)
         self._node_refs = set(git.nodes())
         self.recorder = Recorder(run_dir, self.ledger, self.emit, self.save_state)
 
@@ -370,6 +376,8 @@ class Engine:
             time_budget_s=self.target.time_budget,
             python=self.python.description,
             sandbox=self.confinement.sandbox.describe(),
+            gpu_usd_per_hour=self.accounting.pricing.usd_per_hour,
+            budget_covers=self.accounting.pricing.covers,
         ))
         if not self.confinement.sandbox.confined and self.confinement.sandbox.mode != "off":
             self.emit(ev.Notice(level="warning", message=self.confinement.sandbox.describe()))
@@ -440,6 +448,8 @@ class Engine:
             improvement_pct=improvement,
             cost_usd=self.accounting.spent_usd,
             error=self.stop_error,
+            gpu_cost_usd=self.accounting.gpu_usd if self.accounting.pricing.priced else None,
+            gpu_seconds=self.accounting.gpu_seconds,
         )
         baseline = next((row.commit for row in rows if row.exp == 0 and row.metric is not None), None)
         if baseline and state.best_commit:

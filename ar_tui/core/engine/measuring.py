@@ -36,6 +36,8 @@ class Measuring:
         outcomes: list[Outcome] = []
         while len(outcomes) < needed and not engine.stopping:
             batch = self.slots[: needed - len(outcomes)]
+            if self.gpu_budget_stops(batch):
+                return
             results = await asyncio.gather(*(self._run_baseline_once(slot, cand) for slot in batch))
             outcomes.extend(results)
             failed = [o for o in results if o.outcome != ev.OUTCOME_OK]
@@ -86,6 +88,8 @@ class Measuring:
                          is_baseline=True, commit=best, parent=best, stop=asyncio.Event())
         cand.attempt = next_attempt(0, [s for seeds in noise.seeds.values() for s in seeds]) - 1
         for _ in range(max(0, needed)):
+            if self.engine.accounting.run_would_cross(engine.options.budget_usd, [slot.device], []):
+                return  # the run ends anyway: the best stays as measured
             outcome = await self._run_baseline_once(slot, cand)
             if outcome.outcome != ev.OUTCOME_OK or outcome.metric is None:
                 return

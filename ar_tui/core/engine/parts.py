@@ -36,6 +36,8 @@ class EngineOptions:
     write_report: bool = True
     sandbox: str = "auto"  # auto | require | off
     sandbox_backends: list | None = None  # None: the platform's (tests pin one)
+    gpu_usd_per_hour: float | None = None  # None: autoresearch.toml's [cost] gpu_usd_per_hour, else unpriced
+    budget_covers: str | None = None  # what budget_usd caps: tokens (None: the default), or all (tokens and GPU)
 
 
 @dataclass
@@ -67,6 +69,7 @@ class Candidate:
     # A decided node run again to firm up its estimate: no new row, no new commit.
     remeasure: bool = False
     proposer: str = ""  # who proposed it (Proposal.proposer, else the proposer's name)
+    gpu_usd: float | None = None  # its runs' GPU time, priced, when it is decided
 
     @property
     def mean(self) -> float | None:

@@ -49,6 +49,7 @@ class Recorder:
             prepared_before=cand.prepared_before,
             parent=parent_exp,
             proposer=cand.proposer,
+            gpu_usd=cand.gpu_usd,
         ))
 
     def decision(self, cand: Candidate, status: str, metric: float | None, rule: str, commit: str,
@@ -56,4 +57,4 @@ class Recorder:
         self.emit(ev.Decision(exp=cand.exp, status=status, rule=rule, metric=metric, best_before=best_before,
                               best_after=best_after, commit=commit, description=cand.description,
                               forced=cand.forced and status == ev.STATUS_KEEP, cost_usd=cand.cost_usd,
-                              parent_exp=parent_exp, island=cand.island))
+                              parent_exp=parent_exp, island=cand.island, gpu_usd=cand.gpu_usd))

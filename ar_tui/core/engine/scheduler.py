@@ -27,7 +27,7 @@ from ar_tui.core.engine.parts import MAX_FAILED_PROPOSALS_IN_ROW, Candidate, Out
 from ar_tui.core.engine.strategy import DISCARD, KEEP, REAPPLY, REBASE_FAILED_RULE, Base
 from ar_tui.core.evidence import read_evidence
 from ar_tui.core.ledger import LedgerError
-from ar_tui.core.proposer import Proposal, ProposalContext, ProposalFailed, ProposerStopped, RunStopping
+from ar_tui.core.proposer import Proposal, ProposalContext, ProposalFailed, ProposalRejected, ProposerStopped, RunStopping
 from ar_tui.core.seeds import read_texts, seed_only_refusal
 from ar_tui.core.workspace import Workspace
 
@@ -69,6 +69,16 @@ class Scheduler(Measuring):
     async def wait_for(self, predicate: Callable[[], bool]) -> None:
         while not predicate():
             await self._changed.wait()
+
+    def gpu_budget_stops(self, starting: list[Slot]) -> bool:
+        """A budget covering GPU time that runs on `starting` would cross
+        stops the run cleanly (what they would have run stays queued)."""
+        running = [s.device for s in self.slots if s.candidate is not None and s not in starting]
+        reason = self.engine.accounting.run_would_cross(self.engine.options.budget_usd,
+                                                        [s.device for s in starting], running)
+        if reason is not None:
+            self.engine.stop(reason)
+        return reason is not None
 
     def slot_state(self, slot: Slot, state: str, exp: int | None = None, detail: str = "") -> None:
         self.emit(ev.StateChanged(state=state, slot=slot.index, exp=exp, detail=detail))
@@ -114,7 +124,7 @@ class Scheduler(Measuring):
             unseen=[(c.exp, c.description) for c in state.in_flight.values()],
             last_failure_tail=state.last_failure_tail,
             noise_sd=state.noise.sd,
-            spent_usd=engine.accounting.spent_usd,
+            spent_usd=engine.accounting.budget_spent_usd,
             budget_usd=engine.options.budget_usd,
             gate=self._gate,
             **where,
@@ -137,7 +147,7 @@ class Scheduler(Measuring):
                 return
             if engine.accounting.budget_reached(engine.options.budget_usd):
                 engine.stop(f"budget of ${engine.options.budget_usd:.2f} reached "
-                            f"(spent ${engine.accounting.spent_usd:.2f})")
+                            f"(spent ${engine.accounting.budget_spent_usd:.2f})")
                 return
             exp = self.state.next_exp
             try:
@@ -149,8 +159,10 @@ class Scheduler(Measuring):
                 engine.stop(exc.reason, error=exc.error)
                 return
             except ProposalFailed as exc:
-                self.failed_in_row += 1
                 self.emit(ev.ProposalFailed(exp=exp, reason=exc.reason))
+                if isinstance(exc, ProposalRejected):
+                    continue  # a reviewer's verdict, not a broken proposer: the team bounds its own streak
+                self.failed_in_row += 1
                 if self.failed_in_row >= MAX_FAILED_PROPOSALS_IN_ROW:
                     self._proposer_finished(f"the proposer failed {self.failed_in_row} times in a row ({exc.reason})")
                     return
@@ -270,6 +282,8 @@ class Scheduler(Measuring):
         while True:
             await self.wait_for(lambda: engine.stopping or self._next_candidate() is not None)
             if engine.stopping:
+                return
+            if self.gpu_budget_stops([slot]):
                 return
             cand = self.queue.popleft()
             slot.candidate = cand
@@ -436,6 +450,7 @@ class Scheduler(Measuring):
         engine, state = self.engine, self.state
         best_before = None if cand.is_baseline else state.best_metric
         cand.cost_usd = max(cand.cost_usd, engine.accounting.cost_of(cand.exp))
+        cand.gpu_usd = engine.accounting.gpu_usd_of(cand.exp)
         commit = cand.commit or cand.base_commit
         parent_exp = None if cand.is_baseline else state.parent_exp(cand.parent or cand.base_commit)
         engine.recorder.row(cand, status, metric, rule, commit, parent_exp)

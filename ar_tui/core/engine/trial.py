@@ -26,7 +26,7 @@ from ar_tui.core.git import GitRepo
 from ar_tui.core.interpreter import TargetPython
 from ar_tui.core.rundir import RunDir
 from ar_tui.core.runner import RUN_MARKER_ENV, Executor, RunSpec, run_marker
-from ar_tui.core.sandbox import Confinement, RunScratch, runs_editable_file
+from ar_tui.core.run_policy import Confinement, RunScratch, runs_editable_file
 from ar_tui.core.seeds import SEED_ENV, seed_for
 
 # Environment variables never passed to a training script: it could print them.
@@ -34,11 +34,11 @@ SECRET_ENV_PREFIXES = ("ANTHROPIC_",)
 PREPARE_TIMEOUT_S = 3600.0
 
 
-def child_env(run_dir: Path, extra: dict[str, str], python: TargetPython) -> dict[str, str]:
+def child_env(run_dir: Path, extra: dict[str, str], python: TargetPython, scratch: RunScratch) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV_PREFIXES)}
     env.update(extra)
     # `python` in a target's commands is the target's interpreter (ar_tui.core.interpreter).
-    env = python.child_env(env, run_dir)
+    env = python.child_env(env, scratch.bin)
     env["PYTHONUNBUFFERED"] = "1"
     env[RUN_MARKER_ENV] = run_marker(run_dir)
     return env
@@ -93,11 +93,11 @@ class Trial:
         """Run the target's idempotent prepare command; the failure line, or None."""
         if not self.target.prepare:
             return None
+        scratch = RunScratch.create("prepare")
         spec = RunSpec(command=self.python.command(self.target.prepare), cwd=slot.target_dir,
-                       env=child_env(self.run_dir.path, self.target.env, self.python),
+                       env=child_env(self.run_dir.path, self.target.env, self.python, scratch),
                        log_path=self.run_dir.prepare_log, timeout_s=PREPARE_TIMEOUT_S)
         # A prepare that runs an editable file runs code the agent may have written.
-        scratch = RunScratch.create("prepare")
         if runs_editable_file(self.target.prepare, self.target.editable):
             spec.env, spec.policy = self.confinement.preparation(spec.env, slot.worktree, scratch)
             spec.sandbox = self.confinement.sandbox
@@ -126,7 +126,7 @@ class Trial:
         checkpoint = scratch.checkpoint
         if target.evaluate:
             extra["AR_CHECKPOINT"] = str(checkpoint)
-        env = child_env(self.run_dir.path, extra, self.python)
+        env = child_env(self.run_dir.path, extra, self.python, scratch)
         train_env, policy = self.confinement.training(env, slot.worktree, scratch)
         patterns = {"metric": target.metric_regex, "memory": re.compile(target.memory_pattern, re.MULTILINE)}
         spec = RunSpec(command=self.python.command(target.run), cwd=slot.target_dir, env=train_env,
@@ -157,13 +157,16 @@ class Trial:
             evaluate_patterns={"metric": target.metric_regex}, evaluation=evaluation, env_extra=extra,
             worktree=slot.worktree,
             target_subdir=slot.target_dir.relative_to(slot.worktree).as_posix(), run_template=target.run,
-            evaluate_template=target.evaluate, prepare=target.prepare, run_marker=str(self.run_dir.path))
+            evaluate_template=target.evaluate, prepare=target.prepare, run_marker=str(self.run_dir.path),
+            confinement=self.confinement.portable(target.editable))
         try:
             steps = await execute_plan(
                 self.executor, plan, on_line, cand.stop,
                 on_evaluating=lambda: self.emit(ev.StateChanged(state=ev.STATE_EVALUATING, slot=slot.index,
                                                                 exp=cand.exp)),
-                on_notice=lambda level, message: self.emit(ev.Notice(level=level, message=message)))
+                on_notice=lambda level, message: self.emit(ev.Notice(level=level, message=message)),
+                on_capacity=lambda available, total, unit: self.emit(
+                    ev.CapacityChanged(available=available, total=total, unit=unit)))
         except BaseException:
             scratch.remove()
             raise
@@ -200,7 +203,8 @@ class Trial:
         self.emit(ev.ExperimentFinished(exp=cand.exp, slot=slot.index, outcome=outcome.outcome, metric=outcome.metric,
                                         reported_metric=outcome.reported, memory_gb=outcome.memory_gb,
                                         seconds=outcome.seconds, exit_code=outcome.exit_code, message=outcome.message,
-                                        tail=outcome.tail))
+                                        tail=outcome.tail, held_seconds=outcome.seconds + (
+                                            steps.evaluation.seconds if steps.evaluation is not None else 0.0)))
         return outcome
 
     def _evaluate(self, cand: Candidate, steps: TrialSteps, checkpoint: Path, outcome: Outcome) -> None:

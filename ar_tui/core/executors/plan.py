@@ -20,10 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from ar_tui.core.run_policy import NodeConfinement
 from ar_tui.core.runner import Executor, OnLine, RunResult, RunSpec
 
 OnEvaluating = Callable[[], None]
 OnNotice = Callable[[str, str], None]  # (level, message)
+# (available, total, unit): the cluster's GPUs (or CPUs) for the slots, now and at the start.
+OnCapacity = Callable[[int, int, str], None]
 EVALUATE_LINE_PREFIX = "[evaluate] "
 
 
@@ -49,6 +52,8 @@ class TrialPlan:
     evaluate_template: str | None = None  # the evaluator's with {checkpoint}
     prepare: str | None = None  # the target's idempotent prepare command
     run_marker: str = ""  # the run's marker (RUN_MARKER_ENV), for finding orphans
+    # How the engine confines the runs, for a node to confine them the same way with its own paths.
+    confinement: NodeConfinement = field(default_factory=NodeConfinement)
 
 
 @dataclass
@@ -59,16 +64,20 @@ class TrialSteps:
     evaluation: RunResult | None = None  # None: the evaluator did not run
 
 
-def changed_files(root: Path, expected: dict[str, str]) -> list[str]:
-    """The files under `root` whose sha256 is not the expected one (a missing
-    file hashes to '', as the engine's own hashes do)."""
-    changed = []
-    for rel, digest in expected.items():
+def file_hashes(root: Path, files: list[str]) -> dict[str, str]:
+    """sha256 of each file under `root` (a target dir); a missing file hashes
+    to '', so that its disappearance counts as a change."""
+    hashes = {}
+    for rel in files:
         path = Path(root) / rel
-        actual = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
-        if actual != digest:
-            changed.append(rel)
-    return changed
+        hashes[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+    return hashes
+
+
+def changed_files(root: Path, expected: dict[str, str]) -> list[str]:
+    """The files under `root` whose sha256 is not the expected one."""
+    actual = file_hashes(root, list(expected))
+    return [rel for rel, digest in expected.items() if actual[rel] != digest]
 
 
 async def run_trial_steps(executor: Executor, plan: TrialPlan, on_line: OnLine, stop: asyncio.Event,
@@ -97,10 +106,12 @@ async def run_trial_steps(executor: Executor, plan: TrialPlan, on_line: OnLine, 
 
 
 async def execute_plan(executor: Executor, plan: TrialPlan, on_line: OnLine, stop: asyncio.Event,
-                       on_evaluating: OnEvaluating | None = None, on_notice: OnNotice | None = None) -> TrialSteps:
+                       on_evaluating: OnEvaluating | None = None, on_notice: OnNotice | None = None,
+                       on_capacity: OnCapacity | None = None) -> TrialSteps:
     """Hand the plan to the executor; one that only knows `run` (its runs
     share this machine's files) has the steps run here, one by one."""
     run_trial = getattr(executor, "run_trial", None)
     if run_trial is None:
         return await run_trial_steps(executor, plan, on_line, stop, on_evaluating)
-    return await run_trial(plan, on_line, stop, on_evaluating=on_evaluating, on_notice=on_notice)
+    return await run_trial(plan, on_line, stop, on_evaluating=on_evaluating, on_notice=on_notice,
+                           on_capacity=on_capacity)

@@ -5,8 +5,9 @@ runs. A trial goes to the cluster whole: a Ray task (one GPU per GPU slot, so
 `CUDA_VISIBLE_DEVICES` is Ray's assignment) receives the experiment commit's
 files as a tar bundle (no shared filesystem is assumed), runs the target's
 prepare once per node, then training, the protected-file check and the trusted
-evaluator there, with the same `run_trial_steps` as the local executor. Log
-lines stream back live (the task is a Ray generator); only results come back.
+evaluator there, with the same `run_trial_steps` as the local executor, each
+run confined as the engine confines it here (`ray_node.py`, the node's side).
+Log lines stream back live (the task is a Ray generator); only results come back.
 
 Failure:
 - a veto, stop or timeout ends the trial's whole process group on the node
@@ -23,21 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import io
+import json
 import logging
 import os
-import queue
-import shlex
-import shutil
 import socket
 import subprocess
 import sys
-import tarfile
-import tempfile
-import threading
 import time
-import uuid
 from collections import deque
 from dataclasses import replace
 from pathlib import Path
@@ -45,40 +38,23 @@ from typing import Any
 
 import ar_tui
 from ar_tui.core.errors import UserError
-from ar_tui.core.interpreter import KIND_OWN, TargetPython
 from ar_tui.core.executors.plan import (
-    EVALUATE_LINE_PREFIX, OnEvaluating, OnNotice, TrialPlan, TrialSteps, run_trial_steps,
+    EVALUATE_LINE_PREFIX, OnCapacity, OnEvaluating, OnNotice, TrialPlan, TrialSteps,
 )
-from ar_tui.core.runner import RUN_MARKER_ENV, TAIL_LINES, TERM_GRACE_S, LocalExecutor, OnLine, RunResult, RunSpec
+from ar_tui.core.executors.ray_node import STOP_WAIT_S, one_line, end_orphans_on_node, node_trial, run_key
+from ar_tui.core.runner import TAIL_LINES, LocalExecutor, OnLine, RunResult, RunSpec
 
 GPU_DEVICE = "ray:gpu"
 CPU_DEVICE = "ray:cpu"
 # A trial whose node keeps dying is not going to find a healthy one by retrying forever.
 MAX_NODE_LOSSES = 5
-PREPARE_TIMEOUT_S = 3600.0
-# How long the node side waits for more lines before sending what it has: few
-# enough round trips for a flooding child, and still live.
-LINE_BATCH_S = 0.05
-# A stopped trial's node side gets this long to end its process group and say so.
-STOP_WAIT_S = TERM_GRACE_S + 10.0
-NODE_ROOT_ENV = "AR_TUI_RAY_NODE_ROOT"
 REACH_TIMEOUT_S = 5.0
+# While a node's slot is out of the pool, how often the cluster is asked whether capacity is back.
+CAPACITY_POLL_S = 1.0
 
 
 def install_hint() -> str:
     return "--executor ray needs Ray: pip install 'ar-tui[ray]'"
-
-
-def run_key(run_marker: str) -> str:
-    """A short name for the run, the same on every node."""
-    return hashlib.sha256(run_marker.encode()).hexdigest()[:16]
-
-
-def node_run_root(run_marker: str) -> Path:
-    """This run's directory on a node: checkouts, the prepare stamp, and the
-    value of the run marker that every process of the run carries there."""
-    base = Path(os.environ.get(NODE_ROOT_ENV) or Path(tempfile.gettempdir()) / "ar-tui-ray")
-    return (base / run_key(run_marker)).resolve()
 
 
 def git_bundle(worktree: Path) -> bytes:
@@ -99,151 +75,38 @@ def _check_reachable(address: str) -> None:
         raise UserError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return " ".join(text.splitlines()[:2])[:300]
-
-
-# ---------------------------------------------------------------------- the node side
-
-
-def node_python() -> TargetPython:
-    """On a node, `python` in the target's commands is the interpreter that
-    runs ar-tui's Ray workers there: the cluster's environment holds the
-    target's dependencies (its `setup`), not a checkout's untracked .venv."""
-    return TargetPython(KIND_OWN, Path(sys.executable), f"python: {sys.executable} (the Ray node's)")
-
-
-def _node_plan(plan: TrialPlan, trial_dir: Path, target_dir: Path) -> TrialPlan:
-    """The engine's plan with this node's paths, interpreter and environment."""
-    from ar_tui.core.engine.trial import child_env
-
-    python = node_python()
-    extra = dict(plan.env_extra)
-    extra.pop("CUDA_VISIBLE_DEVICES", None)  # Ray's assignment on this node, never the engine machine's
-    checkpoint = evaluate = None
-    if plan.checkpoint is not None and plan.evaluate_template:
-        checkpoint = trial_dir / "checkpoint" / plan.checkpoint.name
-        checkpoint.parent.mkdir(parents=True, exist_ok=True)
-        extra["AR_CHECKPOINT"] = str(checkpoint)
-        evaluate = python.command(plan.evaluate_template.replace("{checkpoint}", shlex.quote(str(checkpoint))))
-    env = child_env(node_run_root(plan.run_marker), extra, python)  # the marker: this run's dir on the node
-    # The engine's sandbox policy names the engine machine's paths; the node
-    # runs the trial unconfined (confinement on the node is not built yet).
-    training = replace(plan.training, command=python.command(plan.run_template), cwd=target_dir, env=env,
-                       log_path=trial_dir / "train.log", sandbox=None, policy=None)
-    prepare = python.command(plan.prepare) if plan.prepare else None
-    return replace(plan, training=training, checkpoint=checkpoint, evaluate=evaluate, prepare=prepare,
-                   evaluate_log=trial_dir / "evaluate.log", evaluation=None)
-
-
-async def _prepare_once(plan: TrialPlan, target_dir: Path, on_line: OnLine, stop: asyncio.Event) -> RunResult | None:
-    """The target's prepare, once per node for this run (a stamp remembers it;
-    a lock keeps two slots on one node from running it together). None when
-    it succeeded or had run already; the failed run otherwise."""
-    import fcntl
-
-    if not plan.prepare:
-        return None
-    root = node_run_root(plan.run_marker)
-    digest = hashlib.sha256(f"{plan.prepare}\n{sorted(plan.protected_hashes.items())}".encode()).hexdigest()[:16]
-    stamp = root / f"prepared-{digest}"
-    with open(root / "prepare.lock", "w") as lock:
-        await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
-        if stamp.exists():
-            return None
-        spec = replace(plan.training, command=plan.prepare, log_path=root / "prepare.log", timeout_s=PREPARE_TIMEOUT_S,
-                       patterns={})
-        result = await LocalExecutor().run(spec, lambda text, rep: on_line(f"[prepare] {text}", rep), stop)
-        if result.exit_code == 0 and not result.stopped and not result.timed_out:
-            stamp.write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
-            return None
-        return result
-
-
-async def _node_steps(plan: TrialPlan, code: bytes, trial_dir: Path, on_line: OnLine, stop: asyncio.Event,
-                      on_evaluating: OnEvaluating) -> TrialSteps:
-    with tarfile.open(fileobj=io.BytesIO(code)) as bundle:
-        bundle.extractall(trial_dir / "code", filter="data")
-    target_dir = trial_dir / "code" / plan.target_subdir
-    node_plan = _node_plan(plan, trial_dir, target_dir)
-    failed = await _prepare_once(node_plan, target_dir, on_line, stop)
-    if failed is not None:
-        failed.tail = f"the target's prepare failed on this node\n{failed.tail}"
-        return TrialSteps(failed)
-    return await run_trial_steps(LocalExecutor(), node_plan, on_line, stop, on_evaluating)
-
-
-def node_trial(plan: TrialPlan, code: bytes):
-    """The Ray task (a generator): runs the steps in a thread with its own
-    event loop and yields ("lines", [(text, replace), ...]), ("evaluating",),
-    then ("done", steps). A cancel arrives here as KeyboardInterrupt: the
-    steps are stopped, which ends the child's whole process group."""
+def engine_versions() -> tuple[str, str]:
+    """(Ray, Python) of this process, as Ray itself compares them."""
     import ray
 
-    root = node_run_root(plan.run_marker)
-    root.mkdir(parents=True, exist_ok=True)
-    trial_dir = root / f"trial-{uuid.uuid4().hex[:12]}"
-    trial_dir.mkdir()
-    items: queue.Queue = queue.Queue()
-    loop = asyncio.new_event_loop()
-    stop = asyncio.Event()
+    return ray.__version__, ".".join(map(str, sys.version_info[:3]))
 
-    async def steps() -> None:
-        try:
-            result = await _node_steps(plan, code, trial_dir, lambda text, rep: items.put(("line", text, rep)), stop,
-                                       lambda: items.put(("evaluating",)))
-            items.put(("done", result))
-        except BaseException as exc:  # reported to the engine, which stops resumably
-            items.put(("error", f"{type(exc).__name__}: {_one_line(exc)}"))
 
-    worker = threading.Thread(target=lambda: loop.run_until_complete(steps()), daemon=True)
-    worker.start()
-    node = ray.get_runtime_context().get_node_id()
-    yield ("node", node)
+def cluster_versions(address: str) -> dict | None:
+    """What the cluster at `address` reports it runs: the metadata its head
+    stored in its GCS (`ray_version`, `python_version`), the record Ray's own
+    version check reads. None when it cannot be read (an older Ray, a `ray://`
+    address): Ray's own check then decides."""
     try:
-        while True:
-            try:
-                # A timeout, so that a cancel's KeyboardInterrupt is seen here.
-                item = items.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            if item[0] != "line":
-                yield item
-                if item[0] in ("done", "error"):
-                    return
-                continue
-            lines = [(item[1], item[2])]
-            deadline = time.monotonic() + LINE_BATCH_S
-            pending = None
-            while pending is None and time.monotonic() < deadline:
-                try:
-                    nxt = items.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if nxt[0] == "line":
-                    lines.append((nxt[1], nxt[2]))
-                else:
-                    pending = nxt
-            yield ("lines", lines)
-            if pending is not None:
-                yield pending
-                if pending[0] in ("done", "error"):
-                    return
-    finally:
-        if worker.is_alive():
-            loop.call_soon_threadsafe(stop.set)
-            worker.join(STOP_WAIT_S)
-        shutil.rmtree(trial_dir, ignore_errors=True)
+        from ray._raylet import GcsClient
+
+        stored = GcsClient(address=address).internal_kv_get(b"CLUSTER_METADATA", namespace=b"cluster",
+                                                            timeout=REACH_TIMEOUT_S)
+        return json.loads(stored.decode()) if stored else None
+    except Exception:  # a private interface: whatever it does, Ray's own check remains
+        return None
 
 
-def end_orphans_on_node(run_marker: str) -> int:
-    """Ray task, one per node: end every process an earlier engine of this run
-    left on this node."""
-    from ar_tui.core.runner import kill_orphans
-
-    root = node_run_root(run_marker)
-    return kill_orphans(root) if root.exists() else 0
+def version_mismatch(reported: dict, where: str, engine: tuple[str, str] | None = None) -> str | None:
+    """The one line for a cluster whose Ray or Python version is not this
+    process's (Ray refuses the connection, with a many-line message, when
+    either differs), or None when they agree."""
+    ray_version, python_version = engine or engine_versions()
+    theirs = (str(reported.get("ray_version", "?")), str(reported.get("python_version", "?")))
+    if theirs == (ray_version, python_version):
+        return None
+    return (f"the Ray cluster at {where} runs Ray {theirs[0]} on Python {theirs[1]}, this machine Ray {ray_version} "
+            f"on Python {python_version}: install the same versions on both")
 
 
 # ---------------------------------------------------------------------- the engine side
@@ -269,6 +132,8 @@ class RayExecutor:
         self._task: Any = None
         self._notices: list[tuple[str, str]] = []
         self._lost_nodes: set[str] = set()
+        self._node_sandboxes: dict[str, str] = {}  # node id -> its sandbox, as it described it
+        self._capacity_watch: asyncio.Task | None = None
         self._swept = False
         self._setup_lock = asyncio.Lock()
         self._local = LocalExecutor()
@@ -286,6 +151,10 @@ class RayExecutor:
         where = self.address or "a Ray instance on this machine"
         if self.address:
             _check_reachable(self.address)
+            reported = cluster_versions(self.address) if ":" in self.address and "://" not in self.address else None
+            mismatch = version_mismatch(reported, where) if reported else None
+            if mismatch:
+                raise UserError(mismatch)
         try:
             if not ray.is_initialized():  # one connection per process, shared by its engines
                 ray.init(address=self.address, namespace="ar-tui", log_to_driver=False,
@@ -294,12 +163,12 @@ class RayExecutor:
                          logging_level=logging.ERROR,
                          runtime_env={"py_modules": [str(Path(ar_tui.__file__).parent)]})
         except ConnectionError as exc:
-            raise UserError(f"cannot reach the Ray cluster at {where}: {_one_line(exc)}") from None
+            raise UserError(f"cannot reach the Ray cluster at {where}: {one_line(exc)}") from None
         except RuntimeError as exc:
             if "version" in str(exc).lower():
                 raise UserError(f"the Ray cluster at {where} runs another version of Ray or Python: "
-                                f"{_one_line(exc)}") from None
-            raise UserError(f"cannot join the Ray cluster at {where}: {_one_line(exc)}") from None
+                                f"{one_line(exc)}") from None
+            raise UserError(f"cannot join the Ray cluster at {where}: {one_line(exc)}") from None
         self._ray = ray
         resources = ray.cluster_resources()
         self.gpus = int(resources.get("GPU", 0))
@@ -343,6 +212,8 @@ class RayExecutor:
         return sum(ray.get(refs, timeout=120))
 
     def close(self) -> None:
+        if self._capacity_watch is not None:
+            self._capacity_watch.cancel()
         if self._ray is not None and self._ray.is_initialized():
             self._ray.shutdown()
         self._ray = None
@@ -355,7 +226,8 @@ class RayExecutor:
         return await self._local.run(spec, on_line, stop)
 
     async def run_trial(self, plan: TrialPlan, on_line: OnLine, stop: asyncio.Event,
-                        on_evaluating: OnEvaluating | None = None, on_notice: OnNotice | None = None) -> TrialSteps:
+                        on_evaluating: OnEvaluating | None = None, on_notice: OnNotice | None = None,
+                        on_capacity: OnCapacity | None = None) -> TrialSteps:
         # The first trial runs after the engine has claimed the run dir; every
         # trial waits for the sweep, which would otherwise take it for an orphan.
         async with self._setup_lock:
@@ -374,24 +246,69 @@ class RayExecutor:
         task = self._task.options(num_gpus=1 if gpu else 0, num_cpus=0 if gpu else 1,
                                   name=f"ar-tui-trial-{run_key(remote_plan.run_marker)}")
         started = time.monotonic()
+
+        def on_node(node: str, sandbox: str) -> None:
+            # Each node resolves its own sandbox; one that differs from the
+            # engine's (none there, or a weaker one) is said once per node.
+            if self._node_sandboxes.get(node) != sandbox:
+                self._node_sandboxes[node] = sandbox
+                if sandbox != plan.confinement.described:
+                    confined = sandbox.startswith("sandbox: ") and "not confined" not in sandbox
+                    notify("info" if confined else "warning",
+                           f"Ray node {node[:8]}: {sandbox} (this machine: {plan.confinement.described})")
+
         for loss in range(MAX_NODE_LOSSES + 1):
-            outcome = await self._one_attempt(task, remote_plan, code, on_line, stop, on_evaluating, started)
+            outcome = await self._one_attempt(task, remote_plan, code, on_line, stop, on_evaluating, on_node, started)
             if isinstance(outcome, TrialSteps):
-                if self._lost_nodes and self._capacity_back():
-                    notify("info", f"the Ray cluster has its {self.gpus} GPU(s) again; every slot runs")
-                    self._lost_nodes.clear()
                 return outcome
             node, reason = outcome
             self._lost_nodes.add(node)
-            alive = await asyncio.to_thread(self._alive_gpus)
+            alive = await asyncio.to_thread(self._alive)
+            unit = self._unit()
             message = (f"a Ray node ({node[:8] or 'unknown'}) left the cluster mid-trial ({reason}); the trial runs "
-                       f"again when a {'GPU' if gpu else 'CPU'} is free ({alive} of {self.gpus} GPU(s) left)")
+                       f"again when a {unit} is free ({alive} of {self._total()} {unit}(s) left)")
             notify("warning", message)
             on_line(f"[ar-tui] {message}", False)
+            self._watch_capacity(alive, notify, on_capacity)
         raise RuntimeError(f"a trial lost its Ray node {MAX_NODE_LOSSES + 1} times in a row")
 
+    # ------------------------------------------------------------------ capacity
+
+    def _unit(self) -> str:
+        return "GPU" if self.gpus else "CPU"
+
+    def _total(self) -> int:
+        return self.gpus or self.cpus
+
+    def _alive(self) -> int:
+        """The GPUs (CPUs) of the nodes alive now, not counting one known lost
+        that the cluster has not yet noticed."""
+        return sum(int(node.get("Resources", {}).get(self._unit(), 0)) for node in self._ray.nodes()
+                   if node.get("Alive") and node.get("NodeID") not in self._lost_nodes)
+
+    def _watch_capacity(self, alive: int, notify: OnNotice, on_capacity: OnCapacity | None) -> None:
+        """Say that slots are out of the pool, then watch the cluster until
+        its capacity is back (a node restarted, or a new one joined) and say
+        that: the slots waiting for a GPU run again from then on."""
+        total, unit = self._total(), self._unit()
+        if on_capacity is not None:
+            on_capacity(alive, total, unit)
+        if alive >= total or (self._capacity_watch is not None and not self._capacity_watch.done()):
+            return
+
+        async def watch() -> None:
+            while await asyncio.to_thread(self._alive) < total:
+                await asyncio.sleep(CAPACITY_POLL_S)
+            self._lost_nodes.clear()
+            notify("info", f"the Ray cluster has its {total} {unit}(s) again; every slot runs")
+            if on_capacity is not None:
+                on_capacity(total, total, unit)
+
+        self._capacity_watch = asyncio.ensure_future(watch())
+
     async def _one_attempt(self, task: Any, plan: TrialPlan, code: bytes, on_line: OnLine, stop: asyncio.Event,
-                           on_evaluating: OnEvaluating | None, started: float) -> TrialSteps | tuple[str, str]:
+                           on_evaluating: OnEvaluating | None, on_node: Any,
+                           started: float) -> TrialSteps | tuple[str, str]:
         """One submission of the trial: its steps, or (node id, why) when the
         node went away under it."""
         ray = self._ray
@@ -412,6 +329,7 @@ class RayExecutor:
                 item = await ref
                 if item[0] == "node":
                     node = item[1]
+                    on_node(node, item[2])
                 elif item[0] == "lines":
                     log = logs[-1] if evaluating else logs[0]
                     for text, replace_previous in item[1]:
@@ -461,8 +379,3 @@ class RayExecutor:
             for log in logs:
                 log.close()
 
-    def _alive_gpus(self) -> int:
-        return int(self._ray.cluster_resources().get("GPU", 0))
-
-    def _capacity_back(self) -> bool:
-        return self._alive_gpus() >= self.gpus
