@@ -116,7 +116,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--migrate-every", type=_positive_int,
                         help="islands: decided experiments between migrations (default 8)")
     parser.add_argument("--offline-search", choices=["classic", "optuna"],
-                        help="the offline proposer's search (default: classic, the benchmark's winner)")
+                        help="the offline proposer's search (default: the target's [offline] search, else classic)")
     parser.add_argument("--sampler", choices=["tpe", "cmaes"], help="the Optuna search's sampler (default: tpe)")
     parser.add_argument("--sandbox", choices=["auto", "require", "off"],
                         help="confine each run (default auto: the best sandbox here, or none, said loudly)")

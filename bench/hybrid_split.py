@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,8 +30,8 @@ from ar_tui.agents.claude import ClaudeAgent  # noqa: E402
 from ar_tui.agents.hybrid import HybridProposer  # noqa: E402
 from ar_tui.agents.offline import OfflineProposer  # noqa: E402
 from ar_tui.core.config import TargetConfig  # noqa: E402
-from ar_tui.core.proposer import ProposalContext, ProposalFailed, ResultRow  # noqa: E402
-from ar_tui.core.workspace import Workspace  # noqa: E402
+from ar_tui.core.proposer import ResultRow  # noqa: E402
+from bench.arms import greedy_loop  # noqa: E402
 from bench.offline_search import SYNTHETIC, run_target  # noqa: E402
 from tests.fake_messages_api import FakeMessagesAPI, edit, reply, run_experiment, text  # noqa: E402
 
@@ -60,41 +59,13 @@ async def one_run(seed: int, experiments: int, work: Path, search: str) -> list[
     root.mkdir(parents=True)
     run_dir.mkdir()
     (root / "train.py").write_text(TARGET)
-    config = TargetConfig(root=root)
-    workspace = Workspace(root, ["train.py"], [])
-    train = root / "train.py"
     with FakeMessagesAPI() as api:
         api.responder = scripted_claude
         claude = ClaudeAgent(model="claude-sonnet-4-5", program="Improve val_bpb.", api_key="sk-ant-bench",
                              base_url=api.base_url)
         hybrid = HybridProposer(claude, OfflineProposer(seed=seed, search=search))
-        baseline, _ = await run_target(root, config, 0)
-        assert baseline is not None
-        history = [ResultRow(0, "0" * 7, baseline, "keep", "baseline")]
-        best, tail = baseline, ""
-        for exp in range(1, experiments + 1):
-            before = train.read_text()
-            ctx = ProposalContext(exp=exp, target=config, best_metric=best, baseline_metric=baseline,
-                                  history=list(history), last_failure_tail=tail, run_dir=run_dir)
-            try:
-                proposal = await hybrid.propose(ctx, workspace, lambda event: None)
-            except ProposalFailed as exc:
-                print(f"  seed {seed} exp {exp}: proposal failed: {exc.reason}", file=sys.stderr)
-                continue
-            started = time.monotonic()
-            metric, output = await run_target(root, config, exp)
-            seconds = time.monotonic() - started
-            if metric is None:
-                status, tail = "crash", output
-            elif metric < best:
-                status, best = "keep", metric
-            else:
-                status = "discard"
-            if status != "keep":
-                train.write_text(before)
-            history.append(ResultRow(exp, f"{exp:07x}", metric, status, proposal.description,
-                                     cost_usd=proposal.cost_usd, proposer=proposal.proposer, seconds=seconds))
-    return history
+        return await greedy_loop(hybrid, root, TargetConfig(root=root), run_dir, experiments, run_target,
+                                 stop_when_exhausted=False, label=f"seed {seed}")
 
 
 def contributions(history: list[ResultRow]) -> dict[str, dict[str, float]]:

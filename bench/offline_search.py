@@ -5,13 +5,15 @@ experiments each needs to reach the other's final best.
     python bench/offline_search.py                       # the synthetic target, 30 experiments x 5 seeds
     python bench/offline_search.py --experiments 60 --seeds 5 --searches classic optuna:tpe optuna:cmaes
     python bench/offline_search.py --engine --target nanochat --experiments 20 --time-budget 60 --seeds 3
+    python bench/offline_search.py --engine --target examples/forecast --experiments 60 --seeds 5
 
 By default the loop is the engine's greedy strategy reduced to its decisions
 (propose, run train.py as a child process, keep if better, otherwise restore
 the file), so the comparison measures the searches and nothing else. With
-`--engine`, every (search, seed) is a real `ar-tui run --headless` on the
-target (a git repository), and the curves are read from its results.tsv:
-that is the form for real targets (CPU nanochat, examples/fast).
+`--engine`, every (search, seed) is a real `ar-tui run --headless` on a
+fresh git copy of the target folder (bench/arms.py), and the curves are read
+from its results.tsv (`--parallel` runs the searches of a seed at once):
+that is the form for real targets (CPU nanochat, examples/forecast).
 
 The synthetic target (`--target synthetic`, the default) is a train.py whose
 val_bpb is a noisy function of knobs of every kind the discovery knows (two
@@ -24,10 +26,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,8 +37,9 @@ sys.path.insert(0, str(REPO))
 
 from ar_tui.agents.offline import OfflineProposer  # noqa: E402
 from ar_tui.core.config import TargetConfig  # noqa: E402
-from ar_tui.core.proposer import ProposalContext, ProposalFailed, ResultRow  # noqa: E402
-from ar_tui.core.workspace import Workspace  # noqa: E402
+from ar_tui.core.direction import Direction  # noqa: E402
+from bench.arms import (Arm, curve_of, greedy_loop, headless_run, load_line, mark_points, reach,  # noqa: E402
+                        run_arms, target_direction, target_source)
 
 SYNTHETIC = '''"""Synthetic target: val_bpb is a noisy function of knobs of several kinds."""
 import hashlib
@@ -90,8 +93,7 @@ async def run_target(root: Path, config: TargetConfig, run: int) -> tuple[float 
     return float(match.group(1)), output
 
 
-async def one_run(search: str, seed: int, experiments: int, source: str, editable: list[str],
-                  work: Path) -> list[float]:
+async def one_run(search: str, seed: int, experiments: int, source: str, work: Path) -> list[float]:
     """Best-so-far after each experiment (index 0 is the baseline)."""
     name, _, sampler = search.partition(":")
     root = work / f"{search.replace(':', '-')}-{seed}"
@@ -99,114 +101,70 @@ async def one_run(search: str, seed: int, experiments: int, source: str, editabl
     root.mkdir(parents=True)
     run_dir.mkdir()
     (root / "train.py").write_text(source)
-    config = TargetConfig(root=root)
-    workspace = Workspace(root, editable, [])
     proposer = OfflineProposer(seed=seed, search=name, sampler=sampler or "tpe")
-    train = root / "train.py"
-    counter = 0
-    baseline, _ = await run_target(root, config, counter)
-    assert baseline is not None, "the target's baseline failed"
-    history = [ResultRow(0, "0" * 7, baseline, "keep", "baseline")]
-    best, curve, tail = baseline, [baseline], ""
-    for exp in range(1, experiments + 1):
-        before = train.read_text()
-        ctx = ProposalContext(exp=exp, target=config, best_metric=best, baseline_metric=baseline,
-                              history=list(history), last_failure_tail=tail, run_dir=run_dir)
-        try:
-            proposal = await proposer.propose(ctx, workspace, lambda event: None)
-        except ProposalFailed as exc:
-            print(f"  {search} seed {seed}: stopped at {exp}: {exc.reason}", file=sys.stderr)
-            curve.extend([best] * (experiments + 1 - len(curve)))
-            break
-        counter += 1
-        metric, output = await run_target(root, config, counter)
-        if metric is None:
-            status, tail = "crash", output
-        elif metric < best:
-            status, best = "keep", metric
-        else:
-            status = "discard"
-        if status != "keep":
-            train.write_text(before)
-        history.append(ResultRow(exp, f"{exp:07x}", metric, status, proposal.description))
-        curve.append(best)
-    return curve
+    history = await greedy_loop(proposer, root, TargetConfig(root=root), run_dir, experiments, run_target,
+                                label=f"{search} seed {seed}")
+    return curve_of(history, experiments)
 
 
-def reach(curve: list[float], level: float) -> int | None:
-    """The first experiment whose best-so-far is at or below `level`."""
-    return next((i for i, value in enumerate(curve) if value <= level), None)
-
-
-def engine_run(search: str, seed: int, experiments: int, target: Path, work: Path,
-               time_budget: float | None) -> list[float]:
-    """One real `ar-tui run --headless`; best-so-far after each experiment."""
-    import subprocess
-
-    from ar_tui.core.ledger import read_results
-
+def search_arm(search: str) -> Arm:
+    """`classic`, `optuna:tpe`, `optuna:cmaes` as `ar-tui run` flags."""
     name, _, sampler = search.partition(":")
-    tag = f"bench-{search.replace(':', '-')}-{seed}"
-    run_dir = work / tag
-    cmd = [sys.executable, "-m", "ar_tui.cli", "run", "--headless", "--target", str(target), "--tag", tag,
-           "--run-dir", str(run_dir), "--agent", "offline", "--offline-search", name, "--sampler", sampler or "tpe",
-           "--seed", str(seed), "--unattended", "--lookahead", "0", "--baseline-runs", "1",
-           "--max-experiments", str(experiments)]
-    if time_budget is not None:
-        cmd += ["--time-budget", str(time_budget)]
-    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
-    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    _, rows, _ = read_results(run_dir / "results.tsv")
-    curve, best = [], None
-    for row in rows:
-        if row.status == "keep" and row.metric is not None:
-            best = row.metric
-        curve.append(best)
-    curve.extend([best] * (experiments + 1 - len(curve)))
-    return curve
+    return Arm(search, ("--offline-search", name, "--sampler", sampler or "tpe"))
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--target", default="synthetic", help="'synthetic' or a target directory with train.py")
+    parser.add_argument("--target", default="synthetic",
+                        help="'synthetic', a target directory with train.py, or nanochat (the bundled one)")
     parser.add_argument("--experiments", type=int, default=30)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--searches", nargs="+", default=["classic", "optuna:tpe", "optuna:cmaes"])
     parser.add_argument("--engine", action="store_true", help="each run a real `ar-tui run --headless`")
     parser.add_argument("--time-budget", type=float, help="training seconds per experiment (with --engine)")
+    parser.add_argument("--parallel", action="store_true",
+                        help="with --engine: the searches of one seed run at the same time, so they share the load")
+    parser.add_argument("--keep", type=Path, help="with --engine: keep every run's target copy and run dir here; "
+                                                  "a finished run found there is read, not rerun")
     args = parser.parse_args()
+    began = time.monotonic()
     if args.engine:
         if args.target == "synthetic":
-            raise SystemExit("--engine needs --target DIR (a git repository with train.py)")
-        curves_e: dict[str, list[list[float]]] = {s: [] for s in args.searches}
-        with tempfile.TemporaryDirectory() as tmp:
-            for seed in range(args.seeds):
-                for search in args.searches:
-                    curves_e[search].append(engine_run(search, seed, args.experiments, Path(args.target).resolve(),
-                                                       Path(tmp), args.time_budget))
-        report(args, curves_e)
+            raise SystemExit("--engine needs --target DIR (a target folder) or --target nanochat")
+        target = target_source(args.target)
+        direction = target_direction(target)
+        arms = {search: search_arm(search) for search in args.searches}
+        with tempfile.TemporaryDirectory(prefix="ar-bench-") as tmp:
+            work = args.keep.resolve() if args.keep else Path(tmp)
+            work.mkdir(parents=True, exist_ok=True)
+
+            def one(search: str, seed: int):
+                return headless_run(target, arms[search], seed, args.experiments, work,
+                                    time_budget=args.time_budget, direction=direction,
+                                    log=lambda line: print(line, file=sys.stderr, flush=True))
+
+            curves = await run_arms(args.searches, args.seeds, one, parallel=args.parallel)
+        report(args, curves, direction, time.monotonic() - began)
         return
     if args.target == "synthetic":
         source = SYNTHETIC
     else:
         source = (Path(args.target) / "train.py").read_text()
-    curves: dict[str, list[list[float]]] = {s: [] for s in args.searches}
     with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):
-            for search in args.searches:
-                curves[search].append(await one_run(search, seed, args.experiments, source, ["train.py"],
-                                                    Path(tmp)))
-    report(args, curves)
+        curves = await run_arms(args.searches, args.seeds,
+                                lambda search, seed: one_run(search, seed, args.experiments, source, Path(tmp)))
+    report(args, curves, Direction.MIN, time.monotonic() - began)
 
 
-def report(args, curves: dict[str, list[list[float]]]) -> None:
-    print(f"target {args.target}, {args.experiments} experiments, seeds 0..{args.seeds - 1} (lower is better)")
+def report(args, curves: dict[str, list[list[float]]], direction: Direction, seconds: float) -> None:
+    print(f"target {args.target}, {args.experiments} experiments, seeds 0..{args.seeds - 1} ({direction.words})")
+    budget = f"time budget {args.time_budget:g} s, " if args.time_budget else ""
+    how = ("real engine, searches of a seed in parallel" if args.parallel else "real engine") if args.engine \
+        else "greedy loop"
+    print(f"{budget}{how}, {seconds / 60:.0f} min in all; {load_line()} at the end")
     print("\nmedian best-so-far over seeds, per experiment")
-    marks = sorted({0, 1, 2, 5, 10, 15, 20, 30, 40, 50, 60, args.experiments} & set(range(args.experiments + 1)))
     print("exp  " + "  ".join(f"{s:>12}" for s in args.searches))
-    for i in marks:
+    for i in mark_points(args.experiments):
         print(f"{i:>3}  " + "  ".join(f"{statistics.median(c[i] for c in curves[s]):>12.6f}" for s in args.searches))
     print("\nfinal best per seed")
     for search in args.searches:
@@ -216,14 +174,15 @@ def report(args, curves: dict[str, list[list[float]]]) -> None:
         for b in args.searches:
             if a == b:
                 continue
-            needed = [reach(ca, cb[-1]) for ca, cb in zip(curves[a], curves[b])]
+            needed = [reach(ca, cb[-1], direction) for ca, cb in zip(curves[a], curves[b])]
             shown = " ".join("-" if n is None else str(n) for n in needed)
             print(f"{a:>12} reaching {b}'s final best: {shown}")
     wins = {s: 0 for s in args.searches}
     for seed in range(args.seeds):
-        winner = min(args.searches, key=lambda s: curves[s][seed][-1])
-        wins[winner] += 1
-    print("\nseeds won (lowest final best): " + ", ".join(f"{s} {n}" for s, n in wins.items()))
+        finals = {s: curves[s][seed][-1] for s in args.searches}
+        wins[next(s for s in args.searches if finals[s] == direction.best(finals.values()))] += 1
+    best_word = "lowest" if direction is Direction.MIN else "highest"
+    print(f"\nseeds won ({best_word} final best): " + ", ".join(f"{s} {n}" for s, n in wins.items()))
 
 
 if __name__ == "__main__":

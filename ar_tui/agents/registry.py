@@ -27,10 +27,11 @@ class ProposerSettings:
 
 
 def _offline(settings: ProposerSettings) -> Proposer:
-    from ar_tui.agents.offline import DEFAULT_SEARCH, OfflineProposer
+    from ar_tui.agents.offline import OfflineProposer
 
-    return OfflineProposer(seed=settings.seed, search=settings.extra.get("offline_search") or DEFAULT_SEARCH,
-                           sampler=settings.extra.get("sampler") or "tpe")
+    # Not given: the target's [offline] table, else the defaults (OfflineProposer.search_for).
+    return OfflineProposer(seed=settings.seed, search=settings.extra.get("offline_search"),
+                           sampler=settings.extra.get("sampler"))
 
 
 def _claude(settings: ProposerSettings) -> Proposer:

@@ -45,6 +45,7 @@ class TargetConfig:
     prices: dict[str, Any] = field(default_factory=dict)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # the [sandbox] table
     team: dict[str, Any] = field(default_factory=dict)  # [team]: checked by ar_tui.agents.team
+    offline: dict[str, Any] = field(default_factory=dict)  # [offline]: checked by ar_tui.agents.offline
     gpu_usd_per_hour: float | None = None  # [cost]: the price of a GPU hour (ar_tui.core.gpu_cost)
     source: str = "defaults"  # where this came from, for messages
 
@@ -72,6 +73,7 @@ _KNOWN = {
     "prices": None,  # any model id; checked by ar_tui.core.pricing
     "sandbox": {"network", "read", "write", "keep"},
     "team": {"planner", "worker", "reviewer", "plan_every", "web_search"},
+    "offline": {"search", "sampler"},  # the offline proposer's default search for this target
     "cost": {"gpu_usd_per_hour"},
 }
 
@@ -103,7 +105,8 @@ def load_target(root: Path) -> TargetConfig:
 
     for section, values in data.items():
         if section not in _KNOWN:
-            raise fail(section, f"unknown section [{section}]; expected [target], [metric], [prices], [sandbox], [team] and [cost]")
+            raise fail(section, f"unknown section [{section}]; expected [target], [metric], [prices], [sandbox], "
+                                "[team], [offline] and [cost]")
         if not isinstance(values, dict):
             raise fail(section, "must be a table")
         for key in values:
@@ -191,6 +194,7 @@ def load_target(root: Path) -> TargetConfig:
     if "sandbox" in data:
         config.sandbox = _sandbox_settings(data["sandbox"], root, fail)
     config.team = dict(data.get("team", {}))
+    config.offline = dict(data.get("offline", {}))
     if "gpu_usd_per_hour" in data.get("cost", {}):
         rate = data["cost"]["gpu_usd_per_hour"]
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate < 0:

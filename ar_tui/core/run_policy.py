@@ -173,6 +173,10 @@ def confined_env(env: dict[str, str], scratch: "RunScratch", revealing: Sequence
         clean[key] = str(tmp or scratch.tmp)
     clean["HOME"] = str(scratch.home)
     clean["XDG_CACHE_HOME"] = str(scratch.home / ".cache")
+    # The prepared datasets stay where they are (readable, not writable): a
+    # target that finds them through the user's cache dir would look in the
+    # run's own HOME instead.
+    clean["AR_TUI_CACHE"] = dataset_cache()
     # uv locks its cache even for `uv run --frozen`: a cache of the run's own
     # (the shared one stays read-only, so no run can poison it for the next).
     clean["UV_CACHE_DIR"] = str(scratch.home / ".cache" / "uv")

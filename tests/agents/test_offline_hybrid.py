@@ -12,6 +12,7 @@ from ar_tui.agents.allocation import UCBBandit
 from ar_tui.agents.claude import ClaudeAgent
 from ar_tui.agents.hybrid import SAMPLER, SAMPLER_MARK, STRUCTURE, HybridProposer
 from ar_tui.agents.offline import OfflineProposer
+from ar_tui.core.config import TargetConfig, load_target
 from ar_tui.core.ledger import Ledger, LedgerRow, read_results
 from tests.agents.test_offline import BOWL, drive, make_target, run_child
 from tests.fake_messages_api import FakeMessagesAPI, edit, reply, run_experiment, text
@@ -154,4 +155,49 @@ def test_agent_hybrid_is_registered_and_its_sampler_options_are_stored(monkeypat
     sampler = proposer.sampler
     assert (sampler.search, sampler.sampler, sampler.seed) == ("optuna", "cmaes", 7)
     default = make_proposer("offline", ProposerSettings(model="m"))
-    assert isinstance(default, OfflineProposer) and default.search == "classic"
+    assert isinstance(default, OfflineProposer) and default.search is None  # the target's, else the default
+    assert default.search_for(TargetConfig(root=Path("."))) == ("classic", "tpe")
+
+
+def test_the_default_search_is_the_targets_own_and_a_given_one_wins(tmp_path):
+    """`[offline] search` in autoresearch.toml is the default for that target
+    (the measured winner there); --offline-search overrides it; a target
+    without the table gets DEFAULT_SEARCH; a bad value is one clear line."""
+    import asyncio
+
+    import pytest
+
+    from ar_tui.agents.offline import DEFAULT_SEARCH
+    from ar_tui.core.config import ConfigError
+    from ar_tui.core.proposer import ProposalContext, ProposalFailed, ResultRow
+
+    root = tmp_path / "t"
+    workspace, _ = make_target(root, BOWL)
+    (root / "autoresearch.toml").write_text('[offline]\nsearch = "optuna"\nsampler = "cmaes"\n')
+    config = load_target(root)
+    assert OfflineProposer().search_for(config) == ("optuna", "cmaes")
+    assert OfflineProposer(search="classic").search_for(config) == ("classic", "cmaes")
+    assert OfflineProposer(sampler="tpe").search_for(config) == ("optuna", "tpe")
+    assert OfflineProposer().search_for(TargetConfig(root=root)) == (DEFAULT_SEARCH, "tpe")
+
+    # A proposal really goes through the search the target names: Optuna's
+    # study journal appears in the run dir, and none with classic.
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    ctx = ProposalContext(exp=1, target=config, best_metric=1.0, baseline_metric=1.0,
+                          history=[ResultRow(0, "0" * 7, 1.0, "keep", "baseline")], run_dir=run_dir)
+    asyncio.run(OfflineProposer().propose(ctx, workspace, lambda event: None))
+    assert (run_dir / "offline-study.journal").is_file()
+
+    (root / "autoresearch.toml").write_text('[offline]\nsearch = "bayes"\n')
+    with pytest.raises(ProposalFailed, match=r"\[offline\].*unknown offline search 'bayes'"):
+        OfflineProposer().search_for(load_target(root))
+    (root / "autoresearch.toml").write_text('[offline]\nsearhc = "optuna"\n')
+    with pytest.raises(ConfigError, match="searhc"):
+        load_target(root)
+
+
+def test_the_forecast_example_names_the_search_that_won_there():
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    assert load_target(examples / "forecast").offline == {"search": "optuna"}
+    assert load_target(examples.parent / "nanochat").offline == {}

@@ -20,9 +20,18 @@ from tests.nanochat.conftest import make_target, prepared_cache  # noqa: F401  (
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux backends")
 
 
+@pytest.mark.parametrize("cache_from", ["AR_TUI_CACHE", "user cache dir"])
 async def test_nanochat_trains_and_evaluates_inside_the_sandbox(tmp_path: Path, backend, prepared_cache,  # noqa: F811
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AR_TUI_CACHE", str(prepared_cache))
+                                                                 monkeypatch: pytest.MonkeyPatch, cache_from: str) -> None:
+    if cache_from == "AR_TUI_CACHE":
+        monkeypatch.setenv("AR_TUI_CACHE", str(prepared_cache))
+    else:
+        # A fresh machine sets no AR_TUI_CACHE: the data are in the user's
+        # cache dir, and a confined run has a HOME (and cache dir) of its own.
+        monkeypatch.delenv("AR_TUI_CACHE", raising=False)
+        (tmp_path / "xdg").mkdir()
+        (tmp_path / "xdg" / "ar-tui").symlink_to(prepared_cache)
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     target = make_target(tmp_path / "target")
     git(target, "init", "-q", "-b", "main")
     git(target, "add", "-A")

@@ -10,9 +10,13 @@ the same path as the Claude agent's text-editor tool calls:
 - `optuna`: Optuna's TPE, or CMA-ES started at the script's own values, over
   the knob space, its study kept in the run dir (`study.py`).
 
-The default is what bench/offline_search.py measured: on its synthetic
-target the classic search reached a better configuration in fewer
-experiments than either Optuna sampler, on every seed (README, "The offline proposer: two searches").
+Which one runs is decided per target by what bench/offline_search.py
+measured (README, "Which search is the default: measured"): `--offline-search`
+when the user gives it, else the target's `[offline] search` in
+autoresearch.toml, else `classic`. On the synthetic target classic won four
+seeds of five; on the forecast example, through the real engine, Optuna's
+TPE won four of five and classic none, so examples/forecast names `optuna`.
+CPU nanochat, the bundled target, has not been measured, so it keeps classic.
 
 Descriptions are machine-readable (`MATRIX_LR 0.04 -> 0.06`, several changes
 joined by `; `, a per-device knob as `DEPTH 4|12 -> 5|13`): both searches
@@ -37,30 +41,51 @@ from ar_tui.agents.offline.knobs import (
     parse_description,
 )
 from ar_tui.agents.prompt import EDITOR_TOOL_NAME
+from ar_tui.core.config import TargetConfig
 from ar_tui.core.errors import UserError
 from ar_tui.core.events import AgentText, AgentToolCall
 from ar_tui.core.proposer import Emit, Proposal, ProposalContext, ProposalFailed
 from ar_tui.core.workspace import Workspace, WorkspaceError
 
 SEARCHES = ("optuna", "classic")
-DEFAULT_SEARCH = "classic"  # the winner of bench/offline_search.py, see above
+DEFAULT_SEARCH = "classic"  # where no measurement says otherwise, see above
 DEFAULT_SAMPLER = "tpe"
 
 
+def _checked(search: str | None, sampler: str | None) -> None:
+    from ar_tui.agents.offline.study import SAMPLERS
+
+    if search is not None and search not in SEARCHES:
+        raise UserError(f"unknown offline search {search!r}; choose one of: {', '.join(SEARCHES)}")
+    if sampler is not None and sampler not in SAMPLERS:
+        raise UserError(f"unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+
+
 class OfflineProposer:
+    """`search` and `sampler` as the user chose them; None (not chosen) is
+    the target's `[offline]` table in autoresearch.toml, else the defaults."""
+
     name = "offline"
     model: str | None = None
 
-    def __init__(self, seed: int = 0, search: str = DEFAULT_SEARCH, sampler: str = DEFAULT_SAMPLER) -> None:
-        from ar_tui.agents.offline.study import SAMPLERS
-
-        if search not in SEARCHES:
-            raise UserError(f"unknown offline search {search!r}; choose one of: {', '.join(SEARCHES)}")
-        if sampler not in SAMPLERS:
-            raise UserError(f"unknown sampler {sampler!r}; choose one of: {', '.join(SAMPLERS)}")
+    def __init__(self, seed: int = 0, search: str | None = None, sampler: str | None = None) -> None:
+        _checked(search, sampler)
         self.seed = seed
         self.search = search
         self.sampler = sampler
+
+    def search_for(self, target: TargetConfig) -> tuple[str, str]:
+        """(search, sampler) for a run on `target`: the user's choice, else
+        what the target's `[offline]` table names (a benchmark's winner
+        there), else DEFAULT_SEARCH and DEFAULT_SAMPLER."""
+        table = getattr(target, "offline", None) or {}
+        search = self.search or table.get("search") or DEFAULT_SEARCH
+        sampler = self.sampler or table.get("sampler") or DEFAULT_SAMPLER
+        try:
+            _checked(search, sampler)
+        except UserError as exc:
+            raise ProposalFailed(f"autoresearch.toml [offline]: {exc}") from None
+        return search, sampler
 
     async def propose(self, ctx: ProposalContext, workspace: Workspace, emit: Emit) -> Proposal:
         knobs = load_knobs(workspace)
@@ -90,11 +115,12 @@ class OfflineProposer:
         adapted = self._adapted(knobs, ctx)
         if adapted is not None:
             return adapted
-        if self.search == "classic":
+        search, sampler = self.search_for(ctx.target)
+        if search == "classic":
             return Search(knobs, ctx, self.seed).plan()
         from ar_tui.agents.offline.study import OptunaSearch  # optuna is imported only when used
 
-        return OptunaSearch(knobs, ctx, self.seed, self.sampler).plan()
+        return OptunaSearch(knobs, ctx, self.seed, sampler).plan()
 
     @staticmethod
     def _adapted(knobs: list[Knob], ctx: ProposalContext) -> Plan | None:
