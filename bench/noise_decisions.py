@@ -14,15 +14,21 @@ functions of `ar_tui.core.decisions` and `ar_tui.core.seeds`:
   runs, 2 runs at most) with the old harness, which ran every repeat with the
   script's own seed: repeats of one commit agree exactly.
 - `old+seeds`: the same rule, fed seed-varied repeats.
-- `new`: `decisions.decide` at its defaults (3 baseline runs, 95% confidence,
-  4 runs at most), seeds from `seeds.seed_for`.
+- `bonferroni`: `decisions.decide` with the first rule of issue 13: Student-t
+  quantiles, 1 - confidence split evenly over the looks, futility at 0.5 se
+  (`design="bonferroni"`), at the 5 baseline runs it shipped with.
+- `new`: `decisions.decide` at its defaults (the sequential design; 8 baseline
+  runs, 95% confidence, 4 runs at most; the flags change them), seeds from
+  `seeds.seed_for`.
 
 Two settings: a single decision against a freshly measured baseline (the
 issue's definition of one decision), and whole nights (baseline + 20
 experiments, the effect proposed at a random position among null changes),
 where a lucky keep early in the night makes later decisions harder.
 
-    python bench/noise_decisions.py                 # 400 decisions / nights per cell, ~1 min
+    python bench/noise_decisions.py                 # 400 decisions / nights per cell, ~1.5 min
+    python bench/noise_decisions.py --rules new --baseline-runs 12  # one rule, other settings
+    python bench/noise_decisions.py --rules bonferroni,new --settings single --trials 2000
     python bench/noise_decisions.py --trials 100    # quick
     python bench/noise_decisions.py --engine 10     # also 10 nights per target through the real engine
 
@@ -128,14 +134,21 @@ class Settings:
     baseline_runs: int = DEFAULT_BASELINE_RUNS
 
 
+# The rules that go through decisions.decide. Bonferroni runs at the settings it
+# shipped with (5 baseline runs); `new` at the command line's (--baseline-runs).
+DESIGNS = {"new": "sequential", "bonferroni": "bonferroni"}
+BONFERRONI_BASELINE_RUNS = 5
+
+
 def simulate(rule: str, target: Target, proposals: list[str], settings: Settings = Settings()) -> Night:
     """The engine's procedure over the pure functions: a baseline, one
     decision per proposal (a change applied on top of the best), and the
     confirmation of a kept best with fresh seeds before the report."""
     night = Night()
     seeded = rule != "old"
-    baseline_runs = settings.baseline_runs if rule == "new" else 2
-    max_runs = settings.max_runs if rule == "new" else 2
+    design = DESIGNS.get(rule)
+    baseline_runs = {"sequential": settings.baseline_runs, "bonferroni": BONFERRONI_BASELINE_RUNS}.get(design, 2)
+    max_runs = settings.max_runs if design else 2
     confidence = settings.confidence
     best_code: frozenset[str] = frozenset()
     noise = NoiseModel()
@@ -165,13 +178,15 @@ def simulate(rule: str, target: Target, proposals: list[str], settings: Settings
             runs.append(metric)
             noise.add(key(code), metric, seed(exp, attempt))
             groups.setdefault(key(code), []).append(metric)
-            if rule == "new":
-                action = decide(runs, noise.runs(key(best_code)), noise, "min", confidence, max_runs).action
+            if design:
+                action = decide(runs, noise.runs(key(best_code)), noise, "min", confidence, max_runs,
+                                design=design).action
                 while action == REMEASURE_BEST:
                     attempt += 1
                     noise.add(key(best_code), target.run(best_code, seed(exp, attempt)), seed(exp, attempt))
                     night.runs += 1
-                    action = decide(runs, noise.runs(key(best_code)), noise, "min", confidence, max_runs).action
+                    action = decide(runs, noise.runs(key(best_code)), noise, "min", confidence, max_runs,
+                                    design=design).action
             else:
                 action = old_judge(runs, best_metric, groups, 2.0, max_runs)
             if action != RERUN:
@@ -187,7 +202,7 @@ def simulate(rule: str, target: Target, proposals: list[str], settings: Settings
             best_code = code
             best_metric = mean(runs)
             noise.mark_kept(key(best_code))
-    if rule == "new":
+    if design:
         # The engine's _confirm_best: fresh seeds for a kept best, then the interval from fresh runs.
         attempt = baseline_runs
         while noise.sd and len(noise.fresh_runs(key(best_code))) < baseline_runs:
@@ -236,7 +251,7 @@ class Cell:
         power = f"{self.effects_kept / self.effects:.0%}" if self.effects else "-"
         runs = f"{self.runs / self.decisions:.2f}"
         cover = f"{self.intervals_holding_truth / self.intervals:.0%}" if self.intervals else "-"
-        confirm = f"{self.confirmation_runs / self.nights:.2f}" if rule == "new" else "-"
+        confirm = f"{self.confirmation_runs / self.nights:.2f}" if rule in DESIGNS else "-"
         return (f"| {setting} | {target} | {rule} | {self.decisions} | {false_keep} | {power} | {runs} | {confirm} "
                 f"| {cover} |")
 
@@ -245,6 +260,7 @@ class Cell:
 
 ENGINE_SCRIPT = """\
 import hashlib, os, random
+WORLD = {world}  # one synthetic universe per night: its source, so its luck, is its own
 X = 0  # the knob with a real effect at 1
 {knobs}
 source = open(__file__).read()
@@ -253,7 +269,7 @@ print(f"val_bpb: {{{base} - {effect} * X + luck:.6f}}")
 """
 
 
-async def engine_night(effect: float, proposals: list[str], settings: Settings, root: Path) -> Night:
+async def engine_night(effect: float, proposals: list[str], settings: Settings, root: Path, world: int = 0) -> Night:
     """One night through the real engine; the figures read back from its ledger and events."""
     from ar_tui.agents.scripted import ScriptedProposer, ScriptStep
     from ar_tui.core import events as ev
@@ -263,7 +279,7 @@ async def engine_night(effect: float, proposals: list[str], settings: Settings, 
     knobs = "\n".join(f"{name} = 0" for name in proposals if name != "X")
     target = root / "target"
     target.mkdir(parents=True)
-    (target / "train.py").write_text(ENGINE_SCRIPT.format(knobs=knobs, base=BASE, effect=effect))
+    (target / "train.py").write_text(ENGINE_SCRIPT.format(knobs=knobs, base=BASE, effect=effect, world=world))
     (target / "prepare.py").write_text("# fixed\n")
     env = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@b", GIT_COMMITTER_NAME="b",
                GIT_COMMITTER_EMAIL="b@b")
@@ -304,7 +320,8 @@ def main() -> int:
     parser.add_argument("--confidence", type=float, default=DEFAULT_CONFIDENCE)
     parser.add_argument("--max-runs", type=int, default=DEFAULT_MAX_RUNS)
     parser.add_argument("--baseline-runs", type=int, default=DEFAULT_BASELINE_RUNS)
-    parser.add_argument("--rules", default="old,old+seeds,new")
+    parser.add_argument("--rules", default="old,old+seeds,bonferroni,new")
+    parser.add_argument("--settings", default="single,night", help="which settings to simulate")
     parser.add_argument("--engine", type=int, default=0, metavar="NIGHTS",
                         help="also run NIGHTS nights per target through the real engine")
     args = parser.parse_args()
@@ -315,7 +332,7 @@ def main() -> int:
     print("| setting | target | rule | decisions | false keeps (null changes) | power (effect kept) "
           "| runs per decision | confirmation runs per night | interval holds the true gain |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for setting in ("single", "night"):
+    for setting in [s for s in args.settings.split(",") if s]:
         for target_name, effect in (("null", 0.0), ("effect 1 sd", 1.0), ("effect 2 sd", 2.0)):
             for rule in args.rules.split(","):
                 cell = Cell()
@@ -342,7 +359,7 @@ def main() -> int:
                 if effect:
                     proposals[rng.randrange(args.night)] = "X"
                 with tempfile.TemporaryDirectory(prefix="noise-bench-") as scratch:
-                    cell.add(asyncio.run(engine_night(effect, proposals, settings, Path(scratch))))
+                    cell.add(asyncio.run(engine_night(effect, proposals, settings, Path(scratch), world=trial)))
             print(cell.row("new", "engine night", target_name), flush=True)
     print(f"\n({time.time() - started:.0f} s; noise sd 1; single = one decision against a fresh baseline; "
           f"night = baseline + {args.night} experiments)")

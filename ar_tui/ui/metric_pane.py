@@ -7,13 +7,15 @@ from textual.widgets import Static
 
 from ar_tui import formatting as fmt
 from ar_tui.core.control import RunView
+from ar_tui.core.decisions import noise_label
 from ar_tui.ui.progress_chart import ProgressChart
 from ar_tui.ui.results_table import ResultsTable
 
 
 class MetricPane(Vertical):
+    # The summary: its figures (two lines when they wrap), then the noise behind the decisions.
     DEFAULT_CSS = """
-    MetricPane > #metric-summary { height: 2; }
+    MetricPane > #metric-summary { height: 3; }
     MetricPane > ProgressChart { height: 3fr; min-height: 8; }
     MetricPane > ResultsTable { height: 2fr; }
     """
@@ -42,6 +44,7 @@ class MetricPane(Vertical):
         if view.best_exp is not None:
             summary += f" (exp {view.best_exp}, {fmt.percent(view.improvement_pct)})"
         summary += f"  ·  {len(view.experiments)} decided, {kept} kept"
+        summary += "\n" + noise_label(view.noise_sd, view.noise_dof, view.noise_jitter_only, view.noise_band)
         if summary != self._summary_shown:
             self._summary_shown = summary
             self.summary.update(summary, layout=False)

@@ -22,6 +22,7 @@ from ar_tui.core.decisions import (
     keep_is_solid,
     night_summary,
     parse_min_effect,
+    sequential_boundaries,
     t_quantile,
 )
 from tests.conftest import make_target
@@ -47,8 +48,44 @@ def test_student_t_replaces_k_sd_with_few_samples() -> None:
     assert abs(t_quantile(0.95, 2) - 2.919986) < 1e-5
     assert abs(keep_quantile(0.95, 1, 4) - 2.131847) < 1e-5
     assert abs(t_quantile(0.95, math.inf) - 1.644854) < 1e-5
-    # Four looks at one candidate share the 5%: each is stricter.
-    assert keep_quantile(0.95, 4, 4) > keep_quantile(0.95, 1, 4)
+    # Four looks at one candidate share the 5%: a first look is far stricter than a
+    # single test; the last one may ask less, as futility stops discard most nulls early.
+    assert keep_quantile(0.95, 4, 4, look=1, best_runs=5) > 1.5 * keep_quantile(0.95, 1, 4)
+    assert keep_quantile(0.95, 4, 4, design="bonferroni") > keep_quantile(0.95, 1, 4)
+
+
+def test_sequential_boundaries_are_obrien_fleming_and_fall_look_by_look() -> None:
+    # The textbook two-look O'Brien-Fleming design at one-sided 2.5%, no futility stop.
+    assert sequential_boundaries(0.025, 2, -50.0) == pytest.approx((2.797, 1.977), abs=2e-3)
+    bounds = sequential_boundaries(0.05, 4, 0.75, 8, 7)
+    assert list(bounds) == sorted(bounds, reverse=True)
+    # The last look asks less than Bonferroni's split, which is where the power comes from.
+    assert bounds[-1] < keep_quantile(0.95, 4, 7, design="bonferroni")
+    # Fewer dof or a best of fewer runs: a higher boundary.
+    assert sequential_boundaries(0.05, 4, 0.75, 8, 4)[-1] > bounds[-1]
+    assert sequential_boundaries(0.05, 4, 0.75, 2, 7)[-1] > bounds[-1]
+
+
+def test_the_sequential_design_keeps_five_percent_of_changes_without_effect() -> None:
+    """The whole procedure, simulated: 8 baseline runs, a candidate with no
+    effect run up to 4 times, futility stops, the sd estimated on the
+    baseline's 7 dof. The design's promise: at most 1 - confidence kept."""
+    import numpy as np
+
+    from ar_tui.core.decisions import FUTILITY_SE
+
+    rng = np.random.default_rng(13)
+    samples, m, looks = 40000, 8, 4
+    base = rng.normal(0, 1, (samples, m))
+    best, sd = base.mean(1), base.std(1, ddof=1)
+    cand = rng.normal(0, 1, (samples, looks))
+    going, kept = np.ones(samples, bool), np.zeros(samples, bool)
+    for n in range(1, looks + 1):
+        z = (best - cand[:, :n].mean(1)) / (sd * math.sqrt(1 / m + 1 / n))
+        newly = going & (z >= keep_quantile(0.95, looks, m - 1, look=n, best_runs=m))
+        kept |= newly
+        going &= ~newly & (z > FUTILITY_SE)
+    assert 0.043 < kept.mean() < 0.057  # 5%, and 40,000 draws: +-0.35% at 3 sd
 
 
 def _noise(sd: float, dof: int = 8, centre: float = 10.0) -> NoiseModel:
@@ -66,16 +103,17 @@ def _noise(sd: float, dof: int = 8, centre: float = 10.0) -> NoiseModel:
 def test_decide_keeps_a_clear_gain_reruns_a_close_one_discards_worse() -> None:
     noise = _noise(0.01)
     best = [1.00, 1.00, 1.00]
-    threshold = keep_quantile(0.95, 4, noise.dof) * 0.01 * math.sqrt(1 + 1 / 3)
+    threshold = keep_quantile(0.95, 4, noise.dof, look=1, best_runs=3) * 0.01 * math.sqrt(1 + 1 / 3)
     keep = decide([1.0 - threshold * 1.01], best, noise, "min", metric_name="val_bpb")
     assert keep.action == KEEP and abs(keep.threshold - threshold) < 1e-12
-    assert "95% confidence over 4 looks" in keep.rule and "8 dof" in keep.rule and "mean of 3 runs" in keep.rule
+    assert "95% confidence, look 1 of 4" in keep.rule and "8 dof" in keep.rule and "mean of 3 runs" in keep.rule
     assert decide([1.0 - threshold * 0.99], best, noise, "min").action == RERUN
     assert decide([1.02], best, noise, "min").action == DISCARD
-    # A gain below half a standard error is not worth another run.
+    # A gain below the futility bound (in standard errors) is not worth another run.
     assert decide([1.0 - 0.001], best, noise, "min").action == DISCARD
     # After max_runs the candidate is decided on its mean: still inside the band -> discard.
-    inside = [1.0 - threshold * 0.5] * 4
+    last_threshold = keep_quantile(0.95, 4, noise.dof, look=4, best_runs=4) * 0.01 * math.sqrt(1 / 4 + 1 / 4)
+    inside = [1.0 - last_threshold * 0.9] * 4
     last = decide(inside, best + [1.0], noise, "min", max_runs=4)
     assert last.action == DISCARD and "after mean of 4 runs" in last.rule
     # Direction max mirrors it.
@@ -94,7 +132,29 @@ def test_a_best_that_rests_on_one_run_is_remeasured_when_a_close_challenger_arri
     assert decide([0.98], [1.00, 1.00, 1.00], noise, "min").action == RERUN
     # A challenger that has caught up in runs asks for the best again, up to the cap.
     assert decide([0.995, 0.995, 0.995], [1.00, 1.00], noise, "min").action == REMEASURE_BEST
-    assert decide([0.995, 0.995, 0.995], [1.00, 1.00], noise, "min", max_best_runs=2).action == RERUN
+    assert decide([0.99, 0.99, 0.99], [1.00, 1.00], noise, "min", max_best_runs=2).action == RERUN
+
+
+def test_a_kept_best_without_fresh_runs_is_remeasured_for_a_close_challenger() -> None:
+    noise = _noise(0.01)
+    for seed, value in enumerate((0.97, 0.975, 0.972)):
+        noise.add("lucky", value, seed)
+    noise.mark_kept("lucky")  # three runs, all of them the ones that got it kept
+    close = decide([0.968], noise.runs("lucky"), noise, "min")
+    assert close.action == REMEASURE_BEST
+    noise.add("lucky", 0.99, 9)  # one fresh run: enough against a one-run challenger
+    assert decide([0.968], noise.runs("lucky"), noise, "min").action != REMEASURE_BEST
+
+
+def test_a_candidate_is_judged_on_the_noise_without_its_own_runs() -> None:
+    noise = _noise(0.01)
+    for seed, value in enumerate((0.90, 0.90)):  # a candidate whose two runs agree exactly
+        noise.add("cand", value, seed)
+    assert noise.dof == 9 and noise.sd < 0.01
+    assert noise.estimate_without([0.90, 0.90]) == (pytest.approx(0.01), 8)
+    assert noise.estimate_without([0.5, 0.6]) == (noise.sd, noise.dof)  # not a commit: the full estimate
+    rule = decide(noise.runs("cand"), noise.runs("base"), noise, "min").rule
+    assert "8 dof" in rule and "sd 0.010000" in rule
 
 
 def test_without_repeats_the_strict_rule_applies_and_says_so() -> None:
