@@ -139,6 +139,10 @@ async def headless_run(target: Path, arm: Arm, seed: int, experiments: int, work
            "--run-dir", str(run_dir), "--agent", "offline", "--seed", str(seed), "--unattended",
            "--lookahead", "0", "--baseline-runs", str(baseline_runs), "--max-experiments", str(experiments),
            *arm.flags]
+    if "--strategy" not in arm.flags:
+        # The published search comparisons ran one greedy lineage, the
+        # command line's default then; a rerun must compare the same thing.
+        cmd += ["--strategy", "greedy"]
     if time_budget is not None:
         cmd += ["--time-budget", str(time_budget)]
     output = work / slug / "headless.log"
