@@ -212,8 +212,15 @@ async def veto(base: Path, cluster: LocalCluster) -> dict:
         # Confined, the script and its helper have pids of their own namespace:
         # found on the node by the run's marker instead (the sandbox's own
         # process carries it too).
-        commands = [" ".join(p.cmdline()) for p in marked(trial["marker"])]
-        vetoed["alive_before"] = (any("train.py" in c for c in commands) and any(c == "sleep 600" for c in commands))
+        # (polled: on a loaded machine /proc may lag the line that said so)
+        deadline = time.time() + 10
+        while True:
+            commands = [" ".join(p.cmdline()) for p in marked(trial["marker"])]
+            vetoed["alive_before"] = (any("train.py" in c for c in commands)
+                                      and any(c == "sleep 600" for c in commands))
+            if vetoed["alive_before"] or time.time() > deadline:
+                break
+            time.sleep(0.1)
         vetoed["pids"] = [p.pid for p in marked(trial["marker"])]
         watcher.engine.veto(1)
         return True
@@ -221,7 +228,7 @@ async def veto(base: Path, cluster: LocalCluster) -> dict:
     watcher = Watcher(base / "go", act)
     engine, run_dir = engine_for(base, "veto", watcher, steps=1)
     stopped = await engine.run()
-    still = wait_dead(vetoed["pids"]) if vetoed else []
+    still = wait_dead(vetoed["pids"], 30.0) if vetoed else []
     return {"stopped": stopped.reason, "error": stopped.error, "rows": rows(run_dir), "vetoed": vetoed,
             "alive_after": still}
 
