@@ -105,6 +105,12 @@ def researcher(request: RecordedRequest):
     files = messages[0]["content"][0]["text"]
     line = re.search(rf"^{name} = (.+?)  #", files, re.MULTILINE)
     old = line.group(1)
+    return researcher_turn(messages, situation, name, old, new, view_first)
+
+
+def researcher_turn(messages: list, situation: str, name: str, old: str, new: str, view_first: bool):
+    """The next turn of a scripted researcher changing `name` from `old` to
+    `new`: reason (and view the file first, if asked), edit, then submit."""
     turn = sum(1 for m in messages if m["role"] == "assistant")
     recent = re.findall(r"^\d+\t(\w+)\t", situation, re.MULTILINE)[-3:] or ["only the baseline"]
     thought = REASONING.format(recent=", ".join(recent), name=name, old=old, new=new)

@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from agent_cost import CRASH_TAIL, REASONING, SESSION  # noqa: E402  (the single agent's scripted session)
+from agent_cost import CRASH_TAIL, SESSION, researcher_turn  # noqa: E402  (the single agent's scripted session)
 
 from ar_tui.agents.claude import ClaudeAgent  # noqa: E402
 from ar_tui.agents.team import TeamProposer, parse_team  # noqa: E402
@@ -60,7 +60,6 @@ from tests.fake_messages_api import (  # noqa: E402
     RecordedRequest,
     edit,
     reply,
-    run_experiment,
     text,
     tool_use,
 )
@@ -142,16 +141,7 @@ class Script:
         files = messages[0]["content"][0]["text"]
         situation = "\n".join(b["text"] for b in messages[0]["content"][1:] if b.get("type") == "text")
         name, old, new = self.current(files, situation)
-        turn = sum(1 for m in messages if m["role"] == "assistant")
-        recent = re.findall(r"^\d+\t(\w+)\t", situation, re.MULTILINE)[-3:] or ["only the baseline"]
-        thought = REASONING.format(recent=", ".join(recent), name=name, old=old, new=new)
-        view_first = self.step.view_first
-        if turn == 0 and view_first:
-            return reply(text(thought), edit("view", path="train.py", view_range=[55, 90]))
-        if turn == 0 or (turn == 1 and view_first):
-            return reply(text("Making the change." if turn else thought),
-                         edit("str_replace", path="train.py", old_str=f"{name} = {old}", new_str=f"{name} = {new}"))
-        return reply(run_experiment(f"{name} {old} -> {new}", rationale="the loss flattens early in the budget"))
+        return researcher_turn(messages, situation, name, old, new, self.step.view_first)
 
     def planner(self, request: RecordedRequest):
         if request.tool_results():
