@@ -297,3 +297,33 @@ def test_kill_9_and_resume_proposes_no_repeat(tmp_path):
                                 text=True, check=True).stdout
         configurations.append(tuple(sorted(knob_values(source).items())))
     assert len(configurations) == len(set(configurations)), "a configuration ran twice"
+
+
+def test_a_width_sampled_with_a_new_head_size_is_a_multiple_of_it(tmp_path):
+    # The bundled nanochat script: attention reshapes WIDTH into WIDTH // HEAD_DIM
+    # heads, so a configuration where the head size does not divide the width
+    # crashes. The sampler moves both at once; every configuration it can ask,
+    # on every device part, must still divide.
+    source = (Path(__file__).resolve().parents[2] / "nanochat" / "train.py").read_text()
+    knobs = find_knobs("train.py", source)
+    by_name = {k.name: k for k in knobs}
+    assert len(by_name["WIDTH"].parts) == len(by_name["HEAD_DIM"].parts) == 2  # per_device(cpu, accelerator)
+    from ar_tui.core.config import TargetConfig
+
+    ctx = ProposalContext(exp=1, target=TargetConfig(root=tmp_path), best_metric=2.2, baseline_metric=2.2,
+                          history=[ResultRow(0, "0" * 7, 2.2, "keep", "baseline")])
+    search = OptunaSearch(knobs, ctx, 0, run_dir=tmp_path)
+    width, head = search.dims["WIDTH"], search.dims["HEAD_DIM"]
+    sampler = optuna.samplers.RandomSampler(seed=0)
+    study = optuna.create_study(sampler=sampler)
+    moved_both = 0
+    for _ in range(300):
+        trial = study.ask(search.distributions)
+        params = dict(trial.params)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        point = search._point_from(params)
+        values = search._values(point)
+        moved_both += point["WIDTH"] != by_name["WIDTH"].value and point["HEAD_DIM"] != by_name["HEAD_DIM"].value
+        for w, h in zip(values["WIDTH"], values["HEAD_DIM"]):
+            assert w % h == 0, (params[width.param], params[head.param], values["WIDTH"], values["HEAD_DIM"])
+    assert moved_both > 50  # the case that used to crash was sampled, often

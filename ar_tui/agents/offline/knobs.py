@@ -18,6 +18,7 @@ import io
 import math
 import re
 import tokenize
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 
@@ -460,21 +461,25 @@ def is_model_width(knob: Knob) -> bool:
     return knob.kind is WIDTH and bool(words & _MODEL_WIDTH_WORDS) and not words & (_HEAD_WORDS | {"aspect", "mlp", "ffn", "ratio"})
 
 
-def snap_part(knob: Knob, index: int, value: float, knobs: list[Knob]) -> float | int:
+def snap_part(knob: Knob, index: int, value: float, knobs: list[Knob],
+              moved: Mapping[str, Values] | None = None) -> float | int:
     """Round a proposed value for part `index` of `knob`, keeping the
     divisibility the script already has: a model width that is a multiple of
     the head size stays one, and a head size that divides the width keeps
-    dividing it (attention reshapes the width into heads)."""
+    dividing it (attention reshapes the width into heads). `moved` holds the
+    new values of knobs that change in the same proposal: a width is rounded
+    to a multiple of the head size it will run with, not the one it had."""
     current = knob.parts[index].value
     if knob.kind.integer:
         for other in knobs:
             if other is knob or len(other.parts) != len(knob.parts):
                 continue
-            other_value = other.parts[index].value
-            if is_model_width(knob) and is_head_size(other) and other_value > 0 and current % other_value == 0:
+            other_now = other.parts[index].value
+            other_value = moved[other.name][index] if moved and other.name in moved else other_now
+            if is_model_width(knob) and is_head_size(other) and other_now > 0 and current % other_now == 0:
                 head = int(other_value)
                 return int(max(head, math.floor(value / head + 0.5) * head))
-            if is_head_size(knob) and is_model_width(other) and current > 0 and other_value % current == 0:
+            if is_head_size(knob) and is_model_width(other) and current > 0 and other_now % current == 0:
                 width = int(other_value)
                 divisors = [d for d in range(2, width + 1, 2) if width % d == 0] or [width]
                 return min(divisors, key=lambda d: abs(math.log(d) - math.log(max(value, 1.0))))

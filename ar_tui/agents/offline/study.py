@@ -10,7 +10,7 @@ knob's granularity for widths and batch sizes that are not powers of two.
 
 Asked, and what ran. A sampled value is rounded the way the script writes
 it (three significant digits, a width that stays a multiple of the head
-size). The trial keeps the sampler's own values, because CMA-ES learns only
+size it runs with). The trial keeps the sampler's own values, because CMA-ES learns only
 from trials it asked itself (an enqueued configuration carries none of its
 generation state), and records the rounded configuration that ran as its
 `ran` attribute: the samplers learn within a rounding of the truth, and the
@@ -173,19 +173,20 @@ def dimension_for(knob: Knob, start: float | int) -> Dimension | None:
     return None
 
 
-def _settle(knob: Knob, value: float, knobs: list[Knob]) -> float | int:
-    """A sampled value as the script would write it."""
+def _settle(knob: Knob, value: float, knobs: list[Knob], moved: dict[str, Values]) -> float | int:
+    """A sampled value as the script would write it; `moved` holds the knobs
+    already settled in the same proposal (a width follows its new head size)."""
     kind = knob.kind
     if not kind.integer:
         return kind.snap(value, knob.value)
     value = int(round(value))
     if is_model_width(knob) or is_head_size(knob):
         # Attention reshapes the width into heads: keep the divisibility the script has.
-        return snap_part(knob, 0, value, knobs)
+        return snap_part(knob, 0, value, knobs, moved)
     return value
 
 
-def _parts(knob: Knob, first: float | int, knobs: list[Knob]) -> Values:
+def _parts(knob: Knob, first: float | int, knobs: list[Knob], moved: dict[str, Values]) -> Values:
     """Every part's value when the first moves to `first`: the others take
     the same step in the knob's scale (`per_device(4, 12)`)."""
     kind = knob.kind
@@ -193,7 +194,7 @@ def _parts(knob: Knob, first: float | int, knobs: list[Knob]) -> Values:
         return (first,) + tuple(p.value for p in knob.parts[1:])
     shift = kind.to_u(first) - kind.to_u(knob.value)
     rest = [
-        snap_part(knob, i, kind.from_u(kind.to_u(p.value) + shift), knobs) if kind.movable(p.value) else p.value
+        snap_part(knob, i, kind.from_u(kind.to_u(p.value) + shift), knobs, moved) if kind.movable(p.value) else p.value
         for i, p in enumerate(knob.parts[1:], start=1)
     ]
     return (first, *rest)
@@ -357,10 +358,12 @@ class OptunaSearch:
         """The configuration a sampled trial asks for, rounded as the script
         writes it and kept below every ceiling."""
         point: dict[str, float | int] = {}
-        for name, dim in self.dims.items():
+        moved: dict[str, Values] = {}
+        for name in self._settling_order():
+            dim = self.dims[name]
             knob = self.ledger.by_name[name]
             param = params[dim.param]
-            value = _settle(knob, dim.from_param(param), self.knobs)
+            value = _settle(knob, dim.from_param(param), self.knobs, moved)
             ceiling = self.ledger.ceiling.get(name, math.inf)
             # Down the distribution's own grid (rounding may not move a float
             # at all, so the walk is on the parameter), until under the ceiling.
@@ -369,9 +372,22 @@ class OptunaSearch:
                 if param is None:
                     value = knob.value if key(knob.value) < ceiling else value
                     break
-                value = _settle(knob, dim.from_param(param), self.knobs)
+                value = _settle(knob, dim.from_param(param), self.knobs, moved)
             point[name] = value
-        return point
+            moved[name] = _parts(knob, value, self.knobs, moved)
+        return {name: point[name] for name in self.dims}
+
+    def _settling_order(self) -> list[str]:
+        # Head sizes before widths: attention reshapes the width into heads, so
+        # a width moved together with its head size is rounded to the new one.
+        return sorted(self.dims, key=lambda name: not is_head_size(self.ledger.by_name[name]))
+
+    def _values(self, point: dict[str, float | int]) -> dict[str, Values]:
+        """Every part of every knob of a configuration, settled in the same order as it was asked."""
+        moved: dict[str, Values] = {}
+        for name in self._settling_order():
+            moved[name] = _parts(self.ledger.by_name[name], point[name], self.knobs, moved)
+        return moved
 
     def _fresh(self, point: dict[str, float | int]) -> bool:
         full = dict(self.ledger.current)
@@ -404,12 +420,12 @@ class OptunaSearch:
 
     def _as_plan(self, point: dict[str, float | int], attempt: int) -> Plan:
         moves = []
+        values = self._values(point)
         for name, value in point.items():
             knob = self.ledger.by_name[name]
             if key(value) == key(knob.value):
                 continue
-            moves.append(Move(knob, _parts(knob, value, self.knobs), "optuna",
-                              f"{name} -> {values_text(_parts(knob, value, self.knobs))}"))
+            moves.append(Move(knob, values[name], "optuna", f"{name} -> {values_text(values[name])}"))
         complete = [t for t in self.study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
         sampler = "CMA-ES (from the script's values)" if self.sampler_name == "cmaes" else "TPE"
         reasoning = [
