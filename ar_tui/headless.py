@@ -141,7 +141,7 @@ def describe_status(status: dict[str, Any]) -> str:
         parts.append(f"noise sd {fmt.metric(status['noise_sd'])} ({status.get('noise_dof', 0)} dof)"
                      + (", jitter only: the target ignores AR_SEED" if status.get("noise_jitter_only") else ""))
     if status.get("unconfined"):
-        parts.append(f"WARNING {status['sandbox']}")
+        parts.append(f"WARNING {status.get('unconfined_where') or status['sandbox']}")
     if status.get("capacity") and status.get("live"):
         parts.append(f"WARNING {status['capacity']}")
     slots = status.get("slots") or []

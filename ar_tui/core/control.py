@@ -105,6 +105,9 @@ class RunView:
     noise_jitter_only: bool = False  # the band measures jitter only (the target ignores AR_SEED)
     sandbox: str = ""  # the sandbox in force, as the engine described it ("" in an older run)
     capacity: ev.CapacityChanged | None = None  # a cluster's, once a node has left it
+    # Cluster nodes that run the agent's code with no sandbox (--sandbox auto on
+    # a node that has none), by node id: their sandbox in words.
+    unconfined_nodes: dict[str, str] = field(default_factory=dict)
     rows: list[RowView] = field(default_factory=list)
     experiments_started: int = 0
     current_exp: int | None = None
@@ -249,6 +252,7 @@ class RunView:
         self.agent, self.model = e.agent, e.model
         self.sandbox = e.sandbox
         self.capacity = None  # a new engine: the executor counts its cluster afresh
+        self.unconfined_nodes = {}  # ... and learns its nodes' sandboxes afresh
         self.metric_name, self.direction = e.metric, e.direction
         self.attended, self.veto_window_s = e.attended, e.veto_window_s
         self.budget_usd = e.budget_usd
@@ -381,6 +385,12 @@ class RunView:
     def _on_notice(self, e: ev.Notice) -> None:
         self.last_notice = e
 
+    def _on_node_sandbox(self, e: ev.NodeSandbox) -> None:
+        if e.confined:
+            self.unconfined_nodes.pop(e.node, None)
+        else:
+            self.unconfined_nodes[e.node] = e.sandbox
+
     def _on_capacity(self, e: ev.CapacityChanged) -> None:
         self.capacity = e
 
@@ -404,10 +414,26 @@ class RunView:
         self.gpu_cost_usd = max(self.gpu_cost_usd, e.gpu_cost_usd or 0.0)
 
     @property
-    def unconfined(self) -> bool:
-        """The runs are not sandboxed (none could be had, or the user said off):
-        said loudly wherever a person looks."""
+    def unconfined_here(self) -> bool:
+        """This machine's runs are not sandboxed (none could be had, or the user said off)."""
         return self.sandbox.startswith("sandbox:") and ("NONE" in self.sandbox or ": off" in self.sandbox)
+
+    @property
+    def unconfined(self) -> bool:
+        """Some runs are not sandboxed, here or on a cluster node: said loudly
+        wherever a person looks."""
+        return self.unconfined_here or bool(self.unconfined_nodes)
+
+    @property
+    def unconfined_where(self) -> str:
+        """Where the runs are not sandboxed, in words ("" when they all are)."""
+        if self.unconfined_here:
+            return self.sandbox
+        if self.unconfined_nodes:
+            count = len(self.unconfined_nodes)
+            return f"{count} Ray node{'s' if count > 1 else ''} without a sandbox: " + "; ".join(
+                f"{node[:8]}: {sandbox}" for node, sandbox in sorted(self.unconfined_nodes.items()))
+        return ""
 
     def summary(self) -> dict:
         """The figures `ar-tui status --json` prints."""
@@ -431,6 +457,7 @@ class RunView:
             "noise_jitter_only": self.noise_jitter_only,
             "sandbox": self.sandbox,
             "unconfined": self.unconfined,
+            "unconfined_where": self.unconfined_where,
             "capacity": self.capacity_warning,
             "slots": [
                 {"slot": s.index, "device": s.device, "state": s.state, "exp": s.exp} for s in self.slots

@@ -358,6 +358,18 @@ class CapacityChanged(Event):
 
 
 @dataclass
+class NodeSandbox(Event):
+    """A cluster node's own sandbox, when it differs from this machine's: each
+    node resolves its own, and one without any runs the agent's code unconfined
+    (under --sandbox auto), which is said as loudly as on this machine."""
+
+    kind: ClassVar[str] = "node_sandbox"
+    node: str  # the node's id
+    sandbox: str  # how it confines the runs, in words ("sandbox: NONE, ..." when it does not)
+    confined: bool
+
+
+@dataclass
 class RunStopped(Event):
     kind: ClassVar[str] = "run_stopped"
     reason: str

@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Protocol
 
 if TYPE_CHECKING:
-    from ar_tui.core.executors.plan import OnCapacity, OnEvaluating, OnNotice, TrialPlan, TrialSteps
+    from ar_tui.core.executors.plan import (OnCapacity, OnEvaluating, OnNodeSandbox, OnNotice, TrialPlan,
+                                            TrialSteps)
 
 from ar_tui.core.sandbox import Sandbox, SandboxPolicy
 
@@ -83,7 +84,8 @@ class Executor(Protocol):
     async def run_trial(self, plan: "TrialPlan", on_line: OnLine, stop: asyncio.Event,
                         on_evaluating: "OnEvaluating | None" = None,
                         on_notice: "OnNotice | None" = None,
-                        on_capacity: "OnCapacity | None" = None) -> "TrialSteps":
+                        on_capacity: "OnCapacity | None" = None,
+                        on_node_sandbox: "OnNodeSandbox | None" = None) -> "TrialSteps":
         """Run a trial's steps (training, protected-file check, evaluator) on
         one machine and return their results; see `executors.plan`."""
         ...
@@ -177,8 +179,10 @@ class LocalExecutor:
     async def run_trial(self, plan: "TrialPlan", on_line: OnLine, stop: asyncio.Event,
                         on_evaluating: "OnEvaluating | None" = None,
                         on_notice: "OnNotice | None" = None,
-                        on_capacity: "OnCapacity | None" = None) -> "TrialSteps":
-        # This machine's slots never leave the pool: on_capacity is for a cluster's.
+                        on_capacity: "OnCapacity | None" = None,
+                        on_node_sandbox: "OnNodeSandbox | None" = None) -> "TrialSteps":
+        # This machine's slots never leave the pool and its sandbox is the
+        # engine's own: on_capacity and on_node_sandbox are for a cluster's.
         from ar_tui.core.executors.plan import run_trial_steps
 
         return await run_trial_steps(self, plan, on_line, stop, on_evaluating)

@@ -71,7 +71,9 @@ class StatusLine(Static):
         if trend:
             line.append(f" {trend}", style="bold cyan")
         if view.unconfined:
-            line.append(" · NOT SANDBOXED", style="bold red reverse")
+            nodes = len(view.unconfined_nodes)
+            where = "" if view.unconfined_here else f" ON {nodes} RAY NODE{'S' if nodes > 1 else ''}"
+            line.append(f" · NOT SANDBOXED{where}", style="bold red reverse")
         if view.capacity_warning and view.live:
             line.append(f" · {view.capacity_warning}", style="bold yellow")
         if view.stopped is not None:

@@ -37,7 +37,7 @@ from ar_tui.agents.offline.knobs import (
 from ar_tui.agents.offline.study import JOURNAL_FILE, OptunaSearch, dimension_for
 from ar_tui.core.ledger import read_results
 from ar_tui.core.proposer import ProposalContext, ResultRow
-from tests.agents.test_offline import BOWL, drive, knob_values, make_target, run_in_process
+from tests.agents.test_offline import drive, knob_values, make_target, run_in_process
 
 ALL_KINDS = """
 MATRIX_LR = 0.04  # learning rate

@@ -53,3 +53,47 @@ async def test_the_apps_status_line_says_a_slot_is_out_of_the_pool() -> None:
         await until(pilot, lambda: line._shown is not None and "out of the pool" in line._shown.plain,
                     what="the status line to say that a slot is out of the pool")
         assert "1 slot out of the pool (the cluster has 1 of 2 GPUs)" in line._shown.plain
+
+
+NO_SANDBOX = "sandbox: NONE, runs are not confined (no backend works here: bwrap not found)"
+
+
+def test_a_node_without_a_sandbox_makes_the_run_unconfined_until_it_has_one() -> None:
+    view = view_of(2)
+    view.apply(ev.RunStarted(tag="t", target="/t", run_dir="/r", agent="offline", model=None, metric="val_bpb",
+                             direction="min", attended=False, veto_window_s=0, slots=["ray:gpu"] * 2, lookahead=1,
+                             resumed=False, sandbox="sandbox: bubblewrap, network off"))
+    assert not view.unconfined and view.unconfined_where == ""
+    # A node with a weaker sandbox than this machine's is still confined.
+    view.apply(ev.NodeSandbox(node="a" * 40, sandbox="sandbox: landlock, network off", confined=True))
+    assert not view.unconfined
+    view.apply(ev.NodeSandbox(node="b" * 40, sandbox=NO_SANDBOX, confined=False))
+    assert view.unconfined and not view.unconfined_here
+    assert view.unconfined_where == f"1 Ray node without a sandbox: bbbbbbbb: {NO_SANDBOX}"
+    line = describe_status({**view.summary(), "live": True})
+    assert f"WARNING 1 Ray node without a sandbox: bbbbbbbb: {NO_SANDBOX}" in line
+    # The node gets a sandbox (bubblewrap installed, its worker restarted): said once it runs a trial.
+    view.apply(ev.NodeSandbox(node="b" * 40, sandbox="sandbox: bubblewrap, network off", confined=True))
+    assert not view.unconfined and "WARNING" not in describe_status({**view.summary(), "live": True})
+    # A new engine learns its nodes afresh.
+    view.apply(ev.NodeSandbox(node="c" * 40, sandbox=NO_SANDBOX, confined=False))
+    view.apply(ev.RunStarted(tag="t", target="/t", run_dir="/r", agent="offline", model=None, metric="val_bpb",
+                             direction="min", attended=False, veto_window_s=0, slots=["ray:gpu"] * 2, lookahead=1,
+                             resumed=True, sandbox="sandbox: bubblewrap, network off"))
+    assert not view.unconfined
+
+
+async def test_the_apps_status_line_says_a_node_runs_unconfined() -> None:
+    from ar_tui.ui.app import ArTuiApp
+    from ar_tui.ui.status_line import StatusLine
+    from tests.ui.helpers import until
+    from tests.ui.scripted_handle import T0, ScriptedHandle, session_events
+
+    bare = ev.NodeSandbox(node="d" * 40, sandbox=NO_SANDBOX, confined=False, ts=T0 + 300)
+    app = ArTuiApp(ScriptedHandle(), replay=[*session_events(slots=2), bare], clock=lambda: T0 + 330,
+                   machine_sampler=lambda: [])
+    async with app.run_test(size=(200, 40)) as pilot:
+        line = app.query_one(StatusLine)
+        await until(pilot, lambda: line._shown is not None and "NOT SANDBOXED" in line._shown.plain,
+                    what="the status line to say that a node runs the code unconfined")
+        assert "NOT SANDBOXED ON 1 RAY NODE" in line._shown.plain

@@ -166,7 +166,9 @@ class Trial:
                                                                 exp=cand.exp)),
                 on_notice=lambda level, message: self.emit(ev.Notice(level=level, message=message)),
                 on_capacity=lambda available, total, unit: self.emit(
-                    ev.CapacityChanged(available=available, total=total, unit=unit)))
+                    ev.CapacityChanged(available=available, total=total, unit=unit)),
+                on_node_sandbox=lambda node, sandbox, confined: self.emit(
+                    ev.NodeSandbox(node=node, sandbox=sandbox, confined=confined)))
         except BaseException:
             scratch.remove()
             raise

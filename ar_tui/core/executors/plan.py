@@ -27,6 +27,7 @@ OnEvaluating = Callable[[], None]
 OnNotice = Callable[[str, str], None]  # (level, message)
 # (available, total, unit): the cluster's GPUs (or CPUs) for the slots, now and at the start.
 OnCapacity = Callable[[int, int, str], None]
+OnNodeSandbox = Callable[[str, str, bool], None]  # node, its sandbox in words, whether it confines
 EVALUATE_LINE_PREFIX = "[evaluate] "
 
 
@@ -107,11 +108,12 @@ async def run_trial_steps(executor: Executor, plan: TrialPlan, on_line: OnLine, 
 
 async def execute_plan(executor: Executor, plan: TrialPlan, on_line: OnLine, stop: asyncio.Event,
                        on_evaluating: OnEvaluating | None = None, on_notice: OnNotice | None = None,
-                       on_capacity: OnCapacity | None = None) -> TrialSteps:
+                       on_capacity: OnCapacity | None = None,
+                       on_node_sandbox: OnNodeSandbox | None = None) -> TrialSteps:
     """Hand the plan to the executor; one that only knows `run` (its runs
     share this machine's files) has the steps run here, one by one."""
     run_trial = getattr(executor, "run_trial", None)
     if run_trial is None:
         return await run_trial_steps(executor, plan, on_line, stop, on_evaluating)
     return await run_trial(plan, on_line, stop, on_evaluating=on_evaluating, on_notice=on_notice,
-                           on_capacity=on_capacity)
+                           on_capacity=on_capacity, on_node_sandbox=on_node_sandbox)

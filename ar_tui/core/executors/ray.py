@@ -39,7 +39,7 @@ from typing import Any
 import ar_tui
 from ar_tui.core.errors import UserError
 from ar_tui.core.executors.plan import (
-    EVALUATE_LINE_PREFIX, OnCapacity, OnEvaluating, OnNotice, TrialPlan, TrialSteps,
+    EVALUATE_LINE_PREFIX, OnCapacity, OnEvaluating, OnNodeSandbox, OnNotice, TrialPlan, TrialSteps,
 )
 from ar_tui.core.executors.ray_node import STOP_WAIT_S, one_line, end_orphans_on_node, node_trial, run_key
 from ar_tui.core.runner import TAIL_LINES, LocalExecutor, OnLine, RunResult, RunSpec
@@ -227,7 +227,8 @@ class RayExecutor:
 
     async def run_trial(self, plan: TrialPlan, on_line: OnLine, stop: asyncio.Event,
                         on_evaluating: OnEvaluating | None = None, on_notice: OnNotice | None = None,
-                        on_capacity: OnCapacity | None = None) -> TrialSteps:
+                        on_capacity: OnCapacity | None = None,
+                        on_node_sandbox: OnNodeSandbox | None = None) -> TrialSteps:
         # The first trial runs after the engine has claimed the run dir; every
         # trial waits for the sweep, which would otherwise take it for an orphan.
         async with self._setup_lock:
@@ -249,13 +250,18 @@ class RayExecutor:
 
         def on_node(node: str, sandbox: str) -> None:
             # Each node resolves its own sandbox; one that differs from the
-            # engine's (none there, or a weaker one) is said once per node.
-            if self._node_sandboxes.get(node) != sandbox:
-                self._node_sandboxes[node] = sandbox
-                if sandbox != plan.confinement.described:
-                    confined = sandbox.startswith("sandbox: ") and "not confined" not in sandbox
-                    notify("info" if confined else "warning",
-                           f"Ray node {node[:8]}: {sandbox} (this machine: {plan.confinement.described})")
+            # engine's (none there, or a weaker one) is said once per node,
+            # and any change of it (a node that gained one) is reported.
+            earlier = self._node_sandboxes.get(node)
+            if earlier == sandbox:
+                return
+            self._node_sandboxes[node] = sandbox
+            confined = sandbox.startswith("sandbox: ") and "not confined" not in sandbox
+            if sandbox != plan.confinement.described:
+                notify("info" if confined else "warning",
+                       f"Ray node {node[:8]}: {sandbox} (this machine: {plan.confinement.described})")
+            if on_node_sandbox is not None and (earlier is not None or sandbox != plan.confinement.described):
+                on_node_sandbox(node, sandbox, confined)
 
         for loss in range(MAX_NODE_LOSSES + 1):
             outcome = await self._one_attempt(task, remote_plan, code, on_line, stop, on_evaluating, on_node, started)
