@@ -323,6 +323,18 @@ def test_values_keep_the_scripts_style():
     assert parse_value("2**19") == 2**19 and parse_value("3e-4") == 3e-4 and parse_value("10_000") == 10000
 
 
+def test_a_multiple_that_reaches_one_stays_a_whole_number():
+    # nanochat's MLP_RATIO = 4 taken down to 1 by a keep: read again, it is
+    # still a width multiple (whole numbers), not a fraction in [0, 1]; as a
+    # fraction, every later proposal wrote a float into nn.Linear's size.
+    comment = "  # hidden width of the MLP, in multiples of WIDTH\n"
+    kinds = {value: find_knobs("train.py", f"MLP_RATIO = {value}{comment}")[0].kind
+             for value in ("4", "1", "1.0", "0.5")}
+    assert kinds["4"] is kinds["1"] and kinds["1"].integer
+    assert not kinds["1.0"].integer and not kinds["0.5"].integer  # written as fractions, read as fractions
+    assert find_knobs("train.py", "DROPOUT = 0  # dropout\n")[0].kind.label == "ratio / fraction"
+
+
 def test_width_stays_a_multiple_of_the_head_size_and_head_size_divides_width():
     source = "WIDTH = 192  # residual width\nHEAD_DIM = 48  # per head\n"
     knobs = {k.name: k for k in find_knobs("train.py", source)}

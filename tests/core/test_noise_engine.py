@@ -173,3 +173,32 @@ async def test_resume_keeps_the_noise_state(tmp_path: Path) -> None:
     assert second.state.noise.dof >= dof_before
     # The baseline is not run again on resume.
     assert sum(1 for e in read_events(run_dir / "events.jsonl") if isinstance(e, ev.BaselineReady) and e.runs) == 1
+
+
+async def test_the_sequential_design_is_solved_off_the_event_loop(tmp_path: Path, monkeypatch) -> None:
+    # Each boundary is a numerical solve (scipy, 0.1 to 0.5 s): on the event
+    # loop it would freeze the app at every decision. Every solve the engine
+    # needs is done in a worker thread; the loop only finds them cached.
+    import functools
+    import threading
+
+    from ar_tui.core import decisions as decision_rules
+
+    loop_thread = threading.get_ident()
+    solved_in: list[tuple[tuple, bool]] = []
+    original = decision_rules.sequential_boundaries.__wrapped__
+
+    @functools.lru_cache(maxsize=512)
+    def recording(*args, **kwargs):
+        solved_in.append((args, threading.get_ident() == loop_thread))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(decision_rules, "sequential_boundaries", recording)
+    target = make_target(tmp_path / "target", train=seeded_train())
+    run_dir = tmp_path / "run"
+    engine = Engine(options(target, run_dir, baseline_runs=3, max_experiments=4, max_runs=3),
+                    ScriptedProposer(null_steps(4)))
+    await engine.run()
+    assert len(decisions(run_dir)) >= 5  # the baseline and four experiments were judged
+    assert solved_in, "the engine judged with the sequential design"
+    assert not [args for args, on_loop in solved_in if on_loop], "a boundary was solved on the event loop"

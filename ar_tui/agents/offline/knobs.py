@@ -189,7 +189,10 @@ def classify(name: str, value: float | int) -> Kind | None:
     if words & _NOT_HYPERPARAMETERS and not (schedule or batching):
         return None
     is_int = isinstance(value, int)
-    if words & _FRACTION_WORDS and 0 <= value <= 1:
+    # A whole-number 1 is a multiple (MLP_RATIO = 1 after a keep took 4 down
+    # to it), not a fraction: a fraction of one is written 1.0. Otherwise the
+    # knob's kind, and the values it may take, would flip with its value.
+    if words & _FRACTION_WORDS and 0 <= value <= 1 and not (is_int and value == 1):
         return FRACTION
     if any(word.startswith(("beta", "momentum")) for word in words) and 0 < value < 1:
         return BETA

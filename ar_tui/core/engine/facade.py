@@ -23,7 +23,7 @@ from typing import AsyncContextManager, Callable, Iterable
 from ar_tui.core import events as ev
 from ar_tui.core.config import ConfigError, TargetConfig, load_target, validate_files
 from ar_tui.core.control import Observer
-from ar_tui.core.decisions import NoiseModel, night_summary
+from ar_tui.core.decisions import NoiseModel, keep_quantile, night_summary
 from ar_tui.core.evidence import read_evidence
 from ar_tui.core.engine.accounting import Accounting
 from ar_tui.core.engine.parts import Candidate, EngineOptions, Slot
@@ -111,6 +111,30 @@ class Engine:
                 print(f"ar-tui: an observer failed on {event.kind}: {exc!r}", file=sys.stderr)
         if failure is not None:
             raise failure
+
+    def band_looks(self, *best_runs: int) -> list[tuple[int, int, int]]:
+        """The (dof, look, best runs) the noise band needs for a best of each
+        of `best_runs` runs (the current best's when none is given)."""
+        noise = self.state.noise
+        if noise.sd is None:
+            return []
+        counts = best_runs or (len(noise.runs(self.state.best_commit)),)
+        return [(noise.dof, 1, max(1, count)) for count in counts]
+
+    async def solve_design_ahead(self, looks: list[tuple[int, int, int]]) -> None:
+        """Solve the sequential design's boundaries for these (dof, look, best
+        runs) in a thread: each is a numerical solve (0.1 to 0.5 s, and scipy's
+        import the first time) that would otherwise stall the event loop, and
+        the app with it. The decision or the band then finds them cached (one
+        not foreseen is solved where it is needed, as before)."""
+        judging = self.judging
+
+        def solve() -> None:
+            for dof, look, best_runs in looks:
+                keep_quantile(judging.confidence, judging.max_runs, dof, look=look, best_runs=best_runs)
+
+        if looks:
+            await asyncio.to_thread(solve)
 
     def emit_noise(self) -> None:
         noise, opts = self.state.noise, self.options
@@ -386,6 +410,7 @@ class Engine:
         if self.state.best_metric is not None:
             self.emit(ev.BaselineReady(metric=self.state.baseline_metric or self.state.best_metric,
                                        commit=self.state.best_commit))
+            await self.solve_design_ahead(self.band_looks())
             self.emit_noise()
         scheduler = self.scheduler
         tasks: list[asyncio.Task] = []

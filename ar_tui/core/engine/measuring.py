@@ -66,6 +66,7 @@ class Measuring:
         state.baseline_metric = mean
         await self.decide(cand, ev.STATUS_KEEP, mean, f"baseline, mean of {len(metrics)} run(s)")
         self.emit(ev.BaselineReady(metric=mean, commit=state.best_commit, runs=metrics))
+        await engine.solve_design_ahead(engine.band_looks())
         engine.emit_noise()
 
     async def confirm_best(self) -> None:
@@ -95,6 +96,7 @@ class Measuring:
                 return
             noise.add(best, outcome.metric, outcome.seed)
             state.best_metric = state.metric_of[best] = mean(noise.runs(best))
+            await engine.solve_design_ahead(engine.band_looks())
             engine.emit_noise()
             engine.save_state()
 
@@ -131,6 +133,7 @@ class Measuring:
                 node = state.nodes[cand.exp]
                 self.emit(ev.Remeasured(exp=cand.exp, metric=outcome.metric, estimate=estimate, runs=len(node.runs),
                                         reason="a node about to be built on again"))
+                await engine.solve_design_ahead(engine.band_looks())
                 engine.emit_noise()
             else:
                 state.remeasuring.discard(cand.exp)

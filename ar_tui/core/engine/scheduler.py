@@ -406,6 +406,7 @@ class Scheduler(Measuring):
             assert cand.commit is not None
             cand.runs.append(outcome.metric)
             state.noise.add(cand.commit, outcome.metric, outcome.seed)
+        await self._solve_design_ahead(cand)
         async with self._decide_lock:
             verdict = engine.strategy.decide(state, cand, engine.judging)
             if verdict.action == KEEP and verdict.rebase and not await self._rebase(slot, cand):
@@ -417,6 +418,16 @@ class Scheduler(Measuring):
                 self._rerun(cand, verdict.rule, fresh=verdict.action == REAPPLY)
             else:
                 raise ValueError(f"strategy {engine.strategy.name} gave an unknown verdict {verdict.action!r}")
+
+    async def _solve_design_ahead(self, cand: Candidate) -> None:
+        """The boundaries that judging this candidate against the best, and
+        the noise band after it (with this best, or with the candidate as the
+        new one), will look up: solved in a thread (see Engine.solve_design_ahead)."""
+        noise = self.state.noise
+        best_runs = max(1, len(noise.runs(self.state.best_commit)))
+        sd, dof = noise.estimate_without(list(cand.runs))
+        looks = [(dof, len(cand.runs), best_runs)] if sd is not None else []
+        await self.engine.solve_design_ahead(looks + self.engine.band_looks(best_runs, len(cand.runs)))
 
     async def _rebase(self, slot: Slot, cand: Candidate) -> bool:
         base = self.engine.strategy.base_for_run(self.state, cand)
