@@ -39,21 +39,27 @@ def test_capacity_back_clears_it_and_a_new_engine_starts_afresh() -> None:
     assert view.capacity_warning == "" and view.summary()["capacity"] == ""
 
 
-async def test_the_apps_status_line_says_a_slot_is_out_of_the_pool() -> None:
+async def status_line_after(event: ev.Event, expected: str) -> str:
+    """The app's status line once it shows `expected`, with `event` replayed after a session."""
     from ar_tui.ui.app import ArTuiApp
     from ar_tui.ui.status_line import StatusLine
     from tests.ui.helpers import until
     from tests.ui.scripted_handle import T0, ScriptedHandle, session_events
 
-    lost = ev.CapacityChanged(available=1, total=2, ts=T0 + 300)
-    app = ArTuiApp(ScriptedHandle(), replay=[*session_events(slots=2), lost], clock=lambda: T0 + 330,
+    app = ArTuiApp(ScriptedHandle(), replay=[*session_events(slots=2), event], clock=lambda: T0 + 330,
                    machine_sampler=lambda: [])
     async with app.run_test(size=(200, 40)) as pilot:
         line = app.query_one(StatusLine)
-        await until(pilot, lambda: line._shown is not None and "out of the pool" in line._shown.plain,
-                    what="the status line to say that a slot is out of the pool")
-        assert "1 slot out of the pool (the cluster has 1 of 2 GPUs)" in line._shown.plain
+        await until(pilot, lambda: line._shown is not None and expected in line._shown.plain,
+                    what=f"the status line to say {expected!r}")
+        return line._shown.plain
 
+
+async def test_the_apps_status_line_says_a_slot_is_out_of_the_pool() -> None:
+    from tests.ui.scripted_handle import T0
+
+    lost = ev.CapacityChanged(available=1, total=2, ts=T0 + 300)
+    assert "1 slot out of the pool (the cluster has 1 of 2 GPUs)" in await status_line_after(lost, "out of the pool")
 
 NO_SANDBOX = "sandbox: NONE, runs are not confined (no backend works here: bwrap not found)"
 
@@ -84,16 +90,7 @@ def test_a_node_without_a_sandbox_makes_the_run_unconfined_until_it_has_one() ->
 
 
 async def test_the_apps_status_line_says_a_node_runs_unconfined() -> None:
-    from ar_tui.ui.app import ArTuiApp
-    from ar_tui.ui.status_line import StatusLine
-    from tests.ui.helpers import until
-    from tests.ui.scripted_handle import T0, ScriptedHandle, session_events
+    from tests.ui.scripted_handle import T0
 
     bare = ev.NodeSandbox(node="d" * 40, sandbox=NO_SANDBOX, confined=False, ts=T0 + 300)
-    app = ArTuiApp(ScriptedHandle(), replay=[*session_events(slots=2), bare], clock=lambda: T0 + 330,
-                   machine_sampler=lambda: [])
-    async with app.run_test(size=(200, 40)) as pilot:
-        line = app.query_one(StatusLine)
-        await until(pilot, lambda: line._shown is not None and "NOT SANDBOXED" in line._shown.plain,
-                    what="the status line to say that a node runs the code unconfined")
-        assert "NOT SANDBOXED ON 1 RAY NODE" in line._shown.plain
+    assert "NOT SANDBOXED ON 1 RAY NODE" in await status_line_after(bare, "NOT SANDBOXED")
