@@ -14,7 +14,6 @@ import signal
 import socket
 import stat
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from ar_tui.core.server import MAX_REQUEST_BYTES, SOCKET_NAME, control_service
 from ar_tui.ui.attached_app import AttachedApp
 from ar_tui.ui.confirm_screen import ConfirmScreen
 from tests.conftest import ar_tui_command, make_target
+from tests.polling import wait_for
 
 # The baseline (the file as committed) is quick; every experiment changes a
 # constant and then "trains" for DETACH_SLEEP seconds, printing progress, so
@@ -73,19 +73,6 @@ async def status(run_dir: Path) -> dict:
     code, out, err = await cli("status", run_dir, "--json")
     assert code == 0, err
     return json.loads(out)
-
-
-async def wait_for(predicate, timeout: float = 60.0, what: str = "", interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 def rows(run_dir: Path) -> list:

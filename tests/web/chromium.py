@@ -22,6 +22,8 @@ from typing import Any, Callable
 import aiohttp
 from PIL import Image
 
+from tests.polling import wait_for
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
@@ -125,16 +127,7 @@ class Browser:
 
     async def until(self, predicate: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
         """Poll a (possibly async) predicate until it is true."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if asyncio.iscoroutine(value):
-                value = await value
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            await asyncio.sleep(0.1)
+        return await wait_for(predicate, timeout, what, interval=0.1)
 
     async def focus_terminal(self) -> None:
         """Give the terminal the keyboard, as a click into it would: xterm.js
