@@ -125,7 +125,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampler", choices=["tpe", "cmaes"], help="the Optuna search's sampler (default: tpe)")
     parser.add_argument("--sandbox", choices=["auto", "require", "off"],
                         help="confine each run (default auto: the best sandbox here, or none, said loudly)")
-    parser.add_argument("--team", help="a research team (implies --agent team): planner=MODEL,worker=MODEL[@URL],"
+    parser.add_argument("--team", help="a research team (implies --agent team; with --agent hybrid, the "
+                                       "team proposes the structure): planner=MODEL,worker=MODEL[@URL],"
                                        "...,reviewer=MODEL (default: autoresearch.toml's [team])")
     parser.add_argument("--plan-every", type=_positive_int, help="the team's planner runs every N decided experiments (8)")
     parser.add_argument("--web-search", action="store_true", default=None,
@@ -247,8 +248,8 @@ def resolve_run(args: argparse.Namespace):
     options = run_options.merge(stored, given_options(args), binding=paths.has_records(), where=f"run {run_dir}")
     if options.tag is None:
         options.tag = _today_tag()
-    if options.extra.get("team") and options.agent not in (None, "team"):
-        raise UserError(f"--team is a team of models: it does not go with --agent {options.agent}")
+    if options.extra.get("team") and options.agent not in (None, "team", "hybrid"):
+        raise UserError(f"--team is a team of models: it goes with --agent team or hybrid, not --agent {options.agent}")
     if options.agent is None:
         options.agent = "team" if options.extra.get("team") else "claude" if os.environ.get("ANTHROPIC_API_KEY") else "offline"
     if options.model is None:

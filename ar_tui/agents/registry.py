@@ -45,7 +45,9 @@ def _claude(settings: ProposerSettings) -> Proposer:
 def _hybrid(settings: ProposerSettings) -> Proposer:
     from ar_tui.agents.hybrid import HybridProposer
 
-    return HybridProposer(_claude(settings), _offline(settings))
+    # Structure from Claude, or from the team when --team names one.
+    structural = _team(settings) if settings.extra.get("team") else _claude(settings)
+    return HybridProposer(structural, _offline(settings))
 
 
 def _team(settings: ProposerSettings) -> Proposer:

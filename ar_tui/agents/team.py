@@ -235,6 +235,7 @@ class TeamProposer:
         self.memory.assign(ctx.exp, str(member), hypothesis, float(call.cost))
         self._raise_if_planner_stopped(emit)
         proposal.cost_usd = float(call.cost + (review_call.cost if review_call else 0))
+        proposal.proposer = f"{member.role}={member.model}"  # the ledger's proposer column: the role and its model
         return proposal
 
     async def aclose(self) -> None:

@@ -65,7 +65,7 @@ def test_a_team_with_the_offline_agent_is_refused(tmp_path: Path):
         env=dict(os.environ, ANTHROPIC_API_KEY=KEY), capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 2
-    assert "does not go with --agent offline" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert "not --agent offline" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
 def test_the_team_flags_are_stored_and_a_bare_resume_runs_the_same_team(tmp_path: Path):
@@ -92,3 +92,35 @@ def test_the_team_flags_are_stored_and_a_bare_resume_runs_the_same_team(tmp_path
         assert again.returncode == 0, again.stdout + again.stderr
         assert "set LR = 0.3" in (run_dir / "results.tsv").read_text()
         assert api.requests_for(WORKER)[-1].text().count("lower LR to 0.3") >= 1
+
+
+def test_hybrid_with_a_team_has_the_team_propose_the_structure_and_the_sampler_the_knobs(tmp_path: Path):
+    """`--agent hybrid --team ...`: the bandit splits the experiments between the
+    offline search and the team (planner, worker, reviewer, each its own model
+    on the local Messages API server); the ledger names who proposed each."""
+    from ar_tui.core.ledger import read_results
+
+    target = make_target(tmp_path / "target")
+    run_dir = tmp_path / "run"
+    team = f"planner={PLANNER},worker={WORKER},reviewer={REVIEWER}"
+    with FakeMessagesAPI() as api:
+        answer_roles(api)
+        env = dict(os.environ, ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=api.base_url, TINY_SLEEP="0.05",
+                   PYTHONWARNINGS="ignore::DeprecationWarning")
+        done = subprocess.run(
+            [sys.executable, "-m", "ar_tui.cli", "run", "--headless", "--target", str(target), "--run-dir",
+             str(run_dir), "--tag", "t", "--agent", "hybrid", "--team", team, "--offline-search", "classic",
+             "--unattended", "--lookahead", "0", "--baseline-runs", "1", "--max-experiments", "4"],
+            env=env, capture_output=True, text=True, timeout=240,
+        )
+        models = {r.json["model"] for r in api.requests}
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert models == {PLANNER, WORKER, REVIEWER}  # the team, not a lone Claude, proposed the structure
+    rows = read_results(run_dir / "results.tsv")[1]
+    proposers = [row.proposer for row in rows[1:]]
+    assert len(proposers) == 4 and set(proposers) == {"offline", f"worker={WORKER}"}
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert events[0]["kind"] == "run_started" and events[0]["agent"] == "hybrid"
+    said = "".join(e.get("text", "") for e in events if e["kind"] == "agent_text")
+    assert "goes to the team (structure)" in said and "goes to the knob sampler" in said
+    assert "lower LR to 0.4" in (run_dir / "notes.md").read_text()  # the planner's agenda, kept as for --agent team
