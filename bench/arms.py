@@ -115,9 +115,11 @@ def child_env() -> dict[str, str]:
 
 async def headless_run(target: Path, arm: Arm, seed: int, experiments: int, work: Path, *,
                        time_budget: float | None = None, baseline_runs: int = 1,
-                       direction: Direction | None = None, log: Callable[[str], None] | None = None) -> Curve:
+                       direction: Direction | None = None, log: Callable[[str], None] | None = None,
+                       env: dict[str, str] | None = None) -> Curve:
     """One `ar-tui run --headless --agent offline --seed SEED` with the arm's
-    flags, on a fresh copy of `target` under `work`; its best-so-far curve."""
+    flags (an `--agent` among them wins), on a fresh copy of `target` under
+    `work`, with `env` added to the child's environment; its best-so-far curve."""
     slug = f"{arm.name.replace(':', '-').replace(' ', '-')}-{seed}"
     # A finished run kept from an earlier invocation (`--keep DIR`) is read,
     # not rerun, so an interrupted benchmark costs only its unfinished runs.
@@ -148,7 +150,7 @@ async def headless_run(target: Path, arm: Arm, seed: int, experiments: int, work
     output = work / slug / "headless.log"
     began = time.monotonic()
     with output.open("wb") as sink:
-        process = await asyncio.create_subprocess_exec(*cmd, cwd=REPO, env=child_env(), stdout=sink,
+        process = await asyncio.create_subprocess_exec(*cmd, cwd=REPO, env={**child_env(), **(env or {})}, stdout=sink,
                                                        stderr=asyncio.subprocess.STDOUT)
         code = await process.wait()
     if code != 0:

@@ -97,6 +97,12 @@ class HybridProposer:
         proposal.proposer = proposal.proposer or self.structural.name
         return proposal
 
+    async def aclose(self) -> None:
+        for side in (self.structural, self.sampler):
+            close = getattr(side, "aclose", None)
+            if close is not None:
+                await close()
+
     def _side(self, arm: str) -> str:
         return "knob sampler" if arm == SAMPLER else f"{self.structural.name} (structure)"
 

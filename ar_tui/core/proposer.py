@@ -135,3 +135,6 @@ class Proposer(Protocol):
         """Edit `workspace` and describe the change. Raises ProposalFailed or
         ProposerStopped. Must return only after every edit is on disk."""
         ...
+
+    # Optional: `async def aclose(self) -> None`, which the engine awaits when
+    # the run ends, for a proposer that holds tasks or connections of its own.

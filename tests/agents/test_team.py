@@ -94,10 +94,7 @@ async def run_engine(target: Path, run_dir: Path, team: TeamProposer, **kw) -> t
     engine = Engine(options, team)
     seen: list[ev.Event] = []
     engine.subscribe(seen.append)
-    try:
-        stopped = await engine.run()
-    finally:
-        await team.aclose()
+    stopped = await engine.run()  # which ends the team's own tasks (its aclose) with the run
     return stopped, seen
 
 
@@ -268,6 +265,7 @@ async def test_a_planner_outage_does_not_stop_the_workers_using_the_current_agen
         stopped, events = await run_engine(target, run_dir, team, max_experiments=3)
     assert not stopped.error, stopped.reason
     assert [e.description for e in started(events)] == ["set LR = 0.3", "set LR = 0.2"]
+    assert team._plan_task is None  # the planner, still waiting out the outage, ended with the run
     waits = [e for e in events if isinstance(e, ev.ApiWaiting)]
     assert waits and {e.role for e in waits} == {"planner"}
     assert "## Your hypothesis\nlower LR to 0.2" in api.requests_for(WORKER)[-1].text()

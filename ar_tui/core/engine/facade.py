@@ -375,7 +375,14 @@ class Engine:
                     await services.enter_async_context(_guarded(self, service(self)))
                 except Exception as exc:
                     self.emit(ev.Notice(level="warning", message=f"a service did not start: {exc}"))
-            stopped = await self._run_opened()
+            try:
+                stopped = await self._run_opened()
+            finally:
+                # A proposer may hold tasks of its own (the team's planner
+                # waiting out an outage): they end with the run, not the process.
+                close = getattr(self.proposer, "aclose", None)
+                if close is not None:
+                    await close()
         self._close()
         return stopped
 
