@@ -21,8 +21,9 @@ sampler) a real `ar-tui run --headless --agent hybrid` (bench/arms.py) with
 the server standing in for the API. The scripted Claude reads train.py with
 the editor tool and makes real structural changes from a fixed list (a
 cosine schedule, a persistence forecast, weight averaging, gradient
-clipping, warm-up, input jitter), the next one that applies to the file as
-it is; whether each helps is what training says. Once every idea is in the
+clipping, warm-up, input jitter): the first it has not tried that applies
+to the file as it is, else a tried one again on the newer best; whether
+each helps is what training says. Once every idea is in the
 file it has none left and says so with a comment-only change.
 """
 
@@ -103,22 +104,24 @@ def _result_text(result: dict) -> str:
 
 
 def forecast_claude(request):
-    """Read train.py; make the next structural idea that applies to it (the
-    ideas taken in turn, starting after the ones already tried); submit it."""
+    """Read train.py; make the first structural idea not tried yet that
+    applies to it (else a tried one again, on the newer best); submit it."""
     results = request.tool_results()
     if not results:
         return reply(text("Reading train.py first."), edit("view", path="train.py"))
     calls = [b for b in request.messages()[-2]["content"] if b["type"] == "tool_use"]
     if calls and calls[0]["input"].get("command") == "view":
         current = "\n".join(line.split("\t", 1)[-1] for line in _result_text(results[0]).splitlines())
-        tried = request.text().count(IDEA_PREFIX)
-        order = FORECAST_IDEAS[tried % len(FORECAST_IDEAS):] + FORECAST_IDEAS[:tried % len(FORECAST_IDEAS)]
-        for name, edits in order:
+        history = request.text()
+        tried = [idea for idea in FORECAST_IDEAS if IDEA_PREFIX + idea[0][:40] in history]
+        # The ideas not tried yet first, in order; then the tried ones again (on a newer best).
+        for name, edits in [idea for idea in FORECAST_IDEAS if idea not in tried] + tried:
             if all(current.count(old) == 1 for old, _ in edits):
                 return reply(text(f"Trying: {name}."),
                              *[edit("str_replace", path="train.py", old_str=old, new_str=new) for old, new in edits])
         return reply(text("Trying: nothing new (every idea is in the file already)."),
-                     edit("insert", path="train.py", insert_line=0, insert_text=f"# idea {tried}: none left\n"))
+                     edit("insert", path="train.py", insert_line=0,
+                          insert_text=f"# none left after {history.count(IDEA_PREFIX)} mentions\n"))
     said = " ".join(b.get("text", "") for b in request.messages()[-2]["content"] if b["type"] == "text")
     name = said.split("Trying: ", 1)[-1].rstrip(".")
     return reply(run_experiment(IDEA_PREFIX + name, rationale="structure"))
