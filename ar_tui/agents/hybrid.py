@@ -22,8 +22,8 @@ from dataclasses import replace
 
 from ar_tui.agents.allocation import DEFAULT_EXPLORATION, DEFAULT_USD_PER_TRAIN_HOUR, UCBBandit
 from ar_tui.agents.offline import OfflineProposer, parse_description
-from ar_tui.core.events import AgentText
-from ar_tui.core.proposer import Emit, Proposal, ProposalContext, ProposalFailed, Proposer, ResultRow
+from ar_tui.core.events import AgentText, Notice
+from ar_tui.core.proposer import Emit, Proposal, ProposalContext, ProposalFailed, Proposer, ProposerStopped, ResultRow
 from ar_tui.core.workspace import Workspace
 
 SAMPLER = "sampler"
@@ -42,6 +42,10 @@ class HybridProposer:
         self.model = getattr(structural, "model", None)
         self.usd_per_train_hour = usd_per_train_hour
         self.exploration = exploration
+        # Why the structural side stopped proposing for good in this process
+        # (its own stop, not the run's); "" while it proposes. A resumed run
+        # asks it again, as that side's own resume would.
+        self.structure_stopped = ""
 
     def arm_of(self, row: ResultRow) -> str | None:
         """Which side proposed a row; None for the baseline, a person's or an
@@ -82,19 +86,36 @@ class HybridProposer:
         if ctx.adapt_description:
             # An earlier proposal re-applied on a newer best goes back to whoever wrote it.
             arm = SAMPLER if parse_description(ctx.adapt_description) else STRUCTURE
+        elif self.structure_stopped:
+            arm = SAMPLER
+            say(f"Hybrid: experiment {ctx.exp} goes to the knob sampler ({self.structural.name} has stopped: "
+                f"{self.structure_stopped}).")
         else:
             bandit = self.bandit(ctx)
             arm = bandit.choose()
             say(f"Hybrid: experiment {ctx.exp} goes to the {self._side(arm)} ({self._summary(bandit)}).")
         if arm == SAMPLER:
             try:
-                proposal = await self.sampler.propose(ctx, workspace, emit)
-                proposal.proposer = self.sampler.name
-                return proposal
+                return await self._sampled(ctx, workspace, emit)
             except ProposalFailed as exc:
+                if self.structure_stopped:
+                    raise
                 say(f"The knob sampler has nothing to propose ({exc.reason}); asking {self.structural.name}.")
-        proposal = await self.structural.propose(self.told(ctx), workspace, emit)
+        try:
+            proposal = await self.structural.propose(self.told(ctx), workspace, emit)
+        except ProposerStopped as exc:
+            if exc.whole_run:
+                raise
+            self.structure_stopped = exc.reason
+            emit(Notice(level="warning", message=f"{self.structural.name} stopped proposing ({exc.reason}); "
+                                                 f"the knob sampler goes on alone"))
+            return await self._sampled(ctx, workspace, emit)
         proposal.proposer = proposal.proposer or self.structural.name
+        return proposal
+
+    async def _sampled(self, ctx: ProposalContext, workspace: Workspace, emit: Emit) -> Proposal:
+        proposal = await self.sampler.propose(ctx, workspace, emit)
+        proposal.proposer = self.sampler.name
         return proposal
 
     async def aclose(self) -> None:

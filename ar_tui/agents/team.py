@@ -73,6 +73,7 @@ class RejectedInRow(ProposerStopped):
     its one line; resuming starts a new streak."""
 
     error = False
+    whole_run = False  # under --agent hybrid the sampler goes on
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,10 @@ class ProposerStopped(Exception):
     `error` says whether the stop is a failure the user must look at."""
 
     error = True
+    # False: what stopped is this proposer's own way of working (a team whose
+    # reviewer turns everything down), not the run's key, budget or stop; a
+    # proposer with other sides to ask (the hybrid) goes on with those.
+    whole_run = True
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

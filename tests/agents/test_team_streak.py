@@ -88,6 +88,28 @@ async def test_a_streak_that_outlasts_three_replans_stops_the_run_with_one_line(
     assert len(TeamMemory(run_dir).state.rejected) == MAX_REJECTIONS_IN_ROW
 
 
+async def test_under_hybrid_a_team_that_stops_on_rejections_leaves_the_sampler_going(target, tmp_path):
+    """`--agent hybrid --team`: the same streak ends the team's part, not the
+    night; the knob sampler proposes every experiment after it."""
+    from ar_tui.agents.hybrid import HybridProposer
+    from ar_tui.agents.offline import OfflineProposer
+
+    run_dir = tmp_path / "run"
+    with FakeMessagesAPI() as api:
+        answer_roles(api)
+        api.responders[REVIEWER] = lambda request: verdict("reject", "not worth a run")
+        hybrid = HybridProposer(team_for(run_dir, base_url=api.base_url), OfflineProposer(seed=0, search="classic"))
+        stopped, events = await run_engine(target, run_dir, hybrid, max_experiments=4)
+    assert not stopped.error and "max experiments (4)" in stopped.reason, stopped.reason
+    assert [e.verdict for e in events if isinstance(e, ev.Review)] == ["reject"] * MAX_REJECTIONS_IN_ROW
+    notices = [e.message for e in events if isinstance(e, ev.Notice)]
+    assert any(m.startswith(f"team stopped proposing (the reviewer rejected {MAX_REJECTIONS_IN_ROW} proposals")
+               and m.endswith("the knob sampler goes on alone") for m in notices), notices
+    assert [r.proposer for r in rows(run_dir)][1:] == ["offline"] * 4
+    said = "".join(e.text for e in events if isinstance(e, ev.AgentText))
+    assert "goes to the knob sampler (team has stopped: the reviewer rejected" in said
+
+
 @pytest.fixture
 def target(tmp_path):
     from tests.conftest import make_target
