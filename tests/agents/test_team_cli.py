@@ -16,6 +16,19 @@ from tests.conftest import make_target
 from tests.fake_messages_api import FakeMessagesAPI
 
 KEY = "sk-ant-test-team-cli-1f2e3d"
+TEAM = f"planner={PLANNER},worker={WORKER},reviewer={REVIEWER}"
+
+
+def team_env(api: FakeMessagesAPI) -> dict[str, str]:
+    """A child's environment with the key and the local server standing in for the API."""
+    return dict(os.environ, ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=api.base_url, TINY_SLEEP="0.05",
+                PYTHONWARNINGS="ignore::DeprecationWarning")
+
+
+def headless(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """`ar-tui run --headless ARGS` as a child process."""
+    return subprocess.run([sys.executable, "-m", "ar_tui.cli", "run", "--headless", *args], env=env,
+                          capture_output=True, text=True, timeout=240)
 
 
 def test_a_team_from_the_toml_table_runs_headless_and_the_flag_wins(tmp_path: Path):
@@ -25,14 +38,9 @@ def test_a_team_from_the_toml_table_runs_headless_and_the_flag_wins(tmp_path: Pa
     run_dir = tmp_path / "run"
     with FakeMessagesAPI() as api:
         answer_roles(api)
-        env = dict(os.environ, ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=api.base_url, TINY_SLEEP="0.05",
-                   PYTHONWARNINGS="ignore::DeprecationWarning")
-        done = subprocess.run(
-            [sys.executable, "-m", "ar_tui.cli", "run", "--headless", "--target", str(target), "--run-dir",
-             str(run_dir), "--tag", "t", "--agent", "team", "--unattended", "--lookahead", "0",
-             "--baseline-runs", "1", "--max-experiments", "1"],
-            env=env, capture_output=True, text=True, timeout=240,
-        )
+        env = team_env(api)
+        done = headless(env, "--target", str(target), "--run-dir", str(run_dir), "--tag", "t", "--agent", "team",
+                        "--unattended", "--lookahead", "0", "--baseline-runs", "1", "--max-experiments", "1")
         models = {r.json["model"] for r in api.requests}
     assert done.returncode == 0, done.stdout + done.stderr
     assert models == {PLANNER, WORKER, REVIEWER}
@@ -73,22 +81,16 @@ def test_the_team_flags_are_stored_and_a_bare_resume_runs_the_same_team(tmp_path
 
     target = make_target(tmp_path / "target")
     run_dir = tmp_path / "run"
-    team = f"planner={PLANNER},worker={WORKER},reviewer={REVIEWER}"
     with FakeMessagesAPI() as api:
         answer_roles(api)
-        env = dict(os.environ, ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=api.base_url, TINY_SLEEP="0.05",
-                   PYTHONWARNINGS="ignore::DeprecationWarning")
-        first = subprocess.run(
-            [sys.executable, "-m", "ar_tui.cli", "run", "--headless", "--target", str(target), "--run-dir",
-             str(run_dir), "--tag", "t", "--team", team, "--plan-every", "3", "--unattended", "--lookahead", "0",
-             "--baseline-runs", "1", "--max-experiments", "1"],
-            env=env, capture_output=True, text=True, timeout=240)
+        env = team_env(api)
+        first = headless(env, "--target", str(target), "--run-dir", str(run_dir), "--tag", "t", "--team", TEAM,
+                         "--plan-every", "3", "--unattended", "--lookahead", "0", "--baseline-runs", "1",
+                         "--max-experiments", "1")
         assert first.returncode == 0, first.stdout + first.stderr
         stored = run_options.load(run_dir)
-        assert stored.agent == "team" and stored.extra["team"] == team and stored.extra["plan_every"] == 3
-        again = subprocess.run(
-            [sys.executable, "-m", "ar_tui.cli", "run", "--headless", "--run-dir", str(run_dir),
-             "--max-experiments", "2"], env=env, capture_output=True, text=True, timeout=240)
+        assert stored.agent == "team" and stored.extra["team"] == TEAM and stored.extra["plan_every"] == 3
+        again = headless(env, "--run-dir", str(run_dir), "--max-experiments", "2")
         assert again.returncode == 0, again.stdout + again.stderr
         assert "set LR = 0.3" in (run_dir / "results.tsv").read_text()
         assert api.requests_for(WORKER)[-1].text().count("lower LR to 0.3") >= 1
@@ -102,17 +104,11 @@ def test_hybrid_with_a_team_has_the_team_propose_the_structure_and_the_sampler_t
 
     target = make_target(tmp_path / "target")
     run_dir = tmp_path / "run"
-    team = f"planner={PLANNER},worker={WORKER},reviewer={REVIEWER}"
     with FakeMessagesAPI() as api:
         answer_roles(api)
-        env = dict(os.environ, ANTHROPIC_API_KEY=KEY, ANTHROPIC_BASE_URL=api.base_url, TINY_SLEEP="0.05",
-                   PYTHONWARNINGS="ignore::DeprecationWarning")
-        done = subprocess.run(
-            [sys.executable, "-m", "ar_tui.cli", "run", "--headless", "--target", str(target), "--run-dir",
-             str(run_dir), "--tag", "t", "--agent", "hybrid", "--team", team, "--offline-search", "classic",
-             "--unattended", "--lookahead", "0", "--baseline-runs", "1", "--max-experiments", "4"],
-            env=env, capture_output=True, text=True, timeout=240,
-        )
+        done = headless(team_env(api), "--target", str(target), "--run-dir", str(run_dir), "--tag", "t",
+                        "--agent", "hybrid", "--team", TEAM, "--offline-search", "classic", "--unattended",
+                        "--lookahead", "0", "--baseline-runs", "1", "--max-experiments", "4")
         models = {r.json["model"] for r in api.requests}
     assert done.returncode == 0, done.stdout + done.stderr
     assert models == {PLANNER, WORKER, REVIEWER}  # the team, not a lone Claude, proposed the structure
