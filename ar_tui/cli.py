@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ar_tui import exit_codes
 from ar_tui.core.errors import ArTuiError, RunError, UserError
-from ar_tui.core.rundir import RunDir
+from ar_tui.core.records.rundir import RunDir
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 # argparse dests of run flags that later parts add (strategy, team, sandbox
@@ -236,7 +236,7 @@ def resolve_run(args: argparse.Namespace):
     from ar_tui import run_options
     from ar_tui.agents.registry import READS_PROGRAM
     from ar_tui.core.executors import executor_factory
-    from ar_tui.core.rundir import default_run_dir
+    from ar_tui.core.records.rundir import default_run_dir
     from ar_tui.gpus import detect_devices
 
     if args.run_dir is not None:
@@ -286,7 +286,8 @@ def store_options(run_dir: Path, options) -> None:
 
 
 def make_proposer(run_dir: Path, options):
-    from ar_tui.agents.registry import ProposerSettings, make_proposer as from_registry
+    from ar_tui.agents.registry import ProposerSettings
+    from ar_tui.agents.registry import make_proposer as from_registry
 
     program = None
     if options.program is not None:
@@ -302,7 +303,7 @@ def make_proposer(run_dir: Path, options):
 def run_services() -> list:
     """What runs beside every engine: its control socket, and the morning
     report once it stops."""
-    from ar_tui.core.server import control_service
+    from ar_tui.core.control.server import control_service
     from ar_tui.report import report_service
 
     return [control_service, report_service]
@@ -366,7 +367,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def start_in_background(run_dir: Path) -> int:
     """A headless engine on the run dir's stored options, outliving this
     terminal; returns its pid once its socket answers."""
-    from ar_tui.core.remote import start_detached
+    from ar_tui.core.control.detach import start_detached
 
     return asyncio.run(start_detached(["run", "--run-dir", str(run_dir), "--headless"], run_dir))
 
@@ -409,7 +410,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _live_run_dir(run_dir: Path | None, verb: str) -> Path:
     """The run dir named, or the only live run; several live runs are listed
     and the most recent one is taken only where that is harmless (attach)."""
-    from ar_tui.core.rundir import live_run_dirs
+    from ar_tui.core.records.rundir import live_run_dirs
 
     if run_dir is not None:
         return run_dir.resolve()
@@ -425,7 +426,7 @@ def _live_run_dir(run_dir: Path | None, verb: str) -> Path:
 
 
 async def _attach(run_dir: Path) -> int:
-    from ar_tui.core.remote import RemoteEngine
+    from ar_tui.core.control.client import RemoteEngine
     from ar_tui.ui.attached_app import AttachedApp
 
     remote = RemoteEngine(run_dir)
@@ -438,7 +439,7 @@ async def _attach(run_dir: Path) -> int:
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from ar_tui.core.remote import EngineNotRunning
+    from ar_tui.core.control.client import EngineNotRunning
     from ar_tui.headless import open_app_command
 
     run_dir = _live_run_dir(args.run_dir, "attach")
@@ -460,8 +461,8 @@ def cmd_attach(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import json
 
-    from ar_tui.core.remote import run_status
-    from ar_tui.core.rundir import find_run_dirs, live_run_dirs
+    from ar_tui.core.control.client import run_status
+    from ar_tui.core.records.rundir import find_run_dirs, live_run_dirs
     from ar_tui.headless import describe_status
 
     run_dirs = [args.run_dir.resolve()] if args.run_dir else (live_run_dirs() or find_run_dirs()[:1])
@@ -474,7 +475,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
-    from ar_tui.core.remote import request, wait_for_exit
+    from ar_tui.core.control.client import request
+    from ar_tui.core.control.detach import wait_for_exit
 
     run_dir = _live_run_dir(args.run_dir, "stop")
     pid = RunDir(run_dir).engine_pid()
@@ -487,7 +489,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from ar_tui.core.remote import list_runs
+    from ar_tui.core.control.client import list_runs
     from ar_tui.headless import runs_table
 
     print(runs_table(asyncio.run(list_runs())))

@@ -100,3 +100,16 @@ def spark(values: list[float], width: int) -> str:
         return _SPARK_BLOCKS[0] * len(values)
     top = len(_SPARK_BLOCKS) - 1
     return "".join(_SPARK_BLOCKS[round((v - low) / (high - low) * top)] for v in values)
+
+
+def noise_label(sd: float | None, dof: int, jitter_only: bool = False, band: float | None = None) -> str:
+    """The noise in a few words, for the app: `noise sd 0.012498 (6 dof) · band 0.031042`,
+    with `JITTER ONLY` when the repeats agree to float precision."""
+    if sd is None:
+        return "noise: not measured yet (no commit run twice)"
+    text = f"noise sd {sd:.6f} ({dof} dof)"
+    if band is not None:
+        text += f" · band {band:.6f}"
+    if jitter_only:
+        text += " · JITTER ONLY (the target ignores AR_SEED)"
+    return text

@@ -15,8 +15,8 @@ from typing import Any, TextIO
 
 from ar_tui import formatting as fmt
 from ar_tui.core import events as ev
-from ar_tui.core.remote import STATE_DEAD
-from ar_tui.core.rundir import RunDir
+from ar_tui.core.control.client import STATE_DEAD
+from ar_tui.core.records.rundir import RunDir
 
 
 def open_app_command(run_dir: Path) -> str:

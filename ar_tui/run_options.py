@@ -38,7 +38,7 @@ from typing import Any
 
 from ar_tui.core.decisions import DEFAULT_BASELINE_RUNS
 from ar_tui.core.errors import UserError
-from ar_tui.core.rundir import RunDir
+from ar_tui.core.records.rundir import RunDir
 
 IDENTITY = ("target", "tag", "agent", "model", "seed", "baseline_runs", "time_budget", "program", "executor")
 BUDGETS = ("max_experiments", "hours", "budget_usd")
@@ -123,7 +123,7 @@ def save(run_dir: Path, options: RunOptions) -> None:
 
 def _from_history(paths: RunDir) -> RunOptions | None:
     from ar_tui.core import events as ev
-    from ar_tui.core.ledger import read_events
+    from ar_tui.core.records.ledger import read_events
 
     started = None
     for event in read_events(paths.events):

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from ar_tui.agents.claude import ClaudeAgent
 from ar_tui.core import events as ev
 from ar_tui.core.config import TargetConfig
-from ar_tui.core.pricing import exact_cost, price_for
+from ar_tui.core.money.pricing import exact_cost, price_for
 from ar_tui.core.proposer import ProposalContext, ResultRow, TokenUsage
 from ar_tui.core.workspace import Workspace
 from tests.fake_messages_api import (

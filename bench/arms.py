@@ -38,8 +38,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from ar_tui.core.direction import Direction  # noqa: E402
-from ar_tui.core.ledger import read_results  # noqa: E402
 from ar_tui.core.proposer import ProposalContext, ProposalFailed, ResultRow  # noqa: E402
+from ar_tui.core.records.ledger import read_results  # noqa: E402
 
 Curve = list[float]
 # Under these names the bundled targets resolve to their source folders.

@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ar_tui.core import events as ev  # noqa: E402
-from ar_tui.core.remote import request  # noqa: E402
-from ar_tui.core.server import SOCKET_NAME, ControlServer  # noqa: E402
+from ar_tui.core.control.client import request  # noqa: E402
+from ar_tui.core.control.server import SOCKET_NAME, ControlServer  # noqa: E402
 
 VIEWER = textwrap.dedent(
     """\

@@ -43,9 +43,9 @@ from ar_tui.agents.hybrid import HybridProposer  # noqa: E402
 from ar_tui.agents.offline import OfflineProposer  # noqa: E402
 from ar_tui.core.config import TargetConfig  # noqa: E402
 from ar_tui.core.proposer import ResultRow  # noqa: E402
+from ar_tui.core.records.ledger import read_results  # noqa: E402
 from bench.arms import Arm, greedy_loop, headless_run  # noqa: E402
 from bench.offline_search import SYNTHETIC, run_target  # noqa: E402
-from ar_tui.core.ledger import read_results  # noqa: E402
 from tests.fake_messages_api import FakeMessagesAPI, edit, reply, run_experiment, text  # noqa: E402
 
 MAX_USEFUL_IDEAS = 4

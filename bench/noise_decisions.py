@@ -274,7 +274,7 @@ async def engine_night(effect: float, proposals: list[str], settings: Settings, 
     from ar_tui.agents.scripted import ScriptedProposer, ScriptStep
     from ar_tui.core import events as ev
     from ar_tui.core.engine import Engine, EngineOptions
-    from ar_tui.core.ledger import read_events, read_results
+    from ar_tui.core.records.ledger import read_events, read_results
 
     knobs = "\n".join(f"{name} = 0" for name in proposals if name != "X")
     target = root / "target"

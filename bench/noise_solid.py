@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ar_tui.core import events as ev  # noqa: E402
 from ar_tui.core.decisions import DEFAULT_CONFIDENCE, NoiseModel, keep_is_solid, night_summary  # noqa: E402
-from ar_tui.core.ledger import read_events, read_results, read_state  # noqa: E402
+from ar_tui.core.records.ledger import read_events, read_results, read_state  # noqa: E402
 
 
 def main() -> int:

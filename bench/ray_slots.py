@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from ar_tui.agents.scripted import ScriptedProposer, ScriptStep  # noqa: E402
 from ar_tui.core import events as ev  # noqa: E402
 from ar_tui.core.engine import Engine, EngineOptions  # noqa: E402
-from ar_tui.core.runner import LocalExecutor  # noqa: E402
+from ar_tui.core.executors.local import LocalExecutor  # noqa: E402
 from tests.conftest import make_target  # noqa: E402
 from tests.ray.cluster import NAMESPACE_MARK, LocalCluster, end_processes_naming, in_loopback_namespace  # noqa: E402
 

@@ -26,9 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from ar_tui.core.runner import LocalExecutor, RunSpec  # noqa: E402
-from ar_tui.core.run_policy import Confinement, RunScratch  # noqa: E402
-from ar_tui.core.sandbox import Bubblewrap, LandlockBackend, resolve_sandbox  # noqa: E402
+from ar_tui.core.executors.base import RunSpec  # noqa: E402
+from ar_tui.core.executors.local import LocalExecutor
+from ar_tui.core.sandbox.backends import Bubblewrap, LandlockBackend, resolve_sandbox  # noqa: E402
+from ar_tui.core.sandbox.policy import Confinement, RunScratch  # noqa: E402
 
 
 async def measure(backend, runs: int, root: Path) -> list[float]:

@@ -50,9 +50,9 @@ from ar_tui.agents.claude import ClaudeAgent  # noqa: E402
 from ar_tui.agents.team import TeamProposer, parse_team  # noqa: E402
 from ar_tui.core import events as ev  # noqa: E402
 from ar_tui.core.config import TargetConfig  # noqa: E402
+from ar_tui.core.control.role_costs import role_costs  # noqa: E402
 from ar_tui.core.evidence import RunEvidence  # noqa: E402
 from ar_tui.core.proposer import ProposalContext, ProposalRejected, ResultRow  # noqa: E402
-from ar_tui.core.role_costs import role_costs  # noqa: E402
 from ar_tui.core.workspace import Workspace  # noqa: E402
 from tests.fake_messages_api import (  # noqa: E402
     DEFAULT_BYTES_PER_TOKEN,

@@ -11,7 +11,7 @@ from typing import Any
 
 from ar_tui.core.decisions import NO_MIN_EFFECT, MinEffect, parse_min_effect
 from ar_tui.core.errors import UserError
-from ar_tui.core.run_policy import SandboxSettings
+from ar_tui.core.sandbox.policy import SandboxSettings
 
 CONFIG_NAME = "autoresearch.toml"
 
@@ -41,12 +41,12 @@ class TargetConfig:
     # target (ar_tui.core.interpreter).
     python: str | None = None
     # [prices."model-id"]: $ per million tokens for models the built-in table
-    # lacks (ar_tui.core.pricing.Price values, keyed by model id).
+    # lacks (ar_tui.core.money.pricing.Price values, keyed by model id).
     prices: dict[str, Any] = field(default_factory=dict)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # the [sandbox] table
     team: dict[str, Any] = field(default_factory=dict)  # [team]: checked by ar_tui.agents.team
     offline: dict[str, Any] = field(default_factory=dict)  # [offline]: checked by ar_tui.agents.offline
-    gpu_usd_per_hour: float | None = None  # [cost]: the price of a GPU hour (ar_tui.core.gpu_cost)
+    gpu_usd_per_hour: float | None = None  # [cost]: the price of a GPU hour (ar_tui.core.money.gpu_cost)
     source: str = "defaults"  # where this came from, for messages
 
     @property
@@ -70,7 +70,7 @@ class TargetConfig:
 _KNOWN = {
     "target": {"editable", "protected", "run", "prepare", "time_budget", "timeout", "max_file_bytes", "env", "python"},
     "metric": {"name", "direction", "pattern", "memory_pattern", "evaluate", "min_effect"},
-    "prices": None,  # any model id; checked by ar_tui.core.pricing
+    "prices": None,  # any model id; checked by ar_tui.core.money.pricing
     "sandbox": {"network", "read", "write", "keep"},
     "team": {"planner", "worker", "reviewer", "plan_every", "web_search"},
     "offline": {"search", "sampler"},  # the offline proposer's default search for this target
@@ -185,7 +185,7 @@ def load_target(root: Path) -> TargetConfig:
         except ValueError as exc:
             raise fail("metric.min_effect", str(exc)) from None
     if "prices" in data:
-        from ar_tui.core.pricing import PriceError, parse_price_overrides
+        from ar_tui.core.money.pricing import PriceError, parse_price_overrides
 
         try:
             config.prices = parse_price_overrides(data["prices"])

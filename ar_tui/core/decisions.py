@@ -493,19 +493,6 @@ def improvement_ci_pct(
     return 100.0 * (gain - half) / abs(base), 100.0 * (gain + half) / abs(base)
 
 
-def noise_label(sd: float | None, dof: int, jitter_only: bool = False, band: float | None = None) -> str:
-    """The noise in a few words, for the app: `noise sd 0.012498 (6 dof) · band 0.031042`,
-    with `JITTER ONLY` when the repeats agree to float precision."""
-    if sd is None:
-        return "noise: not measured yet (no commit run twice)"
-    text = f"noise sd {sd:.6f} ({dof} dof)"
-    if band is not None:
-        text += f" · band {band:.6f}"
-    if jitter_only:
-        text += " · JITTER ONLY (the target ignores AR_SEED)"
-    return text
-
-
 def noise_sd(noise: NoiseModel) -> float | None:
     return noise.sd
 

@@ -103,7 +103,7 @@ class RunStarted(Event):
     hours: float | None = None
     time_budget_s: float | None = None
     python: str = ""  # which interpreter the target's commands run with, in words
-    sandbox: str = ""  # ar_tui.core.sandbox.Sandbox.describe(): the startup and status lines show it
+    sandbox: str = ""  # ar_tui.core.sandbox.backends.Sandbox.describe(): the startup and status lines show it
     gpu_usd_per_hour: float | None = None  # the price of a GPU hour; None: GPU time is not priced
     budget_covers: str = "tokens"  # what --budget-usd caps: "tokens", or "all" (tokens and GPU)
 
@@ -294,7 +294,7 @@ class ExperimentFinished(Event):
     message: str = ""  # one line explaining a failed outcome
     tail: str = ""  # last lines of the log for a crash
     # The GPU time it held (training and evaluation) and its price, with the
-    # run's totals: filled in by the engine's accounting (ar_tui.core.gpu_cost).
+    # run's totals: filled in by the engine's accounting (ar_tui.core.money.gpu_cost).
     held_seconds: float = 0.0
     gpu_seconds: float = 0.0  # held seconds times the slot's GPUs
     gpu_usd: float | None = None  # None: GPU time is not priced

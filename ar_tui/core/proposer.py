@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable, Protocol
 
 from ar_tui.core.events import Event
 from ar_tui.core.evidence import RunEvidence
-from ar_tui.core.pricing import TokenUsage  # re-exported: proposers report usage in it
+from ar_tui.core.money.pricing import TokenUsage  # re-exported: proposers report usage in it
 
 if TYPE_CHECKING:
     from ar_tui.core.config import TargetConfig

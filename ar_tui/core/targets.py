@@ -12,16 +12,15 @@ it) carries them as package data.
 
 from __future__ import annotations
 
-from ar_tui.core.errors import UserError
-
 import os
 import shutil
 from pathlib import Path
 
 import git
 
-from ar_tui.core.git import COMMIT_IDENTITY
-from ar_tui.core.rundir import data_home, default_run_dir, runs_root  # noqa: F401  (the run-dir layout owns them)
+from ar_tui.core.errors import UserError
+from ar_tui.core.records.git import COMMIT_IDENTITY
+from ar_tui.core.records.rundir import data_home, default_run_dir, runs_root  # noqa: F401  (the run-dir layout owns them)
 
 BUNDLED_FILES = ("prepare.py", "train.py", "autoresearch.toml")
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"

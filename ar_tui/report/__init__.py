@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 from ar_tui.core.errors import RunError
-from ar_tui.core.ledger import read_results
-from ar_tui.core.rundir import RunDir
+from ar_tui.core.records.ledger import read_results
+from ar_tui.core.records.rundir import RunDir
 from ar_tui.report.build import Report, ReportError, build_report, report_as_dict
 from ar_tui.report.chart import render_chart
 from ar_tui.report.markdown import render_markdown

@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from ar_tui.core import events as ev
-from ar_tui.core.control import RowView, RunView
-from ar_tui.core.lineage import lineage_nodes
-from ar_tui.core.errors import UserError
+from ar_tui.core.control.role_costs import role_costs
+from ar_tui.core.control.view import RowView, RunView
 from ar_tui.core.decisions import NoiseModel, keep_is_solid, night_summary
-from ar_tui.core.ledger import LedgerError, LedgerRow, read_events, read_results, read_state
-from ar_tui.core.role_costs import role_costs
-from ar_tui.core.rundir import LEDGER_FILE, RunDir
+from ar_tui.core.errors import UserError
+from ar_tui.core.records.ledger import LedgerError, LedgerRow, read_events, read_results, read_state
+from ar_tui.core.records.rundir import LEDGER_FILE, RunDir
+from ar_tui.lineage import lineage_nodes
 
 FINAL_STATUSES = (ev.STATUS_KEEP, ev.STATUS_DISCARD, ev.STATUS_CRASH, ev.STATUS_VETO)
 
@@ -104,12 +104,12 @@ class Report:
     noise_dof: int = 0
     noise_jitter_only: bool = False
     # Spend by role and model, and proposals a reviewer rejected before training
-    # (ar_tui.core.role_costs).
+    # (ar_tui.core.control.role_costs).
     cost_by_role: dict[str, float] = field(default_factory=dict)
     cost_by_model: dict[str, float] = field(default_factory=dict)
     rejected_before_training: int = 0
     sandbox: str = ""  # how the runs were confined, as the engine said at the start
-    # The whole cost (ar_tui.core.gpu_cost): tokens, GPU time and their sum.
+    # The whole cost (ar_tui.core.money.gpu_cost): tokens, GPU time and their sum.
     # GPU figures are None when the run had no --gpu-usd-per-hour; the total
     # is then the tokens'.
     token_cost_usd: float | None = None
@@ -123,7 +123,7 @@ class Report:
     total_cost_per_kept: float | None = None
     budget_covers: str = "tokens"
     budget_usd: float | None = None
-    # The population as a tree (ar_tui.core.lineage): one entry per node.
+    # The population as a tree (ar_tui.lineage): one entry per node.
     lineage: list[dict[str, Any]] = field(default_factory=list)
     kept_changes: list[KeptChange] = field(default_factory=list)
     failed_ideas: list[FailedIdea] = field(default_factory=list)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ar_tui import formatting as fmt
-from ar_tui.core.rundir import CHART_FILE, LEDGER_FILE
+from ar_tui.core.records.rundir import CHART_FILE, LEDGER_FILE
 from ar_tui.report.build import Report
 
 # A report.md that inlines every diff of a long night would be unreadable; the

@@ -26,17 +26,18 @@ from textual.worker import Worker, WorkerState
 
 from ar_tui import exit_codes
 from ar_tui.core import events as ev
-from ar_tui.core.control import EngineHandle, RunView
+from ar_tui.core.control.handle import EngineHandle
+from ar_tui.core.control.view import RunView
 from ar_tui.signals import install_stop_signals
 from ar_tui.ui.agent_pane import AgentPane
 from ar_tui.ui.confirm_screen import ConfirmScreen
 from ar_tui.ui.cost_meter import CostMeter
 from ar_tui.ui.diff_pane import DiffPane
 from ar_tui.ui.help_screen import HelpScreen
+from ar_tui.ui.lineage_tree import LineageTree
 from ar_tui.ui.log_buffer import DEFAULT_MAX_LINES, LogBuffer
 from ar_tui.ui.log_pane import TrainingLog
 from ar_tui.ui.machine_pane import MachinePane, Sampler
-from ar_tui.ui.lineage_tree import LineageTree
 from ar_tui.ui.metric_pane import MetricPane
 from ar_tui.ui.status_line import StatusLine
 from ar_tui.ui.veto_banner import VetoBanner
@@ -476,8 +477,8 @@ class ArTuiApp(App[Any]):
 def run_app(engine: Any) -> int:
     """`ar-tui run` without --headless: the engine runs inside the app. A
     resumed run's history comes from its events.jsonl, so it shows at once."""
-    from ar_tui.core.ledger import read_events
-    from ar_tui.core.rundir import RunDir
+    from ar_tui.core.records.ledger import read_events
+    from ar_tui.core.records.rundir import RunDir
 
     run_dir = RunDir(engine.options.run_dir)
     app = ArTuiApp(engine, run_engine=engine.run, replay=read_events(run_dir.events), log_dir=run_dir.logs)

@@ -16,10 +16,10 @@ from typing import Callable
 from textual.binding import Binding
 
 from ar_tui.core import events as ev
-from ar_tui.core.control import Observer
-from ar_tui.core.remote import EngineNotRunning, RemoteEngine
-from ar_tui.core.rundir import RunDir
-from ar_tui.core.server import read_history
+from ar_tui.core.control.client import EngineNotRunning, RemoteEngine
+from ar_tui.core.control.handle import Observer
+from ar_tui.core.control.server import read_history
+from ar_tui.core.records.rundir import RunDir
 from ar_tui.ui.app import ArTuiApp
 from ar_tui.ui.confirm_screen import ConfirmScreen
 

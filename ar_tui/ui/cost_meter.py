@@ -10,7 +10,7 @@ from textual.widgets import Static
 
 from ar_tui import formatting as fmt
 from ar_tui.core import events as ev
-from ar_tui.core.control import RunView
+from ar_tui.core.control.view import RunView
 
 _NO_USAGE = ev.Usage(exp=None, model="", input_tokens=0, output_tokens=0, cache_write_5m_tokens=0,
                      cache_write_1h_tokens=0, cache_read_tokens=0, cost_usd=0.0, ts=0.0)

@@ -1,7 +1,7 @@
 """The population as a tree: each experiment under the one it grew from, its
 status mark and metric, and the path from the baseline to the best marked.
 
-Built from `RunView` rows only, by `ar_tui.core.lineage` (which the morning
+Built from `RunView` rows only, by `ar_tui.lineage` (which the morning
 report draws from too), so the app, `attach`, a browser tab and the report
 show the same tree. Rebuilt only when a decision changes the rows.
 """
@@ -12,10 +12,10 @@ from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from ar_tui.core import events as ev
-from ar_tui.core.control import RowView
-from ar_tui.core.lineage import best_path, children_of
 from ar_tui import formatting as fmt
+from ar_tui.core import events as ev
+from ar_tui.core.control.view import RowView
+from ar_tui.lineage import best_path, children_of
 from ar_tui.ui.results_table import STATUS_STYLES
 
 

@@ -6,8 +6,8 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 from ar_tui import formatting as fmt
-from ar_tui.core.control import RunView
-from ar_tui.core.decisions import noise_label
+from ar_tui.core.control.view import RunView
+from ar_tui.formatting import noise_label
 from ar_tui.ui.progress_chart import ProgressChart
 from ar_tui.ui.results_table import ResultsTable
 

@@ -8,7 +8,7 @@ from textual.widgets import DataTable
 
 from ar_tui import formatting as fmt
 from ar_tui.core import events as ev
-from ar_tui.core.control import RowView
+from ar_tui.core.control.view import RowView
 
 STATUS_STYLES = {
     ev.STATUS_KEEP: "bold green",

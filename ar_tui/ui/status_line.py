@@ -10,7 +10,7 @@ from textual.widgets import Static
 from ar_tui import chart_scale
 from ar_tui import formatting as fmt
 from ar_tui.core import events as ev
-from ar_tui.core.control import RunView
+from ar_tui.core.control.view import RunView
 
 
 def display_state(view: RunView, slot_index: int) -> str:

@@ -6,7 +6,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from ar_tui.core import events as ev
-from ar_tui.core.control import RunView
+from ar_tui.core.control.view import RunView
 
 
 class VetoBanner(Static):

@@ -33,7 +33,7 @@ import jinja2
 from aiohttp import web
 from textual_serve.server import Server
 
-from ar_tui.core.engine.trial import SECRET_ENV_PREFIXES
+from ar_tui.core.executors.process import SECRET_ENV_PREFIXES
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -114,8 +114,8 @@ async def serve(run_dir: Path, port: int = DEFAULT_PORT, *, announce: Callable[[
 def main(run_dir: Path | None, port: int = DEFAULT_PORT) -> int:
     """`ar-tui serve [RUN_DIR] [--port N]`: the run named, else the most
     recent live run, else the most recent run (read-only)."""
+    from ar_tui.core.records.rundir import find_run_dirs, is_run_dir, live_run_dirs
     from ar_tui.exit_codes import EXIT_BAD_INPUT, EXIT_OK
-    from ar_tui.core.rundir import find_run_dirs, is_run_dir, live_run_dirs
 
     if run_dir is None:
         candidates = live_run_dirs() or find_run_dirs()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ar_tui.agents.narrator import NarrationError, narrate
-from ar_tui.core.rundir import REPORT_FILE as REPORT_NAME
+from ar_tui.core.records.rundir import REPORT_FILE as REPORT_NAME
 from ar_tui.report import build_report, render_markdown, write_report
 from tests.core.test_report import ROWS, figures_table, write_run
 from tests.fake_messages_api import FakeMessagesAPI, error, reply, text

@@ -13,7 +13,7 @@ from ar_tui.agents.claude import ClaudeAgent
 from ar_tui.agents.hybrid import SAMPLER, SAMPLER_MARK, STRUCTURE, HybridProposer
 from ar_tui.agents.offline import OfflineProposer
 from ar_tui.core.config import TargetConfig, load_target
-from ar_tui.core.ledger import Ledger, LedgerRow, read_results
+from ar_tui.core.records.ledger import Ledger, LedgerRow, read_results
 from tests.agents.test_offline import BOWL, drive, make_target, run_child
 from tests.fake_messages_api import FakeMessagesAPI, edit, reply, run_experiment, text
 

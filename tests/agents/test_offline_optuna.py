@@ -35,8 +35,8 @@ from ar_tui.agents.offline.knobs import (
     find_knobs,
 )
 from ar_tui.agents.offline.study import JOURNAL_FILE, OptunaSearch, dimension_for
-from ar_tui.core.ledger import read_results
 from ar_tui.core.proposer import ProposalContext, ResultRow
+from ar_tui.core.records.ledger import read_results
 from tests.agents.test_offline import drive, knob_values, make_target, run_in_process
 
 ALL_KINDS = """
@@ -262,7 +262,8 @@ def test_kill_9_and_resume_proposes_no_repeat(tmp_path):
     """A real `ar-tui run --headless` with the Optuna search, killed with
     SIGKILL mid-run and started again: the journal survives, and no
     configuration runs twice across the two lives."""
-    from tests.conftest import ROOT, make_target as make_git_target
+    from tests.conftest import ROOT
+    from tests.conftest import make_target as make_git_target
 
     target = make_git_target(tmp_path / "target", train=TINY)
     run_dir = tmp_path / "run"

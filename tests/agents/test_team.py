@@ -13,11 +13,21 @@ import pytest
 from ar_tui.agents.notes import NOTES_TEMPLATE, TeamMemory
 from ar_tui.agents.team import TeamProposer, parse_team
 from ar_tui.core import events as ev
+from ar_tui.core.control.role_costs import role_costs
 from ar_tui.core.engine import Engine, EngineOptions
-from ar_tui.core.ledger import read_events, read_results
-from ar_tui.core.role_costs import role_costs
+from ar_tui.core.records.ledger import read_events, read_results
 from tests.conftest import make_target
-from tests.fake_messages_api import FakeMessagesAPI, RecordedRequest, edit, error, reply, run_experiment, text, tool_use, usage
+from tests.fake_messages_api import (
+    FakeMessagesAPI,
+    RecordedRequest,
+    edit,
+    error,
+    reply,
+    run_experiment,
+    text,
+    tool_use,
+    usage,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
 

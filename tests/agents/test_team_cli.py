@@ -100,7 +100,7 @@ def test_hybrid_with_a_team_has_the_team_propose_the_structure_and_the_sampler_t
     """`--agent hybrid --team ...`: the bandit splits the experiments between the
     offline search and the team (planner, worker, reviewer, each its own model
     on the local Messages API server); the ledger names who proposed each."""
-    from ar_tui.core.ledger import read_results
+    from ar_tui.core.records.ledger import read_results
 
     target = make_target(tmp_path / "target")
     run_dir = tmp_path / "run"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ar_tui.agents.notes import TeamMemory
-from ar_tui.core.ledger import read_results
+from ar_tui.core.records.ledger import read_results
 from tests.agents.test_team import AGENDA, PLANNER, REVIEWER, WORKER, agenda_notes, approve, worker
 from tests.conftest import make_target
 from tests.fake_messages_api import FakeMessagesAPI, RecordedRequest, edit, error, reply, text

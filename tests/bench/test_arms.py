@@ -8,8 +8,8 @@ import json
 import subprocess
 
 from ar_tui.core.direction import Direction
-from ar_tui.core.ledger import read_results
 from ar_tui.core.proposer import ResultRow
+from ar_tui.core.records.ledger import read_results
 from bench.arms import Arm, best_so_far, curve_of, headless_run, reach, run_arms
 from tests.conftest import make_target
 

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from ar_tui.core import events as ev
-from ar_tui.core.ledger import read_events, read_results
-from ar_tui.core.rundir import RunDir
+from ar_tui.core.records.ledger import read_events, read_results
+from ar_tui.core.records.rundir import RunDir
 from tests.conftest import ROOT, make_target
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ar_tui.core import events as ev
-from ar_tui.core.rundir import RunDir
+from ar_tui.core.records.rundir import RunDir
 from tests.conftest import ROOT
 
 # The agents' registry is imported (for --agent's choices); the agents are not.

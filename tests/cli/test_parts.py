@@ -14,8 +14,8 @@ from ar_tui.core import events as ev
 from ar_tui.core.config import ConfigError
 from ar_tui.core.errors import RunError, UserError
 from ar_tui.core.executors import executor_names, make_executor
-from ar_tui.core.ledger import LedgerError, LedgerRow
-from ar_tui.core.runner import LocalExecutor
+from ar_tui.core.executors.local import LocalExecutor
+from ar_tui.core.records.ledger import LedgerError, LedgerRow
 from ar_tui.gpus import detect_devices
 from ar_tui.headless import HeadlessPrinter, describe_status, runs_table
 from ar_tui.report.build import Report

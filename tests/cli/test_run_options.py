@@ -10,7 +10,7 @@ import pytest
 from ar_tui import run_options
 from ar_tui.core import events as ev
 from ar_tui.core.errors import UserError
-from ar_tui.core.rundir import RunDir
+from ar_tui.core.records.rundir import RunDir
 from ar_tui.run_options import OptionConflict, RunOptions, merge
 
 STARTED = RunOptions(target="/t", tag="night", agent="offline", model="m", seed=3, baseline_runs=1, lookahead=0,

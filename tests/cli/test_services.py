@@ -12,7 +12,7 @@ from ar_tui.agents.scripted import ScriptedProposer, ScriptStep
 from ar_tui.core import events as ev
 from ar_tui.core.engine import Engine, EngineOptions
 from ar_tui.core.errors import RunError
-from ar_tui.core.rundir import RunDir
+from ar_tui.core.records.rundir import RunDir
 
 
 async def test_services_wrap_the_run_and_their_failures_are_warnings(tiny_target: Path, run_dir: Path) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ar_tui.core.ledger import read_results
+from ar_tui.core.records.ledger import read_results
 from tests.conftest import ROOT, git, make_target
 
 

@@ -22,11 +22,11 @@ import psutil
 import pytest
 
 from ar_tui.core import events as ev
+from ar_tui.core.control.client import RemoteEngine, RemoteError, request
+from ar_tui.core.control.server import MAX_REQUEST_BYTES, SOCKET_NAME, control_service
 from ar_tui.core.engine import PID_FILE, engine_pid
-from ar_tui.core.ledger import read_events, read_results
-from ar_tui.core.remote import RemoteEngine, RemoteError, request
-from ar_tui.core.runner import RUN_MARKER_ENV, kill_orphans, run_marker
-from ar_tui.core.server import MAX_REQUEST_BYTES, SOCKET_NAME, control_service
+from ar_tui.core.executors.process import RUN_MARKER_ENV, kill_orphans, run_marker
+from ar_tui.core.records.ledger import read_events, read_results
 from ar_tui.ui.attached_app import AttachedApp
 from ar_tui.ui.confirm_screen import ConfirmScreen
 from tests.conftest import ar_tui_command, make_target

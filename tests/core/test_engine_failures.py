@@ -9,7 +9,8 @@ import pytest
 from ar_tui.agents.scripted import ScriptedProposer, ScriptStep
 from ar_tui.core import events as ev
 from ar_tui.core.engine import Engine, EngineOptions
-from ar_tui.core.ledger import read_events, read_results
+from ar_tui.core.executors.base import StepwiseExecutor
+from ar_tui.core.records.ledger import read_events, read_results
 from tests.conftest import git, make_target
 
 FAST_CONFIG = "[target]\ntime_budget = 1\ntimeout = 3\n"
@@ -100,7 +101,7 @@ async def test_the_trusted_evaluator_decides_the_metric_not_the_training_script(
     assert runs[1].reported_metric == 0.000001 and runs[1].metric == 1.36
 
 
-class BrokenExecutor:
+class BrokenExecutor(StepwiseExecutor):
     """An executor whose infrastructure fails (a cluster that went away)."""
 
     async def run(self, spec, on_line, stop):

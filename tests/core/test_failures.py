@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from ar_tui.core.failures import crash_reason, environment_hint, exception_line
+from ar_tui.core.executors.failures import crash_reason, environment_hint, exception_line
 from tests.conftest import ar_tui_command, make_target
 
 TRACEBACK = textwrap.dedent(

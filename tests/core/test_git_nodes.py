@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ar_tui.core.git import GitRepo
+from ar_tui.core.records.git import GitRepo
 from tests.conftest import git
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from ar_tui.agents.scripted import ScriptedProposer, ScriptStep
 from ar_tui.core import events as ev
 from ar_tui.core.engine import Engine, EngineOptions
-from ar_tui.core.ledger import read_events, read_results
+from ar_tui.core.records.ledger import read_events, read_results
 from tests.conftest import make_target
 
 GOLDEN = Path(__file__).parent / "data" / "golden_greedy.json"

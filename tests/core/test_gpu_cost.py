@@ -16,8 +16,8 @@ from ar_tui.core import events as ev
 from ar_tui.core.config import ConfigError, load_target
 from ar_tui.core.engine import Engine, EngineOptions
 from ar_tui.core.errors import UserError
-from ar_tui.core.gpu_cost import devices_in
-from ar_tui.core.ledger import Ledger, read_events, read_results, read_state
+from ar_tui.core.money.gpu_cost import devices_in
+from ar_tui.core.records.ledger import Ledger, read_events, read_results, read_state
 from ar_tui.report import build_report, report_as_dict
 from tests.conftest import git, make_target
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from ar_tui.core import events as ev
-from ar_tui.core.ledger import read_events, read_results
-from ar_tui.core.rundir import RunDir
+from ar_tui.core.records.ledger import read_events, read_results
+from ar_tui.core.records.rundir import RunDir
 from tests.cli.test_cli_resume import ar_tui, refused
 
 RATE = 7.5

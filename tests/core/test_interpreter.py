@@ -17,7 +17,7 @@ from ar_tui.core import events as ev
 from ar_tui.core.config import ConfigError, load_target
 from ar_tui.core.engine import Engine, EngineOptions, UserError
 from ar_tui.core.interpreter import KIND_CONFIG, KIND_OWN, KIND_UV, KIND_VENV, readable_paths, resolve_python
-from ar_tui.core.ledger import read_events, read_results
+from ar_tui.core.records.ledger import read_events, read_results
 from tests.conftest import make_target
 
 FAST = "[target]\ntime_budget = 5\ntimeout = 60\n"

@@ -10,12 +10,12 @@ import textwrap
 from pathlib import Path
 
 from ar_tui.agents.scripted import ScriptedProposer, ScriptStep
-from ar_tui.headless import HeadlessPrinter
 from ar_tui.core import events as ev
-from ar_tui.core.control import RunView
+from ar_tui.core.control.view import RunView
 from ar_tui.core.engine import Engine, EngineOptions
-from ar_tui.core.ledger import read_events, read_results
+from ar_tui.core.records.ledger import read_events, read_results
 from ar_tui.core.seeds import seed_for
+from ar_tui.headless import HeadlessPrinter
 from tests.conftest import TINY_TRAIN, make_target
 
 NULL_KNOBS = 40

@@ -10,10 +10,11 @@ from ar_tui.agents.scripted import ScriptedProposer, ScriptStep
 from ar_tui.core import events as ev
 from ar_tui.core.decisions import NoiseModel
 from ar_tui.core.engine import Engine, EngineOptions
-from ar_tui.core.engine.population import IslandStrategy, TreeStrategy
 from ar_tui.core.engine.state import Node, ResearchState
-from ar_tui.core.ledger import read_events, read_results
+from ar_tui.core.engine.strategies.islands import IslandStrategy
+from ar_tui.core.engine.strategies.tree import TreeStrategy
 from ar_tui.core.proposer import ResultRow
+from ar_tui.core.records.ledger import read_events, read_results
 from tests.conftest import git, make_target
 
 

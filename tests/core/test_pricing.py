@@ -6,7 +6,7 @@ from decimal import Decimal
 
 import pytest
 
-from ar_tui.core.pricing import (
+from ar_tui.core.money.pricing import (
     Price,
     PriceError,
     cost_of,

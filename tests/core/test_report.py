@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from ar_tui.core import events as ev
-from ar_tui.core.ledger import Ledger, LedgerRow
-from ar_tui.core.rundir import CHART_FILE as CHART_NAME
-from ar_tui.core.rundir import REPORT_FILE as REPORT_NAME
+from ar_tui.core.records.ledger import Ledger, LedgerRow
+from ar_tui.core.records.rundir import CHART_FILE as CHART_NAME
+from ar_tui.core.records.rundir import REPORT_FILE as REPORT_NAME
 from ar_tui.report import ReportError, build_report, render_markdown, report_as_dict, write_report
 from ar_tui.report.chart import MAX_CHART_LABELS, MAX_LABEL_CHARS, chart_labels
 
@@ -447,8 +447,8 @@ def colour_share(pixels, rgb: tuple[int, int, int], tolerance: int = 12):
 
 
 def test_progress_png_is_a_valid_1400x700_chart_with_kept_crashed_and_discarded(tmp_path: Path) -> None:
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     run = write_run(tmp_path / "run")
     write_report(run)
@@ -581,7 +581,7 @@ def test_the_narrative_sits_above_figures_it_cannot_change(tmp_path: Path) -> No
 async def test_a_real_engine_run_writes_a_report_that_matches_its_ledger(tiny_target: Path, run_dir: Path) -> None:
     from ar_tui.agents.scripted import ScriptedProposer, ScriptStep
     from ar_tui.core.engine import Engine, EngineOptions
-    from ar_tui.core.ledger import read_events, read_results
+    from ar_tui.core.records.ledger import read_events, read_results
 
     proposer = ScriptedProposer([
         ScriptStep("LR 0.5 -> 0.4", "LR = 0.5", "LR = 0.4", rationale="closer to the optimum"),

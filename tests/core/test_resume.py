@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 
 from ar_tui.core import events as ev
-from ar_tui.core.ledger import read_events, read_results
+from ar_tui.core.records.ledger import read_events, read_results
 from tests.conftest import ROOT, git, make_target
 
 # Each run starts a grandchild that outlives a killed engine unless someone ends it.

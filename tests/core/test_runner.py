@@ -11,7 +11,8 @@ from pathlib import Path
 
 import psutil
 
-from ar_tui.core.runner import LocalExecutor, RunSpec
+from ar_tui.core.executors.base import RunSpec
+from ar_tui.core.executors.local import LocalExecutor
 
 
 def spec(tmp_path: Path, code: str, timeout: float = 30, **kw) -> RunSpec:

@@ -18,14 +18,27 @@ import pytest
 
 from ar_tui.agents.scripted import ScriptedProposer, ScriptStep
 from ar_tui.core import events as ev
+from ar_tui.core.control.server import control_service
 from ar_tui.core.engine import Engine, EngineOptions, UserError
-from ar_tui.core.ledger import read_events, read_results
-from ar_tui.core.sandbox import Bubblewrap, LandlockBackend
-from ar_tui.core.server import control_service
+from ar_tui.core.records.ledger import read_events, read_results
+from ar_tui.core.sandbox.backends import Bubblewrap, LandlockBackend
 from tests.conftest import TINY_TRAIN, make_target
 from tests.core.sandbox_attacks import (
-    BETTER, DAEMON, FIND_LEFTOVERS, LEAVE_FILES, LEFTOVERS_SHARED, PLANTED, SECRET, hostile, keep_me, make_home,
-    phone_home, read_secret, recording_server, start_daemon, write_outside,
+    BETTER,
+    DAEMON,
+    FIND_LEFTOVERS,
+    LEAVE_FILES,
+    LEFTOVERS_SHARED,
+    PLANTED,
+    SECRET,
+    hostile,
+    keep_me,
+    make_home,
+    phone_home,
+    read_secret,
+    recording_server,
+    start_daemon,
+    write_outside,
 )
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the Linux backends")
@@ -256,7 +269,7 @@ async def test_auto_without_a_sandbox_runs_and_says_so(tmp_path, home) -> None:
     assert started.sandbox.startswith("sandbox: NONE, runs are not confined")
     assert any(isinstance(e, ev.Notice) and e.level == "warning" and e.message == started.sandbox for e in events)
     # ... and everywhere else a person looks: `ar-tui status`, the app's status line, the report.
-    from ar_tui.core.control import RunView
+    from ar_tui.core.control.view import RunView
     from ar_tui.headless import describe_status
     from ar_tui.report.build import build_report
     from ar_tui.report.markdown import render_markdown
@@ -290,7 +303,7 @@ async def test_a_run_ended_at_its_timeout_leaves_no_process(tmp_path, backend, h
 
 
 def test_the_macos_profile_denies_by_default_and_hides_after_it_allows(tmp_path) -> None:
-    from ar_tui.core.sandbox import SandboxPolicy, seatbelt_profile
+    from ar_tui.core.sandbox.backends import SandboxPolicy, seatbelt_profile
 
     run_dir = str(tmp_path / "run")
     worktree = f"{run_dir}/worktrees/slot-0"
@@ -312,7 +325,7 @@ def test_the_macos_profile_denies_by_default_and_hides_after_it_allows(tmp_path)
 
 
 def test_resolution_of_auto_require_and_off() -> None:
-    from ar_tui.core.sandbox import SandboxError, resolve_sandbox
+    from ar_tui.core.sandbox.backends import SandboxError, resolve_sandbox
 
     class Missing:
         name = "missing"
@@ -339,7 +352,7 @@ def test_resolution_of_auto_require_and_off() -> None:
 
 
 def test_a_prepare_that_runs_an_editable_file_is_confined() -> None:
-    from ar_tui.core.run_policy import runs_editable_file
+    from ar_tui.core.sandbox.policy import runs_editable_file
 
     editable = ["train.py", "lib/model.py"]
     assert runs_editable_file("python train.py --prepare", editable)
@@ -351,7 +364,7 @@ def test_a_prepare_that_runs_an_editable_file_is_confined() -> None:
 
 
 def test_landlock_rules_never_allow_a_hidden_path_inside_an_allowed_one(tmp_path) -> None:
-    from ar_tui.core.sandbox import _allow_except
+    from ar_tui.core.sandbox.backends import _allow_except
 
     for name in ("a/keep", "a/run/worktrees/slot-0", "a/run/worktrees/slot-1", "b"):
         (tmp_path / name).mkdir(parents=True)
@@ -364,7 +377,7 @@ def test_landlock_rules_never_allow_a_hidden_path_inside_an_allowed_one(tmp_path
 
 
 def test_the_bubblewrap_command_hides_then_gives_the_worktree_back(tmp_path, home) -> None:
-    from ar_tui.core.run_policy import SandboxSettings, hidden_paths, make_policy
+    from ar_tui.core.sandbox.policy import SandboxSettings, hidden_paths, make_policy
 
     run_dir = tmp_path / "run"
     worktree = run_dir / "worktrees" / "slot-0"
@@ -382,7 +395,7 @@ def test_the_bubblewrap_command_hides_then_gives_the_worktree_back(tmp_path, hom
 
 
 def test_nothing_in_the_childs_environment_names_the_run_dir(tmp_path) -> None:
-    from ar_tui.core.run_policy import RunScratch, confined_env
+    from ar_tui.core.sandbox.policy import RunScratch, confined_env
 
     run_dir, data = tmp_path / "home" / "runs" / "night", tmp_path / "home"
     scratch = RunScratch(tmp_path / "scratch")
@@ -400,7 +413,7 @@ def test_nothing_in_the_childs_environment_names_the_run_dir(tmp_path) -> None:
 def test_orphans_are_found_by_an_opaque_marker(tmp_path) -> None:
     import subprocess
 
-    from ar_tui.core.runner import RUN_MARKER_ENV, kill_orphans, run_marker
+    from ar_tui.core.executors.process import RUN_MARKER_ENV, kill_orphans, run_marker
 
     run_dir = tmp_path / "run"
     marker = run_marker(run_dir)
@@ -436,7 +449,7 @@ async def test_a_prepare_that_runs_the_editable_file_is_confined(tmp_path, backe
 
 
 def test_a_reset_removes_untracked_and_ignored_files_but_keeps_declared_caches(tmp_path) -> None:
-    from ar_tui.core.git import GitRepo
+    from ar_tui.core.records.git import GitRepo
 
     repo = make_target(tmp_path / "repo" / "target", extra={".gitignore": "*.pt\n__pycache__/\n"})
     git_repo = GitRepo(repo, "t")

@@ -12,7 +12,7 @@ import pytest
 from ar_tui.agents.scripted import ScriptedProposer
 from ar_tui.core import events as ev
 from ar_tui.core.engine import Engine, EngineOptions
-from ar_tui.core.ledger import read_events, read_results
+from ar_tui.core.records.ledger import read_events, read_results
 from tests.conftest import git
 from tests.core.test_sandbox import backend  # noqa: F401  (the fixture: both backends, never skipped)
 from tests.nanochat.conftest import make_target, prepared_cache  # noqa: F401  (prepared_cache is a fixture)

@@ -7,7 +7,8 @@ from ar_tui.core import events as ev
 from ar_tui.core.decisions import RERUN, NoiseModel
 from ar_tui.core.engine.parts import Candidate
 from ar_tui.core.engine.state import ResearchState
-from ar_tui.core.engine.strategy import DISCARD, KEEP, REAPPLY, GreedyStrategy, Judging
+from ar_tui.core.engine.strategies.base import DISCARD, KEEP, REAPPLY, Judging
+from ar_tui.core.engine.strategies.greedy import GreedyStrategy
 
 JUDGING = Judging(direction="min", metric_name="val_bpb", max_runs=2)
 

@@ -15,7 +15,7 @@ from ar_tui.agents.offline import OfflineProposer
 from ar_tui.agents.scripted import ScriptedProposer, ScriptStep
 from ar_tui.core import events as ev
 from ar_tui.core.engine import Engine, EngineOptions
-from ar_tui.core.ledger import read_events, read_results
+from ar_tui.core.records.ledger import read_events, read_results
 from ar_tui.core.targets import EXAMPLES_DIR, example_names, materialize_example
 from tests.fake_messages_api import FakeMessagesAPI, RecordedRequest, reply, text
 

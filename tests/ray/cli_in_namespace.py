@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from ar_tui.core.ledger import read_results  # noqa: E402
+from ar_tui.core.records.ledger import read_results  # noqa: E402
 from tests.conftest import ar_tui_command, make_target  # noqa: E402
 from tests.ray.cluster import NAMESPACE_MARK, write_json  # noqa: E402
 

@@ -33,7 +33,7 @@ from ar_tui.agents.scripted import ScriptedProposer, ScriptStep  # noqa: E402
 from ar_tui.core import events as ev  # noqa: E402
 from ar_tui.core.engine import Engine, EngineOptions  # noqa: E402
 from ar_tui.core.executors.ray import RayExecutor  # noqa: E402
-from ar_tui.core.ledger import read_results  # noqa: E402
+from ar_tui.core.records.ledger import read_results  # noqa: E402
 from tests.conftest import make_target  # noqa: E402
 from tests.ray.cluster import LocalCluster, write_json  # noqa: E402
 
@@ -339,8 +339,8 @@ async def sandbox_on_the_node(base: Path, cluster: LocalCluster, backend: str = 
     each other, under the engine's `backend` (which the node prefers); then,
     for bubblewrap, the same secret read with `--sandbox off`, which gets
     through (so what refused it was the node's sandbox)."""
-    from ar_tui.core.sandbox import Bubblewrap, LandlockBackend
-    from ar_tui.core.server import control_service
+    from ar_tui.core.control.server import control_service
+    from ar_tui.core.sandbox.backends import Bubblewrap, LandlockBackend
     from tests.conftest import TINY_TRAIN
     from tests.core import sandbox_attacks as attacks
 

@@ -5,7 +5,7 @@ events are replayed in test_ray_executor.py; these are the counts."""
 from __future__ import annotations
 
 from ar_tui.core import events as ev
-from ar_tui.core.control import RunView
+from ar_tui.core.control.view import RunView
 from ar_tui.headless import describe_status
 
 

@@ -89,8 +89,8 @@ def test_a_node_that_dies_mid_experiment_costs_a_rerun_not_a_crash(findings: dic
 def test_a_slot_out_of_the_pool_is_shown_until_capacity_returns(findings: dict) -> None:
     from pathlib import Path
 
-    from ar_tui.core.control import RunView
-    from ar_tui.core.ledger import read_events
+    from ar_tui.core.control.view import RunView
+    from ar_tui.core.records.ledger import read_events
     from ar_tui.headless import describe_status
 
     found = scenario(findings, "node_death")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ar_tui.core import events as ev
-from ar_tui.core.ledger import EventLog, Ledger, LedgerRow
+from ar_tui.core.records.ledger import EventLog, Ledger, LedgerRow
 from ar_tui.report import build_report, render_markdown, report_as_dict
 
 T0 = 1_790_000_000.0

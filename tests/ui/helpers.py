@@ -12,9 +12,9 @@ from typing import Callable
 from textual.pilot import Pilot
 
 from ar_tui.agents.scripted import ScriptedProposer, ScriptStep
+from ar_tui.core.control.server import control_service
 from ar_tui.core.engine import Engine, EngineOptions
-from ar_tui.core.ledger import read_events, read_results
-from ar_tui.core.server import control_service
+from ar_tui.core.records.ledger import read_events, read_results
 from ar_tui.ui.app import ArTuiApp
 from tests.conftest import make_target
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ar_tui.core import events as ev
-from ar_tui.core.control import Observer
+from ar_tui.core.control.handle import Observer
 
 T0 = 1_800_000_000.0  # a fixed wall clock for snapshots
 

@@ -130,7 +130,7 @@ async def test_the_engine_named_parent_and_island_win_over_the_derived_ones() ->
 
 
 def test_greedy_parents_are_the_kept_commit_each_experiment_started_from() -> None:
-    from ar_tui.core.control import RunView
+    from ar_tui.core.control.view import RunView
 
     view = RunView()
     for event in session_events():

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from ar_tui.core import events as ev
-from ar_tui.core.ledger import read_events, read_results
+from ar_tui.core.records.ledger import read_events, read_results
 from tests.conftest import ROOT, make_target
 
 

@@ -21,7 +21,7 @@ import psutil
 from PIL import Image
 
 from ar_tui.core import events as ev
-from ar_tui.core.server import ControlServer
+from ar_tui.core.control.server import ControlServer
 from ar_tui.ui.app import ArTuiApp
 from ar_tui.ui.attached_app import AttachedApp, NoEngine
 from ar_tui.ui.status_line import StatusLine

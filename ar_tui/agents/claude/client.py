@@ -13,7 +13,7 @@ with jittered exponential backoff. Errors that waiting cannot fix (a bad
 request, a bad key, a spend limit) raise `ProposerStopped` with one line.
 
 Money is counted per request from the final usage of the stream, priced with
-`ar_tui.core.pricing`, web searches at their own price; no request starts once
+`ar_tui.core.money.pricing`, web searches at their own price; no request starts once
 the meter's budget is spent.
 """
 
@@ -32,7 +32,7 @@ import httpx2
 
 from ar_tui.core import events as ev
 from ar_tui.core.config import ConfigError
-from ar_tui.core.pricing import WEB_SEARCH_USD, PriceError, exact_cost, parse_price_overrides
+from ar_tui.core.money.pricing import WEB_SEARCH_USD, PriceError, exact_cost, parse_price_overrides
 from ar_tui.core.proposer import BudgetReached, Emit, ProposerStopped, TokenUsage
 
 # Errors the API reports inside a 200 stream (an SSE `error` event) that no

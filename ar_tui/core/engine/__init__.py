@@ -11,9 +11,10 @@ from typing import Awaitable, Callable
 from ar_tui.core import events as ev
 from ar_tui.core.engine.facade import Engine, Service
 from ar_tui.core.engine.parts import Candidate, EngineOptions
-from ar_tui.core.engine.strategy import GreedyStrategy, Strategy, Verdict
+from ar_tui.core.engine.strategies.base import Strategy, Verdict
+from ar_tui.core.engine.strategies.greedy import GreedyStrategy
 from ar_tui.core.errors import UserError
-from ar_tui.core.rundir import PID_FILE, engine_pid
+from ar_tui.core.records.rundir import PID_FILE, engine_pid
 
 RunEngine = Callable[[], Awaitable[ev.RunStopped]]
 

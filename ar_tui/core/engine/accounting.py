@@ -3,7 +3,7 @@ experiment.
 
 Only a proposer's final `Usage` of a request counts (a streaming one is a
 provisional figure the viewers show on top). Every finished run counts the
-GPU time it held (`ar_tui.core.gpu_cost`) to its experiment. The running
+GPU time it held (`ar_tui.core.money.gpu_cost`) to its experiment. The running
 totals are written into those events before they are emitted, so every
 viewer shows the engine's own sums instead of adding them up again.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Callable
 
 from ar_tui.core import events as ev
-from ar_tui.core.gpu_cost import GpuPricing, devices_in, gpu_usd
+from ar_tui.core.money.gpu_cost import GpuPricing, devices_in, gpu_usd
 
 TOKEN_KINDS = ("input", "output", "cache_write", "cache_read")
 

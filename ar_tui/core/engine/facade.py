@@ -22,27 +22,30 @@ from typing import AsyncContextManager, Callable, Iterable
 
 from ar_tui.core import events as ev
 from ar_tui.core.config import ConfigError, TargetConfig, load_target, validate_files
-from ar_tui.core.control import Observer
+from ar_tui.core.control.handle import Observer
 from ar_tui.core.decisions import NoiseModel, keep_quantile, night_summary
-from ar_tui.core.evidence import read_evidence
 from ar_tui.core.engine.accounting import Accounting
 from ar_tui.core.engine.parts import Candidate, EngineOptions, Slot
 from ar_tui.core.engine.recorder import Recorder
 from ar_tui.core.engine.scheduler import Scheduler
 from ar_tui.core.engine.state import ResearchState
-from ar_tui.core.engine.strategy import GreedyStrategy, Judging, Strategy, make_strategy
+from ar_tui.core.engine.strategies import make_strategy
+from ar_tui.core.engine.strategies.base import Judging, Strategy
+from ar_tui.core.engine.strategies.greedy import GreedyStrategy
 from ar_tui.core.engine.trial import Trial
 from ar_tui.core.errors import UserError
-from ar_tui.core.executors.plan import file_hashes
-from ar_tui.core.gpu_cost import resolve_pricing
-from ar_tui.core.git import GIT_ERRORS, GitError, GitRepo
+from ar_tui.core.evidence import read_evidence
+from ar_tui.core.executors.base import Executor, file_hashes
+from ar_tui.core.executors.local import LocalExecutor
+from ar_tui.core.executors.process import kill_orphans
 from ar_tui.core.interpreter import TargetPython, resolve_python
-from ar_tui.core.ledger import EventLog, Ledger, LedgerError, read_events, read_state, write_state
+from ar_tui.core.money.gpu_cost import resolve_pricing
 from ar_tui.core.proposer import Proposer
-from ar_tui.core.rundir import RunDir
-from ar_tui.core.runner import Executor, LocalExecutor, kill_orphans
-from ar_tui.core.run_policy import Confinement, target_python_paths
-from ar_tui.core.sandbox import resolve_sandbox
+from ar_tui.core.records.git import GIT_ERRORS, GitError, GitRepo
+from ar_tui.core.records.ledger import EventLog, Ledger, LedgerError, read_events, read_state, write_state
+from ar_tui.core.records.rundir import RunDir
+from ar_tui.core.sandbox.backends import resolve_sandbox
+from ar_tui.core.sandbox.policy import Confinement, target_python_paths
 from ar_tui.core.targets import data_home
 
 # A service is handed the engine once its run dir is claimed and opened.

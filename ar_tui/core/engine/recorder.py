@@ -12,8 +12,8 @@ from typing import Callable
 
 from ar_tui.core import events as ev
 from ar_tui.core.engine.parts import Candidate
-from ar_tui.core.ledger import Ledger, LedgerError, LedgerRow
-from ar_tui.core.rundir import RunDir
+from ar_tui.core.records.ledger import Ledger, LedgerError, LedgerRow
+from ar_tui.core.records.rundir import RunDir
 
 
 class Recorder:

@@ -24,10 +24,17 @@ from ar_tui.core import events as ev
 from ar_tui.core.decisions import REMEASURE_BEST, RERUN
 from ar_tui.core.engine.measuring import Measuring
 from ar_tui.core.engine.parts import MAX_FAILED_PROPOSALS_IN_ROW, Candidate, Outcome, Slot
-from ar_tui.core.engine.strategy import DISCARD, KEEP, REAPPLY, REBASE_FAILED_RULE, Base
+from ar_tui.core.engine.strategies.base import DISCARD, KEEP, REAPPLY, REBASE_FAILED_RULE, Base
 from ar_tui.core.evidence import read_evidence
-from ar_tui.core.ledger import LedgerError
-from ar_tui.core.proposer import Proposal, ProposalContext, ProposalFailed, ProposalRejected, ProposerStopped, RunStopping
+from ar_tui.core.proposer import (
+    Proposal,
+    ProposalContext,
+    ProposalFailed,
+    ProposalRejected,
+    ProposerStopped,
+    RunStopping,
+)
+from ar_tui.core.records.ledger import LedgerError
 from ar_tui.core.seeds import read_texts, seed_only_refusal
 from ar_tui.core.workspace import Workspace
 

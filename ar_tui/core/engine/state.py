@@ -19,11 +19,11 @@ from dataclasses import dataclass, field, replace
 from ar_tui.core import events as ev
 from ar_tui.core.decisions import NoiseModel
 from ar_tui.core.direction import Direction
-from ar_tui.core.evidence import RunEvidence
 from ar_tui.core.engine.parts import Candidate
-from ar_tui.core.git import GIT_ERRORS, GitRepo
-from ar_tui.core.ledger import LedgerRow
+from ar_tui.core.evidence import RunEvidence
 from ar_tui.core.proposer import ResultRow
+from ar_tui.core.records.git import GIT_ERRORS, GitRepo
+from ar_tui.core.records.ledger import LedgerRow
 
 
 @dataclass

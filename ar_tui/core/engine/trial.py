@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import re
 import shlex
 from pathlib import Path
@@ -20,28 +19,16 @@ from typing import Callable
 from ar_tui.core import events as ev
 from ar_tui.core.config import TargetConfig
 from ar_tui.core.engine.parts import EVALUATE_TIMEOUT_S, Candidate, Outcome, Slot
-from ar_tui.core.executors.plan import TrialPlan, TrialSteps, execute_plan
-from ar_tui.core.failures import crash_reason
-from ar_tui.core.git import GitRepo
+from ar_tui.core.executors.base import Executor, RunSpec, TrialPlan, TrialSteps
+from ar_tui.core.executors.failures import crash_reason
+from ar_tui.core.executors.process import child_env
 from ar_tui.core.interpreter import TargetPython
-from ar_tui.core.rundir import RunDir
-from ar_tui.core.runner import RUN_MARKER_ENV, Executor, RunSpec, run_marker
-from ar_tui.core.run_policy import Confinement, RunScratch, runs_editable_file
+from ar_tui.core.records.git import GitRepo
+from ar_tui.core.records.rundir import RunDir
+from ar_tui.core.sandbox.policy import Confinement, RunScratch, runs_editable_file
 from ar_tui.core.seeds import SEED_ENV, seed_for
 
-# Environment variables never passed to a training script: it could print them.
-SECRET_ENV_PREFIXES = ("ANTHROPIC_",)
 PREPARE_TIMEOUT_S = 3600.0
-
-
-def child_env(run_dir: Path, extra: dict[str, str], python: TargetPython, scratch: RunScratch) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(SECRET_ENV_PREFIXES)}
-    env.update(extra)
-    # `python` in a target's commands is the target's interpreter (ar_tui.core.interpreter).
-    env = python.child_env(env, scratch.bin)
-    env["PYTHONUNBUFFERED"] = "1"
-    env[RUN_MARKER_ENV] = run_marker(run_dir)
-    return env
 
 
 def parse_float(text: str | None) -> float | None:
@@ -160,8 +147,8 @@ class Trial:
             evaluate_template=target.evaluate, prepare=target.prepare, run_marker=str(self.run_dir.path),
             confinement=self.confinement.portable(target.editable))
         try:
-            steps = await execute_plan(
-                self.executor, plan, on_line, cand.stop,
+            steps = await self.executor.run_trial(
+                plan, on_line, cand.stop,
                 on_evaluating=lambda: self.emit(ev.StateChanged(state=ev.STATE_EVALUATING, slot=slot.index,
                                                                 exp=cand.exp)),
                 on_notice=lambda level, message: self.emit(ev.Notice(level=level, message=message)),

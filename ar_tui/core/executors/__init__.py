@@ -1,7 +1,7 @@
 """Executors by name: what `--executor` chooses and a stored run remembers.
 
 An executor runs one training or evaluation command for the engine (the
-`Executor` protocol in `ar_tui.core.runner`). `local` runs it as a child
+`Executor` protocol in `ar_tui.core.executors.local`). `local` runs it as a child
 process on this machine; a cluster executor registers itself here under its
 own name, and the CLI, the stored run options and the docs follow.
 """
@@ -11,7 +11,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ar_tui.core.errors import UserError
-from ar_tui.core.runner import Executor, LocalExecutor
+from ar_tui.core.executors.base import Executor
+from ar_tui.core.executors.local import LocalExecutor
 
 DEFAULT_EXECUTOR = "local"
 

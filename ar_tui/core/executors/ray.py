@@ -38,11 +38,20 @@ from typing import Any
 
 import ar_tui
 from ar_tui.core.errors import UserError
-from ar_tui.core.executors.plan import (
-    EVALUATE_LINE_PREFIX, OnCapacity, OnEvaluating, OnNodeSandbox, OnNotice, TrialPlan, TrialSteps,
+from ar_tui.core.executors.base import (
+    EVALUATE_LINE_PREFIX,
+    OnCapacity,
+    OnEvaluating,
+    OnLine,
+    OnNodeSandbox,
+    OnNotice,
+    RunResult,
+    RunSpec,
+    TrialPlan,
+    TrialSteps,
 )
-from ar_tui.core.executors.ray_node import STOP_WAIT_S, one_line, end_orphans_on_node, node_trial, run_key
-from ar_tui.core.runner import TAIL_LINES, LocalExecutor, OnLine, RunResult, RunSpec
+from ar_tui.core.executors.local import TAIL_LINES, LocalExecutor
+from ar_tui.core.executors.node import STOP_WAIT_S, end_orphans_on_node, node_trial, one_line, run_key
 
 GPU_DEVICE = "ray:gpu"
 CPU_DEVICE = "ray:cpu"
@@ -118,6 +127,13 @@ def cluster_devices(address: str | None, slots: int | None = None) -> list[str]:
     return RayExecutor(address).devices(slots)
 
 
+
+def ray_node_trial(plan: TrialPlan, code: bytes):
+    """The Ray task: the node side's trial, named by Ray's id for the node."""
+    import ray
+
+    yield from node_trial(plan, code, ray.get_runtime_context().get_node_id())
+
 class RayExecutor:
     """Runs each trial as a Ray task on the cluster at `address` (default:
     RAY_ADDRESS, else a Ray instance started for the run on this machine)."""
@@ -173,7 +189,7 @@ class RayExecutor:
         resources = ray.cluster_resources()
         self.gpus = int(resources.get("GPU", 0))
         self.cpus = int(resources.get("CPU", 0))
-        self._task = ray.remote(max_retries=0)(node_trial)
+        self._task = ray.remote(max_retries=0)(ray_node_trial)
 
     def end_orphans(self, run_marker: str = "") -> int:
         """End what an earlier engine of this run left on any node. Only once

@@ -1,7 +1,8 @@
-"""The node side of `--executor ray`: what a trial does on the machine Ray
-put it on (see ray.py for the engine's side).
+"""The node side of a cluster executor: what a trial does on the machine the
+cluster put it on (see ray.py for the engine's side of `--executor ray`).
+Nothing here imports Ray: a Slurm or Kubernetes executor reuses it whole.
 
-A trial arrives as a Ray task (`node_trial`, a generator) with its plan and
+A trial arrives (for Ray, as a task running `node_trial`, a generator) with its plan and
 the experiment commit's files as a tar. It unpacks them in a fresh dir of
 this run's dir on the node, resolves the sandbox the plan asks for on this
 machine (`Confinement.for_node`: the engine's mode and backend, the node's
@@ -30,10 +31,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from ar_tui.core.errors import UserError
-from ar_tui.core.executors.plan import OnEvaluating, TrialPlan, TrialSteps, run_trial_steps
+from ar_tui.core.executors.base import OnEvaluating, TrialPlan, TrialSteps, run_trial_steps
 from ar_tui.core.interpreter import KIND_OWN, TargetPython
-from ar_tui.core.run_policy import Confinement, RunScratch, runs_editable_file
-from ar_tui.core.runner import TERM_GRACE_S, LocalExecutor, OnLine, RunResult, RunSpec
+from ar_tui.core.sandbox.policy import Confinement, RunScratch, runs_editable_file
+from ar_tui.core.executors.process import TERM_GRACE_S
+from ar_tui.core.executors.local import LocalExecutor
+from ar_tui.core.executors.base import OnLine, RunResult, RunSpec
 
 PREPARE_TIMEOUT_S = 3600.0
 # How long the node side waits for more lines before sending what it has: few
@@ -79,7 +82,7 @@ def _node_plan(plan: TrialPlan, code: bytes, trial_dir: Path, scratch: RunScratc
     """The engine's plan with this node's paths, interpreter, environment and
     confinement (every run of the target's code confined as on the engine's
     machine), and the node's prepare run (None without one)."""
-    from ar_tui.core.engine.trial import child_env
+    from ar_tui.core.executors.process import child_env
 
     python = node_python()
     root = node_run_root(plan.run_marker)
@@ -165,15 +168,14 @@ async def _node_steps(plan: TrialPlan, code: bytes, trial_dir: Path, confinement
         scratch.remove()
 
 
-def node_trial(plan: TrialPlan, code: bytes):
-    """The Ray task (a generator): yields ("node", id, the sandbox in force
-    there), then runs the steps in a thread with its own event loop and
-    yields ("lines", [(text, replace), ...]), ("evaluating",), then ("done",
-    steps). A cancel arrives here as KeyboardInterrupt: the steps are
-    stopped, which ends the child's whole process group."""
-    import ray
-
-    node = ray.get_runtime_context().get_node_id()
+def node_trial(plan: TrialPlan, code: bytes, node: str):
+    """A trial on this node (a generator; `node` names the node for the
+    engine): yields ("node", node, the sandbox in force there), then runs the
+    steps in a thread with its own event loop and yields ("lines", [(text,
+    replace), ...]), ("evaluating",), then ("done", steps). A cancel arrives
+    here as KeyboardInterrupt: the steps are stopped, which ends the child's
+    whole process group. Ray runs it as a task (`ray.ray_node_trial`); a
+    Slurm or Kubernetes executor would run it in its job the same way."""
     root = node_run_root(plan.run_marker)
     root.mkdir(parents=True, exist_ok=True)
     try:
@@ -239,7 +241,7 @@ def node_trial(plan: TrialPlan, code: bytes):
 def end_orphans_on_node(run_marker: str) -> int:
     """Ray task, one per node: end every process an earlier engine of this run
     left on this node."""
-    from ar_tui.core.runner import kill_orphans
+    from ar_tui.core.executors.process import kill_orphans
 
     root = node_run_root(run_marker)
     return kill_orphans(root) if root.exists() else 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ar_tui.core.control import RowView
+from ar_tui.core.control.view import RowView
 
 
 def best_path(rows: list[RowView], best_exp: int | None) -> list[int]:

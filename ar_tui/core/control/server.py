@@ -42,9 +42,10 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Iterator
 
 from ar_tui.core import events as ev
-from ar_tui.core.control import EngineHandle, RunView
+from ar_tui.core.control.handle import EngineHandle
+from ar_tui.core.control.view import RunView
 from ar_tui.core.errors import RunError
-from ar_tui.core.rundir import SOCKET_FILE, RunDir, register_run_dir, socket_address, socket_answers
+from ar_tui.core.records.rundir import SOCKET_FILE, RunDir, register_run_dir, socket_address, socket_answers
 
 SOCKET_NAME = SOCKET_FILE
 # Commands are a few dozen bytes; anything this long is not one of ours.

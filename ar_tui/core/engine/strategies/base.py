@@ -24,17 +24,11 @@ from typing import TYPE_CHECKING, Protocol
 
 from ar_tui.core import events as ev
 from ar_tui.core.direction import Direction
-from ar_tui.core.decisions import (
-    DEFAULT_CONFIDENCE,
-    NO_MIN_EFFECT,
-    MinEffect,
-    decide,
-    mean,
-)
+from ar_tui.core.decisions import decide, DEFAULT_CONFIDENCE, mean, MinEffect, NO_MIN_EFFECT
 
 if TYPE_CHECKING:
     from ar_tui.core.engine.parts import Candidate
-    from ar_tui.core.engine.state import ResearchState
+    from ar_tui.core.engine.state import Node, ResearchState
 
 KEEP = ev.STATUS_KEEP
 DISCARD = ev.STATUS_DISCARD
@@ -94,43 +88,6 @@ FORCED_KEEP_RULE = "forced keep by the user"
 REBASE_FAILED_RULE = "forced keep, but the change conflicts with a newer best"
 
 
-class GreedyStrategy:
-    """One lineage: every proposal starts from the best, and a run is kept
-    only when it beats the best. A candidate whose parent is no longer the
-    best (another was kept while it ran) is never kept against that stale
-    baseline: if it beat its own parent it is re-applied on the new best and
-    run again, so two simultaneous winners are not both kept blindly."""
-
-    name = "greedy"
-
-    def base_for_proposal(self, state: "ResearchState") -> Base:
-        return Base(state.best_commit, state.best_exp)
-
-    def base_for_run(self, state: "ResearchState", cand: "Candidate") -> str:
-        return state.best_commit
-
-    def decide(self, state: "ResearchState", cand: "Candidate", judging: Judging) -> Verdict:
-        assert cand.runs and state.best_metric is not None
-        stale = cand.parent != state.best_commit
-        if cand.forced:
-            return Verdict(KEEP, FORCED_KEEP_RULE, cand.mean, rebase=stale)
-        if stale:
-            # Against its own parent: worth carrying to the new best only if it beat it.
-            parent_runs = state.noise.runs(cand.parent or "") or [state.metric_of.get(cand.parent or "",
-                                                                                     state.best_metric)]
-            parent = mean(parent_runs)
-            if Direction.parse(judging.direction).improvement(cand.mean, parent) <= 0:
-                return Verdict(DISCARD, f"{judging.metric_name} {cand.mean:.6f} not better than {parent:.6f} "
-                                        f"(against its own parent; a newer best exists)", cand.mean)
-            return Verdict(REAPPLY, f"{judging.metric_name} {cand.mean:.6f} beat its parent, but a newer best "
-                                    f"was kept while it ran: re-applying it on the new best and running again",
-                           cand.mean)
-        return judge_against_best(state, cand, judging)
-
-    def live_nodes(self, state: "ResearchState", judging: Judging) -> set[int]:
-        return set()  # the branch itself holds the one node greedy builds on
-
-
 def judge_against_best(state: "ResearchState", cand: "Candidate", judging: Judging) -> Verdict:
     """The candidate's runs against the best's (the mean of all its runs);
     the statistics and the policy live in ar_tui.core.decisions."""
@@ -142,13 +99,42 @@ def judge_against_best(state: "ResearchState", cand: "Candidate", judging: Judgi
     return Verdict(decision.action, decision.rule, decision.metric)
 
 
-def make_strategy(name: str, **settings) -> Strategy:
-    from ar_tui.core.engine.population import STRATEGIES
+# ---------------------------------------------------------------------- shared by the population strategies
 
-    try:
-        factory = STRATEGIES[name]
-    except KeyError:
-        from ar_tui.core.errors import UserError
+REMEASURE_AT = 2  # re-measure before a single-run node's 2nd child
 
-        raise UserError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}") from None
-    return factory(**settings)
+
+def noise_unit(state: "ResearchState") -> float:
+    """The unit gaps are measured in: the noise sd, else 1% of the baseline."""
+    sd = state.noise.sd
+    if sd:
+        return sd
+    reference = state.baseline_metric if state.baseline_metric else state.best_metric
+    return abs(reference) * 0.01 if reference else 1.0
+
+
+def gap_to_best(state: "ResearchState", node: "Node", direction: Direction) -> float:
+    """How far a node is behind the best, in noise units (0 for the best, >0 worse)."""
+    assert node.metric is not None and state.best_metric is not None
+    return -direction.improvement(node.metric, state.best_metric) / noise_unit(state)
+
+
+def measured_nodes(state: "ResearchState") -> list["Node"]:
+    return [n for n in state.nodes.values() if n.metric is not None and n.status in (ev.STATUS_KEEP, ev.STATUS_DISCARD)]
+
+
+def judge_in_population(state: "ResearchState", cand: "Candidate", judging: Judging) -> Verdict:
+    """Population strategies never go stale: a node is judged against the global best."""
+    assert cand.runs and state.best_metric is not None
+    if cand.forced:
+        return Verdict(KEEP, FORCED_KEEP_RULE, cand.mean)
+    verdict = judge_against_best(state, cand, judging)
+    if verdict.action == DISCARD:
+        return Verdict(DISCARD, f"{verdict.rule} (kept in the population)", verdict.metric)
+    return verdict
+
+
+def maybe_remeasure(state: "ResearchState", node: "Node", base: Base) -> Base:
+    if node.exp != 0 and len(node.runs) == 1 and node.children + 1 >= REMEASURE_AT:
+        return Base(node.commit, node.exp, base.island, remeasure=node.exp)
+    return base

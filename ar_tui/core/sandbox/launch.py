@@ -1,6 +1,6 @@
 """The no-root sandbox on Linux: Landlock, seccomp and a reaper, in front of a command.
 
-    python -I -S sandbox_launch.py POLICY_JSON -- ARGV...
+    python -I -S launch.py POLICY_JSON -- ARGV...
 
 Run as a script by path (never imported from the run's working directory;
 `-I` keeps the run's environment and cwd off `sys.path`, `-S` skips the
@@ -257,7 +257,7 @@ def _confine_and_exec(policy: dict, command: list[str]) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) < 3 or argv[1] != "--":
-        print("sandbox_launch: usage: sandbox_launch.py POLICY_JSON -- ARGV...", file=sys.stderr)
+        print("sandbox launch: usage: launch.py POLICY_JSON -- ARGV...", file=sys.stderr)
         return EXIT_SANDBOX_FAILED
     policy = json.loads(argv[0])
     command = argv[2:]

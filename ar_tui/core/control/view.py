@@ -1,9 +1,4 @@
-"""The boundary between the engine and whoever watches it.
-
-`EngineHandle` is what the Textual app, the headless printer and the socket
-server hold: a way to observe events and to send human decisions. The local
-engine implements it directly; an attached app gets a remote implementation
-over the run's Unix socket, so the app cannot tell the two apart.
+"""What a person sees of a run, folded from its events.
 
 `RunView` folds events into the picture a person sees (state, best metric,
 spend, the results table). The app, `ar-tui status` and the attach replay all
@@ -13,42 +8,10 @@ use it, so they never disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable
 
 from ar_tui.core import events as ev
-from ar_tui.core.role_costs import RoleCostCounter
-
-Observer = Callable[[ev.Event], None]
-
-
-class EngineHandle(Protocol):
-    def subscribe(self, observer: Observer) -> Callable[[], None]:
-        """Call `observer` for every event from now on; returns an unsubscribe."""
-        ...
-
-    def pause(self) -> None: ...
-
-    def resume(self) -> None: ...
-
-    def set_attended(self, attended: bool) -> None: ...
-
-    def veto(self, exp: int | None = None) -> bool:
-        """Abort experiment `exp` (default: the one running or waiting in the
-        veto window on the focused slot), or reject a prepared proposal.
-        Returns False when there was nothing to veto."""
-        ...
-
-    def force_keep(self, exp: int | None = None) -> bool:
-        """Keep `exp` (default: the running one) whatever its metric, unless it crashes."""
-        ...
-
-    def start_now(self, exp: int | None = None) -> bool:
-        """End the veto window of `exp` early: run it now."""
-        ...
-
-    def request_stop(self, now: bool = False) -> None:
-        """Stop after the running experiments finish; `now` aborts them."""
-        ...
+from ar_tui.core.control.role_costs import RoleCostCounter
 
 
 @dataclass
@@ -127,7 +90,7 @@ class RunView:
     derived_parents: dict[int, int | None] = field(default_factory=dict)  # exp: parent, where events name none
     gpu_usd_per_hour: float | None = None  # None: GPU time is not priced
     budget_covers: str = "tokens"
-    gpu_seconds: float = 0.0  # device-seconds held by every run (ar_tui.core.gpu_cost)
+    gpu_seconds: float = 0.0  # device-seconds held by every run (ar_tui.core.money.gpu_cost)
     gpu_cost_usd: float = 0.0
     role_costs: RoleCostCounter = field(default_factory=RoleCostCounter, repr=False)
 
@@ -148,7 +111,7 @@ class RunView:
         decided = len(self.experiments)
         return self.cost_usd / decided if decided else None
 
-    # Tokens, GPU time and their sum (ar_tui.core.gpu_cost). Without a GPU
+    # Tokens, GPU time and their sum (ar_tui.core.money.gpu_cost). Without a GPU
     # price the GPU figures are None, and the sum is the tokens'.
     @property
     def gpu_priced(self) -> bool:

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from ar_tui.core import events as ev
 from ar_tui.core.errors import RunError
-from ar_tui.core.rundir import RunDir
+from ar_tui.core.records.rundir import RunDir
 
 # Appended after the original five; new columns go at the end, so older files still read.
 EXTRA_COLUMNS = ["exp", "cost_usd", "seconds", "forced", "prepared_before", "rule", "rationale", "parent", "proposer",

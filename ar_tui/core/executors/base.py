@@ -1,5 +1,10 @@
-"""A trial's plan: everything one run of an experiment needs, handed to an
-executor whole.
+"""What an executor is: the `Executor` protocol, a run's `RunSpec` and
+`RunResult`, and a trial's plan, handed to an executor whole.
+
+The engine talks to an `Executor`, so a cluster executor (Ray, Slurm) starts
+the same runs without touching the engine's decisions. The sandbox travels in
+the `RunSpec` and the executor applies it, so an executor on another machine
+confines the run there.
 
 Training, the protected-file check and the trusted evaluator belong together:
 on a cluster they must run on the same machine, against the same files and
@@ -8,7 +13,7 @@ executor a `TrialPlan` and gets `TrialSteps` back; what the steps mean (ok,
 crash, integrity, ...) is still decided by the engine, from those results.
 
 `run_trial_steps` runs the steps through an executor's `run`: the local
-executor uses it on this machine, a remote one on the node.
+executor uses it on this machine (`StepwiseExecutor`), a remote one on the node.
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Protocol
 
-from ar_tui.core.run_policy import NodeConfinement
-from ar_tui.core.runner import Executor, OnLine, RunResult, RunSpec
+from ar_tui.core.sandbox.backends import Sandbox, SandboxPolicy
+from ar_tui.core.sandbox.policy import NodeConfinement
 
 OnEvaluating = Callable[[], None]
 OnNotice = Callable[[str, str], None]  # (level, message)
@@ -29,6 +34,48 @@ OnNotice = Callable[[str, str], None]  # (level, message)
 OnCapacity = Callable[[int, int, str], None]
 OnNodeSandbox = Callable[[str, str, bool], None]  # node, its sandbox in words, whether it confines
 EVALUATE_LINE_PREFIX = "[evaluate] "
+OnLine = Callable[[str, bool], None]  # (text, replaces_previous_line)
+
+
+@dataclass
+class RunSpec:
+    command: str
+    cwd: Path
+    env: dict[str, str]
+    log_path: Path
+    timeout_s: float
+    device: str = "cpu"
+    patterns: dict[str, re.Pattern[str]] = field(default_factory=dict)  # name -> regex with one group
+    # The command runs confined when both are set and the sandbox has a backend.
+    sandbox: Sandbox | None = None
+    policy: SandboxPolicy | None = None
+
+
+@dataclass
+class RunResult:
+    exit_code: int | None
+    timed_out: bool
+    stopped: bool  # ended by the engine (veto, stop --now)
+    seconds: float
+    output_bytes: int
+    tail: str
+    matches: dict[str, str]  # pattern name -> last captured value
+
+
+class Executor(Protocol):
+    async def run(self, spec: RunSpec, on_line: OnLine, stop: asyncio.Event) -> RunResult:
+        """Run `spec` to completion, calling `on_line` for each output line;
+        setting `stop` ends the run early."""
+        ...
+
+    async def run_trial(self, plan: TrialPlan, on_line: OnLine, stop: asyncio.Event,
+                        on_evaluating: OnEvaluating | None = None,
+                        on_notice: OnNotice | None = None,
+                        on_capacity: OnCapacity | None = None,
+                        on_node_sandbox: OnNodeSandbox | None = None) -> TrialSteps:
+        """Run a trial's steps (training, protected-file check, evaluator) on
+        one machine and return their results; see `run_trial_steps`."""
+        ...
 
 
 @dataclass
@@ -106,14 +153,18 @@ async def run_trial_steps(executor: Executor, plan: TrialPlan, on_line: OnLine, 
     return steps
 
 
-async def execute_plan(executor: Executor, plan: TrialPlan, on_line: OnLine, stop: asyncio.Event,
-                       on_evaluating: OnEvaluating | None = None, on_notice: OnNotice | None = None,
-                       on_capacity: OnCapacity | None = None,
-                       on_node_sandbox: OnNodeSandbox | None = None) -> TrialSteps:
-    """Hand the plan to the executor; one that only knows `run` (its runs
-    share this machine's files) has the steps run here, one by one."""
-    run_trial = getattr(executor, "run_trial", None)
-    if run_trial is None:
-        return await run_trial_steps(executor, plan, on_line, stop, on_evaluating)
-    return await run_trial(plan, on_line, stop, on_evaluating=on_evaluating, on_notice=on_notice,
-                           on_capacity=on_capacity, on_node_sandbox=on_node_sandbox)
+class StepwiseExecutor:
+    """For an executor whose runs share this machine's files: a trial is its
+    steps run here, one by one, through the executor's own `run`. Its slots
+    never leave the pool and its sandbox is the engine's own, so on_capacity
+    and on_node_sandbox (a cluster's) are not called."""
+
+    async def run(self, spec: RunSpec, on_line: OnLine, stop: asyncio.Event) -> RunResult:
+        raise NotImplementedError
+
+    async def run_trial(self, plan: TrialPlan, on_line: OnLine, stop: asyncio.Event,
+                        on_evaluating: OnEvaluating | None = None,
+                        on_notice: OnNotice | None = None,
+                        on_capacity: OnCapacity | None = None,
+                        on_node_sandbox: OnNodeSandbox | None = None) -> TrialSteps:
+        return await run_trial_steps(self, plan, on_line, stop, on_evaluating)

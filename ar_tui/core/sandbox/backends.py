@@ -8,7 +8,7 @@ under `--sandbox auto`:
   the policy's paths, private /tmp and /dev/shm, pid, ipc and (unless the
   network is on) network namespaces, `--die-with-parent`.
 - `landlock` (Linux, no root, the `landlock` package): Landlock, seccomp and
-  a reaper in `sandbox_launch.py`, which says what it can and cannot do.
+  a reaper in `launch.py`, which says what it can and cannot do.
 - `sandbox-exec` (macOS): a Seatbelt profile, `seatbelt_profile`.
 
 `--sandbox require` refuses to start without one; `off` is the user's
@@ -31,7 +31,7 @@ from typing import Protocol, Sequence
 from ar_tui.core.errors import UserError
 
 SANDBOX_MODES = ("auto", "require", "off")
-LAUNCHER = Path(__file__).with_name("sandbox_launch.py")
+LAUNCHER = Path(__file__).with_name("launch.py")
 # What every confined run reads (the launcher's probe confines `true` with it too).
 LINUX_SYSTEM_READ = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/sys",
                      "/run/systemd/resolve", "/run/resolvconf", "/nix/store")
@@ -148,7 +148,7 @@ class Bubblewrap:
 
 
 class LandlockBackend:
-    """No root needed; see sandbox_launch.py for what it enforces."""
+    """No root needed; see launch.py for what it enforces."""
 
     name = "landlock"
     MIN_ABI = 1

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ar_tui.core.sandbox import (
+from ar_tui.core.sandbox.backends import (
     LINUX_SYSTEM_READ, MACOS_SYSTEM_READ, Sandbox, SandboxPolicy, path_under,
 )
 
@@ -256,7 +256,7 @@ def node_sandbox(mode: str, network: bool, preferred: str | None) -> Sandbox:
     """The sandbox for `mode` on this machine, the backend named `preferred`
     first if it works here. Cached: a node's worker resolves it (a probe run
     of each backend) once, not per trial."""
-    from ar_tui.core.sandbox import default_backends, resolve_sandbox
+    from ar_tui.core.sandbox.backends import default_backends, resolve_sandbox
 
     backends = sorted(default_backends(), key=lambda backend: backend.name != preferred)
     return resolve_sandbox(mode, network, backends)
