@@ -31,22 +31,18 @@ import random
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from ar_tui.agents.offline.descriptions import OUT_OF_MEMORY, changes_from_diff, key, parse_description, values_text
 from ar_tui.agents.offline.knobs import (
     LEARNING_RATE,
-    OUT_OF_MEMORY,
     SCALE_LOG2,
     Knob,
     Move,
     Plan,
     Values,
-    changes_from_diff,
+    format_value,
     is_head_size,
     is_model_width,
-    key,
-    format_value,
-    parse_description,
     snap_part,
-    values_text,
 )
 from ar_tui.core.proposer import ProposalContext, ProposalFailed
 

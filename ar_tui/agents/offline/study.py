@@ -59,6 +59,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from ar_tui.agents.offline.classic import Search
+from ar_tui.agents.offline.descriptions import key, values_text
 from ar_tui.agents.offline.knobs import (
     SCALE_LINEAR,
     SCALE_LOG,
@@ -71,9 +72,7 @@ from ar_tui.agents.offline.knobs import (
     granularity,
     is_head_size,
     is_model_width,
-    key,
     snap_part,
-    values_text,
 )
 from ar_tui.core.proposer import ProposalContext, ProposalFailed
 
