@@ -22,39 +22,7 @@ from ar_tui.core.errors import ArTuiError, RunError, UserError
 from ar_tui.core.records.rundir import RunDir
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
-# argparse dests of run flags that later parts add (strategy, team, sandbox
-# ...): their values are stored in RunOptions.extra, so a resumed or detached
-# run keeps them. Every run flag must be stored one way or the other.
-EXTRA_OPTIONS: tuple[str, ...] = ("max_runs", "confidence", "strategy", "islands", "migrate_every",
-                                 "offline_search", "sampler", "sandbox",
-                                 "team", "plan_every", "web_search", "ray_address", "gpu_usd_per_hour",
-                                 "budget_covers")
-# The extra options that are EngineOptions fields of the same name: a new run
-# stores the engine's default for each, so that a resume cannot switch it.
-ENGINE_EXTRA_OPTIONS = ("max_runs", "confidence", "strategy", "islands", "migrate_every", "sandbox",
-                        "gpu_usd_per_hour", "budget_covers")
-# Where a benchmark decided what a run should do by default, the command line
-# follows it; the engine's own defaults stay the plain rules its tests pin.
-# strategy: tree beat greedy on both real targets (README, "Measured: which
-# strategy finds more": forecast 60 x 5 seeds, CPU nanochat 30 x 3 seeds).
-MEASURED_DEFAULTS = {"strategy": "tree"}
-
-
 # ---------------------------------------------------------------------- flags
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
-    return value
-
-
-def _confidence(text: str) -> float:
-    value = float(text)
-    if not 0.5 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0.5 and 1 (e.g. 0.95), not {text}")
-    return value
 
 
 def _non_negative_int(text: str) -> int:
@@ -64,18 +32,37 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, not {text}")
-    return value
+def part_options() -> tuple:
+    """The options the parts of a run declare (the engine, the strategies, the
+    executors, the agents), as `RunOption`s: each is a flag and a stored
+    value in `RunOptions.extra`. Imports the engine: for `run` only."""
+    from ar_tui.agents.registry import proposer_options
+    from ar_tui.core.engine.parts import ENGINE_RUN_OPTIONS
+    from ar_tui.core.engine.strategies import strategy_options
+    from ar_tui.core.executors import executor_options
+
+    options: dict = {}
+    for option in (*ENGINE_RUN_OPTIONS, *strategy_options(), *executor_options(), *proposer_options()):
+        options.setdefault(option.name, option)
+    return tuple(options.values())
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+def add_part_option(parser: argparse.ArgumentParser, option) -> None:
+    """A part's option as a flag; None when not typed (see add_run_arguments)."""
+    if option.switch:
+        parser.add_argument(option.flag, dest=option.name, action="store_true", default=None, help=option.help)
+    else:
+        parser.add_argument(option.flag, dest=option.name, type=option.type, choices=option.choices, help=option.help)
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, with_parts: bool = True) -> None:
     """The flags of a run. Their defaults are None: a flag the user did not
     type must not override what a resumed run was started with; the defaults
-    named in the help are applied in `resolve_run`."""
+    named in the help are applied in `resolve_run`. The parts' own flags
+    (`part_options`) are added `with_parts` only, so that parsing `status`
+    never imports the engine."""
     from ar_tui.agents.registry import proposer_names
+    from ar_tui.core.config import positive_float
     from ar_tui.run_options import RunOptions
 
     parser.add_argument("--target", type=Path, help="target directory in a git repo (default: the bundled nanochat)")
@@ -87,55 +74,37 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help=f"the agent's model (default: AR_TUI_MODEL or {DEFAULT_MODEL})")
     parser.add_argument("--base-url", help="a Messages API server (default: ANTHROPIC_BASE_URL or Anthropic's)")
     parser.add_argument("--program", type=Path, help="the agent's instructions (default: program.md)")
-    # Checked against the executor registry when the run is resolved, so that
-    # building the parser (for `status`, say) never imports the executors.
-    parser.add_argument("--executor", help="where experiments run: local (the default: this machine), "
-                        "or ray (a Ray cluster; pip install 'ar-tui[ray]')")
-    parser.add_argument("--ray-address", help="the Ray cluster (default: RAY_ADDRESS, else a Ray started for the run)")
+    # Checked against the executor registry when the run is resolved (one line, exit 2).
+    parser.add_argument("--executor", help="where experiments run" + (
+        ": " + ", or ".join(f"{name} ({entry.help})" for name, entry in _executors().items()) if with_parts else ""))
     parser.add_argument("--max-experiments", type=_non_negative_int)
-    parser.add_argument("--hours", type=_positive_float)
-    parser.add_argument("--budget-usd", type=_positive_float)
-    parser.add_argument("--budget-covers", choices=["tokens", "all"],
-                        help="what --budget-usd caps: tokens (the default) or all (tokens and GPU time)")
-    parser.add_argument("--gpu-usd-per-hour", type=_positive_float,
-                        help="price of a GPU hour, to cost each run's GPU time (default: [cost] in autoresearch.toml)")
-    parser.add_argument("--time-budget", type=_positive_float, help="training seconds per experiment (AR_TIME_BUDGET)")
+    parser.add_argument("--hours", type=positive_float)
+    parser.add_argument("--budget-usd", type=positive_float)
+    parser.add_argument("--time-budget", type=positive_float, help="training seconds per experiment (AR_TIME_BUDGET)")
     parser.add_argument("--unattended", dest="attended", action="store_const", const=False,
                         help="run proposals at once, with no veto window")
     parser.add_argument("--attended", dest="attended", action="store_const", const=True,
                         help="wait a veto window before each experiment (the default)")
-    parser.add_argument("--veto-window", type=_positive_float, help="seconds (attended mode; default 60)")
+    parser.add_argument("--veto-window", type=positive_float, help="seconds (attended mode; default 60)")
     parser.add_argument("--slots", type=int, help="number of slots (default: one per visible GPU, else 1)")
     parser.add_argument("--devices", help="GPU indices for the slots, e.g. 0,2,3")
     parser.add_argument("--lookahead", type=_non_negative_int, help="prepared proposals per slot (default 1)")
     parser.add_argument("--baseline-runs", type=int,
                         help=f"seed-varied runs of the baseline, to measure noise (default {RunOptions.baseline_runs})")
-    parser.add_argument("--max-runs", type=int, help="runs of a candidate inside the noise band (default 4)")
-    parser.add_argument("--confidence", type=_confidence, help="confidence that a kept gain is real (default 0.95)")
     parser.add_argument("--seed", type=int, help="seed of the offline proposer (default 0)")
-    parser.add_argument("--strategy", choices=["greedy", "tree", "islands"],
-                        help="search: a tree of experiments (the default, measured best), one greedy lineage, or "
-                             "islands that trade their best")
-    parser.add_argument("--islands", type=_positive_int, help="islands for --strategy islands (default: one per slot, "
-                                                               "at least 2)")
-    parser.add_argument("--migrate-every", type=_positive_int,
-                        help="islands: decided experiments between migrations (default 8)")
-    parser.add_argument("--offline-search", choices=["classic", "optuna"],
-                        help="the offline proposer's search (default: the target's [offline] search, else classic)")
-    parser.add_argument("--sampler", choices=["tpe", "cmaes"], help="the Optuna search's sampler (default: tpe)")
-    parser.add_argument("--sandbox", choices=["auto", "require", "off"],
-                        help="confine each run (default auto: the best sandbox here, or none, said loudly)")
-    parser.add_argument("--team", help="a research team (implies --agent team; with --agent hybrid, the "
-                                       "team proposes the structure): planner=MODEL,worker=MODEL[@URL],"
-                                       "...,reviewer=MODEL (default: autoresearch.toml's [team])")
-    parser.add_argument("--plan-every", type=_positive_int, help="the team's planner runs every N decided experiments (8)")
-    parser.add_argument("--web-search", action="store_true", default=None,
-                        help="let the team's planner search the web (billed per search)")
+    if with_parts:
+        for option in part_options():
+            add_part_option(parser, option)
+
+def _executors() -> dict:
+    from ar_tui.core.executors import EXECUTORS
+
+    return EXECUTORS
 
 
-def add_run_command(sub) -> None:
+def add_run_command(sub, with_parts: bool = True) -> None:
     run = sub.add_parser("run", help="run the research loop (the default command)")
-    add_run_arguments(run)
+    add_run_arguments(run, with_parts)
     run.add_argument("--headless", action="store_true", help="no app: print a line per experiment")
     run.add_argument("--detach", action="store_true", help="run the engine in the background; attach to watch")
 
@@ -165,10 +134,12 @@ def add_remote_commands(sub) -> None:
     serve.add_argument("--port", type=int, default=8000, help="0 picks a free port")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(with_parts: bool = True) -> argparse.ArgumentParser:
+    """The whole parser; `with_parts=False` leaves out the flags that the
+    parts of a run declare, for a command other than `run`."""
     parser = argparse.ArgumentParser(prog="ar-tui", description="Autonomous ML research in your terminal.")
     sub = parser.add_subparsers(dest="command")
-    add_run_command(sub)
+    add_run_command(sub, with_parts)
     add_report_command(sub)
     add_remote_commands(sub)
     return parser
@@ -203,19 +174,11 @@ def given_options(args: argparse.Namespace) -> dict:
         args.max_runs = max(1, args.max_runs)
     if args.slots is not None or args.devices:
         given["devices"] = detect_devices(args.slots, args.devices)
-    extra = {name: getattr(args, name) for name in EXTRA_OPTIONS if getattr(args, name, None) is not None}
+    extra = {option.name: getattr(args, option.name) for option in part_options()
+             if getattr(args, option.name, None) is not None}
     if extra:
         given["extra"] = extra
     return given
-
-
-def _engine_defaults(names: tuple[str, ...]) -> dict:
-    """The engine's own defaults for these options (EngineOptions owns them)."""
-    import dataclasses
-
-    from ar_tui.core.engine import EngineOptions
-
-    return {f.name: f.default for f in dataclasses.fields(EngineOptions) if f.name in names}
 
 
 def _today_tag() -> str:
@@ -234,8 +197,8 @@ def resolve_run(args: argparse.Namespace):
     """The run dir and the options to run with: the flags given, over what
     the run dir stores, over the defaults. Refuses a conflicting flag."""
     from ar_tui import run_options
-    from ar_tui.agents.registry import READS_PROGRAM
-    from ar_tui.core.executors import executor_factory
+    from ar_tui.agents.registry import reads_program
+    from ar_tui.core.executors import executor_entry
     from ar_tui.core.records.rundir import default_run_dir
     from ar_tui.gpus import detect_devices
 
@@ -245,7 +208,9 @@ def resolve_run(args: argparse.Namespace):
         run_dir = default_run_dir(args.tag or _today_tag()).resolve()
     paths = RunDir(run_dir)
     stored = run_options.load(run_dir)
-    options = run_options.merge(stored, given_options(args), binding=paths.has_records(), where=f"run {run_dir}")
+    parts = part_options()
+    options = run_options.merge(stored, given_options(args), binding=paths.has_records(), where=f"run {run_dir}",
+                                adjustable_extra={option.name for option in parts if option.adjustable})
     if options.tag is None:
         options.tag = _today_tag()
     if options.extra.get("team") and options.agent not in (None, "team", "hybrid"):
@@ -254,18 +219,16 @@ def resolve_run(args: argparse.Namespace):
         options.agent = "team" if options.extra.get("team") else "claude" if os.environ.get("ANTHROPIC_API_KEY") else "offline"
     if options.model is None:
         options.model = os.environ.get("AR_TUI_MODEL", DEFAULT_MODEL)
-    if options.devices is None and options.executor == "ray":
-        from ar_tui.core.executors.ray import cluster_devices
-
-        options.devices = cluster_devices(options.extra.get("ray_address"))  # one slot per GPU in the cluster
+    executor = executor_entry(options.executor)  # an unknown name is refused before anything is stored
+    if options.devices is None and executor.devices is not None:
+        options.devices = executor.devices(options.extra)
     if options.devices is None:
         options.devices = detect_devices(None, None)
-    if options.program is None and options.agent in READS_PROGRAM:
+    if options.program is None and reads_program(options.agent):
         options.program = str(_default_program())
-    executor_factory(options.executor)  # an unknown name is refused before anything is stored
-    for name, default in {**_engine_defaults(ENGINE_EXTRA_OPTIONS), **MEASURED_DEFAULTS}.items():
-        if default is not None:
-            options.extra.setdefault(name, default)
+    for option in parts:
+        if option.default is not None:
+            options.extra.setdefault(option.name, option.default)
     if options.target is None:
         from ar_tui.core.targets import materialize_bundled
 
@@ -311,8 +274,11 @@ def run_services() -> list:
 
 def make_engine(run_dir: Path, options):
     from ar_tui.core.engine import Engine, EngineOptions
+    from ar_tui.core.engine.parts import ENGINE_RUN_OPTIONS
+    from ar_tui.core.engine.strategies import settings_for
     from ar_tui.core.executors import make_executor
 
+    engine_names = [option.name for option in ENGINE_RUN_OPTIONS] + ["strategy"]
     engine_options = EngineOptions(
         target_dir=Path(options.target),
         tag=options.tag,
@@ -326,7 +292,8 @@ def make_engine(run_dir: Path, options):
         devices=list(options.devices),
         lookahead=options.lookahead,
         baseline_runs=max(1, options.baseline_runs),
-        **{name: options.extra[name] for name in ENGINE_EXTRA_OPTIONS if name in options.extra},
+        **{name: options.extra[name] for name in engine_names if name in options.extra},
+        strategy_options=settings_for(options.extra.get("strategy", ""), options.extra),
     )
     return Engine(engine_options, make_proposer(run_dir, options), executor=make_executor(options.executor, options.extra),
                   services=run_services())
@@ -507,11 +474,10 @@ COMMANDS = {"run": cmd_run, "report": cmd_report, "attach": cmd_attach, "status"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["run", *argv]
-    args = parser.parse_args(argv)
+    args = build_parser(with_parts=argv[0] == "run").parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except ArTuiError as exc:

@@ -17,10 +17,10 @@ Flags given at resume are merged with the stored options by these rules:
   window, devices, lookahead, the API's address) may change freely;
 - `extra` holds options that later parts add (strategy, team, sandbox, the
   GPU price): a key stored with another value is a conflict (its flag is
-  `--` and the key), a new key is added; the extra options in
-  `ADJUSTABLE_EXTRA` (what the budget covers, a budget's companion) may
-  change like a budget. The CLI stores the engine's default for the extra
-  options that are engine options, so they bind from the first start.
+  `--` and the key), a new key is added; the extra options the caller
+  names `adjustable_extra` (each part's option says whether it is: what the
+  budget covers, a budget's companion) may change like a budget. The CLI
+  stores each option's default at the first start, so they bind from then.
 
 The stored options bind only once the run has records: a run dir whose first
 start was refused (a dirty tree, say) takes the next command's options whole.
@@ -34,7 +34,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Collection
 
 from ar_tui.core.decisions import DEFAULT_BASELINE_RUNS
 from ar_tui.core.errors import UserError
@@ -43,9 +43,6 @@ from ar_tui.core.records.rundir import RunDir
 IDENTITY = ("target", "tag", "agent", "model", "seed", "baseline_runs", "time_budget", "program", "executor")
 BUDGETS = ("max_experiments", "hours", "budget_usd")
 ADJUSTABLE = ("attended", "veto_window_s", "devices", "lookahead", "base_url")
-# Extra options that may change at resume. `gpu_usd_per_hour` is not among
-# them: every row of a run is priced at the rate it started with.
-ADJUSTABLE_EXTRA = ("budget_covers",)
 
 # The flag that sets each option, for the one line a refusal prints.
 FLAGS = {
@@ -140,7 +137,7 @@ def _from_history(paths: RunDir) -> RunOptions | None:
 
 
 def merge(stored: RunOptions | None, given: dict[str, Any], defaults: dict[str, Any] | None = None,
-          *, binding: bool, where: str = "this run") -> RunOptions:
+          *, binding: bool, where: str = "this run", adjustable_extra: Collection[str] = ()) -> RunOptions:
     """The options to run with: `given` (only the flags the user typed, as
     RunOptions field names) over `stored` over `defaults`. With `binding`
     (the run has records) a given option that contradicts the stored one is
@@ -161,7 +158,7 @@ def merge(stored: RunOptions | None, given: dict[str, Any], defaults: dict[str, 
                     f"{where} was started with {_shown(name, base[name])}, not {_shown(name, given[name])}; "
                     f"resume it without {FLAGS[name].split('/')[0]}, or start a new run with another --run-dir")
         for key, value in given_extra.items():
-            if key in base["extra"] and base["extra"][key] != value and key not in ADJUSTABLE_EXTRA:
+            if key in base["extra"] and base["extra"][key] != value and key not in adjustable_extra:
                 # An extra option is set by the flag of its name (argparse's dest).
                 flag = "--" + key.replace("_", "-")
                 raise OptionConflict(f"{where} was started with {flag} {base['extra'][key]}, not {flag} {value}; "

@@ -1,8 +1,11 @@
 """Proposers by name: what `--agent` chooses and a stored run remembers.
 
-Each entry builds a proposer from the settings a run was started with; the
-imports happen inside, so choosing the offline proposer never loads the
-Anthropic SDK. A new proposer registers here and the CLI offers it.
+Each entry builds a proposer from the settings a run was started with, says
+whether it reads the instructions (program.md), and declares the options it
+takes: the CLI offers them as flags and the run stores them (in
+`ProposerSettings.extra`). The imports happen inside the factories, so
+choosing the offline proposer never loads the Anthropic SDK. A new proposer
+adds its line to `PROPOSERS` and the CLI offers it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ar_tui.core.config import RunOption, positive_int
 from ar_tui.core.errors import UserError
 from ar_tui.core.proposer import Proposer
 
@@ -56,14 +60,50 @@ def _team(settings: ProposerSettings) -> Proposer:
     return team_from_settings(settings)
 
 
-PROPOSERS: dict[str, Callable[[ProposerSettings], Proposer]] = {
-    "offline": _offline,
-    "claude": _claude,
-    "hybrid": _hybrid,  # Claude for structure, the offline search for the knobs
-    "team": _team,
+@dataclass(frozen=True)
+class ProposerEntry:
+    factory: Callable[[ProposerSettings], Proposer]
+    reads_program: bool = False  # follows program.md; the others need no instructions file
+    options: tuple[RunOption, ...] = ()
+
+
+OFFLINE_OPTIONS = (
+    RunOption("offline_search", "the offline proposer's search (default: the target's [offline] search, else "
+              "classic)", choices=("classic", "optuna"), toml="offline.search"),
+    RunOption("sampler", "the Optuna search's sampler (default: tpe)", choices=("tpe", "cmaes"),
+              toml="offline.sampler"),
+)
+TEAM_OPTIONS = (
+    RunOption("team", "a research team (implies --agent team; with --agent hybrid, the team proposes the "
+              "structure): planner=MODEL,worker=MODEL[@URL],...,reviewer=MODEL (default: autoresearch.toml's [team])",
+              toml="team"),
+    RunOption("plan_every", "the team's planner runs every N decided experiments (8)", type=positive_int,
+              toml="team.plan_every"),
+    RunOption("web_search", "let the team's planner search the web (billed per search)", switch=True,
+              toml="team.web_search"),
+)
+
+PROPOSERS: dict[str, ProposerEntry] = {
+    "offline": ProposerEntry(_offline, options=OFFLINE_OPTIONS),
+    "claude": ProposerEntry(_claude, reads_program=True),
+    # Claude (or the team) for structure, the offline search for the knobs.
+    "hybrid": ProposerEntry(_hybrid, reads_program=True, options=OFFLINE_OPTIONS + TEAM_OPTIONS),
+    "team": ProposerEntry(_team, reads_program=True, options=TEAM_OPTIONS),
 }
-# Proposers that follow program.md; the others need no instructions file.
-READS_PROGRAM = frozenset({"claude", "hybrid", "team"})
+
+
+def reads_program(name: str) -> bool:
+    entry = PROPOSERS.get(name)
+    return entry is not None and entry.reads_program
+
+
+def proposer_options() -> tuple[RunOption, ...]:
+    """Every option an agent declares, once each (hybrid shares offline's and the team's)."""
+    seen: dict[str, RunOption] = {}
+    for entry in PROPOSERS.values():
+        for option in entry.options:
+            seen.setdefault(option.name, option)
+    return tuple(seen.values())
 
 
 def proposer_names() -> list[str]:
@@ -72,7 +112,7 @@ def proposer_names() -> list[str]:
 
 def make_proposer(name: str, settings: ProposerSettings) -> Proposer:
     try:
-        factory = PROPOSERS[name]
+        entry = PROPOSERS[name]
     except KeyError:
         raise UserError(f"unknown agent {name!r}; known: {', '.join(proposer_names())}") from None
-    return factory(settings)
+    return entry.factory(settings)

@@ -1,13 +1,16 @@
 """Target configuration: `autoresearch.toml` at the root of a target, or the
-defaults that fit an unmodified karpathy/autoresearch checkout."""
+defaults that fit an unmodified karpathy/autoresearch checkout; and
+`RunOption`, how a part (a strategy, an executor, an agent) declares a
+setting of its own."""
 
 from __future__ import annotations
 
+import argparse
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ar_tui.core.decisions import NO_MIN_EFFECT, MinEffect, parse_min_effect
 from ar_tui.core.errors import UserError
@@ -18,6 +21,50 @@ CONFIG_NAME = "autoresearch.toml"
 
 class ConfigError(UserError):
     """Bad input from the user; the message is one line meant for them."""
+
+
+@dataclass(frozen=True)
+class RunOption:
+    """A setting a part of a run takes, written once where the part is: the
+    command line offers it as `--name-with-dashes`, the run stores its value
+    in options.json (`RunOptions.extra[name]`), and a resume that gives
+    another value is refused unless it is `adjustable`."""
+
+    name: str  # the key in the stored options, and the flag's argparse dest
+    help: str
+    type: Callable[[str], Any] | None = None
+    choices: tuple[str, ...] | None = None
+    switch: bool = False  # a flag without a value: given means True
+    # Stored at a run's first start when not given, so that a resume cannot
+    # switch it by a changed default. None: not stored.
+    default: Any = None
+    adjustable: bool = False  # may change at resume, like a budget
+    toml: str | None = None  # where autoresearch.toml sets it ("offline.search"), when it does
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+    return value
+
+
+def confidence_level(text: str) -> float:
+    value = float(text)
+    if not 0.5 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0.5 and 1 (e.g. 0.95), not {text}")
+    return value
 
 
 @dataclass

@@ -152,7 +152,7 @@ async def test_islands_on_two_slots_take_turns_and_migrate(tmp_path: Path) -> No
         ScriptStep("WIDTH 64 -> 66", "WIDTH = 64", "WIDTH = 66"),  # island 1, after a migration
     ]
     _, run_dir, events = await _run(tmp_path, TWO_KNOBS, steps, strategy="islands", devices=["cpu", "cpu"],
-                                    islands=2, migrate_every=2)
+                                    strategy_options={"islands": 2, "migrate_every": 2})
     decided = {e.exp: e for e in events if isinstance(e, ev.Decision) and e.status != "rerun"}
     assert [decided[e].island for e in (1, 2, 3, 4)] == [0, 1, 0, 1]
     started = {e.exp: e for e in events if isinstance(e, ev.ExperimentStarted)}
@@ -171,7 +171,7 @@ async def test_a_single_run_elite_is_remeasured_before_its_second_child(tmp_path
         ScriptStep("WIDTH 64 -> 66", "WIDTH = 64", "WIDTH = 66"),
         ScriptStep("WIDTH 64 -> 65", "WIDTH = 64", "WIDTH = 65"),
     ]
-    _, run_dir, events = await _run(tmp_path, TWO_KNOBS, steps, strategy="islands", islands=1)
+    _, run_dir, events = await _run(tmp_path, TWO_KNOBS, steps, strategy="islands", strategy_options={"islands": 1})
     order = [(type(e).__name__, e.exp) for e in events if isinstance(e, (ev.ProposalReady, ev.Remeasured))]
     assert order.index(("Remeasured", 1)) < order.index(("ProposalReady", 3))
     remeasured = next(e for e in events if isinstance(e, ev.Remeasured))

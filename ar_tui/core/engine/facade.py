@@ -254,7 +254,7 @@ class Engine:
                                                   opts.budget_usd), opts.devices, target.time_budget)
         self.strategy = make_strategy(
             opts.strategy, direction=target.direction, debug=bool(getattr(self.proposer, "can_debug", False)),
-            islands=opts.islands or max(2, len(opts.devices)), migrate_every=opts.migrate_every)
+            slots=len(opts.devices), **opts.strategy_options)
         sandbox = resolve_sandbox(opts.sandbox, target.sandbox.network, opts.sandbox_backends)  # SandboxError: a UserError
         self.confinement = Confinement(sandbox, run_dir.path, target.sandbox, data_home(), declared_env=target.env,
                                        extra_read=target_python_paths(self.python))

@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from ar_tui.core.config import RunOption, confidence_level, positive_float
 from ar_tui.core.decisions import DEFAULT_BASELINE_RUNS, DEFAULT_CONFIDENCE, DEFAULT_MAX_RUNS
+from ar_tui.core.money.gpu_cost import BUDGET_COVERS
+from ar_tui.core.sandbox.backends import SANDBOX_MODES
 
 # A proposer that fails this many times in a row is not going to recover by itself.
 MAX_FAILED_PROPOSALS_IN_ROW = 5
@@ -31,13 +35,29 @@ class EngineOptions:
     max_runs: int = DEFAULT_MAX_RUNS  # runs of one candidate inside the noise band
     confidence: float = DEFAULT_CONFIDENCE  # of each keep (ar_tui.core.decisions)
     strategy: str = "greedy"
-    islands: int | None = None  # island search: sub-populations (default one per slot, at least 2)
-    migrate_every: int = 8  # island search: decided experiments between migrations
+    # The values of the options the strategy declares (ar_tui.core.engine.strategies), by name.
+    strategy_options: dict[str, Any] = field(default_factory=dict)
     write_report: bool = True
     sandbox: str = "auto"  # auto | require | off
     sandbox_backends: list | None = None  # None: the platform's (tests pin one)
     gpu_usd_per_hour: float | None = None  # None: autoresearch.toml's [cost] gpu_usd_per_hour, else unpriced
     budget_covers: str | None = None  # what budget_usd caps: tokens (None: the default), or all (tokens and GPU)
+
+
+# The engine's own options that a run stores (each an EngineOptions field of
+# the same name); the command line offers them beside the parts' options.
+ENGINE_RUN_OPTIONS = (
+    RunOption("max_runs", f"runs of a candidate inside the noise band (default {DEFAULT_MAX_RUNS})", type=int,
+              default=DEFAULT_MAX_RUNS),
+    RunOption("confidence", f"confidence that a kept gain is real (default {DEFAULT_CONFIDENCE})",
+              type=confidence_level, default=DEFAULT_CONFIDENCE),
+    RunOption("sandbox", "confine each run (default auto: the best sandbox here, or none, said loudly)",
+              choices=SANDBOX_MODES, default=EngineOptions.sandbox),
+    RunOption("gpu_usd_per_hour", "price of a GPU hour, to cost each run's GPU time (default: [cost] in "
+              "autoresearch.toml)", type=positive_float, toml="cost.gpu_usd_per_hour"),
+    RunOption("budget_covers", "what --budget-usd caps: tokens (the default) or all (tokens and GPU time)",
+              choices=BUDGET_COVERS, adjustable=True),
+)
 
 
 @dataclass

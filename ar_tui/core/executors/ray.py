@@ -127,7 +127,6 @@ def cluster_devices(address: str | None, slots: int | None = None) -> list[str]:
     return RayExecutor(address).devices(slots)
 
 
-
 def ray_node_trial(plan: TrialPlan, code: bytes):
     """The Ray task: the node side's trial, named by Ray's id for the node."""
     import ray

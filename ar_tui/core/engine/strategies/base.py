@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from ar_tui.core import events as ev
+from ar_tui.core.decisions import DEFAULT_CONFIDENCE, NO_MIN_EFFECT, MinEffect, decide
 from ar_tui.core.direction import Direction
-from ar_tui.core.decisions import decide, DEFAULT_CONFIDENCE, mean, MinEffect, NO_MIN_EFFECT
 
 if TYPE_CHECKING:
     from ar_tui.core.engine.parts import Candidate

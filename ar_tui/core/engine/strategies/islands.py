@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ar_tui.core import events as ev
+from ar_tui.core.config import RunOption, positive_int
 from ar_tui.core.direction import Direction
 from ar_tui.core.engine.strategies.base import Base, Judging, Verdict, judge_in_population, maybe_remeasure
 
@@ -20,12 +21,22 @@ if TYPE_CHECKING:
     from ar_tui.core.engine.state import Node, ResearchState
 
 
+MIGRATE_EVERY = 8
+OPTIONS = (
+    RunOption("islands", "islands for --strategy islands (default: one per slot, at least 2)", type=positive_int),
+    RunOption("migrate_every", f"islands: decided experiments between migrations (default {MIGRATE_EVERY})",
+              type=positive_int, default=MIGRATE_EVERY),
+)
+
+
 class IslandStrategy:
     name = "islands"
 
-    def __init__(self, direction: str = "min", islands: int = 2, migrate_every: int = 8, **_) -> None:
+    def __init__(self, direction: str = "min", islands: int | None = 2, migrate_every: int = MIGRATE_EVERY,
+                 slots: int = 1, **_) -> None:
         self.direction = Direction(direction)
-        self.islands = max(1, int(islands))
+        # Not given: one island per slot, so that every slot works on its own line.
+        self.islands = max(1, int(islands or max(2, slots)))
         self.migrate_every = max(1, int(migrate_every))
 
     def island_for(self, exp: int) -> int:

@@ -30,7 +30,15 @@ from typing import TYPE_CHECKING
 
 from ar_tui.core import events as ev
 from ar_tui.core.direction import Direction
-from ar_tui.core.engine.strategies.base import (Base, gap_to_best, judge_in_population, Judging, maybe_remeasure, measured_nodes, Verdict)
+from ar_tui.core.engine.strategies.base import (
+    Base,
+    Judging,
+    Verdict,
+    gap_to_best,
+    judge_in_population,
+    maybe_remeasure,
+    measured_nodes,
+)
 
 if TYPE_CHECKING:
     from ar_tui.core.engine.parts import Candidate
