@@ -19,6 +19,8 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
+from ar_tui.core.direction import Direction
+
 KEEP, DISCARD, CRASH, VETO = "keep", "discard", "crash", "veto"
 
 # Tukey's "far out" fence: a diverged run is far out; ordinary noise is not.
@@ -64,8 +66,6 @@ class ChartData:
         return [p for p in self.points if p.clipped in (CLIPPED_HIGH, CLIPPED_LOW)]
 
 
-def _better(a: float, b: float, direction: str) -> bool:
-    return a < b if direction == "min" else a > b
 
 
 def best_so_far(rows: Iterable[Any], direction: str = "min", baseline: float | None = None) -> list[tuple[int, float]]:
@@ -76,7 +76,7 @@ def best_so_far(rows: Iterable[Any], direction: str = "min", baseline: float | N
     best = baseline
     steps: list[tuple[int, float]] = []
     for row in sorted(rows, key=lambda r: r.exp):
-        if row.status == KEEP and row.metric is not None and (best is None or _better(row.metric, best, direction)):
+        if row.status == KEEP and row.metric is not None and (best is None or Direction.parse(direction).better(row.metric, best)):
             best = row.metric
         if best is not None:
             steps.append((row.exp, best))
@@ -112,7 +112,7 @@ def chart_data(rows: Iterable[Any], baseline: float | None, direction: str = "mi
     steps = best_so_far(rows, direction, baseline)
     measured = [r.metric for r in rows if r.metric is not None]
     low, high = robust_range(measured, [*(b for _, b in steps), *([baseline] if baseline is not None else [])])
-    worse_edge = high if direction == "min" else low
+    worse_edge = high if Direction.parse(direction).lower_is_better else low
     points = []
     for row in rows:
         if row.metric is None:
@@ -134,4 +134,4 @@ def gain_series(rows: Iterable[Any], baseline: float | None, direction: str = "m
     if not steps:
         return []
     start = baseline if baseline is not None else steps[0][1]
-    return [(start - best) if direction == "min" else (best - start) for _, best in steps]
+    return [Direction.parse(direction).improvement(best, start) for _, best in steps]

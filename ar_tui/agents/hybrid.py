@@ -22,6 +22,7 @@ from dataclasses import replace
 
 from ar_tui.agents.allocation import DEFAULT_EXPLORATION, DEFAULT_USD_PER_TRAIN_HOUR, UCBBandit
 from ar_tui.agents.offline import OfflineProposer, parse_description
+from ar_tui.core.direction import Direction
 from ar_tui.core.events import AgentText, Notice
 from ar_tui.core.proposer import Emit, Proposal, ProposalContext, ProposalFailed, Proposer, ProposerStopped, ResultRow
 from ar_tui.core.workspace import Workspace
@@ -59,10 +60,10 @@ class HybridProposer:
         either side, rewarded with how much it improved the best."""
         bandit = UCBBandit((SAMPLER, STRUCTURE), usd_per_train_hour=self.usd_per_train_hour,
                            exploration=self.exploration)
-        sign = 1.0 if ctx.target.direction == "min" else -1.0
+        direction = Direction.parse(ctx.target.direction)
         best: float | None = None
         for row in ctx.history:
-            loss = sign * row.metric if row.metric is not None and math.isfinite(row.metric) else None
+            loss = direction.loss(row.metric) if row.metric is not None and math.isfinite(row.metric) else None
             arm = self.arm_of(row)
             if arm is not None:
                 improved = row.status == "keep" and loss is not None and best is not None

@@ -24,6 +24,7 @@ from typing import Any
 
 from ar_tui.agents.claude.tools import RUN_TOOL_NAME, STABLE_CACHE
 from ar_tui.core.config import TargetConfig
+from ar_tui.core.direction import Direction
 from ar_tui.core.proposer import ProposalContext, ResultRow
 from ar_tui.core.workspace import EDITOR_TOOL_NAME, Workspace, WorkspaceError
 
@@ -45,7 +46,7 @@ SKIP_FIGURES = ("total_seconds",)
 
 
 def _direction_words(target: TargetConfig) -> str:
-    return "lower is better" if target.direction == "min" else "higher is better"
+    return Direction.parse(target.direction).words
 
 
 def system_blocks(program: str, target: TargetConfig) -> list[dict[str, Any]]:

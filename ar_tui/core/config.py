@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ar_tui.core.decisions import NO_MIN_EFFECT, MinEffect, parse_min_effect
+from ar_tui.core.direction import Direction
 from ar_tui.core.errors import UserError
 from ar_tui.core.sandbox.policy import SandboxSettings
 
@@ -107,11 +108,11 @@ class TargetConfig:
 
     def better(self, a: float, b: float) -> bool:
         """True when metric `a` is strictly better than `b`."""
-        return a < b if self.direction == "min" else a > b
+        return Direction.parse(self.direction).better(a, b)
 
     def improvement(self, new: float, old: float) -> float:
         """How much better `new` is than `old`, positive when better."""
-        return old - new if self.direction == "min" else new - old
+        return Direction.parse(self.direction).improvement(new, old)
 
 
 _KNOWN = {
@@ -211,7 +212,7 @@ def load_target(root: Path) -> TargetConfig:
         config.metric = string(metric, "metric", "name")
     if "direction" in metric:
         direction = metric["direction"]
-        if direction not in ("min", "max"):
+        if direction not in {d.value for d in Direction}:
             raise fail("metric.direction", f"must be \"min\" or \"max\", not {direction!r}")
         config.direction = direction
     for key in ("pattern", "memory_pattern"):

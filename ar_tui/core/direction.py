@@ -25,6 +25,14 @@ class Direction(str, Enum):
         """How much better `new` is than `old`; positive when better."""
         return old - new if self is Direction.MIN else new - old
 
+    @property
+    def lower_is_better(self) -> bool:
+        return self is Direction.MIN
+
+    def loss(self, value: float) -> float:
+        """The metric as a loss: smaller is better, whichever way the metric goes."""
+        return value if self is Direction.MIN else -value
+
     def sign(self) -> float:
         """+1 when larger is better, -1 when smaller is: `sign * metric` is a score to maximise."""
         return 1.0 if self is Direction.MAX else -1.0
@@ -36,5 +44,10 @@ class Direction(str, Enum):
         return min(values) if self is Direction.MIN else max(values)
 
     @property
+    def comparative(self) -> str:
+        """"lower" or "higher": which way is better, in a word."""
+        return "lower" if self is Direction.MIN else "higher"
+
+    @property
     def words(self) -> str:
-        return "lower is better" if self is Direction.MIN else "higher is better"
+        return f"{self.comparative} is better"

@@ -22,6 +22,7 @@ from ar_tui.core import events as ev
 from ar_tui.core.control.role_costs import role_costs
 from ar_tui.core.control.view import RowView, RunView
 from ar_tui.core.decisions import NoiseModel, keep_is_solid, night_summary
+from ar_tui.core.direction import Direction
 from ar_tui.core.errors import UserError
 from ar_tui.core.records.ledger import LedgerError, LedgerRow, read_events, read_results, read_state
 from ar_tui.core.records.rundir import LEDGER_FILE, RunDir
@@ -132,7 +133,7 @@ class Report:
 
     @property
     def better_word(self) -> str:
-        return "lower" if self.direction == "min" else "higher"
+        return Direction.parse(self.direction).comparative
 
 
 # ---------------------------------------------------------------- reading
@@ -215,10 +216,6 @@ def _timing(events: list[ev.Event]) -> _Timing:
     )
 
 
-def better(a: float, b: float, direction: str) -> bool:
-    return a < b if direction == "min" else a > b
-
-
 def _read_diff(run_dir: Path, exp: int, view: RunView) -> str:
     path = RunDir(run_dir).diff(exp)
     if path.is_file():
@@ -238,7 +235,7 @@ def build_report(run_dir: Path) -> Report:
     view = RunView(metric_name=metric_name)
     for event in events:
         view.apply(event)
-    direction = view.direction if view.direction in ("min", "max") else "min"
+    direction = view.direction if view.direction in {d.value for d in Direction} else Direction.MIN.value
 
     baseline_row = next((r for r in rows if r.status == ev.STATUS_KEEP and r.metric is not None), None)
     experiments = [r for r in rows if r is not baseline_row]
@@ -270,7 +267,7 @@ def build_report(run_dir: Path) -> Report:
                 )
             )
             tip = row.metric
-            if best_row is None or better(row.metric, best_row.metric, direction):
+            if best_row is None or Direction.parse(direction).better(row.metric, best_row.metric):
                 best_row = row
         else:
             failed.append(

@@ -7,7 +7,8 @@ from __future__ import annotations
 import io
 
 from ar_tui.core import events as ev
-from ar_tui.report.build import Report, better
+from ar_tui.core.direction import Direction
+from ar_tui.report.build import Report
 
 CHART_SIZE_IN = (14.0, 7.0)
 CHART_DPI = 100  # 14 x 7 in at 100 dpi: a 1400 x 700 px PNG
@@ -39,7 +40,7 @@ def y_range(report: Report) -> tuple[float, float]:
         return 0.0, 1.0
     low, high = min(reference), max(reference)
     span = (high - low) or max(abs(high) * 0.01, 1e-6)
-    if report.direction == "min":
+    if Direction.parse(report.direction).lower_is_better:
         return low - MARGIN_BETTER * span, high + MARGIN_WORSE * span
     return low - MARGIN_WORSE * span, high + MARGIN_BETTER * span
 
@@ -49,8 +50,8 @@ def chart_labels(report: Report) -> dict[int, str]:
 
     A night with dozens of keeps would bury the chart in text: the baseline and
     the changes that gained the most are labelled, the rest are dots."""
-    sign = -1.0 if report.direction == "min" else 1.0
-    by_gain = sorted(report.kept_changes, key=lambda c: sign * (c.delta or 0.0), reverse=True)
+    direction = Direction.parse(report.direction)
+    by_gain = sorted(report.kept_changes, key=lambda c: direction.improvement(c.delta or 0.0, 0.0), reverse=True)
     baseline = [r for r in report.rows if r.status == ev.STATUS_KEEP][:1]
     labels = {}
     for item in [*baseline, *by_gain[: MAX_CHART_LABELS - 1]]:
@@ -101,7 +102,7 @@ def render_chart(report: Report) -> bytes:
     if kept:
         xs, ys, best = [], [], None
         for row in kept:
-            best = row.metric if best is None or better(row.metric, best, report.direction) else best
+            best = row.metric if best is None or Direction.parse(report.direction).better(row.metric, best) else best
             xs.append(row.exp)
             ys.append(best)
         last_exp = max(r.exp for r in rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ar_tui import formatting as fmt
+from ar_tui.core.direction import Direction
 from ar_tui.core.records.rundir import CHART_FILE, LEDGER_FILE
 from ar_tui.report.build import Report
 
@@ -156,7 +157,7 @@ def _islands(report: Report) -> list[str]:
         if island is None or metric is None or node["status"] not in ("keep", "discard"):
             continue
         held = best.get(island)
-        if held is None or (metric < held["metric"] if report.direction == "min" else metric > held["metric"]):
+        if held is None or Direction.parse(report.direction).better(metric, held["metric"]):
             best[island] = node
     return [f"- island {island}: best {fmt_metric(node['metric'])} (exp {node['exp']}), "
             f"{sum(1 for n in report.lineage if n['island'] == island)} nodes" for island, node in sorted(best.items())]

@@ -7,6 +7,7 @@ from textual.widgets import Static
 
 from ar_tui import formatting as fmt
 from ar_tui.core.control.view import RunView
+from ar_tui.core.direction import Direction
 from ar_tui.formatting import noise_label
 from ar_tui.ui.progress_chart import ProgressChart
 from ar_tui.ui.results_table import ResultsTable
@@ -38,7 +39,7 @@ class MetricPane(Vertical):
         self.chart.show(rows, view.baseline, view.direction)
         kept = view.kept
         summary = (
-            f"{view.metric_name} ({'lower' if view.direction == 'min' else 'higher'} is better)  "
+            f"{view.metric_name} ({Direction.parse(view.direction).words})  "
             f"baseline {fmt.metric(view.baseline)}  best {fmt.metric(view.best)}"
         )
         if view.best_exp is not None:

@@ -44,6 +44,7 @@ from ar_tui.agents.offline.knobs import (
     is_model_width,
     snap_part,
 )
+from ar_tui.core.direction import Direction
 from ar_tui.core.proposer import ProposalContext, ProposalFailed
 
 GROWTH = 1.5  # a kept move is followed by one this much larger
@@ -105,7 +106,7 @@ class Search:
     def loss_of(self, metric: float | None) -> float | None:
         if metric is None or not math.isfinite(metric):
             return None
-        return metric if self.ctx.target.direction == "min" else -metric
+        return Direction.parse(self.ctx.target.direction).loss(metric)
 
     def _row_changes(self, row) -> tuple[dict[str, tuple[float, float]], bool]:
         if row.description.strip() == "baseline":

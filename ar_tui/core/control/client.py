@@ -16,14 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 from ar_tui.core import events as ev
 from ar_tui.core.control.handle import Observer
+from ar_tui.core.control.server import encode, read_history
 from ar_tui.core.control.view import RunView
 from ar_tui.core.errors import RunError, UserError
 from ar_tui.core.records.rundir import (
@@ -33,9 +32,7 @@ from ar_tui.core.records.rundir import (
     engine_pid,
     find_run_dirs,
     socket_address,
-    socket_answers,
 )
-from ar_tui.core.control.server import encode, read_history
 
 # Events carry diffs and crash tails; a generous cap that still bounds memory.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024

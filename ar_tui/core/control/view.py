@@ -8,10 +8,10 @@ use it, so they never disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ar_tui.core import events as ev
 from ar_tui.core.control.role_costs import RoleCostCounter
+from ar_tui.core.direction import Direction
 
 
 @dataclass
@@ -98,7 +98,7 @@ class RunView:
     def improvement_pct(self) -> float | None:
         if self.baseline is None or self.best is None or self.baseline == 0:
             return None
-        gain = self.baseline - self.best if self.direction == "min" else self.best - self.baseline
+        gain = Direction.parse(self.direction).improvement(self.best, self.baseline)
         return 100.0 * gain / abs(self.baseline)
 
     @property

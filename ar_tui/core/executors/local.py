@@ -13,8 +13,7 @@ import time
 from collections import deque
 
 from ar_tui.core.executors.base import OnLine, RunResult, RunSpec, StepwiseExecutor
-from ar_tui.core.executors.process import (READ_CHUNK, TERM_GRACE_S, LineSplitter, die_with_parent, kill_group,
-                                           kill_tree)
+from ar_tui.core.executors.process import READ_CHUNK, TERM_GRACE_S, LineSplitter, die_with_parent, kill_group, kill_tree
 
 TAIL_LINES = 60
 

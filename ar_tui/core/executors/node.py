@@ -31,12 +31,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from ar_tui.core.errors import UserError
-from ar_tui.core.executors.base import OnEvaluating, TrialPlan, TrialSteps, run_trial_steps
+from ar_tui.core.executors.base import OnEvaluating, OnLine, RunResult, RunSpec, TrialPlan, TrialSteps, run_trial_steps
+from ar_tui.core.executors.local import LocalExecutor
+from ar_tui.core.executors.process import TERM_GRACE_S
 from ar_tui.core.interpreter import KIND_OWN, TargetPython
 from ar_tui.core.sandbox.policy import Confinement, RunScratch, runs_editable_file
-from ar_tui.core.executors.process import TERM_GRACE_S
-from ar_tui.core.executors.local import LocalExecutor
-from ar_tui.core.executors.base import OnLine, RunResult, RunSpec
 
 PREPARE_TIMEOUT_S = 3600.0
 # How long the node side waits for more lines before sending what it has: few
