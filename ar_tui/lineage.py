@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ar_tui.core.control.view import RowView
+from ar_tui.core import events as ev
 
 
-def best_path(rows: list[RowView], best_exp: int | None) -> list[int]:
+def best_path(rows: list[ev.Decision], best_exp: int | None) -> list[int]:
     """The experiments from the root to the best, following parents."""
     parents = {r.exp: r.parent_exp for r in rows}
     path: list[int] = []
@@ -25,12 +25,12 @@ def best_path(rows: list[RowView], best_exp: int | None) -> list[int]:
     return path[::-1]
 
 
-def children_of(rows: list[RowView]) -> dict[int | None, list[RowView]]:
+def children_of(rows: list[ev.Decision]) -> dict[int | None, list[ev.Decision]]:
     """Each experiment's children in order; the roots under None. An
     experiment whose parent is not among the rows (not decided yet, or a
     history cut short) hangs from the top, not nowhere."""
     known = {r.exp for r in rows}
-    children: dict[int | None, list[RowView]] = {}
+    children: dict[int | None, list[ev.Decision]] = {}
     for row in sorted(rows, key=lambda r: r.exp):
         parent = row.parent_exp if row.parent_exp in known and row.parent_exp != row.exp else None
         children.setdefault(parent, []).append(row)
@@ -51,7 +51,7 @@ class LineageNode:
     best: bool
 
 
-def lineage_nodes(rows: list[RowView], best_exp: int | None) -> list[LineageNode]:
+def lineage_nodes(rows: list[ev.Decision], best_exp: int | None) -> list[LineageNode]:
     """Every node once, depth first, children in experiment order."""
     children = children_of(rows)
     on_path = set(best_path(rows, best_exp))

@@ -379,13 +379,23 @@ class NoiseModel:
 
 
 @dataclass(frozen=True)
-class Decision:
-    action: str  # KEEP / DISCARD / RERUN / REMEASURE_BEST
+class Verdict:
+    """What a finished, measured run means: the answer of a search strategy,
+    and of `decide` (a `Decision` is a verdict with its statistics)."""
+
+    action: str  # KEEP, DISCARD, RERUN, REMEASURE_BEST (run the best again, then ask again) or REAPPLY
     rule: str  # what was compared, over how many runs, at what confidence
-    metric: float  # the mean of the candidate's runs
-    best: float  # the mean of the best's runs
-    gain: float  # positive when the candidate is better
-    threshold: float | None  # the gain it had to clear; None without a noise estimate
+    metric: float | None = None  # the mean of the candidate's runs
+    # A forced keep built on a stale parent: re-apply it on the best first;
+    # when that conflicts it is discarded with `rebase_failed_rule`.
+    rebase: bool = field(default=False, kw_only=True)
+
+
+@dataclass(frozen=True)
+class Decision(Verdict):
+    best: float = field(kw_only=True)  # the mean of the best's runs
+    gain: float = field(kw_only=True)  # positive when the candidate is better
+    threshold: float | None = field(kw_only=True)  # the gain it had to clear; None without a noise estimate
 
 
 def decide(
@@ -416,7 +426,7 @@ def decide(
     floor_text = f", min_effect {floor:.6f}" if floor > 0 else ""
 
     def verdict(action: str, text: str, threshold: float | None) -> Decision:
-        return Decision(action, f"{shown}: {text}", cand_mean, best_mean, gain, threshold)
+        return Decision(action, f"{shown}: {text}", cand_mean, best=best_mean, gain=gain, threshold=threshold)
 
     sd, dof = noise.estimate_without(list(candidate)) if design == "sequential" else (noise.sd, noise.dof)
     if sd is None:

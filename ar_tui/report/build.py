@@ -20,7 +20,7 @@ from typing import Any
 
 from ar_tui.core import events as ev
 from ar_tui.core.control.role_costs import role_costs
-from ar_tui.core.control.view import RowView, RunView
+from ar_tui.core.control.view import RunView
 from ar_tui.core.decisions import NoiseModel, keep_is_solid, night_summary
 from ar_tui.core.direction import Direction
 from ar_tui.core.errors import UserError
@@ -427,8 +427,9 @@ def _lineage(view: RunView, rows: list[LedgerRow], best_exp: int | None) -> list
             # A ledger without parents (the original's, or an older ar-tui's):
             # each experiment was built on the last kept one, as greedy does.
             parent = r.parent if r.parent is not None or r.exp == 0 else last_kept
-            known.append(RowView(r.exp, r.commit, r.metric, r.status, r.description, r.cost_usd, r.forced, r.rule,
-                                 None, parent, None, r.gpu_usd))
+            known.append(ev.Decision(exp=r.exp, status=r.status, rule=r.rule, metric=r.metric, best_before=None,
+                                     best_after=None, commit=r.commit, description=r.description, forced=r.forced,
+                                     cost_usd=r.cost_usd, parent_exp=parent, gpu_usd=r.gpu_usd))
             if r.status == ev.STATUS_KEEP:
                 last_kept = r.exp
     return [dataclasses.asdict(node) for node in lineage_nodes(known, best_exp)]

@@ -14,7 +14,6 @@ from textual.widgets.tree import TreeNode
 
 from ar_tui import formatting as fmt
 from ar_tui.core import events as ev
-from ar_tui.core.control.view import RowView
 from ar_tui.lineage import best_path, children_of
 from ar_tui.ui.results_table import STATUS_STYLES
 
@@ -31,7 +30,7 @@ class LineageTree(Tree[int]):
         self._signature: tuple = ()
         self.path: list[int] = []
 
-    def show_rows(self, rows: list[RowView], best_exp: int | None) -> bool:
+    def show_rows(self, rows: list[ev.Decision], best_exp: int | None) -> bool:
         signature = (best_exp, tuple((r.exp, r.status, r.metric, r.parent_exp, r.island) for r in rows))
         if signature == self._signature:
             return False
@@ -54,7 +53,7 @@ class LineageTree(Tree[int]):
         return True
 
     @staticmethod
-    def _label(row: RowView, on_path: bool, is_best: bool) -> Text:
+    def _label(row: ev.Decision, on_path: bool, is_best: bool) -> Text:
         style = STATUS_STYLES.get(row.status, "")
         label = Text()
         label.append("★ " if is_best else ("┃ " if on_path else "  "), style="bold")

@@ -8,7 +8,6 @@ from textual.widgets import DataTable
 
 from ar_tui import formatting as fmt
 from ar_tui.core import events as ev
-from ar_tui.core.control.view import RowView
 
 STATUS_STYLES = {
     ev.STATUS_KEEP: "bold green",
@@ -34,7 +33,7 @@ class ResultsTable(DataTable):
         self.add_column("cost", key="cost")
         self.add_column("description", key="description")
 
-    def show_rows(self, rows: list[RowView], best_exp: int | None) -> None:
+    def show_rows(self, rows: list[ev.Decision], best_exp: int | None) -> None:
         signature = [(r.exp, r.status, r.metric, r.forced, r.exp == best_exp, r.parent_exp, r.island) for r in rows]
         if signature == self._shown:
             return

@@ -7,6 +7,7 @@ use it, so they never disagree.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from ar_tui.core import events as ev
@@ -23,22 +24,6 @@ class SlotView:
     description: str = ""
     started_at: float | None = None
     veto_deadline: float | None = None
-
-
-@dataclass
-class RowView:
-    exp: int
-    commit: str
-    metric: float | None
-    status: str
-    description: str
-    cost_usd: float
-    forced: bool
-    rule: str
-    best_after: float | None
-    parent_exp: int | None = None
-    island: int | None = None
-    gpu_usd: float | None = None  # its runs' GPU time, priced; None: not priced
 
 
 @dataclass
@@ -71,7 +56,8 @@ class RunView:
     # Cluster nodes that run the agent's code with no sandbox (--sandbox auto on
     # a node that has none), by node id: their sandbox in words.
     unconfined_nodes: dict[str, str] = field(default_factory=dict)
-    rows: list[RowView] = field(default_factory=list)
+    # One row per decided experiment: its final Decision, with the parent filled in.
+    rows: list[ev.Decision] = field(default_factory=list)
     experiments_started: int = 0
     current_exp: int | None = None
     started: set[int] = field(default_factory=set)  # experiments that have started a run
@@ -102,7 +88,7 @@ class RunView:
         return 100.0 * gain / abs(self.baseline)
 
     @property
-    def experiments(self) -> list[RowView]:
+    def experiments(self) -> list[ev.Decision]:
         """The decided experiments after the baseline (exp 0 is the baseline's row)."""
         return [r for r in self.rows if r.exp != 0]
 
@@ -295,8 +281,9 @@ class RunView:
             self.best_exp = 0
         if not any(r.exp == 0 for r in self.rows):
             # An events.jsonl written before the baseline had its own Decision.
-            self.rows.insert(0, RowView(0, e.commit[:7], e.metric, ev.STATUS_KEEP, "baseline", 0.0, False,
-                                        "baseline", e.metric))
+            self.rows.insert(0, ev.Decision(exp=0, status=ev.STATUS_KEEP, rule="baseline", metric=e.metric,
+                                            best_before=None, best_after=e.metric, commit=e.commit[:7],
+                                            description="baseline", ts=e.ts))
 
     def _on_noise(self, e: ev.NoiseEstimate) -> None:
         self.noise_sd, self.noise_band = e.sd, e.band
@@ -308,8 +295,7 @@ class RunView:
         parent = e.parent_exp
         if parent is None and e.exp != 0:
             parent = self.derived_parents.get(e.exp, self.best_exp)
-        row = RowView(e.exp, e.commit, e.metric, e.status, e.description, e.cost_usd, e.forced, e.rule, e.best_after,
-                      parent, e.island, e.gpu_usd)
+        row = e if parent == e.parent_exp else dataclasses.replace(e, parent_exp=parent)
         same = next((i for i, r in enumerate(self.rows) if r.exp == e.exp), None)
         if same is None:
             self.rows.append(row)

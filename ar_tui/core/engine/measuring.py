@@ -7,6 +7,7 @@ each file says one thing."""
 from __future__ import annotations
 
 import asyncio
+
 from ar_tui.core import events as ev
 from ar_tui.core.decisions import mean
 from ar_tui.core.engine.parts import Candidate, Outcome, Slot

@@ -11,7 +11,6 @@ GitPython blocks, so the engine calls these methods through
 from __future__ import annotations
 
 import contextlib
-
 import io
 import os
 import shutil

@@ -31,7 +31,11 @@ from pathlib import Path
 from typing import Sequence
 
 from ar_tui.core.sandbox.backends import (
-    LINUX_SYSTEM_READ, MACOS_SYSTEM_READ, Sandbox, SandboxPolicy, path_under,
+    LINUX_SYSTEM_READ,
+    MACOS_SYSTEM_READ,
+    Sandbox,
+    SandboxPolicy,
+    path_under,
 )
 
 # Credentials never readable, even inside a path the target declares.

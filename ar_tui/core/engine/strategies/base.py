@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from ar_tui.core import events as ev
-from ar_tui.core.decisions import DEFAULT_CONFIDENCE, NO_MIN_EFFECT, MinEffect, decide
+from ar_tui.core.decisions import DEFAULT_CONFIDENCE, NO_MIN_EFFECT, MinEffect, Verdict, decide
 from ar_tui.core.direction import Direction
 
 if TYPE_CHECKING:
@@ -45,16 +45,6 @@ class Base:
     # Run this node again first (it is about to seed more of the population on
     # one lucky run); the strategy is asked again afterwards.
     remeasure: int | None = None
-
-
-@dataclass(frozen=True)
-class Verdict:
-    action: str  # KEEP, DISCARD, RERUN, REMEASURE_BEST (run the best again, then ask again) or REAPPLY
-    rule: str
-    metric: float | None = None
-    # A forced keep built on a stale parent: re-apply it on the best first;
-    # when that conflicts it is discarded with `rebase_failed_rule`.
-    rebase: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,10 +83,9 @@ def judge_against_best(state: "ResearchState", cand: "Candidate", judging: Judgi
     the statistics and the policy live in ar_tui.core.decisions."""
     assert state.best_metric is not None
     best_runs = state.noise.runs(state.best_commit) or [state.best_metric]
-    decision = decide(cand.runs, best_runs, state.noise, judging.direction, judging.confidence,
-                      judging.max_runs, judging.min_effect, judging.metric_name,
-                      max_best_runs=len(best_runs) if judging.best_runs_capped else None)
-    return Verdict(decision.action, decision.rule, decision.metric)
+    return decide(cand.runs, best_runs, state.noise, judging.direction, judging.confidence, judging.max_runs,
+                  judging.min_effect, judging.metric_name,
+                  max_best_runs=len(best_runs) if judging.best_runs_capped else None)
 
 
 # ---------------------------------------------------------------------- shared by the population strategies
