@@ -109,7 +109,7 @@ async def one_run(base: Path, name: str, executor, devices: list[str], train_s: 
                        "later_median": statistics.median(later) if later else 0.0},
         "notices": recorder.of(ev.Notice),
         "log": recorder.of(ev.LogLine),
-        "rows": [r.status for r in engine.ledger.rows] if engine.ledger else [],
+        "rows": [r.status for r in engine.opened.ledger.rows] if engine.opened else [],
     }
 
 

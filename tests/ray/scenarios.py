@@ -362,7 +362,7 @@ async def sandbox_on_the_node(base: Path, cluster: LocalCluster, backend: str = 
                                devices=["ray:gpu"], lookahead=0, sandbox="require", sandbox_backends=[pinned])
         stopped = await engine.run()
     found = {
-        "stopped": stopped.reason, "error": stopped.error, "sandbox": engine.confinement.sandbox.describe(),
+        "stopped": stopped.reason, "error": stopped.error, "sandbox": engine.opened.confinement.sandbox.describe(),
         "rows": [[r.exp, r.status, r.metric, r.rule, r.forced] for r in read_results(run_dir / "results.tsv")[1]],
         "descriptions": [s.description for s in steps],
         "connections": [c.decode(errors="replace") for c in connections],

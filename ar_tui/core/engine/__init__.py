@@ -1,7 +1,21 @@
 """The experiment engine: propose, commit, run, judge, keep or revert, record.
 
-`Engine` (in `facade`) is the one entry point; the parts behind it are small
-modules of their own. See `facade` for the map.
+`Engine` (in `facade`) is the one entry point: it emits, takes human control
+and runs. The parts behind it are small modules of their own, and none of
+them holds the engine:
+
+- `opening`: validate the target, claim the run dir, rebuild the state; the
+  `Run` it returns is what the parts share (options, run dir, ledger, git,
+  trial, slots, state, steering, emit, stop);
+- `scheduler`: the proposer loop, the slots, the lookahead and veto window;
+- `measuring`: the baseline's runs and the re-measures, on the scheduler's slots;
+- `trial`: one run of the target and its evaluation;
+- `judging`: the noise band, the sequential design, the strategy's verdicts;
+- `strategies`: what a finished run means (greedy, tree, islands);
+- `recorder`: the whole write-up of a decision (row, diff, event, state
+  file, node refs) and of the night;
+- `accounting`: tokens, GPU time and dollars;
+- `services`: what runs beside the engine (the control socket, the report).
 """
 
 from __future__ import annotations

@@ -1,13 +1,7 @@
 """The engine's face: `EngineHandle` for whoever watches and steers it, and
-`run()`, which opens the run dir, runs the scheduler and closes cleanly.
-
-The parts behind it: `state` (the research state and its resume),
-`scheduler` (proposer loop, slots, lookahead, veto window), `trial` (one run
-and its evaluation), `strategy` (what a finished run means), `recorder`
-(ledger row, diff, decision event) and `accounting` (tokens and dollars).
-Whoever runs the engine wires what sits around it (the control socket, the
-morning report) as services: async context managers entered once the run dir
-is claimed and left after the run has stopped.
+`run()`, which opens the run, runs the scheduler and closes cleanly. It only
+emits, steers and runs; the parts behind it are listed in
+`ar_tui.core.engine`'s docstring.
 """
 
 from __future__ import annotations
@@ -15,41 +9,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
-import time
-import traceback
 from pathlib import Path
-from typing import AsyncContextManager, Callable, Iterable
+from typing import Callable, Iterable
 
 from ar_tui.core import events as ev
-from ar_tui.core.config import ConfigError, TargetConfig, load_target, validate_files
 from ar_tui.core.control.handle import Observer
-from ar_tui.core.decisions import NoiseModel, keep_quantile, night_summary
-from ar_tui.core.engine.accounting import Accounting
-from ar_tui.core.engine.parts import Candidate, EngineOptions, Slot
+from ar_tui.core.engine.judging import Judge
+from ar_tui.core.engine.opening import Run, open_run
+from ar_tui.core.engine.parts import Candidate, EngineOptions, Slot, Steering
 from ar_tui.core.engine.recorder import Recorder
 from ar_tui.core.engine.scheduler import Scheduler
-from ar_tui.core.engine.state import ResearchState
-from ar_tui.core.engine.strategies import make_strategy
-from ar_tui.core.engine.strategies.base import Judging, Strategy
-from ar_tui.core.engine.strategies.greedy import GreedyStrategy
-from ar_tui.core.engine.trial import Trial
-from ar_tui.core.errors import UserError
-from ar_tui.core.evidence import read_evidence
-from ar_tui.core.executors.base import Executor, file_hashes
+from ar_tui.core.engine.services import Service, enter_services
+from ar_tui.core.executors.base import Executor
 from ar_tui.core.executors.local import LocalExecutor
-from ar_tui.core.executors.process import kill_orphans
-from ar_tui.core.interpreter import TargetPython, resolve_python
-from ar_tui.core.money.gpu_cost import resolve_pricing
 from ar_tui.core.proposer import Proposer
-from ar_tui.core.records.git import GIT_ERRORS, GitError, GitRepo
-from ar_tui.core.records.ledger import EventLog, Ledger, LedgerError, read_events, read_state, write_state
+from ar_tui.core.records.ledger import EventLog, LedgerError
 from ar_tui.core.records.rundir import RunDir
-from ar_tui.core.sandbox.backends import resolve_sandbox
-from ar_tui.core.sandbox.policy import Confinement, target_python_paths
-from ar_tui.core.targets import data_home
-
-# A service is handed the engine once its run dir is claimed and opened.
-Service = Callable[["Engine"], AsyncContextManager[object]]
 
 
 class Engine:
@@ -60,30 +35,13 @@ class Engine:
         self.executor = executor or LocalExecutor()
         self.services = list(services)
         self.run_dir = RunDir(Path(options.run_dir).resolve())
-        self.strategy: Strategy = GreedyStrategy()  # the chosen one is made in _open, once the target is read
-        self._node_refs: set[int] = set()
         self.observers: list[Observer] = []
-        self.target: TargetConfig | None = None
-        self.git: GitRepo | None = None
-        self.ledger: Ledger | None = None
+        self.steering = Steering(attended=options.attended)
+        # Set once the run is opened (`run()`): the parts and what they share.
+        self.opened: Run | None = None
         self.event_log: EventLog | None = None
-        self.state = ResearchState(noise=NoiseModel())  # rebuilt from the run dir in _open
-        self.accounting = Accounting()
-        self.scheduler = Scheduler(self)
-        self.trial: Trial | None = None
-        self.python: TargetPython | None = None
-        self.confinement: Confinement | None = None
-        self.recorder: Recorder | None = None
-        self.propose_target: Path | None = None
-        self.attended = options.attended
-        self.paused = False
-        self.stopping = False
-        self.stop_reason: str | None = None
-        self.stop_error = False
-        self.resumed = False
-        self.started_at = time.time()
-        self._resumed_exps: list[int] = []
-        self._owns_run_dir = False
+        self.scheduler: Scheduler | None = None
+        self.stopped: ev.RunStopped | None = None
         self._log_broken = False
 
     # ------------------------------------------------------------------ observing
@@ -115,65 +73,51 @@ class Engine:
         if failure is not None:
             raise failure
 
-    def band_looks(self, *best_runs: int) -> list[tuple[int, int, int]]:
-        """The (dof, look, best runs) the noise band needs for a best of each
-        of `best_runs` runs (the current best's when none is given)."""
-        noise = self.state.noise
-        if noise.sd is None:
-            return []
-        counts = best_runs or (len(noise.runs(self.state.best_commit)),)
-        return [(noise.dof, 1, max(1, count)) for count in counts]
-
-    async def solve_design_ahead(self, looks: list[tuple[int, int, int]]) -> None:
-        """Solve the sequential design's boundaries for these (dof, look, best
-        runs) in a thread: each is a numerical solve (0.1 to 0.5 s, and scipy's
-        import the first time) that would otherwise stall the event loop, and
-        the app with it. The decision or the band then finds them cached (one
-        not foreseen is solved where it is needed, as before)."""
-        judging = self.judging
-
-        def solve() -> None:
-            for dof, look, best_runs in looks:
-                keep_quantile(judging.confidence, judging.max_runs, dof, look=look, best_runs=best_runs)
-
-        if looks:
-            await asyncio.to_thread(solve)
-
-    def emit_noise(self) -> None:
-        noise, opts = self.state.noise, self.options
-        band = noise.band(len(noise.runs(self.state.best_commit)), opts.confidence, opts.max_runs)
-        self.emit(ev.NoiseEstimate(sd=noise.sd, samples=noise.samples, band=band, dof=noise.dof,
-                                   jitter_only=noise.jitter_only, confidence=opts.confidence))
-
     # ------------------------------------------------------------------ human control
 
     @property
+    def paused(self) -> bool:
+        return self.steering.paused
+
+    @property
+    def attended(self) -> bool:
+        return self.steering.attended
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self.steering.stop_reason
+
+    @property
     def slots(self) -> list[Slot]:
-        return self.scheduler.slots
+        return self.opened.slots if self.opened is not None else []
+
+    def _notify(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.notify()
 
     def pause(self) -> None:
-        if not self.paused:
-            self.paused = True
+        if not self.steering.paused:
+            self.steering.paused = True
             self.emit(ev.Paused(paused=True))
-            self.scheduler.notify()
+            self._notify()
 
     def resume(self) -> None:
-        if self.paused:
-            self.paused = False
+        if self.steering.paused:
+            self.steering.paused = False
             self.emit(ev.Paused(paused=False))
-            self.scheduler.notify()
+            self._notify()
 
     def set_attended(self, attended: bool) -> None:
-        if attended != self.attended:
-            self.attended = attended
+        if attended != self.steering.attended:
+            self.steering.attended = attended
             self.emit(ev.ModeChanged(attended=attended))
             if not attended:
                 for slot in self.slots:
                     _resolve_window(slot.candidate, "start")
-            self.scheduler.notify()
+            self._notify()
 
     def _find(self, exp: int | None) -> Candidate | None:
-        queue = self.scheduler.queue
+        queue = self.scheduler.queue if self.scheduler is not None else []
         # A baseline run or a re-measurement is not an experiment a person steers.
         running = [s.candidate for s in self.slots
                    if s.candidate is not None and not s.candidate.is_baseline and not s.candidate.remeasure]
@@ -190,14 +134,15 @@ class Engine:
         if cand is None or cand.vetoed:
             return False
         cand.vetoed = True
-        if cand in self.scheduler.queue:
-            self.scheduler.queue.remove(cand)
-            self.scheduler.spawn(self.scheduler.decide_vetoed(cand))
+        scheduler = self.scheduler
+        if scheduler is not None and cand in scheduler.queue:
+            scheduler.queue.remove(cand)
+            scheduler.spawn(scheduler.decide_vetoed(cand))
         elif cand.window is not None:
             _resolve_window(cand, "veto")
         elif cand.stop is not None:
             cand.stop.set()
-        self.scheduler.notify()
+        self._notify()
         return True
 
     def force_keep(self, exp: int | None = None) -> bool:
@@ -220,10 +165,11 @@ class Engine:
         self.stop("stopped by the user", now=now)
 
     def stop(self, reason: str, now: bool = False, error: bool = False) -> None:
-        if self.stop_reason is None:
-            self.stop_reason, self.stop_error = reason, error
+        steering = self.steering
+        if steering.stop_reason is None:
+            steering.stop_reason, steering.stop_error = reason, error
             self.emit(ev.StateChanged(state=ev.STATE_STOPPING, detail=reason))
-        self.stopping = True
+        steering.stopping = True
         for slot in self.slots:
             cand = slot.candidate
             if cand is None:
@@ -234,152 +180,29 @@ class Engine:
             elif now and cand.stop is not None:
                 cand.interrupted = True
                 cand.stop.set()
-        self.scheduler.notify()
-
-    # ------------------------------------------------------------------ setup
-
-    def _open(self) -> None:
-        """Validate everything and lay out the run dir; raises UserError."""
-        opts, run_dir = self.options, self.run_dir
-        try:
-            target = load_target(Path(opts.target_dir))
-            validate_files(target)
-            self.python = resolve_python(target)
-        except ConfigError as exc:
-            raise UserError(str(exc)) from None
-        if opts.time_budget is not None:
-            target.time_budget = float(opts.time_budget)
-        self.target = target
-        self.accounting.configure(resolve_pricing(opts.gpu_usd_per_hour, target.gpu_usd_per_hour, opts.budget_covers,
-                                                  opts.budget_usd), opts.devices, target.time_budget)
-        self.strategy = make_strategy(
-            opts.strategy, direction=target.direction, debug=bool(getattr(self.proposer, "can_debug", False)),
-            slots=len(opts.devices), **opts.strategy_options)
-        sandbox = resolve_sandbox(opts.sandbox, target.sandbox.network, opts.sandbox_backends)  # SandboxError: a UserError
-        self.confinement = Confinement(sandbox, run_dir.path, target.sandbox, data_home(), declared_env=target.env,
-                                       extra_read=target_python_paths(self.python))
-        try:
-            git = self.git = GitRepo(target.root, opts.tag)
-            git.keep = list(target.sandbox.keep)
-            head = git.head_commit()
-            git.check_clean()
-        except GitError as exc:
-            raise UserError(str(exc)) from None
-        except GIT_ERRORS as exc:
-            raise UserError(f"{target.root}: git failed: {str(exc).splitlines()[0]}") from None
-        try:
-            run_dir.path.mkdir(parents=True, exist_ok=True)
-            probe = run_dir.path / ".write-test"
-            probe.write_text("ok")
-            probe.unlink()
-        except OSError as exc:
-            raise UserError(f"{run_dir.path}: run dir not writable ({exc.strerror or exc})") from None
-        run_dir.claim()
-        self._owns_run_dir = True
-        state = read_state(run_dir.path) or {}
-        self.resumed = bool(state) or run_dir.ledger.exists()
-        if state.get("tag") not in (None, opts.tag):
-            raise UserError(f"{run_dir.path} holds run {state['tag']!r}, not {opts.tag!r}; use another --run-dir")
-        try:
-            if not self.resumed:
-                if git.branch_exists():
-                    raise UserError(
-                        f"branch {git.branch} already exists in {git.toplevel}; "
-                        "choose another --tag, or pass that run's --run-dir to resume it"
-                    )
-                git.create_branch(head)
-            elif not git.branch_exists():
-                git.create_branch(state.get("best_commit") or head)
-        except LedgerError as exc:
-            raise UserError(str(exc)) from None
-        try:
-            self.ledger = Ledger(run_dir.path, target.metric)
-            self.event_log = EventLog(run_dir.path)
-        except LedgerError as exc:
-            raise UserError(str(exc)) from None
-        ended = kill_orphans(run_dir.path)
-        if ended:
-            self.emit(ev.Notice(level="warning", message=f"ended {ended} training process(es) left by an earlier engine"))
-        events = list(read_events(run_dir.events))
-        self.accounting.restore(state, events)
-        self.state = ResearchState.restore(state, self.ledger.rows, events, git,
-                                           lambda exp: read_evidence(run_dir.log(exp)))
-        self.scheduler.queue.extend(self.state.in_flight.values())
-        self._resumed_exps = sorted(self.state.in_flight)
-        self.propose_target = git.ensure_worktree(run_dir.propose_worktree, self.state.best_commit)
-        self.scheduler.slots = [
-            Slot(index, device, run_dir.slot_worktree(index),
-                 git.ensure_worktree(run_dir.slot_worktree(index), self.state.best_commit))
-            for index, device in enumerate(opts.devices)
-        ]
-        protected = list(target.protected)
-        if (self.propose_target / "autoresearch.toml").exists() and "autoresearch.toml" not in protected:
-            protected.append("autoresearch.toml")
-        target.protected = protected
-        hashes = file_hashes(self.propose_target, protected)
-        self.trial = Trial(run_dir, target, git, self.executor, self.accounting.trial_emit(self.emit), hashes,
-                           self.python, self.confinement)
-        self._node_refs = set(git.nodes())
-        self.recorder = Recorder(run_dir, self.ledger, self.emit, self.save_state)
-
-    def _release(self) -> None:
-        if self._owns_run_dir:
-            self.run_dir.release()
-
-    @property
-    def judging(self) -> Judging:
-        assert self.target is not None
-        return Judging(direction=self.target.direction, metric_name=self.target.metric,
-                       max_runs=self.options.max_runs, confidence=self.options.confidence,
-                       min_effect=self.target.min_effect,
-                       best_runs_capped=self.state.best_commit in self.scheduler.remeasure_failed)
-
-    async def sync_nodes(self) -> None:
-        """Keep a git ref for every node the strategy may still build on, and
-        only for those: `git branch` stays readable, git never collects a
-        commit that may become a parent, and pruned nodes let go of theirs."""
-        assert self.git is not None
-        live = {exp for exp in self.strategy.live_nodes(self.state, self.judging) if exp in self.state.nodes}
-        if live == self._node_refs:
-            return
-        git, nodes = self.git, self.state.nodes
-
-        def sync() -> None:
-            for exp in live - self._node_refs:
-                git.set_node(exp, nodes[exp].commit)
-            for exp in self._node_refs - live:
-                git.drop_node(exp)
-
-        await asyncio.to_thread(sync)
-        self._node_refs = live
-
-    def save_state(self) -> None:
-        write_state(self.run_dir.path, {
-            "tag": self.options.tag,
-            "target": str(self.target.root if self.target else ""),
-            **self.state.to_state(),
-            **self.accounting.to_state(),
-            "updated": time.time(),
-        })
+        self._notify()
 
     # ------------------------------------------------------------------ the run
 
     async def run(self) -> ev.RunStopped:
         """Run until a budget is reached or a stop is requested. Raises
         UserError before anything starts when the input is bad."""
+        run = self.opened = await asyncio.to_thread(open_run, self.options, self.proposer, self.executor,
+                                                    self.run_dir, self.steering, self.emit, self.stop)
         try:
-            await asyncio.to_thread(self._open)
+            self.event_log = run.event_log
+            judge = Judge(run)
+            scheduler = self.scheduler = Scheduler(run, judge, Recorder(run, judge))
+            if run.orphans_ended:
+                self.emit(ev.Notice(level="warning",
+                                    message=f"ended {run.orphans_ended} training process(es) left by an earlier engine"))
         except BaseException:
-            self._release()
+            self._close()
             raise
         async with contextlib.AsyncExitStack() as services:
-            for service in self.services:
-                try:
-                    await services.enter_async_context(_guarded(self, service(self)))
-                except Exception as exc:
-                    self.emit(ev.Notice(level="warning", message=f"a service did not start: {exc}"))
+            await enter_services(services, self.services, self, self.observers, self.emit)
             try:
-                stopped = await self._run_opened()
+                stopped = await self._run_opened(run, scheduler)
             finally:
                 # A proposer may hold tasks of its own (the team's planner
                 # waiting out an outage): they end with the run, not the process.
@@ -389,60 +212,33 @@ class Engine:
         self._close()
         return stopped
 
-    async def _run_opened(self) -> ev.RunStopped:
-        assert self.target is not None and self.ledger is not None
-        self.emit(ev.RunStarted(
-            tag=self.options.tag,
-            target=str(self.target.root),
-            run_dir=str(self.run_dir.path),
-            agent=self.proposer.name,
-            model=self.proposer.model,
-            metric=self.target.metric,
-            direction=self.target.direction,
-            attended=self.attended,
-            veto_window_s=self.options.veto_window_s,
-            slots=[s.device for s in self.slots],
-            lookahead=self.options.lookahead,
-            resumed=self.resumed,
-            budget_usd=self.options.budget_usd,
-            max_experiments=self.options.max_experiments,
-            hours=self.options.hours,
-            time_budget_s=self.target.time_budget,
-            python=self.python.description,
-            sandbox=self.confinement.sandbox.describe(),
-            gpu_usd_per_hour=self.accounting.pricing.usd_per_hour,
-            budget_covers=self.accounting.pricing.covers,
-        ))
-        if not self.confinement.sandbox.confined and self.confinement.sandbox.mode != "off":
-            self.emit(ev.Notice(level="warning", message=self.confinement.sandbox.describe()))
-        for exp in self._resumed_exps:
-            self.emit(ev.Notice(level="warning", message=f"experiment {exp} was interrupted; running it again"))
-        if self.state.best_metric is not None:
-            self.emit(ev.BaselineReady(metric=self.state.baseline_metric or self.state.best_metric,
-                                       commit=self.state.best_commit))
-            await self.solve_design_ahead(self.band_looks())
-            self.emit_noise()
-        scheduler = self.scheduler
+    async def _run_opened(self, run: Run, scheduler: Scheduler) -> ev.RunStopped:
+        judge, recorder = scheduler.judge, scheduler.recorder
+        for event in run.opening_events():
+            self.emit(event)
+        if run.state.best_metric is not None:
+            await judge.solve_design_ahead(judge.band_looks())
+            judge.emit_noise()
         tasks: list[asyncio.Task] = []
         try:
-            self.save_state()
+            recorder.save_state()
             tasks.append(asyncio.create_task(self._hours_timer()))
-            await self._prepare_target()
+            await self._prepare_target(run)
             # The proposer starts now, so the first proposal is prepared while
             # the baseline trains.
             tasks.append(asyncio.create_task(scheduler.proposer_loop()))
-            if not self.stopping and not self.ledger.decided(0):
-                await scheduler.baseline()
-            if not self.stopping:
+            if not self.steering.stopping and not run.ledger.decided(0):
+                await scheduler.measuring.baseline()
+            if not self.steering.stopping:
                 scheduler.maybe_finish()
-                await asyncio.gather(*(scheduler.slot_loop(slot) for slot in self.slots))
-                await scheduler.confirm_best()
+                await asyncio.gather(*(scheduler.slot_loop(slot) for slot in run.slots))
+                await scheduler.measuring.confirm_best()
             if scheduler.background:
                 await asyncio.gather(*list(scheduler.background), return_exceptions=True)
         except LedgerError as exc:
             self.stop(f"{exc} (the rows before it are intact)", now=True, error=True)
         except Exception as exc:  # a bug or a git failure: stop resumably, keep the evidence
-            self._record_crash(exc)
+            recorder.crash(exc)
             self.stop(f"engine error: {exc!r:.300} (details in engine-error.log; run again to resume)",
                       now=True, error=True)
         except asyncio.CancelledError:
@@ -454,46 +250,12 @@ class Engine:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-        return self._finish()
+        return self._finish(run, recorder)
 
-    def _record_crash(self, exc: BaseException) -> None:
-        with contextlib.suppress(OSError):
-            with open(self.run_dir.engine_error, "a", encoding="utf-8") as handle:
-                handle.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-                handle.write("".join(traceback.format_exception(exc)))
-
-    def _finish(self) -> ev.RunStopped:
-        assert self.ledger is not None and self.target is not None
+    def _finish(self, run: Run, recorder: Recorder) -> ev.RunStopped:
         with contextlib.suppress(LedgerError):
-            self.save_state()
-        rows = self.ledger.rows
-        kept = sum(1 for r in rows if r.status == ev.STATUS_KEEP and r.exp not in (0, None))
-        experiments = sum(1 for r in rows if r.exp not in (0, None))
-        state = self.state
-        improvement = None
-        if state.baseline_metric and state.best_metric is not None:
-            improvement = 100.0 * self.target.improvement(state.best_metric, state.baseline_metric) / abs(
-                state.baseline_metric)
-        stopped = ev.RunStopped(
-            reason=self.stop_reason or "finished",
-            experiments=experiments,
-            kept=kept,
-            best_metric=state.best_metric,
-            baseline_metric=state.baseline_metric,
-            improvement_pct=improvement,
-            cost_usd=self.accounting.spent_usd,
-            error=self.stop_error,
-            gpu_cost_usd=self.accounting.gpu_usd if self.accounting.pricing.priced else None,
-            gpu_seconds=self.accounting.gpu_seconds,
-        )
-        baseline = next((row.commit for row in rows if row.exp == 0 and row.metric is not None), None)
-        if baseline and state.best_commit:
-            summary = night_summary(state.noise, baseline, state.best_commit, self.target.direction,
-                                    self.options.confidence)
-            stopped.improvement_ci_pct = summary["improvement_ci_pct"]
-            stopped.improvement_text = summary["improvement_text"]
-            stopped.noise_sd, stopped.noise_dof = summary["noise_sd"], summary["noise_dof"]
-            stopped.noise_jitter_only = summary["noise_jitter_only"]
+            recorder.save_state()
+        stopped = recorder.night(self.steering.stop_reason or "finished", self.steering.stop_error)
         with contextlib.suppress(LedgerError):
             self.emit(ev.StateChanged(state=ev.STATE_STOPPED, detail=stopped.reason))
             self.emit(stopped)
@@ -503,7 +265,8 @@ class Engine:
     def _close(self) -> None:
         if self.event_log is not None:
             self.event_log.close()
-        self._release()
+        if self.opened is not None:
+            self.run_dir.release()
 
     async def _hours_timer(self) -> None:
         if not self.options.hours:
@@ -511,13 +274,12 @@ class Engine:
         await asyncio.sleep(self.options.hours * 3600)
         self.stop(f"time limit of {self.options.hours:g} h reached")
 
-    async def _prepare_target(self) -> None:
+    async def _prepare_target(self, run: Run) -> None:
         """Run the target's idempotent prepare command once per start."""
-        assert self.trial is not None
-        if not self.target or not self.target.prepare:
+        if not run.target.prepare:
             return
         self.emit(ev.StateChanged(state=ev.STATE_STARTING, detail="preparing data"))
-        failure = await self.trial.prepare_target(self.slots[0])
+        failure = await run.trial.prepare_target(run.slots[0])
         if failure is not None:
             self.stop(failure, error=True)
 
@@ -525,22 +287,3 @@ class Engine:
 def _resolve_window(cand: Candidate | None, answer: str) -> None:
     if cand is not None and cand.window is not None and not cand.window.done():
         cand.window.set_result(answer)
-
-
-@contextlib.asynccontextmanager
-async def _guarded(engine: Engine, manager: AsyncContextManager[object]):
-    """Enter a service (a failure to start propagates, and is reported by the
-    caller); a failure on the way out is reported to the observers and never
-    hides the run's result."""
-    await manager.__aenter__()
-    try:
-        yield
-    except BaseException as exc:
-        await manager.__aexit__(type(exc), exc, exc.__traceback__)
-        raise
-    try:
-        await manager.__aexit__(None, None, None)
-    except Exception as exc:
-        for observer in list(engine.observers):
-            with contextlib.suppress(Exception):
-                observer(ev.Notice(level="warning", message=f"{exc}"))

@@ -1,23 +1,36 @@
 """Runs that measure instead of trying something new: the baseline's
 seed-varied runs, a node run again before it is built on further, the best
 run again against a close challenger, and the best confirmed before the run
-ends. A part of the scheduler (`Scheduler` mixes it in), kept apart so that
-each file says one thing."""
+ends. A collaborator of the scheduler: it runs on the scheduler's slots and
+queue, and hands what it measured back to the scheduler's decisions."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
 
 from ar_tui.core import events as ev
 from ar_tui.core.decisions import mean
+from ar_tui.core.engine.judging import Judge
+from ar_tui.core.engine.opening import Run
 from ar_tui.core.engine.parts import Candidate, Outcome, Slot
+from ar_tui.core.engine.recorder import Recorder
 from ar_tui.core.seeds import next_attempt
+
+if TYPE_CHECKING:
+    from ar_tui.core.engine.scheduler import Scheduler
 
 
 class Measuring:
-    """Mixed into `Scheduler`: every name it uses is the scheduler's."""
+    def __init__(self, run: Run, judge: Judge, recorder: Recorder, scheduler: "Scheduler") -> None:
+        self.run = run
+        self.judge = judge
+        self.recorder = recorder
+        self.scheduler = scheduler
+        self.state = run.state
+        self.emit = run.emit
 
-    def _queue_remeasure(self, exp: int, why: str) -> None:
+    def queue_remeasure(self, exp: int, why: str) -> None:
         """Run a decided node again with a new seed, ahead of new proposals."""
         node = self.state.nodes[exp]
         self.state.remeasuring.add(exp)
@@ -26,18 +39,18 @@ class Measuring:
                          island=node.island, attempt=self.state.attempts.get(exp, 1))
         self.emit(ev.Notice(level="info", message=f"re-measuring experiment {exp} ({why}): "
                                                   f"its estimate rests on {len(node.runs)} run(s)"))
-        self.queue.appendleft(cand)
+        self.scheduler.queue.appendleft(cand)
 
     async def baseline(self) -> None:
-        engine, state = self.engine, self.state
+        run, state = self.run, self.state
         # One stop event for the baseline's runs on every slot: a stop --now ends them all.
         cand = Candidate(exp=0, description="baseline", rationale="", diff="", base_commit=state.best_commit,
                          is_baseline=True, commit=state.best_commit, parent=state.best_commit, stop=asyncio.Event())
-        needed = max(1, engine.options.baseline_runs)
+        needed = max(1, run.options.baseline_runs)
         outcomes: list[Outcome] = []
-        while len(outcomes) < needed and not engine.stopping:
-            batch = self.slots[: needed - len(outcomes)]
-            if self.gpu_budget_stops(batch):
+        while len(outcomes) < needed and not run.steering.stopping:
+            batch = run.slots[: needed - len(outcomes)]
+            if self.scheduler.gpu_budget_stops(batch):
                 return
             results = await asyncio.gather(*(self._run_baseline_once(slot, cand) for slot in batch))
             outcomes.extend(results)
@@ -48,9 +61,9 @@ class Measuring:
                 first = failed[0]
                 state.last_failure_tail = first.tail
                 rule = f"baseline {first.outcome}: {first.message}"
-                await self.decide(cand, ev.STATUS_CRASH, None, rule)
-                engine.stop(f"the baseline failed ({first.outcome}: {first.message}); fix the target and run again",
-                            error=True)
+                await self.scheduler.decide(cand, ev.STATUS_CRASH, None, rule)
+                run.stop(f"the baseline failed ({first.outcome}: {first.message}); fix the target and run again",
+                         error=True)
                 return
         if not outcomes:
             return
@@ -65,10 +78,10 @@ class Measuring:
         mean = cand.mean
         assert mean is not None
         state.baseline_metric = mean
-        await self.decide(cand, ev.STATUS_KEEP, mean, f"baseline, mean of {len(metrics)} run(s)")
+        await self.scheduler.decide(cand, ev.STATUS_KEEP, mean, f"baseline, mean of {len(metrics)} run(s)")
         self.emit(ev.BaselineReady(metric=mean, commit=state.best_commit, runs=metrics))
-        await engine.solve_design_ahead(engine.band_looks())
-        engine.emit_noise()
+        await self.judge.solve_design_ahead(self.judge.band_looks())
+        self.judge.emit_noise()
 
     async def confirm_best(self) -> None:
         """Before the morning report, run a kept best with fresh seeds until it
@@ -77,92 +90,92 @@ class Measuring:
         improvement fairly. Skipped when the user stopped the run, when it
         failed, and when no seed noise was measured (fresh runs would say
         nothing new)."""
-        engine, state = self.engine, self.state
+        run, state = self.run, self.state
         noise = state.noise
-        if engine.stop_error or engine.stop_reason == "stopped by the user" or not self.slots:
+        if run.steering.stop_error or run.steering.stop_reason == "stopped by the user" or not run.slots:
             return
         if noise.sd is None or noise.jitter_only or not noise.runs(state.best_commit):
             return
-        needed = engine.options.baseline_runs - len(noise.fresh_runs(state.best_commit))
-        best, slot = state.best_commit, self.slots[0]
+        needed = run.options.baseline_runs - len(noise.fresh_runs(state.best_commit))
+        best, slot = state.best_commit, run.slots[0]
         # Runs of exp 0 after the baseline's: their seeds continue its sequence.
         cand = Candidate(exp=0, description="confirming the best", rationale="", diff="", base_commit=best,
                          is_baseline=True, commit=best, parent=best, stop=asyncio.Event())
         cand.attempt = next_attempt(0, [s for seeds in noise.seeds.values() for s in seeds]) - 1
         for _ in range(max(0, needed)):
-            if self.engine.accounting.run_would_cross(engine.options.budget_usd, [slot.device], []):
+            if run.accounting.run_would_cross(run.options.budget_usd, [slot.device], []):
                 return  # the run ends anyway: the best stays as measured
             outcome = await self._run_baseline_once(slot, cand)
             if outcome.outcome != ev.OUTCOME_OK or outcome.metric is None:
                 return
             noise.add(best, outcome.metric, outcome.seed)
             state.best_metric = state.metric_of[best] = mean(noise.runs(best))
-            await engine.solve_design_ahead(engine.band_looks())
-            engine.emit_noise()
-            engine.save_state()
+            await self.judge.solve_design_ahead(self.judge.band_looks())
+            self.judge.emit_noise()
+            self.recorder.save_state()
 
     async def _run_baseline_once(self, slot: Slot, cand: Candidate) -> Outcome:
-        engine = self.engine
+        run = self.run
         assert cand.commit is not None
-        await engine.trial.checkout(slot, cand.commit)
+        await run.trial.checkout(slot, cand.commit)
         cand.attempt += 1
         attempt = cand.attempt
         slot.candidate = cand
         try:
             self.emit(ev.ExperimentStarted(exp=0, slot=slot.index, device=slot.device, commit=cand.commit,
                                            parent=cand.commit, description=cand.description, attempt=attempt,
-                                           log_path=str(engine.run_dir.log(0, attempt))))
-            self.slot_state(slot, ev.STATE_RUNNING, 0, cand.description)
-            return await engine.trial.execute(slot, cand, attempt)
+                                           log_path=str(run.run_dir.log(0, attempt))))
+            self.scheduler.slot_state(slot, ev.STATE_RUNNING, 0, cand.description)
+            return await run.trial.execute(slot, cand, attempt)
         finally:
             slot.candidate = None
-            self.slot_state(slot, ev.STATE_IDLE)
-            self.notify()
+            self.scheduler.slot_state(slot, ev.STATE_IDLE)
+            self.scheduler.notify()
 
-    async def _remeasure(self, slot: Slot, cand: Candidate) -> None:
-        engine, state = self.engine, self.state
+    async def remeasure(self, slot: Slot, cand: Candidate) -> None:
+        run, state = self.run, self.state
         assert cand.commit is not None
-        await engine.trial.checkout(slot, cand.commit)
-        outcome = await self._start(slot, cand)
+        await run.trial.checkout(slot, cand.commit)
+        outcome = await self.scheduler.start_run(slot, cand)
         if outcome.outcome == ev.OUTCOME_INTERRUPTED:
             state.remeasuring.discard(cand.exp)  # asked for again when it matters again
             return
-        async with self._decide_lock:
+        async with self.scheduler.decide_lock:
             if outcome.outcome == ev.OUTCOME_OK and outcome.metric is not None:
                 state.noise.add(cand.commit, outcome.metric, outcome.seed)
                 estimate = state.remeasured(cand.exp, outcome.metric)
                 node = state.nodes[cand.exp]
                 self.emit(ev.Remeasured(exp=cand.exp, metric=outcome.metric, estimate=estimate, runs=len(node.runs),
                                         reason="a node about to be built on again"))
-                await engine.solve_design_ahead(engine.band_looks())
-                engine.emit_noise()
+                await self.judge.solve_design_ahead(self.judge.band_looks())
+                self.judge.emit_noise()
             else:
                 state.remeasuring.discard(cand.exp)
                 self.emit(ev.Remeasured(exp=cand.exp, metric=None, estimate=state.nodes[cand.exp].metric,
                                         runs=len(state.nodes[cand.exp].runs),
                                         reason=f"the re-run failed ({outcome.outcome}: {outcome.message})"))
-            engine.save_state()
-        await engine.sync_nodes()
+            self.recorder.save_state()
+        await self.recorder.sync_nodes()
 
-    async def _remeasure_best(self, slot: Slot, cand: Candidate) -> None:
+    async def remeasure_best(self, slot: Slot, cand: Candidate) -> None:
         """Run the best again with a new seed (as an attempt of the
         challenger's experiment, so its seed and log are its own), then decide
         the challenger again against the mean of all the best's runs."""
-        engine, state = self.engine, self.state
+        run, state = self.run, self.state
         best = state.best_commit
         cand.remeasure_best = False
-        await engine.trial.checkout(slot, best)
+        await run.trial.checkout(slot, best)
         cand.attempt += 1
         cand.stop = asyncio.Event()
         self.emit(ev.ExperimentStarted(exp=cand.exp, slot=slot.index, device=slot.device, commit=best, parent=best,
                                        description=f"re-measuring the best for: {cand.description}",
-                                       attempt=cand.attempt, log_path=str(engine.run_dir.log(cand.exp, cand.attempt)),
+                                       attempt=cand.attempt, log_path=str(run.run_dir.log(cand.exp, cand.attempt)),
                                        parent_exp=state.best_exp))
-        self.slot_state(slot, ev.STATE_RUNNING, cand.exp, "re-measuring the best")
-        outcome = await engine.trial.execute(slot, cand, cand.attempt)
+        self.scheduler.slot_state(slot, ev.STATE_RUNNING, cand.exp, "re-measuring the best")
+        outcome = await run.trial.execute(slot, cand, cand.attempt)
         cand.stop = None
         if outcome.outcome in (ev.OUTCOME_INTERRUPTED, ev.OUTCOME_VETOED):
-            await self._judge(slot, cand, outcome)
+            await self.scheduler.judge_outcome(slot, cand, outcome)
             return
         if outcome.outcome == ev.OUTCOME_OK and outcome.metric is not None:
             if best == state.best_commit:
@@ -171,8 +184,9 @@ class Measuring:
                     state.remeasured(state.best_exp, outcome.metric)
                 state.best_metric = state.metric_of[best] = mean(state.noise.runs(best))
         else:
-            self.remeasure_failed.add(best)
+            self.judge.remeasure_failed.add(best)
             self.emit(ev.Notice(level="warning", message=f"re-measuring the best failed ({outcome.message}); "
                                                          f"deciding experiment {cand.exp} without it"))
         # Not a run of the candidate: no metric of its own to add.
-        await self._judge(slot, cand, Outcome(ev.OUTCOME_OK, None, None, None, outcome.seconds, 0, "", ""))
+        await self.scheduler.judge_outcome(slot, cand,
+                                           Outcome(ev.OUTCOME_OK, None, None, None, outcome.seconds, 0, "", ""))

@@ -1,5 +1,6 @@
-"""The engine's vocabulary: its options, a candidate experiment, a slot, and
-the outcome of one run. Plain data, shared by every part of the engine."""
+"""The engine's vocabulary: its options, a candidate experiment, a slot, what
+a person has asked of the run, and the outcome of one run. Plain data,
+shared by every part of the engine."""
 
 from __future__ import annotations
 
@@ -106,6 +107,19 @@ class Candidate:
             "island": self.island,
             "debug_of": self.debug_of,
         }
+
+
+@dataclass
+class Steering:
+    """What a person has asked of the run (through the facade's human
+    control) and whether it is stopping: every part reads it, only the
+    facade changes it."""
+
+    attended: bool = False
+    paused: bool = False
+    stopping: bool = False
+    stop_reason: str | None = None
+    stop_error: bool = False
 
 
 @dataclass

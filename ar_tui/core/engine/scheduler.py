@@ -9,8 +9,13 @@ decisions. What a finished run means is the strategy's answer; the git and
 queue work it implies is done here.
 
 Human control (pause, veto, force-keep, mode, stop) arrives through the
-engine facade, on the engine's own event loop; waits for it are futures and
-events, never flags polled from another thread.
+engine facade, on the engine's own event loop, as the run's `Steering`; waits
+for it are futures and events, never flags polled from another thread.
+
+The scheduler takes the opened `Run` and its collaborators: the judge (what a
+finished run means), the recorder (writing a decision down) and measuring
+(the baseline and re-measures, run on the scheduler's slots), never the
+engine.
 """
 
 from __future__ import annotations
@@ -18,14 +23,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from ar_tui.core import events as ev
 from ar_tui.core.decisions import REMEASURE_BEST, RERUN
+from ar_tui.core.engine.judging import Judge
 from ar_tui.core.engine.measuring import Measuring
+from ar_tui.core.engine.opening import Run
 from ar_tui.core.engine.parts import MAX_FAILED_PROPOSALS_IN_ROW, Candidate, Outcome, Slot
+from ar_tui.core.engine.recorder import Recorder
 from ar_tui.core.engine.strategies.base import DISCARD, KEEP, REAPPLY, REBASE_FAILED_RULE, Base
-from ar_tui.core.evidence import read_evidence
 from ar_tui.core.proposer import (
     Proposal,
     ProposalContext,
@@ -38,34 +45,36 @@ from ar_tui.core.records.ledger import LedgerError
 from ar_tui.core.seeds import read_texts, seed_only_refusal
 from ar_tui.core.workspace import Workspace
 
-if TYPE_CHECKING:
-    from ar_tui.core.engine.facade import Engine
 
-
-class Scheduler(Measuring):
-    def __init__(self, engine: "Engine") -> None:
-        self.engine = engine
-        self.queue: deque[Candidate] = deque()
-        self.slots: list[Slot] = []
+class Scheduler:
+    def __init__(self, run: Run, judge: Judge, recorder: Recorder) -> None:
+        self.run = run
+        self.judge = judge
+        self.recorder = recorder
+        self.measuring = Measuring(run, judge, recorder, self)
+        # A resumed run's candidates that were in flight run again first.
+        self.queue: deque[Candidate] = deque(run.state.in_flight.values())
         self.failed_in_row = 0
         self.proposer_done = False
         self.finish_reason = "finished"
         self._changed = asyncio.Event()
-        self._decide_lock = asyncio.Lock()
+        self.decide_lock = asyncio.Lock()
         self._proposer_lock = asyncio.Lock()
-        # Bests whose re-measure failed: not asked for again.
-        self.remeasure_failed: set[str] = set()
         # Decisions started outside a slot (a queued proposal vetoed): awaited
         # before the run finishes, never left to run on their own.
         self.background: set[asyncio.Task] = set()
 
-    # The facade owns these; read through it so there is one truth.
+    # The run owns these; read through it so there is one truth.
     @property
     def state(self):
-        return self.engine.state
+        return self.run.state
+
+    @property
+    def slots(self) -> list[Slot]:
+        return self.run.slots
 
     def emit(self, event: ev.Event) -> None:
-        self.engine.emit(event)
+        self.run.emit(event)
 
     # ------------------------------------------------------------------ waiting
 
@@ -81,10 +90,10 @@ class Scheduler(Measuring):
         """A budget covering GPU time that runs on `starting` would cross
         stops the run cleanly (what they would have run stays queued)."""
         running = [s.device for s in self.slots if s.candidate is not None and s not in starting]
-        reason = self.engine.accounting.run_would_cross(self.engine.options.budget_usd,
+        reason = self.run.accounting.run_would_cross(self.run.options.budget_usd,
                                                         [s.device for s in starting], running)
         if reason is not None:
-            self.engine.stop(reason)
+            self.run.stop(reason)
         return reason is not None
 
     def slot_state(self, slot: Slot, state: str, exp: int | None = None, detail: str = "") -> None:
@@ -98,72 +107,71 @@ class Scheduler(Measuring):
     # ------------------------------------------------------------------ proposing
 
     def _wants_proposal(self) -> bool:
-        if self.engine.paused:
+        if self.run.steering.paused:
             return False
         free = sum(1 for s in self.slots if s.candidate is None)
-        capacity = free + self.engine.options.lookahead * len(self.slots)
+        capacity = free + self.run.options.lookahead * len(self.slots)
         return len(self.queue) < capacity
 
     def _limit_reached(self) -> bool:
-        limit = self.engine.options.max_experiments
+        limit = self.run.options.max_experiments
         return limit is not None and self.state.next_exp - 1 >= limit
 
     def context(self, exp: int, base: Base | None = None) -> ProposalContext:
-        engine, state = self.engine, self.state
-        assert engine.target is not None
+        run, state = self.run, self.state
         where: dict = {}
         if base is not None:
             where = dict(
                 parent_exp=base.exp,
                 lineage=[state.row_of(n.exp) for n in state.lineage(base.exp)],
                 siblings=[state.row_of(n.exp) for n in state.children_of(base.exp)],
-                population=state.summary(engine.target.direction),
+                population=state.summary(run.target.direction),
                 island=base.island,
                 debug_of=base.debug_of,
                 debug_tail=state.tails.get(base.debug_of, "") if base.debug_of is not None else "",
             )
         return ProposalContext(
             exp=exp,
-            target=engine.target,
+            target=run.target,
             best_metric=state.best_metric,
             baseline_metric=state.baseline_metric,
             history=list(state.history),
             unseen=[(c.exp, c.description) for c in state.in_flight.values()],
             last_failure_tail=state.last_failure_tail,
             noise_sd=state.noise.sd,
-            spent_usd=engine.accounting.budget_spent_usd,
-            budget_usd=engine.options.budget_usd,
+            spent_usd=run.accounting.budget_spent_usd,
+            budget_usd=run.options.budget_usd,
             gate=self._gate,
             **where,
-            run_dir=engine.run_dir.path,
+            run_dir=run.run_dir.path,
         )
 
     async def _gate(self) -> None:
-        await self.wait_for(lambda: not self.engine.paused or self.engine.stopping)
-        if self.engine.stopping:
+        await self.wait_for(lambda: not self.run.steering.paused or self.run.steering.stopping)
+        if self.run.steering.stopping:
             raise RunStopping("the run is stopping")
 
     async def proposer_loop(self) -> None:
-        engine = self.engine
+        run = self.run
         while True:
-            await self.wait_for(lambda: engine.stopping or self._wants_proposal())
-            if engine.stopping:
+            await self.wait_for(lambda: run.steering.stopping or self._wants_proposal())
+            if run.steering.stopping:
                 return
             if self._limit_reached():
-                self._proposer_finished(f"max experiments ({engine.options.max_experiments}) reached")
+                self._proposer_finished(f"max experiments ({run.options.max_experiments}) reached")
                 return
-            if engine.accounting.budget_reached(engine.options.budget_usd):
-                engine.stop(f"budget of ${engine.options.budget_usd:.2f} reached "
-                            f"(spent ${engine.accounting.budget_spent_usd:.2f})")
+            if run.accounting.budget_reached(run.options.budget_usd):
+                run.stop(f"budget of ${run.options.budget_usd:.2f} reached "
+                         f"(spent ${run.accounting.budget_spent_usd:.2f})")
                 return
             exp = self.state.next_exp
             try:
                 cand = await self.propose(exp)
             except LedgerError as exc:
-                engine.stop(f"{exc} (the rows before it are intact)", now=True, error=True)
+                run.stop(f"{exc} (the rows before it are intact)", now=True, error=True)
                 return
             except ProposerStopped as exc:
-                engine.stop(exc.reason, error=exc.error)
+                run.stop(exc.reason, error=exc.error)
                 return
             except ProposalFailed as exc:
                 self.emit(ev.ProposalFailed(exp=exp, reason=exc.reason))
@@ -186,38 +194,37 @@ class Scheduler(Measuring):
 
     def maybe_finish(self) -> None:
         if self.proposer_done and not self.queue and all(s.candidate is None for s in self.slots):
-            self.engine.stop(self.finish_reason)
+            self.run.stop(self.finish_reason)
 
     async def propose(self, exp: int, adapt: Candidate | None = None, conflict: str = "") -> Candidate | None:
         """Ask the proposer for a change against the strategy's base, in the
         proposal worktree; returns it as a candidate (not yet queued), or
         None when the strategy asked for a node to be re-measured first."""
-        engine, state = self.engine, self.state
-        target, git = engine.target, engine.git
-        assert target is not None and git is not None and engine.propose_target is not None
-        worktree = engine.run_dir.propose_worktree
+        run, state = self.run, self.state
+        target, git = run.target, run.git
+        worktree = run.run_dir.propose_worktree
         async with self._proposer_lock:
             if adapt is not None:
                 # Adapting after a conflict: the same intent, on the same node's new code.
-                where = Base(engine.strategy.base_for_run(state, adapt), state.parent_exp(adapt.base_commit),
+                where = Base(run.strategy.base_for_run(state, adapt), state.parent_exp(adapt.base_commit),
                              adapt.island)
             else:
-                where = engine.strategy.base_for_proposal(state)
+                where = run.strategy.base_for_proposal(state)
                 if where.remeasure is not None:
-                    self._queue_remeasure(where.remeasure, "about to be built on again")
+                    self.measuring.queue_remeasure(where.remeasure, "about to be built on again")
                     return None
             base = where.commit
             await asyncio.to_thread(git.reset, worktree, base)
             ctx = self.context(exp, where)
             if adapt is not None:
                 ctx.adapt_description, ctx.adapt_diff, ctx.adapt_conflict = adapt.description, adapt.diff, conflict
-            workspace = Workspace(engine.propose_target, target.editable, target.protected, target.max_file_bytes)
+            workspace = Workspace(run.propose_target, target.editable, target.protected, target.max_file_bytes)
             self.emit(ev.ProposalStarted(exp=exp, base_commit=base, unseen=[e for e, _ in ctx.unseen]))
             self.emit(ev.StateChanged(state=ev.STATE_PROPOSING, exp=exp))
-            cost_before = engine.accounting.cost_of(exp)
+            cost_before = run.accounting.cost_of(exp)
             try:
-                proposal: Proposal = await engine.proposer.propose(ctx, workspace,
-                                                                   engine.accounting.agent_emit(exp, self.emit))
+                proposal: Proposal = await run.proposer.propose(ctx, workspace,
+                                                                run.accounting.agent_emit(exp, self.emit))
             # A LedgerError is the event log failing under one of the proposer's
             # events (a full disk): the run stops, it is not the proposer's bug.
             except (ProposalFailed, ProposerStopped, LedgerError, asyncio.CancelledError):
@@ -225,17 +232,17 @@ class Scheduler(Measuring):
             except Exception as exc:  # a proposer's bug costs one proposal, not the night
                 raise ProposalFailed(f"the proposer failed: {exc!r}"[:500]) from exc
             finally:
-                self.emit(ev.StateChanged(state=ev.STATE_IDLE if not engine.paused else ev.STATE_PAUSED))
+                self.emit(ev.StateChanged(state=ev.STATE_IDLE if not run.steering.paused else ev.STATE_PAUSED))
             diff = await asyncio.to_thread(git.diff, worktree, base)
-            edited = read_texts(engine.propose_target, git.changed_files(diff))
+            edited = read_texts(run.propose_target, git.changed_files(diff))
             await asyncio.to_thread(git.reset, worktree, base)
-            cost = engine.accounting.cost_of(exp) - cost_before
+            cost = run.accounting.cost_of(exp) - cost_before
             if not diff.strip():
                 raise ProposalFailed("the proposal changed nothing", cost)
             refused = [f for f in git.changed_files(diff) if f not in target.editable]
             if refused:
                 raise ProposalFailed(f"the proposal changed files that are not editable: {', '.join(refused)}", cost)
-            seed_only = seed_only_refusal(read_texts(engine.propose_target, list(edited)), edited)
+            seed_only = seed_only_refusal(read_texts(run.propose_target, list(edited)), edited)
             if seed_only:
                 raise ProposalFailed(seed_only, cost)
             if adapt is None:
@@ -250,16 +257,16 @@ class Scheduler(Measuring):
                 prepared_before=sorted(c.exp for c in state.in_flight.values() if c.exp != exp),
                 island=where.island,
                 debug_of=where.debug_of,
-                proposer=proposal.proposer or engine.proposer.name,
+                proposer=proposal.proposer or run.proposer.name,
             )
-            engine.recorder.diff(cand)
+            self.recorder.diff(cand)
             state.in_flight[exp] = cand
             if adapt is None:
                 state.chose_parent(where.exp)
             self.emit(ev.ProposalReady(exp=exp, description=cand.description, rationale=cand.rationale, diff=diff,
                                        base_commit=base, cost_usd=cand.cost_usd, parent_exp=where.exp,
                                        island=where.island, debug_of=where.debug_of, proposer=cand.proposer))
-            engine.save_state()
+            self.recorder.save_state()
             return cand
 
     async def _adapt(self, cand: Candidate, conflict: str) -> Candidate | None:
@@ -271,24 +278,24 @@ class Scheduler(Measuring):
             self.emit(ev.ProposalFailed(exp=cand.exp, reason=f"adaptation failed: {exc.reason}"))
             return None
         except ProposerStopped as exc:
-            self.engine.stop(exc.reason, error=exc.error)
+            self.run.stop(exc.reason, error=exc.error)
             return None
 
     # ------------------------------------------------------------------ slots
 
     def _next_candidate(self) -> Candidate | None:
-        engine = self.engine
-        if engine.paused or engine.stopping or not self.queue:
+        run = self.run
+        if run.steering.paused or run.steering.stopping or not self.queue:
             return None
-        if not engine.ledger.decided(0):
+        if not run.ledger.decided(0):
             return None
         return self.queue[0]
 
     async def slot_loop(self, slot: Slot) -> None:
-        engine = self.engine
+        run = self.run
         while True:
-            await self.wait_for(lambda: engine.stopping or self._next_candidate() is not None)
-            if engine.stopping:
+            await self.wait_for(lambda: run.steering.stopping or self._next_candidate() is not None)
+            if run.steering.stopping:
                 return
             if self.gpu_budget_stops([slot]):
                 return
@@ -299,15 +306,15 @@ class Scheduler(Measuring):
                 await self._run_candidate(slot, cand)
             finally:
                 slot.candidate = None
-                if not engine.stopping:
-                    self.slot_state(slot, ev.STATE_PAUSED if engine.paused else ev.STATE_IDLE)
+                if not run.steering.stopping:
+                    self.slot_state(slot, ev.STATE_PAUSED if run.steering.paused else ev.STATE_IDLE)
                 self.notify()
                 self.maybe_finish()
 
     async def _veto_window(self, slot: Slot, cand: Candidate) -> str:
         loop = asyncio.get_running_loop()
         cand.window = loop.create_future()
-        seconds = self.engine.options.veto_window_s
+        seconds = self.run.options.veto_window_s
         self.emit(ev.VetoWindow(exp=cand.exp, slot=slot.index, seconds=seconds, deadline=time.time() + seconds))
         self.slot_state(slot, ev.STATE_VETO_WINDOW, cand.exp, cand.description)
         try:
@@ -318,12 +325,12 @@ class Scheduler(Measuring):
             cand.window = None
 
     async def _run_candidate(self, slot: Slot, cand: Candidate) -> None:
-        engine, state = self.engine, self.state
-        trial = engine.trial
+        run, state = self.run, self.state
+        trial = run.trial
         if cand.remeasure:
-            await self._remeasure(slot, cand)
+            await self.measuring.remeasure(slot, cand)
             return
-        if engine.attended and cand.attempt == 0 and not cand.vetoed:
+        if run.steering.attended and cand.attempt == 0 and not cand.vetoed:
             answer = await self._veto_window(slot, cand)
             if answer == "stop":
                 self.queue.appendleft(cand)
@@ -333,11 +340,11 @@ class Scheduler(Measuring):
         if cand.vetoed:
             await self.decide_vetoed(cand)
             return
-        if cand.remeasure_best and cand.parent == engine.strategy.base_for_run(state, cand):
-            await self._remeasure_best(slot, cand)
+        if cand.remeasure_best and cand.parent == run.strategy.base_for_run(state, cand):
+            await self.measuring.remeasure_best(slot, cand)
             return
         cand.remeasure_best = False
-        base = engine.strategy.base_for_run(state, cand)
+        base = run.strategy.base_for_run(state, cand)
         if cand.commit is None or cand.parent != base:
             conflict = await trial.build(slot, base, cand.diff)
             if conflict is not None:
@@ -348,7 +355,7 @@ class Scheduler(Measuring):
                     return
                 cand = adapted
                 slot.candidate = cand
-                base = engine.strategy.base_for_run(state, cand)
+                base = run.strategy.base_for_run(state, cand)
                 conflict = await trial.build(slot, base, cand.diff)
                 if conflict is not None:
                     await self.decide(cand, ev.STATUS_DISCARD, None, f"adapted change does not apply: {conflict[:200]}")
@@ -366,31 +373,30 @@ class Scheduler(Measuring):
         if cand.vetoed:  # vetoed while its code was being built: it never runs
             await self.decide_vetoed(cand)
             return
-        outcome = await self._start(slot, cand)
-        await self._judge(slot, cand, outcome)
+        outcome = await self.start_run(slot, cand)
+        await self.judge_outcome(slot, cand, outcome)
 
-    async def _start(self, slot: Slot, cand: Candidate) -> Outcome:
-        engine, state = self.engine, self.state
+    async def start_run(self, slot: Slot, cand: Candidate) -> Outcome:
+        run, state = self.run, self.state
         cand.attempt += 1
         state.attempts[cand.exp] = max(state.attempts.get(cand.exp, 0), cand.attempt)
         cand.stop = asyncio.Event()
         self.emit(ev.ExperimentStarted(exp=cand.exp, slot=slot.index, device=slot.device, commit=cand.commit or "",
                                        parent=cand.parent or "", description=cand.description, attempt=cand.attempt,
                                        prepared_before=cand.prepared_before if cand.attempt == 1 else [],
-                                       log_path=str(engine.run_dir.log(cand.exp, cand.attempt)),
+                                       log_path=str(run.run_dir.log(cand.exp, cand.attempt)),
                                        parent_exp=state.parent_exp(cand.base_commit if cand.remeasure else cand.parent),
                                        island=cand.island))
         self.slot_state(slot, ev.STATE_RUNNING, cand.exp, cand.description)
         try:
-            return await engine.trial.execute(slot, cand, cand.attempt)
+            return await run.trial.execute(slot, cand, cand.attempt)
         finally:
             cand.stop = None
 
     # ------------------------------------------------------------------ decisions
 
-    async def _judge(self, slot: Slot, cand: Candidate, outcome: Outcome) -> None:
-        engine, state = self.engine, self.state
-        assert engine.target is not None
+    async def judge_outcome(self, slot: Slot, cand: Candidate, outcome: Outcome) -> None:
+        run, state = self.run, self.state
         if outcome.outcome == ev.OUTCOME_INTERRUPTED:
             # Not decided: it stays in flight and a resumed run runs it again.
             cand.attempt = 0
@@ -413,9 +419,9 @@ class Scheduler(Measuring):
             assert cand.commit is not None
             cand.runs.append(outcome.metric)
             state.noise.add(cand.commit, outcome.metric, outcome.seed)
-        await self._solve_design_ahead(cand)
-        async with self._decide_lock:
-            verdict = engine.strategy.decide(state, cand, engine.judging)
+        await self.judge.solve_ahead_for(cand)
+        async with self.decide_lock:
+            verdict = self.judge.verdict(cand)
             if verdict.action == KEEP and verdict.rebase and not await self._rebase(slot, cand):
                 await self.decide(cand, DISCARD, verdict.metric, REBASE_FAILED_RULE, locked=True)
             elif verdict.action in (KEEP, DISCARD):
@@ -424,24 +430,14 @@ class Scheduler(Measuring):
                 cand.remeasure_best = verdict.action == REMEASURE_BEST
                 self._rerun(cand, verdict.rule, fresh=verdict.action == REAPPLY)
             else:
-                raise ValueError(f"strategy {engine.strategy.name} gave an unknown verdict {verdict.action!r}")
-
-    async def _solve_design_ahead(self, cand: Candidate) -> None:
-        """The boundaries that judging this candidate against the best, and
-        the noise band after it (with this best, or with the candidate as the
-        new one), will look up: solved in a thread (see Engine.solve_design_ahead)."""
-        noise = self.state.noise
-        best_runs = max(1, len(noise.runs(self.state.best_commit)))
-        sd, dof = noise.estimate_without(list(cand.runs))
-        looks = [(dof, len(cand.runs), best_runs)] if sd is not None else []
-        await self.engine.solve_design_ahead(looks + self.engine.band_looks(best_runs, len(cand.runs)))
+                raise ValueError(f"strategy {run.strategy.name} gave an unknown verdict {verdict.action!r}")
 
     async def _rebase(self, slot: Slot, cand: Candidate) -> bool:
-        base = self.engine.strategy.base_for_run(self.state, cand)
-        if await self.engine.trial.build(slot, base, cand.diff) is not None:
+        base = self.run.strategy.base_for_run(self.state, cand)
+        if await self.run.trial.build(slot, base, cand.diff) is not None:
             return False
         cand.parent = base
-        cand.commit = await self.engine.trial.commit(slot, cand)
+        cand.commit = await self.run.trial.commit(slot, cand)
         return True
 
     def _rerun(self, cand: Candidate, rule: str, fresh: bool) -> None:
@@ -449,10 +445,7 @@ class Scheduler(Measuring):
             cand.commit = None
             cand.runs = []
             cand.remeasure_best = False
-        self.emit(ev.Decision(exp=cand.exp, status=RERUN, rule=rule, metric=cand.mean,
-                              best_before=self.state.best_metric, best_after=None, commit=cand.commit or "",
-                              description=cand.description, cost_usd=cand.cost_usd))
-        self.engine.emit_noise()
+        self.recorder.rerun(cand, rule)
         self.queue.appendleft(cand)
         self.notify()
 
@@ -462,23 +455,8 @@ class Scheduler(Measuring):
     async def decide(self, cand: Candidate, status: str, metric: float | None, rule: str,
                      locked: bool = False) -> None:
         if not locked:
-            async with self._decide_lock:
+            async with self.decide_lock:
                 await self.decide(cand, status, metric, rule, locked=True)
             return
-        engine, state = self.engine, self.state
-        best_before = None if cand.is_baseline else state.best_metric
-        cand.cost_usd = max(cand.cost_usd, engine.accounting.cost_of(cand.exp))
-        cand.gpu_usd = engine.accounting.gpu_usd_of(cand.exp)
-        commit = cand.commit or cand.base_commit
-        parent_exp = None if cand.is_baseline else state.parent_exp(cand.parent or cand.base_commit)
-        engine.recorder.row(cand, status, metric, rule, commit, parent_exp)
-        if status == ev.STATUS_KEEP and cand.commit is not None and not cand.is_baseline:
-            await asyncio.to_thread(engine.git.advance_branch, cand.commit, state.best_commit)
-        state.record(cand, status, metric, commit, parent_exp,
-                     read_evidence(engine.run_dir.log(cand.exp, max(cand.attempt, 1))))
-        engine.recorder.decision(cand, status, metric, rule, commit, best_before, state.best_metric, parent_exp)
-        if not cand.is_baseline:
-            engine.emit_noise()
-        engine.save_state()
-        await engine.sync_nodes()
+        await self.recorder.decide(cand, status, metric, rule)
         self.notify()
