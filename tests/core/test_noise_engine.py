@@ -158,7 +158,7 @@ async def test_resume_keeps_the_noise_state(tmp_path: Path) -> None:
     first = Engine(options(target, run_dir, max_experiments=3), ScriptedProposer(null_steps(3)))
     await first.run()
     before = json.loads((run_dir / "state.json").read_text())["noise"]
-    dof_before = first.state.noise.dof
+    dof_before = first.opened.state.noise.dof
     assert dof_before >= 4
     second = Engine(options(target, run_dir, max_experiments=5), ScriptedProposer(null_steps(2, first=3)))
     view = RunView()
@@ -170,7 +170,7 @@ async def test_resume_keeps_the_noise_state(tmp_path: Path) -> None:
     after = json.loads((run_dir / "state.json").read_text())["noise"]
     for commit, runs in before["groups"].items():
         assert after["groups"][commit][: len(runs)] == runs and after["seeds"][commit][: len(runs)] == before["seeds"][commit]
-    assert second.state.noise.dof >= dof_before
+    assert second.opened.state.noise.dof >= dof_before
     # The baseline is not run again on resume.
     assert sum(1 for e in read_events(run_dir / "events.jsonl") if isinstance(e, ev.BaselineReady) and e.runs) == 1
 
