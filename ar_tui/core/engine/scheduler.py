@@ -91,7 +91,7 @@ class Scheduler:
         stops the run cleanly (what they would have run stays queued)."""
         running = [s.device for s in self.slots if s.candidate is not None and s not in starting]
         reason = self.run.accounting.run_would_cross(self.run.options.budget_usd,
-                                                        [s.device for s in starting], running)
+                                                     [s.device for s in starting], running)
         if reason is not None:
             self.run.stop(reason)
         return reason is not None
