@@ -36,7 +36,8 @@ from ar_tui.core.sandbox.backends import resolve_sandbox
 from ar_tui.core.sandbox.policy import Confinement, target_python_paths
 from ar_tui.core.targets import data_home
 
-# stop(reason, now=False, error=False): the facade's, so that a part's stop is a person's stop.
+# stop(reason, now=False, error=False): the facade's `Engine.stop`, so that a run stops one way
+# whoever asks (a budget, the proposer, a failed baseline, a person).
 Stop = Callable[..., None]
 
 
