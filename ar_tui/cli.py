@@ -35,8 +35,8 @@ ENGINE_EXTRA_OPTIONS = ("max_runs", "confidence", "strategy", "islands", "migrat
                         "gpu_usd_per_hour", "budget_covers")
 # Where a benchmark decided what a run should do by default, the command line
 # follows it; the engine's own defaults stay the plain rules its tests pin.
-# strategy: tree beat greedy on both real targets (README, "Measured: which
-# strategy finds more": forecast 60 x 5 seeds, CPU nanochat 30 x 3 seeds).
+# strategy: tree beat greedy on both real targets (docs/benchmarks/search-strategies.md:
+# forecast 60 x 5 seeds, CPU nanochat 30 x 3 seeds).
 MEASURED_DEFAULTS = {"strategy": "tree"}
 
 
