@@ -93,6 +93,9 @@ class HeadlessPrinter:
             gain = fmt.percent(event.improvement_pct)
             if event.improvement_text and event.improvement_ci_pct is not None:
                 gain = event.improvement_text  # "2.1% better (95% interval 1.4% to 2.8%)"
+            if event.experiments and not event.kept:
+                # The best is the baseline: an interval of its runs against themselves says nothing.
+                gain = "none (no change was kept; the best is the baseline)"
             if event.noise_sd is not None:
                 gain += f"  noise sd {event.noise_sd:.6f} ({event.noise_dof} dof)"
                 if event.noise_jitter_only:

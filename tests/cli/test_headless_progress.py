@@ -109,3 +109,12 @@ def test_the_confirmation_names_the_experiment_it_confirms_and_why() -> None:
     line = HeadlessPrinter.format(started)
     assert line is not None and line.startswith("confirming exp 5, the best")
     assert "picked for looking good" in line and "(repeat 2 of 8)" in line and not line.startswith("exp 0")
+
+
+def test_a_night_without_a_keep_says_so_rather_than_an_interval_of_zero() -> None:
+    stopped = ev.RunStopped(reason="max experiments (2) reached", experiments=2, kept=0, best_metric=2.47,
+                            baseline_metric=2.47, improvement_pct=0.0, cost_usd=0.0, improvement_ci_pct=[0.0, 0.0],
+                            improvement_text="0.0% better (95% interval 0.0% to 0.0%)", noise_sd=0.03, noise_dof=2)
+    summary = HeadlessPrinter.format(stopped)
+    assert "improvement over baseline: none (no change was kept; the best is the baseline)" in summary
+    assert "interval 0.0% to 0.0%" not in summary and "noise sd 0.030000 (2 dof)" in summary
