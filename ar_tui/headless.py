@@ -84,7 +84,8 @@ class HeadlessPrinter:
         if isinstance(event, ev.ProposalFailed):
             return f"exp {event.exp} proposal failed: {event.reason}"
         if isinstance(event, ev.ApiWaiting):
-            return f"waiting for the API ({event.reason}); retrying in {event.retry_in_s:.0f} s"
+            about = f"exp {event.exp} " if event.exp is not None else ""
+            return f"{about}waiting for the API ({event.reason}); retrying in {event.retry_in_s:.0f} s"
         if isinstance(event, ev.Notice) and event.level in ("warning", "error"):
             return f"{event.level}: {event.message}"
         if isinstance(event, ev.VetoWindow):

@@ -118,3 +118,8 @@ def test_a_night_without_a_keep_says_so_rather_than_an_interval_of_zero() -> Non
     summary = HeadlessPrinter.format(stopped)
     assert "improvement over baseline: none (no change was kept; the best is the baseline)" in summary
     assert "interval 0.0% to 0.0%" not in summary and "noise sd 0.030000 (2 dof)" in summary
+
+
+def test_an_api_wait_names_the_experiment_it_holds_up() -> None:
+    line = HeadlessPrinter.format(ev.ApiWaiting(exp=4, reason="rate limited", retry_in_s=30, attempt=2, waited_s=30))
+    assert line == "exp 4 waiting for the API (rate limited); retrying in 30 s"
