@@ -80,6 +80,19 @@ def test_every_flag_of_every_subcommand_is_in_the_generated_reference() -> None:
                 assert f"`{action.dest.upper()}`" in section, f"ar-tui {name}'s {action.dest} is missing"
 
 
+def test_the_cli_reference_holds_the_flags_the_registries_declare() -> None:
+    # Run flags come from the parts' RunOptions (strategies, executors, agents,
+    # the engine), not from parser lines: the reference must walk the parser
+    # that holds them.
+    from ar_tui.cli import part_options
+
+    options = part_options()
+    assert options, "no part declares a run option"
+    run_section = docs_hooks.cli_reference().split("## `ar-tui run`", 1)[1].split("\n## ", 1)[0]
+    for option in options:
+        assert f"`{option.flag}`" in run_section, f"{option.flag} (a RunOption) is missing from the CLI reference"
+
+
 def test_the_cli_page_takes_the_generated_reference_at_build_time() -> None:
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
     assert "scripts/docs_hooks.py" in config["hooks"]
