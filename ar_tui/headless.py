@@ -25,15 +25,37 @@ def open_app_command(run_dir: Path) -> str:
     return f"ar-tui run --run-dir {shlex.quote(str(run_dir))}"
 
 
-class HeadlessPrinter:
-    """Prints a line per experiment: the headless observer of the engine."""
+def is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or a bare stream
+        return False
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+
+class HeadlessPrinter:
+    """Prints a line per experiment: the headless observer of the engine.
+    On a terminal the running experiment's progress also shows, on one
+    updating line under them (`ar_tui.progress_line`); to a file or a pipe,
+    plain lines only."""
+
+    def __init__(self, stream: TextIO | None = None, live: bool | None = None) -> None:
         self.stream = stream
+        self.live = is_terminal(stream or sys.stdout) if live is None else live
+        self.progress_line = None
+        if self.live:
+            from ar_tui.progress_line import ProgressLine
+
+            self.progress_line = ProgressLine(stream or sys.stdout)
 
     def __call__(self, event: ev.Event) -> None:
         line = self.format(event)
-        if line:
+        if self.progress_line is not None:
+            if isinstance(event, ev.RunStopped):
+                self.progress_line.stop()  # the summary goes below, with no line left drawn
+            if line:
+                self.progress_line.print(line)
+            self.progress_line.observe(event)
+        elif line:
             print(line, file=self.stream or sys.stdout, flush=True)
 
     @staticmethod
@@ -48,16 +70,22 @@ class HeadlessPrinter:
         if isinstance(event, ev.LogLine) and event.text.startswith(ev.PREPARE_LOG_PREFIX):
             return event.text if event.text[len(ev.PREPARE_LOG_PREFIX):].strip() else None
         if isinstance(event, ev.BaselineReady):
-            return f"baseline: {fmt.metric(event.metric)}"
+            runs = f" (exp 0, the mean of {len(event.runs)} seed-varied runs)" if len(event.runs) > 1 else ""
+            return f"baseline: {fmt.metric(event.metric)}{runs}"
         if isinstance(event, ev.ExperimentStarted):
-            again = f" (run {event.attempt})" if event.attempt > 1 else ""
-            return f"exp {event.exp}{again} [slot {event.slot}] running: {event.description}"
+            count = f" (repeat {event.repeat} of {event.repeats})" if event.repeats else ""
+            if event.exp == 0 and event.description != "baseline":
+                # The best's confirmation: the description names the experiment it confirms, and why.
+                return f"{event.description} [slot {event.slot}]{count}"
+            again = f" (run {event.attempt})" if event.attempt > 1 and not event.repeats else ""
+            return f"exp {event.exp}{again} [slot {event.slot}] running: {event.description}{count}"
         if isinstance(event, ev.Decision):
             return f"exp {event.exp} {event.status.upper():7s} {fmt.metric(event.metric)}  {event.description}  ({event.rule})"
         if isinstance(event, ev.ProposalFailed):
             return f"exp {event.exp} proposal failed: {event.reason}"
         if isinstance(event, ev.ApiWaiting):
-            return f"waiting for the API ({event.reason}); retrying in {event.retry_in_s:.0f} s"
+            about = f"exp {event.exp} " if event.exp is not None else ""
+            return f"{about}waiting for the API ({event.reason}); retrying in {event.retry_in_s:.0f} s"
         if isinstance(event, ev.Notice) and event.level in ("warning", "error"):
             return f"{event.level}: {event.message}"
         if isinstance(event, ev.VetoWindow):
@@ -66,6 +94,9 @@ class HeadlessPrinter:
             gain = fmt.percent(event.improvement_pct)
             if event.improvement_text and event.improvement_ci_pct is not None:
                 gain = event.improvement_text  # "2.1% better (95% interval 1.4% to 2.8%)"
+            if event.experiments and not event.kept:
+                # The best is the baseline: an interval of its runs against themselves says nothing.
+                gain = "none (no change was kept; the best is the baseline)"
             if event.noise_sd is not None:
                 gain += f"  noise sd {event.noise_sd:.6f} ({event.noise_dof} dof)"
                 if event.noise_jitter_only:

@@ -1,6 +1,6 @@
 """Which of a finished run's keeps are solid, and the night's improvement with
 its interval: what the morning report will show once it calls
-`ar_tui.core.decisions` (the confirmatory nanochat run in README, "Honest keeps under noise").
+`ar_tui.core.decisions` (the confirmatory nanochat run in docs/benchmarks/noise-solid.md).
 
     python bench/noise_solid.py RUN_DIR
 

@@ -63,7 +63,7 @@ def per_device(cpu, accelerated):
 # Knobs
 
 TIME_BUDGET = float(os.environ.get("AR_TIME_BUDGET", 60))  # seconds of training steps
-# The harness gives every run its own seed (AR_SEED, docs/CONTRACTS.md), so repeats
+# The harness gives every run its own seed (AR_SEED, docs/reference/run-dir.md), so repeats
 # measure seed-to-seed noise; 1337 is the fallback for a run outside ar-tui.
 SEED = int(os.environ.get("AR_SEED", "1337"))
 CPU_THREADS = max(1, (os.cpu_count() or 2) // 2)  # torch threads on CPU; leaves room for the harness and the UI

@@ -1,4 +1,4 @@
-"""Regenerate the README's screenshots from a real tiny session.
+"""Regenerate the docs' screenshots from a real tiny session.
 
 The real engine and the offline proposer run a tiny target in a temporary git
 repository (a train.py whose metric depends on its constants, printing
@@ -8,7 +8,7 @@ metric tab with the progress chart, the lineage tree). Then `ar-tui serve`
 serves the finished run and a headless Chromium photographs the browser tab
 (`browser.png`; needs Debian's `chromium`). Run it after any change to the UI:
 
-    python scripts/screenshots.py            # writes screenshots/*.svg and browser.png
+    python scripts/screenshots.py            # writes docs/screenshots/*.svg and browser.png
 """
 
 from __future__ import annotations
@@ -177,4 +177,4 @@ async def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(ROOT / "screenshots"))
+    asyncio.run(main(ROOT / "docs" / "screenshots"))

@@ -47,8 +47,8 @@ with the best's own error (a best of m runs) and the sd's estimation error (its
 dof) integrated out: both are shared by every look of a candidate. This
 replaced a Bonferroni split of 1 - confidence over the looks, which ignored
 how alike a candidate's looks are (its mean after 3 runs holds its first 2)
-and paid for it in power: the benchmark (`bench/noise_decisions.py`, README,
-"Honest keeps under noise") measured 63% power at a 2-sd effect on a single
+and paid for it in power: the benchmark (`bench/noise_decisions.py`,
+docs/benchmarks/noise-decisions.md) measured 63% power at a 2-sd effect on a single
 decision with Bonferroni and 5 baseline runs, 85% with this design and 8.
 
 The best's own runs were chosen for looking good, so they lean lucky (the

@@ -261,6 +261,9 @@ class ExperimentStarted(Event):
     log_path: str = ""
     parent_exp: int | None = None  # the experiment whose code this one was built on
     island: int | None = None  # the sub-population it belongs to, for island search
+    # A run of a counted series: the baseline's seed-varied repeats, the best's confirmation.
+    repeat: int = 0  # this run's place in its series, from 1; 0: not part of one
+    repeats: int = 0  # the runs its series holds in all
 
 
 # A LogLine of the target's prepare command starts with this, so a viewer can

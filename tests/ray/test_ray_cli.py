@@ -14,6 +14,8 @@ import pytest
 from tests.conftest import ar_tui_command, make_target
 from tests.ray.cluster import end_processes_naming, in_loopback_namespace
 
+pytestmark = pytest.mark.system  # Ray in a network namespace: root
+
 
 def test_an_address_that_does_not_answer_is_refused_in_one_line(tmp_path: Path) -> None:
     target = make_target(tmp_path / "target")

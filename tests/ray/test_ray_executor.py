@@ -8,6 +8,8 @@ import pytest
 
 from tests.ray.conftest import scenario
 
+pytestmark = pytest.mark.system  # a real cluster in a network namespace: root
+
 
 def statuses(rows: list[list]) -> list[tuple[int, str]]:
     return [(exp, status) for exp, status, _ in rows]

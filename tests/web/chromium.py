@@ -41,7 +41,7 @@ class Browser:
         self._reader: asyncio.Task | None = None
 
     async def __aenter__(self) -> "Browser":
-        assert CHROMIUM, "chromium is not installed (apt-get install -y chromium)"
+        assert CHROMIUM, "chromium is not installed (apt-get install -y chromium; without root: pytest -m 'not system')"
         self.process = subprocess.Popen(
             [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
              "--enable-unsafe-swiftshader", f"--user-data-dir={self.profile}", "--remote-debugging-port=0",

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import aiohttp
 import psutil
+import pytest
 from PIL import Image
 
 from ar_tui.core import events as ev
@@ -112,6 +113,7 @@ async def test_serve_listens_on_loopback_only_and_refuses_requests_without_the_t
                 assert response.status == 403
 
 
+@pytest.mark.system  # a real chromium
 async def test_a_browser_tab_is_a_viewer_whose_keys_reach_the_engine_and_closing_it_touches_nothing(
         tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
@@ -156,6 +158,7 @@ async def test_a_browser_tab_is_a_viewer_whose_keys_reach_the_engine_and_closing
         await control.close()
 
 
+@pytest.mark.system  # a real chromium
 async def test_a_finished_run_opens_read_only_in_the_browser(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     stopped = ev.RunStopped(reason="max experiments reached", experiments=12, kept=5, best_metric=0.971877,

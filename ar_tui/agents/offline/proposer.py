@@ -11,7 +11,7 @@ the same path as the Claude agent's text-editor tool calls:
   the knob space, its study kept in the run dir (`study.py`).
 
 Which one runs is decided per target by what bench/offline_search.py
-measured (README, "Which search is the default: measured"): `--offline-search`
+measured (docs/benchmarks/offline-search.md): `--offline-search`
 when the user gives it, else the target's `[offline] search` in
 autoresearch.toml, else `classic`. On the synthetic target classic won four
 seeds of five; on the forecast example, through the real engine, Optuna's

@@ -52,7 +52,8 @@ class Measuring:
             batch = run.slots[: needed - len(outcomes)]
             if self.scheduler.gpu_budget_stops(batch):
                 return
-            results = await asyncio.gather(*(self._run_baseline_once(slot, cand) for slot in batch))
+            results = await asyncio.gather(*(self._run_baseline_once(slot, cand, (len(outcomes) + i + 1, needed))
+                                             for i, slot in enumerate(batch)))
             outcomes.extend(results)
             failed = [o for o in results if o.outcome != ev.OUTCOME_OK]
             if failed:
@@ -96,16 +97,20 @@ class Measuring:
             return
         if noise.sd is None or noise.jitter_only or not noise.runs(state.best_commit):
             return
-        needed = run.options.baseline_runs - len(noise.fresh_runs(state.best_commit))
+        fresh = len(noise.fresh_runs(state.best_commit))
+        needed = run.options.baseline_runs - fresh
         best, slot = state.best_commit, run.slots[0]
+        which = f"exp {state.best_exp}" if state.best_exp else "the baseline"
         # Runs of exp 0 after the baseline's: their seeds continue its sequence.
-        cand = Candidate(exp=0, description="confirming the best", rationale="", diff="", base_commit=best,
+        cand = Candidate(exp=0, description=f"confirming {which}, the best, on fresh seeds: the runs that kept it "
+                                            f"were picked for looking good",
+                         rationale="", diff="", base_commit=best,
                          is_baseline=True, commit=best, parent=best, stop=asyncio.Event())
         cand.attempt = next_attempt(0, [s for seeds in noise.seeds.values() for s in seeds]) - 1
-        for _ in range(max(0, needed)):
+        for done in range(max(0, needed)):
             if run.accounting.run_would_cross(run.options.budget_usd, [slot.device], []):
                 return  # the run ends anyway: the best stays as measured
-            outcome = await self._run_baseline_once(slot, cand)
+            outcome = await self._run_baseline_once(slot, cand, (fresh + done + 1, run.options.baseline_runs))
             if outcome.outcome != ev.OUTCOME_OK or outcome.metric is None:
                 return
             noise.add(best, outcome.metric, outcome.seed)
@@ -114,7 +119,8 @@ class Measuring:
             self.judge.emit_noise()
             self.recorder.save_state()
 
-    async def _run_baseline_once(self, slot: Slot, cand: Candidate) -> Outcome:
+    async def _run_baseline_once(self, slot: Slot, cand: Candidate, repeat: tuple[int, int]) -> Outcome:
+        """One run of a counted series: `repeat` is (this run, the runs in all)."""
         run = self.run
         assert cand.commit is not None
         await run.trial.checkout(slot, cand.commit)
@@ -124,7 +130,8 @@ class Measuring:
         try:
             self.emit(ev.ExperimentStarted(exp=0, slot=slot.index, device=slot.device, commit=cand.commit,
                                            parent=cand.commit, description=cand.description, attempt=attempt,
-                                           log_path=str(run.run_dir.log(0, attempt))))
+                                           log_path=str(run.run_dir.log(0, attempt)),
+                                           repeat=repeat[0], repeats=repeat[1]))
             self.scheduler.slot_state(slot, ev.STATE_RUNNING, 0, cand.description)
             return await run.trial.execute(slot, cand, attempt)
         finally:

@@ -22,8 +22,8 @@ from ar_tui.core.engine.strategies.tree import TreeStrategy
 from ar_tui.core.errors import UserError
 
 # What a run searches with when --strategy is not given: tree beat greedy on
-# both real targets (README, "Measured: which strategy finds more": forecast
-# 60 x 5 seeds, CPU nanochat 30 x 3 seeds). The engine's own default stays
+# both real targets (docs/benchmarks/search-strategies.md: forecast 60 x 5
+# seeds, CPU nanochat 30 x 3 seeds). The engine's own default stays
 # greedy, the plain rules its tests pin.
 DEFAULT_STRATEGY = "tree"
 
