@@ -370,6 +370,18 @@ class NodeSandbox(Event):
 
 
 @dataclass
+class Delivery(Event):
+    """Messages and records sent outside the run dir (notifications,
+    experiment trackers) that have not arrived after their retries. Names a
+    destination only in a redacted form ("json #1"): its URL is a secret."""
+
+    kind: ClassVar[str] = "delivery"
+    undelivered: int  # the night's total so far, over every destination
+    destination: str = ""
+    reason: str = ""  # one line, without the URL
+
+
+@dataclass
 class RunStopped(Event):
     kind: ClassVar[str] = "run_stopped"
     reason: str

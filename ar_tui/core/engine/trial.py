@@ -30,7 +30,8 @@ from ar_tui.core.run_policy import Confinement, RunScratch, runs_editable_file
 from ar_tui.core.seeds import SEED_ENV, seed_for
 
 # Environment variables never passed to a training script: it could print them.
-SECRET_ENV_PREFIXES = ("ANTHROPIC_",)
+# AR_TUI_NOTIFY: the --notify URLs a detached engine is handed (ar_tui.notify).
+SECRET_ENV_PREFIXES = ("ANTHROPIC_", "AR_TUI_NOTIFY")
 PREPARE_TIMEOUT_S = 3600.0
 
 
