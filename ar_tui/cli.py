@@ -20,6 +20,8 @@ from pathlib import Path
 from ar_tui import exit_codes
 from ar_tui.core.errors import ArTuiError, RunError, UserError
 from ar_tui.core.rundir import RunDir
+from ar_tui.notify.command import add_notify_command, cmd_notify
+from ar_tui.track.command import add_track_command, cmd_track
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 # argparse dests of run flags that later parts add (strategy, team, sandbox
@@ -28,7 +30,7 @@ DEFAULT_MODEL = "claude-sonnet-5-5"
 EXTRA_OPTIONS: tuple[str, ...] = ("max_runs", "confidence", "strategy", "islands", "migrate_every",
                                  "offline_search", "sampler", "sandbox",
                                  "team", "plan_every", "web_search", "ray_address", "gpu_usd_per_hour",
-                                 "budget_covers")
+                                 "budget_covers", "track")
 # The extra options that are EngineOptions fields of the same name: a new run
 # stores the engine's default for each, so that a resume cannot switch it.
 ENGINE_EXTRA_OPTIONS = ("max_runs", "confidence", "strategy", "islands", "migrate_every", "sandbox",
@@ -131,6 +133,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plan-every", type=_positive_int, help="the team's planner runs every N decided experiments (8)")
     parser.add_argument("--web-search", action="store_true", default=None,
                         help="let the team's planner search the web (billed per search)")
+    # Not stored with the run's options: a URL holds a secret (ar_tui.notify.settings).
+    parser.add_argument("--notify", action="append", metavar="URL",
+                        help="send the night's moments to this Apprise URL (repeatable; also [notify] urls)")
+    parser.add_argument("--track", choices=["mlflow", "wandb", "trackio"],
+                        help="log every experiment to this tracker (pip install 'ar-tui[NAME]'; also [track])")
 
 
 def add_run_command(sub) -> None:
@@ -171,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_command(sub)
     add_report_command(sub)
     add_remote_commands(sub)
+    add_notify_command(sub)
+    add_track_command(sub)
     return parser
 
 
@@ -308,9 +317,10 @@ def run_services() -> list:
     return [control_service, report_service]
 
 
-def make_engine(run_dir: Path, options):
+def make_engine(run_dir: Path, options, notify_urls: list[str] | None = None):
     from ar_tui.core.engine import Engine, EngineOptions
     from ar_tui.core.executors import make_executor
+    from ar_tui.watchers import outside_services
 
     engine_options = EngineOptions(
         target_dir=Path(options.target),
@@ -328,7 +338,8 @@ def make_engine(run_dir: Path, options):
         **{name: options.extra[name] for name in ENGINE_EXTRA_OPTIONS if name in options.extra},
     )
     return Engine(engine_options, make_proposer(run_dir, options), executor=make_executor(options.executor, options.extra),
-                  services=run_services())
+                  services=outside_services(notify_urls, options.extra.get("track"), Path(options.target))
+                  + run_services())
 
 
 async def _run_headless(engine, run_dir: Path) -> int:
@@ -352,8 +363,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_dir, options = resolve_run(args)
         store_options(run_dir, options)
         if args.detach:
+            if args.notify:
+                from ar_tui.notify.settings import URLS_ENV, resolve_notify
+
+                # Checked here, handed over in the environment (never stored), stripped from every run's.
+                os.environ[URLS_ENV] = "\n".join(resolve_notify(args.notify, Path(options.target)).urls)
             return detach(run_dir, options.tag)
-        engine = make_engine(run_dir, options)
+        engine = make_engine(run_dir, options, args.notify)
     except (ImportError, OSError) as exc:  # a missing package, an unreadable target: the user's to fix
         raise UserError(str(exc)) from None
     if args.headless:
@@ -501,7 +517,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "report": cmd_report, "attach": cmd_attach, "status": cmd_status, "stop": cmd_stop,
-            "ls": cmd_ls, "serve": cmd_serve}
+            "ls": cmd_ls, "serve": cmd_serve, "notify": cmd_notify, "track": cmd_track}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,8 +3,3 @@ stall, a budget reached, a missing sandbox and the night's end, sent to
 Apprise URLs (`--notify`, `[notify]`). An observer of the engine's events,
 outside `ar_tui.core`: the engine knows nothing of it.
 """
-
-from ar_tui.notify.settings import URLS_ENV, NotifySettings, resolve_notify
-from ar_tui.notify.service import notify_service
-
-__all__ = ["URLS_ENV", "NotifySettings", "notify_service", "resolve_notify"]

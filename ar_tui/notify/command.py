@@ -8,9 +8,6 @@ import asyncio
 from pathlib import Path
 
 from ar_tui import exit_codes
-from ar_tui.notify.delivery import Outbox, destinations
-from ar_tui.notify.rules import Message
-from ar_tui.notify.settings import resolve_notify
 
 
 def add_notify_command(sub) -> None:
@@ -22,7 +19,10 @@ def add_notify_command(sub) -> None:
                                                     "(default: this directory)")
 
 
-async def _send_test(urls: list[str]) -> Outbox:
+async def _send_test(urls: list[str]):
+    from ar_tui.notify.delivery import Outbox, destinations
+    from ar_tui.notify.rules import Message
+
     outbox = Outbox(destinations(urls), attempts=2, backoff_s=1.0)
     outbox.start()
     outbox.post(Message("test", "ar-tui: test message", "ar-tui can reach this destination. "
@@ -33,11 +33,15 @@ async def _send_test(urls: list[str]) -> Outbox:
 
 
 def cmd_notify(args: argparse.Namespace) -> int:
+    import sys
+
+    from ar_tui.notify.settings import resolve_notify
+
     target = args.target or Path.cwd()
     settings = resolve_notify(args.notify, target if (target / "autoresearch.toml").is_file() else None)
     if not settings.urls:
         print("ar-tui: no destinations: give --notify URL, or urls in the [notify] table of your config "
-              "(ar-tui notify --help)")
+              "(ar-tui notify --help)", file=sys.stderr)
         return exit_codes.EXIT_ERROR
     outbox = asyncio.run(_send_test(settings.urls))
     for outcome in outbox.outcomes:
