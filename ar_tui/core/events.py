@@ -371,9 +371,9 @@ class NodeSandbox(Event):
 
 @dataclass
 class Delivery(Event):
-    """Messages and records sent outside the run dir (notifications,
-    experiment trackers) that have not arrived after their retries. Names a
-    destination only in a redacted form ("json #1"): its URL is a secret."""
+    """A notification that did not arrive after its retries (ar_tui.notify),
+    with the night's count so far. Names its destination only in a redacted
+    form ("json #1"): the URL is a secret."""
 
     kind: ClassVar[str] = "delivery"
     undelivered: int  # the night's total so far, over every destination

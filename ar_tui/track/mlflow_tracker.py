@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from ar_tui.track.records import ExperimentRecord, Night
+from ar_tui.track.sync import tracker_key
 
 EXP_TAG = "ar_tui.exp"
 # MLflow's HTTP client retries a refused connection for minutes by default;
@@ -29,6 +30,7 @@ class MlflowTracker:
 
         self.client = MlflowClient(tracking_uri=uri) if uri else MlflowClient()
         self.project = project or "ar-tui"
+        self.key = tracker_key(self.name, self.client.tracking_uri, self.project)
         self._experiment_id: str | None = None
 
     @property

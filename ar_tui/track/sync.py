@@ -25,6 +25,7 @@ STATE_FILE = "track.json"
 
 class Tracker(Protocol):
     name: str
+    key: str  # which server and project: the ids in track.json are kept under it (no secrets: a hash)
 
     def open_night(self, night: Night, parent_id: str | None) -> str:
         """Start the night's parent run, or reopen the stored one; its id."""
@@ -48,6 +49,14 @@ class SyncResult:
     parent_id: str
     logged: int  # experiments logged by this call
     total: int  # experiments the tracker holds for this night
+
+
+def tracker_key(name: str, where: str, project: str) -> str:
+    """`mlflow 3f2a9c0e41b7`: a tracker, its server and its project; the
+    server's URI may hold a password, so only a hash of it is kept."""
+    import hashlib
+
+    return f"{name} {hashlib.sha256(f'{where} {project}'.encode()).hexdigest()[:12]}"
 
 
 def state_path(run_dir: Path) -> Path:
@@ -75,7 +84,7 @@ def sync_night(run_dir: Path, tracker: Tracker, final: bool = False) -> SyncResu
     the failure are kept, so the next call goes on from there)."""
     night, records = read_night(run_dir)
     state = load_state(run_dir)
-    mine = state.setdefault(tracker.name, {})
+    mine = state.setdefault(tracker.key, {})
     children: dict[str, str] = mine.setdefault("children", {})
     logged = 0
     try:
