@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ class WandbTracker:
     def open_night(self, night: Night, parent_id: str | None) -> str:
         if self._parent is not None and self._parent.id == parent_id:
             return parent_id
-        run_id = parent_id or self.wandb.util.generate_id()
+        run_id = parent_id or uuid.uuid4().hex[:8]
         self._parent = self._init(night, id=run_id, name=night.tag, job_type="night", config={
             "agent": night.agent, "model": night.model, "metric": night.metric, "direction": night.direction,
             "strategy": night.strategy, "target": night.target})
