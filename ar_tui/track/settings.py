@@ -63,6 +63,12 @@ def tracker_factory(settings: TrackSettings) -> Callable[[], Any]:
     assert settings.to is not None
     if importlib.util.find_spec(settings.to) is None:
         raise UserError(f"--track {settings.to} needs its client: pip install 'ar-tui[{settings.to}]'")
+    if settings.to == "trackio":
+        # Trackio asks whether each logged value is a matplotlib Figure, from the
+        # tracker's thread, while the report may import matplotlib in another:
+        # a module half-imported in one thread is seen broken by the other. Made
+        # whole here, once, before any thread starts.
+        importlib.import_module("matplotlib.figure")
 
     def make() -> Any:
         if settings.to == "mlflow":
