@@ -119,7 +119,7 @@ class NightWatch:
             return []
         gain = stopped.improvement_text or fmt.percent(stopped.improvement_pct)
         summary = (f"{stopped.experiments} experiments, {stopped.kept} kept, best {self.metric} "
-                   f"{fmt.metric(stopped.best_metric)} ({gain} than the baseline {fmt.metric(stopped.baseline_metric)}), "
+                   f"{fmt.metric(stopped.best_metric)} (baseline {fmt.metric(stopped.baseline_metric)}: {gain}), "
                    f"cost {fmt.exact_dollars(stopped.cost_usd)}")
         where = f"\nreport: {report_path}" if report_path else "\nno report (nothing was decided)"
         title = "the night ended with an error" if stopped.error else "the night is over"

@@ -16,7 +16,6 @@ from ar_tui.core.rundir import RunDir
 from tests.conftest import make_target
 from tests.track.servers import ar_tui, free_port, headless_night, start_mlflow_server, stop, write_user_config
 
-mlflow = pytest.importorskip("mlflow", reason="the [mlflow] extra (in [test]) is not installed")
 
 
 @pytest.fixture(scope="module")

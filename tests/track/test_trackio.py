@@ -14,7 +14,6 @@ from ar_tui.core.rundir import RunDir
 from tests.conftest import make_target
 from tests.track.servers import ar_tui, headless_night, write_user_config
 
-pytest.importorskip("trackio", reason="the [trackio] extra (in [test]) is not installed")
 
 
 def read_project(trackio_dir: Path, project: str) -> dict[str, tuple[dict, list[dict]]]:

@@ -17,7 +17,6 @@ from tests.conftest import make_target
 from tests.track.servers import ar_tui, headless_night, write_user_config
 from tests.track.wandb_files import read_offline_runs
 
-pytest.importorskip("wandb", reason="the [wandb] extra (in [test]) is not installed")
 
 
 def test_a_night_is_a_run_and_each_decided_experiment_a_run_in_its_group(tmp_path: Path) -> None:
