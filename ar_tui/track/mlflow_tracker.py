@@ -37,7 +37,9 @@ class MlflowTracker:
     def experiment_id(self) -> str:
         if self._experiment_id is None:
             found = self.client.get_experiment_by_name(self.project)
-            self._experiment_id = found.experiment_id if found else self.client.create_experiment(self.project)
+            # The kind tag opens MLflow 3's UI on its training view, not its GenAI one.
+            self._experiment_id = found.experiment_id if found else self.client.create_experiment(
+                self.project, tags={"mlflow.experimentKind": "custom_model_development"})
         return self._experiment_id
 
     def open_night(self, night: Night, parent_id: str | None) -> str:

@@ -66,7 +66,7 @@ class TrackioTracker:
         if record.metric is not None:
             parent = self._open_night(night, parent_id)
             try:
-                parent.log({night.metric: record.metric, "exp": record.exp}, step=record.exp)
+                parent.log({night.metric: record.metric}, step=record.exp)  # the step is the experiment
             finally:
                 parent.finish()
         return name

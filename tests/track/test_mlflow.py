@@ -20,9 +20,6 @@ from tests.track.servers import ar_tui, free_port, headless_night, start_mlflow_
 
 @pytest.fixture(scope="module")
 def mlflow_uri(tmp_path_factory: pytest.TempPathFactory):
-    import os  # DEVONLY
-    if os.environ.get("DEV_MLFLOW_URI"):  # DEVONLY
-        yield os.environ["DEV_MLFLOW_URI"]; return  # DEVONLY
     process, uri = start_mlflow_server(tmp_path_factory.mktemp("mlflow"))
     yield uri
     stop(process)

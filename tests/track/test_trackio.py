@@ -48,7 +48,7 @@ def test_a_night_is_a_run_and_each_decided_experiment_a_run_in_its_group(tmp_pat
     parent = nights[0]
     config, points = runs[parent]
     assert (config["agent"], config["strategy"], config["_Group"]) == ("offline", "tree", "night")
-    assert [p["exp"] for p in points if "exp" in p] == [row.exp for row in rows if row.metric is not None]
+    assert [p["step"] for p in points if "val_bpb" in p] == [row.exp for row in rows if row.metric is not None]
     assert any(p.get("night.experiments") == 2 for p in points)
     experiments = {int(config["exp"]): (name, config, logs) for name, (config, logs) in runs.items()
                    if config.get("role") == "experiment"}
