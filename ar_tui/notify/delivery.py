@@ -72,6 +72,7 @@ class Outbox:
         self.undelivered = 0
         self.outcomes: list[Outcome] = []
         self._queues: dict[str, asyncio.Queue[Message]] = {}
+        self._sending: dict[str, Message] = {}  # what each destination is trying now
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -93,6 +94,8 @@ class Outbox:
         for task in (*waits, *self._tasks):
             task.cancel()
         await asyncio.gather(*waits, *self._tasks, return_exceptions=True)
+        for label, message in self._sending.items():  # cut off mid-try by the end of the night
+            self._lost(label, message, 0, "the night ended while it was being sent")
         for label, queue in self._queues.items():
             while not queue.empty():
                 message = queue.get_nowait()
@@ -105,8 +108,10 @@ class Outbox:
         sender.add(target.url)
         while True:
             message = await queue.get()
+            self._sending[target.label] = message
             try:
                 await self._send_with_retries(sender, target, message)
+                del self._sending[target.label]  # left there when cancelled: counted by close()
             finally:
                 queue.task_done()
 

@@ -18,6 +18,7 @@ from typing import Any
 from ar_tui.core.errors import UserError
 
 URLS_ENV = "AR_TUI_NOTIFY"  # newline-separated; stripped from every training run's environment
+_KEYS = {"urls", "crash_streak", "stall_after"}
 
 
 @dataclass
@@ -62,6 +63,9 @@ def resolve_notify(flag_urls: list[str] | None, target: Path | None = None,
             *_table_urls(user_table, str(user_config_path())), *_table_urls(target_table, target_where)]
     settings = NotifySettings(urls=[d.url for d in destinations(urls)])
     for table, where in ((user_table, str(user_config_path())), (target_table, target_where)):
+        unknown = sorted(set(table) - _KEYS)
+        if unknown:  # a misspelt key would silently keep the default
+            raise UserError(f"{where}: [notify] {unknown[0]}: unknown key; known: {', '.join(sorted(_KEYS))}")
         if "crash_streak" in table:
             value = table["crash_streak"]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -83,3 +83,22 @@ def test_a_budget_is_told_when_it_stops_the_night_and_the_end_names_the_report()
         assert kinds(NightWatch(), ev.RunStopped(reason=reason, experiments=1, kept=0, best_metric=None,
                                                  baseline_metric=None, improvement_pct=None, cost_usd=0,
                                                  error=error)) == []
+
+
+def test_the_notify_tables_are_checked_and_the_targets_thresholds_win(tmp_path, monkeypatch) -> None:
+    import pytest
+
+    from ar_tui.core.errors import UserError
+    from ar_tui.notify.settings import resolve_notify
+    from tests.conftest import make_target
+
+    monkeypatch.delenv("AR_TUI_NOTIFY", raising=False)
+    target = make_target(tmp_path / "t", config='[notify]\ncrash_streak = 2\nurls = ["json://127.0.0.1:9/t"]\n')
+    user = {"urls": ["ntfy://127.0.0.1:9/u"], "crash_streak": 7, "stall_after": 1.5}
+    settings = resolve_notify(["json://127.0.0.1:9/flag", "json://127.0.0.1:9/t"], target, user_table=user)
+    assert settings.urls == ["json://127.0.0.1:9/flag", "json://127.0.0.1:9/t", "ntfy://127.0.0.1:9/u"]
+    assert (settings.crash_streak, settings.stall_after) == (2, 1.5)
+    with pytest.raises(UserError, match=r"\[notify\] crash_streaks: unknown key"):
+        resolve_notify(None, None, user_table={"crash_streaks": 3})
+    with pytest.raises(UserError, match=r"stall_after must be a positive number"):
+        resolve_notify(None, None, user_table={"stall_after": 0})

@@ -55,7 +55,7 @@ def stop(process: subprocess.Popen) -> None:
 
     try:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
+        process.wait(timeout=5)  # its job runner may outlive a TERM: the sqlite store is the test's own
     except (ProcessLookupError, subprocess.TimeoutExpired):
         os.killpg(process.pid, signal.SIGKILL)
 
