@@ -49,10 +49,10 @@ async def in_daemon_thread(work: Callable[[], T], name: str) -> T:
 class LiveSync:
     """One tracker client for the night, used by one thread at a time."""
 
-    def __init__(self, run_dir: Path, settings: TrackSettings) -> None:
+    def __init__(self, run_dir: Path, settings: TrackSettings, make: Callable[[], Any] | None = None) -> None:
         self.run_dir = run_dir
         self.name = settings.to or ""
-        self._make = tracker_factory(settings)
+        self._make = make or tracker_factory(settings)
         self._tracker: Any = None
         self._lock = threading.Lock()
 
@@ -68,10 +68,13 @@ class LiveSync:
                 raise TrackerDown(f"{self.name}: {type(exc).__name__}") from None
 
 
-def track_service(settings: TrackSettings) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
+def track_service(settings: TrackSettings, make: Callable[[], Any] | None = None,
+                  ) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
+    """`make` builds the tracker's client (default: the one `settings.to` names)."""
+
     @contextlib.asynccontextmanager
     async def service(engine: Any) -> AsyncIterator[None]:
-        live = LiveSync(engine.run_dir.path, settings)
+        live = LiveSync(engine.run_dir.path, settings, make)
         decided = asyncio.Event()
         down = False
 
