@@ -2,9 +2,9 @@
 reducer over the engine's events (no I/O, no clock of its own), so a test
 feeds it events and reads the messages.
 
-- a solid keep: a decided improvement (not forced, not the baseline), with
-  its gain over the node it was built on and, once the noise is measured,
-  the interval of that gain;
+- a solid keep: a kept experiment that is the night's new best (not forced,
+  not the baseline), with its gain over the best before it and, once the
+  noise is measured, the interval of that gain;
 - a crash streak: `crash_streak` crashed experiments in a row (once a
   streak; a decision that is not a crash ends it);
 - a stall: no decision for `stall_after` times the training budget (once,
