@@ -20,6 +20,8 @@ from pathlib import Path
 from ar_tui import exit_codes
 from ar_tui.core.errors import ArTuiError, RunError, UserError
 from ar_tui.core.records.rundir import RunDir
+from ar_tui.notify.command import add_notify_command, cmd_notify
+from ar_tui.track.command import add_track_command, cmd_track
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 # ---------------------------------------------------------------------- flags
@@ -34,15 +36,18 @@ def _non_negative_int(text: str) -> int:
 
 def part_options() -> tuple:
     """The options the parts of a run declare (the engine, the strategies, the
-    executors, the agents), as `RunOption`s: each is a flag and a stored
-    value in `RunOptions.extra`. Imports the engine: for `run` only."""
+    executors, the agents, what watches from outside), as `RunOption`s: each
+    is a flag and a stored value in `RunOptions.extra`. Imports the engine:
+    for `run` only."""
     from ar_tui.agents.registry import proposer_options
     from ar_tui.core.engine.parts import ENGINE_RUN_OPTIONS
     from ar_tui.core.engine.strategies import strategy_options
     from ar_tui.core.executors import executor_options
+    from ar_tui.watchers import WATCHER_RUN_OPTIONS
 
     options: dict = {}
-    for option in (*ENGINE_RUN_OPTIONS, *strategy_options(), *executor_options(), *proposer_options()):
+    for option in (*ENGINE_RUN_OPTIONS, *strategy_options(), *executor_options(), *proposer_options(),
+                   *WATCHER_RUN_OPTIONS):
         options.setdefault(option.name, option)
     return tuple(options.values())
 
@@ -92,6 +97,10 @@ def add_run_arguments(parser: argparse.ArgumentParser, with_parts: bool = True) 
     parser.add_argument("--baseline-runs", type=int,
                         help=f"seed-varied runs of the baseline, to measure noise (default {RunOptions.baseline_runs})")
     parser.add_argument("--seed", type=int, help="seed of the offline proposer (default 0)")
+    # Not a RunOption, so never stored with the run's options: a URL holds a
+    # secret (ar_tui.notify.settings). --track is (ar_tui.watchers).
+    parser.add_argument("--notify", action="append", metavar="URL",
+                        help="send the night's moments to this Apprise URL (repeatable; also [notify] urls)")
     if with_parts:
         for option in part_options():
             add_part_option(parser, option)
@@ -142,6 +151,8 @@ def build_parser(with_parts: bool = True) -> argparse.ArgumentParser:
     add_run_command(sub, with_parts)
     add_report_command(sub)
     add_remote_commands(sub)
+    add_notify_command(sub)
+    add_track_command(sub)
     return parser
 
 
@@ -272,11 +283,12 @@ def run_services() -> list:
     return [control_service, report_service]
 
 
-def make_engine(run_dir: Path, options):
+def make_engine(run_dir: Path, options, notify_urls: list[str] | None = None):
     from ar_tui.core.engine import Engine, EngineOptions
     from ar_tui.core.engine.parts import ENGINE_RUN_OPTIONS
     from ar_tui.core.engine.strategies import settings_for
     from ar_tui.core.executors import make_executor
+    from ar_tui.watchers import outside_services
 
     engine_names = [option.name for option in ENGINE_RUN_OPTIONS] + ["strategy"]
     engine_options = EngineOptions(
@@ -296,7 +308,8 @@ def make_engine(run_dir: Path, options):
         strategy_options=settings_for(options.extra.get("strategy", ""), options.extra),
     )
     return Engine(engine_options, make_proposer(run_dir, options), executor=make_executor(options.executor, options.extra),
-                  services=run_services())
+                  services=outside_services(notify_urls, options.extra.get("track"), Path(options.target))
+                  + run_services())
 
 
 async def _run_headless(engine, run_dir: Path) -> int:
@@ -320,8 +333,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         run_dir, options = resolve_run(args)
         store_options(run_dir, options)
         if args.detach:
+            if args.notify:
+                from ar_tui.notify.settings import URLS_ENV, resolve_notify
+
+                # Checked here, handed over in the environment (never stored), stripped from every run's.
+                os.environ[URLS_ENV] = "\n".join(resolve_notify(args.notify, Path(options.target)).urls)
             return detach(run_dir, options.tag)
-        engine = make_engine(run_dir, options)
+        engine = make_engine(run_dir, options, args.notify)
     except (ImportError, OSError) as exc:  # a missing package, an unreadable target: the user's to fix
         raise UserError(str(exc)) from None
     if args.headless:
@@ -470,7 +488,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "report": cmd_report, "attach": cmd_attach, "status": cmd_status, "stop": cmd_stop,
-            "ls": cmd_ls, "serve": cmd_serve}
+            "ls": cmd_ls, "serve": cmd_serve, "notify": cmd_notify, "track": cmd_track}
 
 
 def main(argv: list[str] | None = None) -> int:

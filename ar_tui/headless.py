@@ -88,6 +88,8 @@ class HeadlessPrinter:
             return f"{about}waiting for the API ({event.reason}); retrying in {event.retry_in_s:.0f} s"
         if isinstance(event, ev.Notice) and event.level in ("warning", "error"):
             return f"{event.level}: {event.message}"
+        if isinstance(event, ev.Delivery):
+            return f"warning: a message to {event.destination} was not delivered ({event.reason}); {event.undelivered} in all"
         if isinstance(event, ev.VetoWindow):
             return f"exp {event.exp} waits {event.seconds:g} s for a veto"
         if isinstance(event, ev.RunStopped):

@@ -65,6 +65,9 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run dirs, materialised targets and caches go to a temporary home."""
     home = tmp_path / "ar-tui-home"
     monkeypatch.setenv("AR_TUI_HOME", str(home))
+    # Nor does a test read the developer's own config, or send to their --notify URLs.
+    monkeypatch.setenv("AR_TUI_CONFIG", str(home / "config.toml"))
+    monkeypatch.delenv("AR_TUI_NOTIFY", raising=False)
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     return home
 

@@ -95,6 +95,8 @@ class TargetConfig:
     team: dict[str, Any] = field(default_factory=dict)  # [team]: checked by ar_tui.agents.team
     offline: dict[str, Any] = field(default_factory=dict)  # [offline]: checked by ar_tui.agents.offline
     gpu_usd_per_hour: float | None = None  # [cost]: the price of a GPU hour (ar_tui.core.money.gpu_cost)
+    notify: dict[str, Any] = field(default_factory=dict)  # [notify]: checked by ar_tui.notify
+    track: dict[str, Any] = field(default_factory=dict)  # [track]: checked by ar_tui.track
     source: str = "defaults"  # where this came from, for messages
 
     @property
@@ -123,6 +125,8 @@ _KNOWN = {
     "team": {"planner", "worker", "reviewer", "plan_every", "web_search"},
     "offline": {"search", "sampler"},  # the offline proposer's default search for this target
     "cost": {"gpu_usd_per_hour"},
+    "notify": {"urls", "crash_streak", "stall_after"},  # ar_tui.notify.settings
+    "track": {"to", "uri", "project"},  # ar_tui.track.settings
 }
 
 
@@ -154,7 +158,7 @@ def load_target(root: Path) -> TargetConfig:
     for section, values in data.items():
         if section not in _KNOWN:
             raise fail(section, f"unknown section [{section}]; expected [target], [metric], [prices], [sandbox], "
-                                "[team], [offline] and [cost]")
+                                "[team], [offline], [cost], [notify] and [track]")
         if not isinstance(values, dict):
             raise fail(section, "must be a table")
         for key in values:
@@ -243,6 +247,8 @@ def load_target(root: Path) -> TargetConfig:
         config.sandbox = _sandbox_settings(data["sandbox"], root, fail)
     config.team = dict(data.get("team", {}))
     config.offline = dict(data.get("offline", {}))
+    config.notify = dict(data.get("notify", {}))
+    config.track = dict(data.get("track", {}))
     if "gpu_usd_per_hour" in data.get("cost", {}):
         rate = data["cost"]["gpu_usd_per_hour"]
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate < 0:

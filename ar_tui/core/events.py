@@ -373,6 +373,18 @@ class NodeSandbox(Event):
 
 
 @dataclass
+class Delivery(Event):
+    """A notification that did not arrive after its retries (ar_tui.notify),
+    with the night's count so far. Names its destination only in a redacted
+    form ("json #1"): the URL is a secret."""
+
+    kind: ClassVar[str] = "delivery"
+    undelivered: int  # the night's total so far, over every destination
+    destination: str = ""
+    reason: str = ""  # one line, without the URL
+
+
+@dataclass
 class RunStopped(Event):
     kind: ClassVar[str] = "run_stopped"
     reason: str

@@ -74,6 +74,8 @@ class StatusLine(Static):
             nodes = len(view.unconfined_nodes)
             where = "" if view.unconfined_here else f" ON {nodes} RAY NODE{'S' if nodes > 1 else ''}"
             line.append(f" · NOT SANDBOXED{where}", style="bold red reverse")
+        if view.undelivered:
+            line.append(f" · {view.undelivered} undelivered", style="bold yellow")
         if view.capacity_warning and view.live:
             line.append(f" · {view.capacity_warning}", style="bold yellow")
         if view.stopped is not None:

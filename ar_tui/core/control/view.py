@@ -72,6 +72,7 @@ class RunView:
     unknown_price: bool = False
     api_waiting: ev.ApiWaiting | None = None
     last_notice: ev.Notice | None = None
+    undelivered: int = 0  # notifications and tracker records that never arrived (ev.Delivery)
     streaming_usage: ev.Usage | None = None  # the request now streaming, not yet in the totals
     derived_parents: dict[int, int | None] = field(default_factory=dict)  # exp: parent, where events name none
     gpu_usd_per_hour: float | None = None  # None: GPU time is not priced
@@ -333,6 +334,9 @@ class RunView:
 
     def _on_notice(self, e: ev.Notice) -> None:
         self.last_notice = e
+
+    def _on_delivery(self, e: ev.Delivery) -> None:
+        self.undelivered = max(self.undelivered, e.undelivered)
 
     def _on_node_sandbox(self, e: ev.NodeSandbox) -> None:
         if e.confined:
