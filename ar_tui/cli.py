@@ -84,8 +84,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", type=Path,
                         help="where the ledger, logs and worktrees go; alone, it resumes that run as it was started")
     parser.add_argument("--agent", choices=proposer_names(), help="default: claude when ANTHROPIC_API_KEY is set")
-    parser.add_argument("--model", help=f"the agent's model (default: AR_TUI_MODEL or {DEFAULT_MODEL})")
-    parser.add_argument("--base-url", help="a Messages API server (default: ANTHROPIC_BASE_URL or Anthropic's)")
+    parser.add_argument("--model", help=f"the agent's model, [API:]MODEL (default: AR_TUI_MODEL or {DEFAULT_MODEL})")
+    parser.add_argument("--base-url", help="the model's server: an Anthropic Messages API (default: ANTHROPIC_BASE_URL "
+                                           "or Anthropic's), or with --agent openai an OpenAI-compatible /v1 URL "
+                                           "(default: OPENAI_BASE_URL or OpenAI's)")
     parser.add_argument("--program", type=Path, help="the agent's instructions (default: program.md)")
     # Checked against the executor registry when the run is resolved, so that
     # building the parser (for `status`, say) never imports the executors.
@@ -127,7 +129,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="confine each run (default auto: the best sandbox here, or none, said loudly)")
     parser.add_argument("--team", help="a research team (implies --agent team; with --agent hybrid, the "
                                        "team proposes the structure): planner=MODEL,worker=MODEL[@URL],"
-                                       "...,reviewer=MODEL (default: autoresearch.toml's [team])")
+                                       "...,reviewer=MODEL, MODEL as [API:]MODEL[@URL] with API anthropic or "
+                                       "openai-chat (default: autoresearch.toml's [team])")
     parser.add_argument("--plan-every", type=_positive_int, help="the team's planner runs every N decided experiments (8)")
     parser.add_argument("--web-search", action="store_true", default=None,
                         help="let the team's planner search the web (billed per search)")

@@ -1,12 +1,13 @@
 """Proposers by name: what `--agent` chooses and a stored run remembers.
 
 Each entry builds a proposer from the settings a run was started with; the
-imports happen inside, so choosing the offline proposer never loads the
-Anthropic SDK. A new proposer registers here and the CLI offers it.
+imports happen inside, so choosing the offline proposer never loads a
+model SDK. A new proposer registers here and the CLI offers it.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -34,18 +35,37 @@ def _offline(settings: ProposerSettings) -> Proposer:
                            sampler=settings.extra.get("sampler"))
 
 
-def _claude(settings: ProposerSettings) -> Proposer:
-    from ar_tui.agents.claude import ClaudeAgent
+def _single(settings: ProposerSettings, api: str) -> Proposer:
+    """The single agent; `--model API:MODEL[@URL]` may name another API than `api`."""
+    from ar_tui.agents.llm import model_spec
+    from ar_tui.agents.single import SingleAgent
 
+    spec = model_spec(settings.model)
+    api = spec.api or api
     if settings.program is None:
-        raise UserError("the claude agent needs its instructions: pass --program FILE (default: program.md)")
-    return ClaudeAgent(model=settings.model, program=settings.program, base_url=settings.base_url)
+        raise UserError("the agent needs its instructions: pass --program FILE (default: program.md)")
+    base_url = spec.base_url or settings.base_url
+    if api == "openai-chat" and not (base_url or os.environ.get("OPENAI_BASE_URL")) \
+            and spec.model.lower().startswith("claude"):
+        # The default --model is a Claude model, which OpenAI does not serve.
+        raise UserError(f"--agent openai needs --model, e.g. --model gpt-4.1-mini (not {spec.model}), "
+                        f"and --base-url for a server other than OpenAI's")
+    return SingleAgent(api=api, model=spec.model, program=settings.program, base_url=base_url)
+
+
+def _claude(settings: ProposerSettings) -> Proposer:
+    return _single(settings, "anthropic")
+
+
+def _openai(settings: ProposerSettings) -> Proposer:
+    return _single(settings, "openai-chat")
 
 
 def _hybrid(settings: ProposerSettings) -> Proposer:
     from ar_tui.agents.hybrid import HybridProposer
 
-    # Structure from Claude, or from the team when --team names one.
+    # Structure from the single agent (Claude, or the API --model names), or
+    # from the team when --team names one.
     structural = _team(settings) if settings.extra.get("team") else _claude(settings)
     return HybridProposer(structural, _offline(settings))
 
@@ -59,11 +79,12 @@ def _team(settings: ProposerSettings) -> Proposer:
 PROPOSERS: dict[str, Callable[[ProposerSettings], Proposer]] = {
     "offline": _offline,
     "claude": _claude,
+    "openai": _openai,  # the single agent on an OpenAI-compatible Chat Completions server
     "hybrid": _hybrid,  # Claude for structure, the offline search for the knobs
     "team": _team,
 }
 # Proposers that follow program.md; the others need no instructions file.
-READS_PROGRAM = frozenset({"claude", "hybrid", "team"})
+READS_PROGRAM = frozenset({"claude", "openai", "hybrid", "team"})
 
 
 def proposer_names() -> list[str]:

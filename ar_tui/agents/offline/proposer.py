@@ -40,7 +40,7 @@ from ar_tui.agents.offline.knobs import (
     load_knobs,
     parse_description,
 )
-from ar_tui.agents.prompt import EDITOR_TOOL_NAME
+from ar_tui.core.workspace import EDITOR_TOOL_NAME
 from ar_tui.core.config import TargetConfig
 from ar_tui.core.errors import UserError
 from ar_tui.core.events import AgentText, AgentToolCall

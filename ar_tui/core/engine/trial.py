@@ -30,7 +30,7 @@ from ar_tui.core.run_policy import Confinement, RunScratch, runs_editable_file
 from ar_tui.core.seeds import SEED_ENV, seed_for
 
 # Environment variables never passed to a training script: it could print them.
-SECRET_ENV_PREFIXES = ("ANTHROPIC_",)
+SECRET_ENV_PREFIXES = ("ANTHROPIC_", "OPENAI_")
 PREPARE_TIMEOUT_S = 3600.0
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ar_tui.agents.claude.tools import RUN_TOOL_NAME, STABLE_CACHE
+from ar_tui.agents.llm.tools import RUN_TOOL_NAME, STABLE_CACHE
 from ar_tui.core.config import TargetConfig
 from ar_tui.core.proposer import ProposalContext, ResultRow
 from ar_tui.core.workspace import EDITOR_TOOL_NAME, Workspace, WorkspaceError
