@@ -186,7 +186,7 @@ class AnthropicClient(RetryingClient):
             if status == 403:
                 return Verdict(FATAL, f"the key may not use this model ({label}): {detail}")
             if status in (404, 405) and "model" not in detail.lower():
-                return Verdict(FATAL, f"{self.base_url} does not speak the Anthropic Messages API ({label} on "
+                return Verdict(FATAL, f"{self.base_url.rstrip('/')} does not speak the Anthropic Messages API ({label} on "
                                       f"/v1/messages); for an OpenAI-compatible server use --agent openai "
                                       f"or openai-chat:MODEL@URL")
             return Verdict(FATAL, f"the API refused the request ({label}): {detail}")

@@ -159,8 +159,10 @@ class ModelClient(Protocol):
     def base_url(self) -> str: ...
 
     async def send(self, call: Call, turn: Turn) -> Reply:
-        """One reply, however many attempts it takes; text and tool calls go
-        to `call.emit` as they stream, and the reply's cost to `call.meter`.
+        """One reply, however many attempts it takes: text and tool calls go
+        to `call.emit` as they stream, a `Usage` event per request (which the
+        engine adds to the experiment's cost), and its dollars to `call.cost`
+        and `call.meter`.
         Raises ProposerStopped (fatal) or BudgetReached, with one line."""
         ...
 
