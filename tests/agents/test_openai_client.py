@@ -275,3 +275,18 @@ async def test_a_builtin_tool_of_another_api_is_refused_with_one_line(api):
     with pytest.raises(ProposerStopped, match="web_search tool .* is built into the Anthropic API"):
         await client.send(call, turn)
     assert api.requests == []
+
+
+async def test_the_hybrids_structural_side_can_be_an_openai_model(api, target, workspace, monkeypatch):
+    from ar_tui.agents.hybrid import HybridProposer
+    from ar_tui.agents.registry import ProposerSettings, make_proposer
+
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    hybrid = make_proposer("hybrid", ProposerSettings(model=f"openai-chat:{MODEL}", program="p",
+                                                      base_url=api.base_url))
+    assert isinstance(hybrid, HybridProposer)
+    structural = hybrid.structural
+    assert (structural.name, structural.client.api, structural.model) == ("openai", "openai-chat", MODEL)
+    api.script(reply(LOWER_LR), reply(run_experiment("lower LR")))
+    proposal = await structural.propose(make_ctx(target), workspace, lambda e: None)
+    assert proposal.description == "lower LR" and len(api.requests) == 2
