@@ -290,3 +290,33 @@ async def test_the_hybrids_structural_side_can_be_an_openai_model(api, target, w
     api.script(reply(LOWER_LR), reply(run_experiment("lower LR")))
     proposal = await structural.propose(make_ctx(target), workspace, lambda e: None)
     assert proposal.description == "lower LR" and len(api.requests) == 2
+
+
+@pytest.mark.parametrize("api_name", ["openai-chat", "anthropic"])
+async def test_both_clients_sort_failures_into_the_same_three_kinds(api_name):
+    """A 429 is rate-limited (with the server's wait), a 503 an outage to retry,
+    a 401 fatal: the same verdicts from either API's server."""
+    from ar_tui.agents.llm import make_model_client
+    from ar_tui.agents.llm.client import FATAL, RATE_LIMITED, RETRY, AttemptFailed, Turn
+    from tests import fake_messages_api as messages_fake
+
+    if api_name == "openai-chat":
+        server, model = FakeChatAPI(), MODEL
+        script = [error(429, "rate_limit_exceeded", retry_after=7), error(503, "server_error"),
+                  error(401, "invalid_api_key")]
+    else:
+        server, model = FakeMessagesAPI(), "claude-sonnet-4-5"
+        script = [messages_fake.error(429, "rate_limit_error", retry_after=7),
+                  messages_fake.error(503, "api_error"), messages_fake.error(401, "authentication_error")]
+    with server:
+        server.script(*script)
+        client = make_model_client(api_name, model=model, api_key=KEY, base_url=server.base_url)
+        call = Call(exp=1, role="agent", emit=lambda e: None, meter=Meter())
+        turn = Turn(system=[{"type": "text", "text": "s"}], tools=[], messages=[{"role": "user", "content": "x"}])
+        verdicts = []
+        for _ in script:
+            with pytest.raises(AttemptFailed) as failed:
+                await client.attempt(call, turn)
+            verdicts.append(client.classify(failed.value.cause))
+    assert [(v.kind, v.retry) for v in verdicts] == [(RATE_LIMITED, True), (RETRY, True), (FATAL, False)]
+    assert verdicts[0].retry_after == 7.0
