@@ -22,10 +22,10 @@ Cheaper models collaborate where one expensive model worked alone:
   stops the run with one line (`RejectedInRow`).
 
 Every role's requests go through its own `ModelClient` (its API, its model,
-its server: `role=[API:]MODEL[@URL]`) and one shared `Meter`, so `--budget-usd` covers the whole team;
-each request's Usage event carries its role and model, and the engine adds
-it to the experiment being proposed, so a row's cost includes every role's
-share.
+its server: `role=[API:]MODEL[@URL]`) and one shared `Meter`, so
+`--budget-usd` covers the whole team; each request's Usage event carries its
+role and model, and the engine adds it to the experiment being proposed, so
+a row's cost includes every role's share.
 """
 
 from __future__ import annotations
