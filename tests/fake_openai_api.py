@@ -30,15 +30,16 @@ Script it with a queue of steps, one per request:
 answers once the queue is empty; with neither, the server answers 400
 "script exhausted". Without `usage(...)` the server counts tokens as bytes /
 3.5 and simulates automatic prefix caching as OpenAI documents it: a prompt
-whose first messages (and tools) were sent before reads that prefix from the
-cache once it is at least `min_cache_tokens` long.
+reads from the cache the longest prefix (tools, then messages) it shares
+with an earlier prompt, once that is at least `min_cache_tokens` (1,024) long,
+in steps of 128 tokens.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
+import os
 import sys
 import threading
 import time
@@ -173,36 +174,30 @@ class RecordedRequest:
 
 
 class PrefixCache:
-    """Automatic prefix caching: the request's tools and messages, as a chain
-    of hashes; a prefix seen before is read from the cache."""
+    """Automatic prefix caching as OpenAI documents it: a prompt reads from the
+    cache the longest prefix it shares with an earlier prompt of the same
+    model, once that is at least `min_cache_tokens`, in steps of `step_tokens`."""
 
-    def __init__(self, bytes_per_token: float, min_cache_tokens: int) -> None:
+    def __init__(self, bytes_per_token: float, min_cache_tokens: int, step_tokens: int = 128) -> None:
         self.bytes_per_token = bytes_per_token
         self.min_cache_tokens = min_cache_tokens
-        self.seen: set[str] = set()
+        self.step_tokens = step_tokens
+        self.seen: dict[str, list[str]] = {}  # model -> earlier prompts, serialised in cache order
         self.lock = threading.Lock()
 
     def tokens(self, n_bytes: int) -> int:
         return math.ceil(n_bytes / self.bytes_per_token) if n_bytes else 0
 
     def account(self, body: dict[str, Any]) -> Usage:
-        units = [json.dumps(body.get("tools", []), sort_keys=True)]
-        units += [json.dumps(m, sort_keys=True) for m in body.get("messages", [])]
-        digest = hashlib.sha256(str(body.get("model", "")).encode())
-        cumulative, hashes, total = [], [], 0
-        for unit in units:
-            digest.update(unit.encode())
-            hashes.append(digest.copy().hexdigest())
-            total += len(unit.encode())
-            cumulative.append(self.tokens(total))
+        prompt = json.dumps(body.get("tools", []), sort_keys=True) + json.dumps(body.get("messages", []),
+                                                                                sort_keys=True)
         with self.lock:
-            cached = 0
-            for i in range(len(units) - 1, -1, -1):
-                if hashes[i] in self.seen:
-                    cached = cumulative[i] if cumulative[i] >= self.min_cache_tokens else 0
-                    break
-            self.seen.update(hashes)
-        return Usage(prompt=cumulative[-1], completion=0, cached=cached)
+            earlier = self.seen.setdefault(str(body.get("model", "")), [])
+            shared = max((len(os.path.commonprefix([prompt, before])) for before in earlier), default=0)
+            earlier.append(prompt)
+        cached = int(len(prompt[:shared].encode()) // self.bytes_per_token) // self.step_tokens * self.step_tokens
+        return Usage(prompt=self.tokens(len(prompt.encode())), completion=0,
+                     cached=cached if cached >= self.min_cache_tokens else 0)
 
 
 class FakeChatAPI:
