@@ -71,8 +71,10 @@ def add_run_arguments(parser: argparse.ArgumentParser, with_parts: bool = True) 
     parser.add_argument("--run-dir", type=Path,
                         help="where the ledger, logs and worktrees go; alone, it resumes that run as it was started")
     parser.add_argument("--agent", choices=proposer_names(), help="default: claude when ANTHROPIC_API_KEY is set")
-    parser.add_argument("--model", help=f"the agent's model (default: AR_TUI_MODEL or {DEFAULT_MODEL})")
-    parser.add_argument("--base-url", help="a Messages API server (default: ANTHROPIC_BASE_URL or Anthropic's)")
+    parser.add_argument("--model", help=f"the agent's model, [API:]MODEL (default: AR_TUI_MODEL or {DEFAULT_MODEL})")
+    parser.add_argument("--base-url", help="the model's server: an Anthropic Messages API (default: ANTHROPIC_BASE_URL "
+                                           "or Anthropic's), or with --agent openai an OpenAI-compatible /v1 URL "
+                                           "(default: OPENAI_BASE_URL or OpenAI's)")
     parser.add_argument("--program", type=Path, help="the agent's instructions (default: program.md)")
     # Checked against the executor registry when the run is resolved (one line, exit 2).
     parser.add_argument("--executor", help="where experiments run" + (

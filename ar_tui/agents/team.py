@@ -21,11 +21,11 @@ Cheaper models collaborate where one expensive model worked alone:
   of them the planner replaces it, and a streak that outlasts three re-plans
   stops the run with one line (`RejectedInRow`).
 
-Every role's requests go through its own `MessagesClient` (its model, its
-server) and one shared `Meter`, so `--budget-usd` covers the whole team;
-each request's Usage event carries its role and model, and the engine adds
-it to the experiment being proposed, so a row's cost includes every role's
-share.
+Every role's requests go through its own `ModelClient` (its API, its model,
+its server: `role=[API:]MODEL[@URL]`) and one shared `Meter`, so
+`--budget-usd` covers the whole team; each request's Usage event carries its
+role and model, and the engine adds it to the experiment being proposed, so
+a row's cost includes every role's share.
 """
 
 from __future__ import annotations
@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ar_tui.agents import prompt, team_prompt
+from ar_tui.agents import team_prompt
 from ar_tui.agents.allocation import UCBBandit
-from ar_tui.agents.claude import tools
-from ar_tui.agents.claude.agent import ToolLoop, ToolOutcome, editor_kind, worker_loop
-from ar_tui.agents.claude.client import AgentConfigError, Call, MessagesClient, Meter, ToolCall
+from ar_tui.agents.llm import make_model_client, model_spec, prompt, tools
+from ar_tui.agents.llm.client import AgentConfigError, Call, Meter, ModelClient, ToolCall
+from ar_tui.agents.llm.loop import ToolLoop, ToolOutcome, editor_kind, worker_loop
 from ar_tui.agents.notes import NOTES_FILE, PROGRAM_PROPOSAL_FILE, TeamMemory
 from ar_tui.core import events as ev
 from ar_tui.core.proposer import (
@@ -80,10 +80,12 @@ class RejectedInRow(ProposerStopped):
 class RoleModel:
     role: str
     model: str
-    base_url: str | None = None  # None: --base-url, ANTHROPIC_BASE_URL or Anthropic's
+    base_url: str | None = None  # None: --base-url, else the API's own default (ANTHROPIC_BASE_URL ...)
+    api: str | None = None  # None: the Anthropic Messages API
 
     def __str__(self) -> str:
-        return f"{self.role}={self.model}" + (f"@{self.base_url}" if self.base_url else "")
+        return (f"{self.role}=" + (f"{self.api}:" if self.api else "") + self.model
+                + (f"@{self.base_url}" if self.base_url else ""))
 
 
 @dataclass
@@ -98,17 +100,15 @@ class TeamSpec:
 
 
 def _role_model(role: str, value: str, where: str) -> RoleModel:
-    model, _, url = value.strip().partition("@")
-    model, url = model.strip(), url.strip()
-    if not model:
+    if not value.strip():
         raise AgentConfigError(f"{where}: {role} needs a model, e.g. {role}=claude-haiku-4-5")
-    if url and not url.startswith(("http://", "https://")):
-        raise AgentConfigError(f"{where}: {role}'s server must be an http:// or https:// URL, not {url!r}")
-    return RoleModel(role, model, url or None)
+    spec = model_spec(value, f"{where}: {role}")
+    return RoleModel(role, spec.model, spec.base_url, spec.api)
 
 
 def parse_team(text: str) -> TeamSpec:
-    """`planner=MODEL,worker=MODEL[@URL],worker=...,reviewer=MODEL`; one line on error."""
+    """`planner=MODEL,worker=[API:]MODEL[@URL],worker=...,reviewer=MODEL`, API
+    one of `ar_tui.agents.llm.MODEL_CLIENTS` (default anthropic); one line on error."""
     where = "--team"
     found: dict[str, list[RoleModel]] = {role: [] for role in ROLES}
     for part in (p for p in text.split(",") if p.strip()):
@@ -160,7 +160,7 @@ class TeamProposer:
         *,
         program: str,
         run_dir: Path,
-        api_key: str | None = None,
+        api_key: str | None = None,  # the Anthropic roles' key; other APIs read their own variable
         base_url: str | None = None,
         plan_every: int = DEFAULT_PLAN_EVERY,
         web_search: bool = False,
@@ -183,22 +183,26 @@ class TeamProposer:
         self._editor_tool = editor_tool
         self.memory = TeamMemory(run_dir)
         self.meter = Meter()
-        # One client per (model, server): roles on the same pair share its connections.
-        self._clients: dict[tuple[str, str | None], MessagesClient] = {}
-        for member in [*spec.workers, *(m for m in (spec.planner, spec.reviewer) if m)]:
-            key = (member.model, member.base_url or base_url)
-            if key not in self._clients:
-                self._clients[key] = MessagesClient(model=member.model, api_key=api_key, base_url=key[1],
-                                                    prices=prices, retry_base_s=retry_base_s,
-                                                    retry_cap_s=retry_cap_s)
+        # One client per (API, model, server): roles on the same one share its connections.
         self._base_url = base_url
+        self._clients: dict[tuple[str, str, str | None], ModelClient] = {}
+        for member in [*spec.workers, *(m for m in (spec.planner, spec.reviewer) if m)]:
+            key = self._key(member)
+            if key not in self._clients:
+                # The Anthropic key never goes to another API's server.
+                self._clients[key] = make_model_client(
+                    key[0], model=member.model, api_key=api_key if key[0] == "anthropic" else None,
+                    base_url=key[2], prices=prices, retry_base_s=retry_base_s, retry_cap_s=retry_cap_s)
         self._workers = {str(w): w for w in spec.workers}
         self._plan_task: asyncio.Task | None = None
         self._plan_call: Call | None = None
         self._anchor = prompt.FilesAnchor()
 
-    def client(self, member: RoleModel) -> MessagesClient:
-        return self._clients[(member.model, member.base_url or self._base_url)]
+    def _key(self, member: RoleModel) -> tuple[str, str, str | None]:
+        return member.api or "anthropic", member.model, member.base_url or self._base_url
+
+    def client(self, member: RoleModel) -> ModelClient:
+        return self._clients[self._key(member)]
 
     def _call(self, ctx: ProposalContext, role: str, emit: Emit) -> Call:
         return Call(exp=ctx.exp, role=role, emit=emit, meter=self.meter, gate=ctx.gate,
@@ -215,7 +219,7 @@ class TeamProposer:
         hypothesis = self.memory.next_hypothesis()
         call = self._call(ctx, "worker", emit)
         client = self.client(member)
-        editor = editor_kind(member.model, self._editor_tool)
+        editor = editor_kind(client, self._editor_tool)
         loop = worker_loop(client, call, ctx, workspace, self.program, editor=editor,
                            extra=[team_prompt.assignment_block(hypothesis)],
                            system=team_prompt.worker_system(self.program, ctx.target),
@@ -320,7 +324,7 @@ class TeamProposer:
         loop = ToolLoop(
             client, call,
             system=team_prompt.planner_system(self.program, ctx.target, self.web_search),
-            tools=tools.planner_tools(editor_kind(planner.model, self._editor_tool), self.web_search),
+            tools=tools.planner_tools(editor_kind(client, self._editor_tool), self.web_search),
             messages=[team_prompt.planner_message(ctx, self.memory.notes(), self.memory.state.rejected,
                                                   rejected_in_row)],
             workspace=workspace, finish_tool=None, max_tool_calls=PLANNER_TOOL_CALLS, max_tokens=self.max_tokens,
@@ -390,7 +394,7 @@ class TeamProposer:
             messages=[team_prompt.reviewer_message(ctx, self.memory.notes(), proposal.description,
                                                    proposal.rationale, diff, checks)],
             handler=_review_handler, finish_tool=tools.REVIEW_TOOL_NAME, max_tool_calls=3,
-            max_tokens=REVIEW_TOKENS, tool_choice={"type": "tool", "name": tools.REVIEW_TOOL_NAME},
+            max_tokens=REVIEW_TOKENS, tool_choice=tools.REVIEW_TOOL_NAME,
         )
         try:
             verdict, reason = await loop.run()

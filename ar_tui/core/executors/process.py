@@ -23,7 +23,7 @@ from ar_tui.core.interpreter import TargetPython
 from ar_tui.core.sandbox.policy import RunScratch
 
 # Environment variables never passed to a training script: it could print them.
-SECRET_ENV_PREFIXES = ("ANTHROPIC_",)
+SECRET_ENV_PREFIXES = ("ANTHROPIC_", "OPENAI_")
 
 # A single line is cut here for display and pattern matching; the log file
 # still receives every byte.
