@@ -42,6 +42,21 @@ def _claude(settings: ProposerSettings) -> Proposer:
     return ClaudeAgent(model=settings.model, program=settings.program, base_url=settings.base_url)
 
 
+def _cli(kind: str) -> Callable[[ProposerSettings], Proposer]:
+    """An agent CLI (Claude Code, Codex), one headless session per proposal."""
+
+    def build(settings: ProposerSettings) -> Proposer:
+        from ar_tui.agents.cli import ClaudeCodeAgent, CodexAgent
+
+        if settings.program is None:
+            raise UserError(f"the {kind} agent needs its instructions: pass --program FILE (default: program.md)")
+        runtime = ClaudeCodeAgent if kind == "claude-code" else CodexAgent
+        return runtime(model=settings.model, program=settings.program, base_url=settings.base_url,
+                       timeout_s=settings.extra.get("cli_timeout_s"), sandbox=settings.extra.get("sandbox", "auto"))
+
+    return build
+
+
 def _hybrid(settings: ProposerSettings) -> Proposer:
     from ar_tui.agents.hybrid import HybridProposer
 
@@ -61,9 +76,11 @@ PROPOSERS: dict[str, Callable[[ProposerSettings], Proposer]] = {
     "claude": _claude,
     "hybrid": _hybrid,  # Claude for structure, the offline search for the knobs
     "team": _team,
+    "claude-code": _cli("claude-code"),  # the Claude Code CLI, headless, one session per proposal
+    "codex": _cli("codex"),  # the Codex CLI, the same way
 }
 # Proposers that follow program.md; the others need no instructions file.
-READS_PROGRAM = frozenset({"claude", "hybrid", "team"})
+READS_PROGRAM = frozenset({"claude", "hybrid", "team", "claude-code", "codex"})
 
 
 def proposer_names() -> list[str]:
