@@ -111,9 +111,12 @@ def codex_researcher(hostile: bool = True, train: bool = False):
                     f"echo '# {OUTSIDE_MARK}' >> prepare.py",
                     f"echo \"$OPENAI_API_KEY $CODEX_API_KEY\" > leaked.txt; env",
                 ]
-            if train:
-                commands.append("python train.py")
             return respond(*(function_call("exec_command", {"cmd": c}) for c in commands), usage=usage)
+        asked = [item.get("arguments", "") for item in (request.json or {}).get("input", [])
+                 if isinstance(item, dict) and item.get("type") == "function_call"]
+        if train and not any("python train.py" in arguments for arguments in asked):
+            # The edit is done; now it tries to run the experiment itself.
+            return respond(function_call("exec_command", {"cmd": "python train.py"}), usage=usage)
         return respond(message(f"DESCRIPTION: set LR = {new}\nRATIONALE: the loss surface favours a lower LR"),
                        usage=usage)
 

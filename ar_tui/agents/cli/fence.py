@@ -121,6 +121,12 @@ class Fence:
             if not self._changed(rel, old, new):
                 continue
             why = self._why_not(rel, new)
+            if old is None and new is not None and new.kind == "dir" and not any(
+                    other.startswith(rel + "/") for other in after):
+                # An empty dir left behind (the mount points of Codex's own
+                # sandbox when its session is killed): removed, not news.
+                self._remove(self.root / rel)
+                continue
             if why is None:
                 honest.append(rel)
                 continue
