@@ -213,7 +213,9 @@ class _Handler(BaseHTTPRequestHandler):
         for index, item in enumerate(step.items):
             self._event({"type": "response.output_item.added", "output_index": index, "item": item})
             self._event({"type": "response.output_item.done", "output_index": index, "item": item})
-        usage = step.usage or ResponsesUsage(input=len(json.dumps(self.fake.requests[-1].json)) // 4, output=20)
+        # No scripted usage: estimated from the request's bytes (3.5 bytes a token, as the Messages fake does).
+        body = json.dumps(self.fake.requests[-1].json)
+        usage = step.usage or ResponsesUsage(input=int(len(body) / 3.5), output=int(len(json.dumps(step.items)) / 3.5))
         self._event({"type": "response.completed",
                      "response": {**base, "status": "completed", "output": step.items, "usage": usage.json()}})
         self.wfile.write(b"0\r\n\r\n")

@@ -76,14 +76,20 @@ class RejectedInRow(ProposerStopped):
     whole_run = False  # under --agent hybrid the sampler goes on
 
 
+# A worker may be an agent CLI instead of a model: worker=claude-code:MODEL, worker=codex:MODEL@URL.
+RUNTIMES = ("claude-code", "codex")
+
+
 @dataclass(frozen=True)
 class RoleModel:
     role: str
     model: str
     base_url: str | None = None  # None: --base-url, ANTHROPIC_BASE_URL or Anthropic's
+    runtime: str | None = None  # an agent CLI that does the role's work (RUNTIMES); None: ar-tui's own loop
 
     def __str__(self) -> str:
-        return f"{self.role}={self.model}" + (f"@{self.base_url}" if self.base_url else "")
+        runtime = f"{self.runtime}:" if self.runtime else ""
+        return f"{self.role}={runtime}{self.model}" + (f"@{self.base_url}" if self.base_url else "")
 
 
 @dataclass
@@ -104,6 +110,13 @@ def _role_model(role: str, value: str, where: str) -> RoleModel:
         raise AgentConfigError(f"{where}: {role} needs a model, e.g. {role}=claude-haiku-4-5")
     if url and not url.startswith(("http://", "https://")):
         raise AgentConfigError(f"{where}: {role}'s server must be an http:// or https:// URL, not {url!r}")
+    runtime, colon, rest = model.partition(":")
+    if colon and runtime in RUNTIMES:
+        if role != "worker":
+            raise AgentConfigError(f"{where}: only a worker can be an agent CLI ({runtime}), not the {role}")
+        if not rest.strip():
+            raise AgentConfigError(f"{where}: {role}={runtime}: needs a model, e.g. {role}={runtime}:MODEL")
+        return RoleModel(role, rest.strip(), url or None, runtime)
     return RoleModel(role, model, url or None)
 
 
@@ -185,7 +198,14 @@ class TeamProposer:
         self.meter = Meter()
         # One client per (model, server): roles on the same pair share its connections.
         self._clients: dict[tuple[str, str | None], MessagesClient] = {}
+        self._runtimes: dict[str, Any] = {}  # the workers that are agent CLIs, by str(member)
         for member in [*spec.workers, *(m for m in (spec.planner, spec.reviewer) if m)]:
+            if member.runtime is not None:
+                from ar_tui.agents.registry import cli_runtime
+
+                self._runtimes[str(member)] = cli_runtime(member.runtime, model=member.model, program=program,
+                                                          base_url=member.base_url or base_url, role="worker")
+                continue
             key = (member.model, member.base_url or base_url)
             if key not in self._clients:
                 self._clients[key] = MessagesClient(model=member.model, api_key=api_key, base_url=key[1],
@@ -213,6 +233,8 @@ class TeamProposer:
         await self._plan_if_due(ctx, emit)
         member = self._pick_worker(ctx)
         hypothesis = self.memory.next_hypothesis()
+        if member.runtime is not None:
+            return await self._propose_with_runtime(ctx, workspace, emit, member, hypothesis)
         call = self._call(ctx, "worker", emit)
         client = self.client(member)
         editor = editor_kind(member.model, self._editor_tool)
@@ -237,6 +259,43 @@ class TeamProposer:
         self._raise_if_planner_stopped(emit)
         proposal.cost_usd = float(call.cost + (review_call.cost if review_call else 0))
         proposal.proposer = f"{member.role}={member.model}"  # the ledger's proposer column: the role and its model
+        return proposal
+
+    async def _propose_with_runtime(self, ctx: ProposalContext, workspace: Workspace, emit: Emit,
+                                    member: RoleModel, hypothesis: str) -> Proposal:
+        """A worker that is an agent CLI: one session with the notes and its
+        hypothesis. The reviewer judges the result once: a session is not
+        resumed, so its `revise` counts as approval unless ar-tui's own checks
+        failed (then the change is rejected)."""
+        notes = team_prompt.notes_block(self.memory.notes())
+        extra = "\n\n".join([*([notes["text"]] if notes else []),
+                              team_prompt.assignment_block(hypothesis)["text"].replace(
+                                  f"then call {tools.RUN_TOOL_NAME}", "then finish with the DESCRIPTION line")])
+        before = tools.snapshot(workspace)
+        cost = 0.0
+        try:
+            proposal = await self._runtimes[str(member)].propose(ctx, workspace, emit, extra=extra)
+            cost = proposal.cost_usd
+            if self.spec.reviewer is not None:
+                call = self._call(ctx, "reviewer", emit)
+                review = await self._verdict(ctx, workspace, before, proposal, call)
+                cost += float(call.cost)
+                if review.verdict == "revise":
+                    review = _Review("reject" if review.by == "checks" else "approve",
+                                     f"an agent CLI's session is not revised; {review.reason}", review.by)
+                emit(ev.Review(exp=ctx.exp, verdict=review.verdict, reason=review.reason,
+                               description=proposal.description, by=review.by))
+                if review.verdict == "reject":
+                    self.memory.record_rejection(ctx.exp, proposal.description, review.reason)
+                    raise ProposalRejected(f"rejected by the reviewer before training: {review.reason}", cost)
+        except ProposalFailed as exc:
+            self.memory.assign(ctx.exp, str(member), hypothesis, exc.cost_usd or cost)
+            raise
+        self.memory.end_rejection_streak()
+        self.memory.assign(ctx.exp, str(member), hypothesis, cost)
+        self._raise_if_planner_stopped(emit)
+        proposal.cost_usd = cost
+        proposal.proposer = f"{member.role}={member.runtime}:{member.model}"
         return proposal
 
     async def aclose(self) -> None:

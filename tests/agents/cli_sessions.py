@@ -92,8 +92,9 @@ def _codex_prompt(request: ResponsesRequest) -> str:
     return "\n".join(parts)
 
 
-def codex_researcher(hostile: bool = True, train: bool = False):
-    """A responder for FakeResponsesAPI that drives Codex through one proposal."""
+def codex_researcher(hostile: bool = True, train: bool = False, scripted_usage: bool = True):
+    """A responder for FakeResponsesAPI that drives Codex through one proposal;
+    `scripted_usage=False` lets the server estimate the tokens from the bytes."""
 
     def respond_to(request: ResponsesRequest):
         prompt_text = _codex_prompt(request)
@@ -101,7 +102,7 @@ def codex_researcher(hostile: bool = True, train: bool = False):
             return respond(message("ok"))
         lr = current_lr(prompt_text)
         done = len(request.function_outputs())
-        usage = resp_usage(input=3000 + 500 * done, output=120, cached=2000 if done else 0)
+        usage = resp_usage(input=3000 + 500 * done, output=120, cached=2000 if done else 0) if scripted_usage else None
         new = f"{lr - 0.1:.1f}"
         if done == 0:
             commands = [f"sed -i 's/^LR = {lr}/LR = {new}/' train.py"]

@@ -31,7 +31,6 @@ import os
 import re
 import shutil
 import signal
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -80,6 +79,7 @@ class Session:
     stopped: str | None = None  # why ar-tui ended the session early (it tried to train)
     tool_calls: int = 0
     secrets: tuple[str, ...] = ()
+    first_event_s: float | None = None  # seconds from the start to the stream's first event: the CLI's start-up
 
     def redact(self, text: str) -> str:
         for secret in self.secrets:
@@ -112,9 +112,10 @@ class Session:
                            cost_usd=None if cost is None else float(cost), role=self.role))
 
 
-def cli_prompt(ctx: ProposalContext, workspace: Workspace, program: str, runtime: str) -> str:
+def cli_prompt(ctx: ProposalContext, workspace: Workspace, program: str, runtime: str, extra: str = "") -> str:
     """The session's one message: program.md and the run's facts, the files,
-    the situation, and how this runtime hands its change back."""
+    the situation (and `extra`: a team worker's notes and hypothesis), and how
+    this runtime hands its change back."""
     target = ctx.target
     facts = "\n".join([
         "## This run",
@@ -132,7 +133,7 @@ def cli_prompt(ctx: ProposalContext, workspace: Workspace, program: str, runtime
     situation = prompt.situation_text(ctx).replace("then call run_experiment with its description",
                                                      "then finish with its DESCRIPTION line")
     situation = situation.replace("then call run_experiment", "then finish with the DESCRIPTION and RATIONALE lines")
-    return "\n\n".join([program.rstrip(), facts, prompt.files_text(workspace), situation,
+    return "\n\n".join([program.rstrip(), facts, prompt.files_text(workspace), *([extra] if extra else []), situation,
                         f"(You are running as {runtime} under ar-tui.)"])
 
 
@@ -188,6 +189,7 @@ class CliAgent:
                             f"(the {self.npm_package} package)")
         self._checked_version = False
         self._noticed: set[str] = set()
+        self.last_session: Session | None = None
 
     # --- what a runtime provides
 
@@ -286,7 +288,7 @@ class CliAgent:
             return argv
         return sandbox.backend.argv(self.session_policy(state, workspace, ctx), argv, workspace.root)
 
-    async def propose(self, ctx: ProposalContext, workspace: Workspace, emit: Emit) -> Proposal:
+    async def propose(self, ctx: ProposalContext, workspace: Workspace, emit: Emit, extra: str = "") -> Proposal:
         await self.check_version()
         if ctx.gate is not None:
             await ctx.gate()
@@ -299,9 +301,10 @@ class CliAgent:
         state = self.state_dir(ctx)
         self.prepare_state(state, ctx, workspace)
         session = Session(exp=ctx.exp, role=self.role, emit=emit, secrets=self.secrets())
+        self.last_session = session  # for a benchmark's start-up figure
         fence = Fence(workspace.root, workspace.editable, workspace.protected)
         await asyncio.to_thread(fence.take)
-        text = cli_prompt(ctx, workspace, self.program, self.name)
+        text = cli_prompt(ctx, workspace, self.program, self.name, extra)
         try:
             returncode, stderr_tail = await self._run(self.wrap(self.argv(state, ctx), state, workspace, ctx, emit),
                                                       text, state, workspace, session, ctx)
@@ -337,6 +340,8 @@ class CliAgent:
     async def _run(self, argv: list[str], text: str, state: Path, workspace: Workspace, session: Session,
                    ctx: ProposalContext) -> tuple[int | None, str]:
         """Run one session; (its exit status, or None when it timed out, and its stderr's tail)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             cwd=str(workspace.root), env=self.session_env(state), start_new_session=True, limit=STREAM_LIMIT)
@@ -358,6 +363,8 @@ class CliAgent:
         async def read_stdout() -> None:
             assert proc.stdout is not None
             while line := await proc.stdout.readline():
+                if session.first_event_s is None:
+                    session.first_event_s = loop.time() - started
                 try:
                     event = json.loads(line)
                 except ValueError:
@@ -390,6 +397,3 @@ def kill_tree(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
 
-
-def stderr_print(*parts: object) -> None:
-    print(*parts, file=sys.stderr, flush=True)
