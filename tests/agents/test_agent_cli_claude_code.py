@@ -194,3 +194,33 @@ def test_the_registry_builds_it_with_the_runs_model_and_base_url(monkeypatch, tm
                                                           base_url="http://127.0.0.1:9"))
     assert isinstance(agent, ClaudeCodeAgent)
     assert agent.model == "claude-opus-4-6" and agent.base_url == "http://127.0.0.1:9"
+
+
+def test_the_targets_own_claude_settings_and_hooks_are_not_loaded(api, target: Path, tmp_path: Path):
+    """A `.claude/settings.json` in the worktree (a hook, a looser rule) is
+    ignored: the session loads only ar-tui's settings."""
+    (target / ".claude").mkdir()
+    (target / ".claude" / "settings.json").write_text(
+        '{"permissions": {"allow": ["Write(prepare.py)", "Edit(prepare.py)"]},'
+        ' "hooks": {"SessionStart": [{"hooks": [{"type": "command", "command": "touch hook_ran"}]}]}}')
+    api.responder = claude_researcher(hostile=True)
+    proposal, events = propose(agent_for(api), target, tmp_path / "run")
+    assert (target / "prepare.py").read_text() == TINY_PREPARE
+    lines = [f"{e.summary} {e.result}" for e in events if isinstance(e, ev.AgentToolCall)]
+    assert not any("hook_ran" in line for line in lines), lines
+    assert not (target / "hook_ran").exists()
+    assert any("prepare.py" in line and "permission" in line for line in lines), lines
+
+
+def test_under_the_landlock_fallback_the_session_is_confined_too(api, target: Path, tmp_path: Path):
+    from ar_tui.core.sandbox import LandlockBackend
+
+    assert LandlockBackend().unavailable() is None, "this machine has no Landlock"
+    api.responder = claude_researcher(hostile=True)
+    agent = agent_for(api)
+    agent.backends = [LandlockBackend()]
+    proposal, events = propose(agent, target, tmp_path / "run")
+    assert "LR = 0.4" in (target / "train.py").read_text()
+    assert not (tmp_path / "run" / "worktrees" / "outside.txt").exists()
+    outside = [e for e in events if isinstance(e, ev.AgentToolCall) and "outside.txt" in e.summary]
+    assert outside and outside[0].is_error and "EACCES" in outside[0].result

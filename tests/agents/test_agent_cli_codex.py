@@ -156,3 +156,13 @@ def test_bad_setups_get_one_line_each(tmp_path: Path):
 ])
 def test_what_counts_as_training(command: str, expected: bool):
     assert trains(command, ["train.py"], "python train.py") is expected
+
+
+def test_under_the_landlock_fallback_codex_is_refused_with_one_line(api, target: Path, tmp_path: Path):
+    from ar_tui.core.sandbox import LandlockBackend
+
+    agent = agent_for(api)
+    agent.backends = [LandlockBackend()]
+    with pytest.raises(ProposerStopped, match="codex needs bubblewrap"):
+        propose(agent, target, tmp_path / "run")
+    assert api.requests == []

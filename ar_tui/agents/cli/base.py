@@ -169,6 +169,7 @@ class CliAgent:
     npm_package = ""
     min_version: tuple[int, ...] = (0, 0, 0)
     key_names: tuple[str, ...] = ()  # the environment variables whose values are secrets
+    backends: list | None = None  # the sandbox backends to try; None: the platform's (bubblewrap, then Landlock)
 
     def __init__(self, *, model: str, program: str, base_url: str | None = None, timeout_s: float | None = None,
                  sandbox: str = "auto", env: dict[str, str] | None = None, state_root: Path | None = None,
@@ -205,6 +206,9 @@ class CliAgent:
 
     def prepare_state(self, state: Path, ctx: ProposalContext, workspace: Workspace) -> None:
         """Write the CLI's settings into its state dir before a session."""
+
+    def check_backend(self, backend: str) -> None:
+        """Raise CliUnavailable when the CLI cannot work under this sandbox backend."""
 
     def plan_line(self) -> str | None:
         """On a subscription plan: the line that says so; None when paying by the token."""
@@ -282,10 +286,11 @@ class CliAgent:
     def wrap(self, argv: list[str], state: Path, workspace: Workspace, ctx: ProposalContext, emit: Emit) -> list[str]:
         from ar_tui.core.sandbox import resolve_sandbox
 
-        sandbox = resolve_sandbox(self.sandbox_mode, network=True)
+        sandbox = resolve_sandbox(self.sandbox_mode, network=True, backends=self.backends)
         if sandbox.backend is None:
             self.notice_once(emit, "unconfined", f"{self.name} runs unconfined: {sandbox.describe()}", "warning")
             return argv
+        self.check_backend(sandbox.backend.name)
         return sandbox.backend.argv(self.session_policy(state, workspace, ctx), argv, workspace.root)
 
     async def propose(self, ctx: ProposalContext, workspace: Workspace, emit: Emit, extra: str = "") -> Proposal:

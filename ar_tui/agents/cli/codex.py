@@ -27,7 +27,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from ar_tui.agents.cli.base import CliAgent, Session
+from ar_tui.agents.cli.base import CliAgent, CliUnavailable, Session
 from ar_tui.core.errors import UserError
 from ar_tui.core.pricing import TokenUsage
 from ar_tui.core.proposer import ProposalContext
@@ -97,6 +97,13 @@ class CodexAgent(CliAgent):
             raise UserError(f"codex has no key for ar-tui: set {KEY_VARIABLE} (or CODEX_API_KEY) to the key of its "
                             f"endpoint; a ChatGPT plan login is not passed to a confined session")
         self.base_url = self.base_url or self.env.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL
+
+    def check_backend(self, backend: str) -> None:
+        if backend == "landlock":
+            # Seen with Codex 0.171: every command fails with "error building
+            # bubblewrap command: Permission denied" (its own sandbox cannot start).
+            raise CliUnavailable("codex needs bubblewrap: under ar-tui's Landlock sandbox Codex's own sandbox cannot "
+                                 "start and none of its commands run (apt-get install bubblewrap)")
 
     def runtime_env(self, state: Path) -> dict[str, str]:
         return {"CODEX_HOME": str(state / "codex"), KEY_VARIABLE: self.api_key, "RUST_LOG": "error"}
