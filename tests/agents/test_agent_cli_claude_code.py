@@ -8,6 +8,7 @@ real edit and tries the hostile calls of `cli_sessions.py`.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 
@@ -224,3 +225,33 @@ def test_under_the_landlock_fallback_the_session_is_confined_too(api, target: Pa
     assert not (tmp_path / "run" / "worktrees" / "outside.txt").exists()
     outside = [e for e in events if isinstance(e, ev.AgentToolCall) and "outside.txt" in e.summary]
     assert outside and outside[0].is_error and "EACCES" in outside[0].result
+
+
+def test_a_session_that_writes_its_key_into_a_file_has_that_edit_put_back(api, target: Path, tmp_path: Path):
+    """The CLI holds its own key (its environment, /proc/self/environ, which
+    its Read is refused): an edit that writes it down is put back, so the key
+    reaches neither git nor the ledger."""
+    root = target.as_posix()
+    from tests.fake_messages_api import tool_use
+
+    def leaks(request):
+        turns = sum(1 for m in request.messages() if m["role"] == "assistant")
+        if not any(t.get("name") == "Edit" for t in request.json.get("tools", [])):
+            return reply(text("ok"))
+        if turns == 0:
+            return reply(tool_use("Read", {"file_path": "/proc/self/environ"}),
+                         tool_use("Read", {"file_path": f"{root}/train.py"}))
+        if turns == 1:
+            return reply(tool_use("Edit", {"file_path": f"{root}/train.py", "old_string": "LR = 0.5",
+                                           "new_string": f"LR = 0.4  # {CLAUDE_KEY}"}))
+        return reply(text("DESCRIPTION: leak\nRATIONALE: none"))
+
+    api.responder = leaks
+    with pytest.raises(ProposalFailed, match=r"only files it may not touch \(train.py\)"):
+        propose(agent_for(api), target, tmp_path / "run")
+    assert (target / "train.py").read_text() == TINY_TRAIN
+    # Its Read of its own environment was refused: the key never went back to the server.
+    first_results = next(r.tool_results() for r in api.requests if r.tool_results())
+    assert first_results[0]["is_error"] and "permission" in json.dumps(first_results[0])
+    assert all(CLAUDE_KEY not in r.text() for r in api.requests if r.tool_results())
+    assert files_holding(tmp_path, CLAUDE_KEY) == []

@@ -315,6 +315,11 @@ class CliAgent:
                                                       text, state, workspace, session, ctx)
         finally:
             settled = await asyncio.to_thread(fence.settle)
+            for rel in self._holding_secrets(workspace, settled.honest):
+                # The CLI holds its key; an edit that writes it down would put it in git and the ledger.
+                if fence.put_back(rel):
+                    settled.honest.remove(rel)
+                    settled.reverted.append((rel, "it held the session's key"))
             for rel, why in settled.reverted:
                 session.refusal(f"{self.name} changed {rel}", f"reverted by ar-tui: {why}")
             workspace.edits += len(settled.honest)
@@ -341,6 +346,18 @@ class CliAgent:
             rationale = f"{rationale} ({session.stopped})".strip()
         return Proposal(description=session.redact(description) or f"{self.name}: edited {', '.join(settled.honest)}",
                         rationale=session.redact(rationale), cost_usd=cost, usage=session.usage)
+
+    def _holding_secrets(self, workspace: Workspace, files: list[str]) -> list[str]:
+        secrets = [s for s in self.secrets() if len(s) >= 8]
+        found = []
+        for rel in files:
+            try:
+                data = (workspace.root / rel).read_bytes()
+            except OSError:
+                continue
+            if any(secret.encode() in data for secret in secrets):
+                found.append(rel)
+        return found
 
     async def _run(self, argv: list[str], text: str, state: Path, workspace: Workspace, session: Session,
                    ctx: ProposalContext) -> tuple[int | None, str]:

@@ -95,7 +95,8 @@ class ClaudeCodeAgent(CliAgent):
         config = state / "config"
         config.mkdir(parents=True, exist_ok=True)
         root = workspace.root.as_posix()
-        deny = [*DENIED_TOOLS]
+        # /proc/self/environ holds the CLI's own key.
+        deny = [*DENIED_TOOLS, "Read(//proc/**)"]
         for rel in workspace.protected:
             deny += [f"Edit(/{root}/{rel})", f"Write(/{root}/{rel})"]
         settings = {

@@ -143,6 +143,16 @@ class Fence:
                 self._restore(rel, old)
         return Settlement(sorted(honest), sorted(reverted), sorted(unrestorable))
 
+    def put_back(self, rel: str) -> bool:
+        """Put one file back as it was before the session; False when it was not kept."""
+        old = self.before.get(rel)
+        if old is not None and old.kind == "file" and old.data is None:
+            return False
+        self._remove(self.root / rel)
+        if old is not None:
+            self._restore(rel, old)
+        return True
+
     @staticmethod
     def _remove(path: Path) -> None:
         if path.is_symlink() or (path.exists() and not path.is_dir()):
