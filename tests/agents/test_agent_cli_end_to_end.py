@@ -7,15 +7,12 @@ cost is in the meter and the ledger, and the key is in no file."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-
-import pytest
 
 from tests.agents.cli_sessions import (
     CLAUDE_KEY, CODEX_KEY, OUTSIDE_MARK, claude_researcher, cli_env, codex_researcher, files_holding, require_cli,
