@@ -18,7 +18,10 @@ tokens and the dollars. Claude Code prices its own session (its
 since ar-tui's table holds no OpenAI model. The lookahead proposes the next
 experiment while the current one trains, so a runtime's time is hidden when
 it is shorter than a training run: the table says so for a 60 s run (the
-bundled CPU target) and a 300 s run (the original's five minutes).
+bundled CPU target) and a 300 s run (the original's five minutes). Then it
+measures it: four real `ar-tui run --headless` nights per CLI runtime, with
+`--lookahead 0` and `--lookahead 1`, reading from the event log how long the
+slot stood idle between one run's end and the next run's start.
 
     .venv/bin/python bench/agent_runtimes.py                 # 3 proposals per runtime
     .venv/bin/python bench/agent_runtimes.py --proposals 5 --json out.json
@@ -121,6 +124,50 @@ async def main_async(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def slot_gaps(run_dir: Path) -> list[float]:
+    """Seconds the slot stood idle between one run's end and the next run's start."""
+    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    runs = [e for e in events if e["kind"] in ("experiment_started", "experiment_finished")]
+    gaps, finished = [], None
+    for event in runs:
+        if event["kind"] == "experiment_finished":
+            finished = event["ts"]
+        elif finished is not None:
+            gaps.append(event["ts"] - finished)
+            finished = None
+    return gaps
+
+
+def lookahead_night(runtime: str, lookahead: int, train_s: float, scratch: Path) -> list[float]:
+    """A real `ar-tui run --headless` night of 4 experiments; the slot's idle gaps."""
+    sys.path.insert(0, str(ROOT))
+    from tests.conftest import make_target as git_target
+
+    where = Path(tempfile.mkdtemp(prefix=f"{runtime}-la{lookahead}-", dir=scratch))
+    target = git_target(where / "target")
+    args = [sys.executable, "-m", "ar_tui.cli", "run", "--headless", "--target", str(target), "--run-dir",
+            str(where / "run"), "--tag", "t", "--agent", runtime, "--unattended", "--baseline-runs", "1",
+            "--lookahead", str(lookahead), "--max-experiments", "4"]
+    env = dict(cli_env(TINY_SLEEP=str(train_s), AR_TUI_HOME=str(where / "home")), PYTHONPATH=str(ROOT))
+    if runtime == "claude-code":
+        server = FakeMessagesAPI().start()
+        server.responder = claude_researcher(hostile=False)
+        env.update(ANTHROPIC_API_KEY=CLAUDE_KEY, ANTHROPIC_BASE_URL=server.base_url)
+        args += ["--model", MODEL]
+    else:
+        server = FakeResponsesAPI().start()
+        server.responder = codex_researcher(hostile=False, scripted_usage=False)
+        env.update(OPENAI_API_KEY=CODEX_KEY)
+        args += ["--model", CODEX_MODEL, "--base-url", server.base_url]
+    try:
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+    finally:
+        server.stop()
+    if done.returncode != 0:
+        raise SystemExit(f"{runtime} night failed: {done.stdout[-2000:]} {done.stderr[-2000:]}")
+    return slot_gaps(where / "run")
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| runtime | proposal to edit done, s (median, max) | CLI start-up, s (median) | tokens per "
              "experiment (in / cache write / cache read / out) | $ per experiment | hidden by the lookahead |",
@@ -147,8 +194,18 @@ def main() -> None:
                         metavar=("INPUT", "CACHED", "OUTPUT"), help="$ per million tokens for Codex's model")
     parser.add_argument("--scratch", help="where the targets and run dirs go (default: the temp dir)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--train-s", type=float, default=10.0,
+                        help="the training run's length in the lookahead nights (the tiny target sleeps this long)")
+    parser.add_argument("--no-nights", action="store_true", help="skip the lookahead nights")
     args = parser.parse_args()
     rows = asyncio.run(main_async(args))
+    nights = {}
+    if not args.no_nights:
+        scratch = Path(tempfile.mkdtemp(prefix="ar-tui-bench-nights-", dir=args.scratch))
+        for runtime in ("claude-code", "codex"):
+            for lookahead in (0, 1):
+                nights[(runtime, lookahead)] = lookahead_night(runtime, lookahead, args.train_s, scratch)
+        shutil.rmtree(scratch, ignore_errors=True)
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}")
     print(f"claude: {version('claude')}; codex: {version('codex')}; models {MODEL} and {CODEX_MODEL} "
           f"(Codex priced at ${args.codex_price[0]:g} / ${args.codex_price[1]:g} / ${args.codex_price[2]:g} per M)")
@@ -159,8 +216,22 @@ def main() -> None:
               f"${row['usd']:.4f}  {row['description']}")
     print()
     print(table(rows))
+    if nights:
+        print()
+        print(f"Lookahead, measured: `ar-tui run --headless` nights of 4 experiments, each run {args.train_s:g} s; "
+              "the slot's idle seconds between one run's end and the next run's start:")
+        print()
+        print("| runtime | --lookahead 0: idle s per experiment (median, max) | --lookahead 1 (median, max) |")
+        print("|---|---|---|")
+        for runtime in ("claude-code", "codex"):
+            cells = []
+            for lookahead in (0, 1):
+                gaps = nights[(runtime, lookahead)]
+                cells.append(f"{statistics.median(gaps):.1f}, {max(gaps):.1f}" if gaps else "-")
+            print(f"| {runtime} | {cells[0]} | {cells[1]} |")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1))
+        args.json.write_text(json.dumps({"proposals": rows, "nights": {f"{r}/lookahead{l}": g
+                                                                       for (r, l), g in nights.items()}}, indent=1))
 
 
 if __name__ == "__main__":

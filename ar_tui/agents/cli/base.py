@@ -235,14 +235,16 @@ class CliAgent:
         if self._checked_version:
             return
         assert self.path is not None
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                self.path, "--version", stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT, env={"PATH": self.env.get("PATH", "/usr/bin:/bin"),
-                                                        "HOME": tempfile.gettempdir()})
-            out, _ = await asyncio.wait_for(proc.communicate(), 60)
-        except (OSError, asyncio.TimeoutError) as exc:
-            raise CliUnavailable(f"{self.executable} --version did not answer: {exc!r}") from None
+        # A HOME of its own: the check must not write into the user's config.
+        with tempfile.TemporaryDirectory(prefix="ar-tui-version-") as home:
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    self.path, "--version", stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.STDOUT, env={"PATH": self.env.get("PATH", "/usr/bin:/bin"), "HOME": home,
+                                                            "CLAUDE_CONFIG_DIR": home, "CODEX_HOME": home})
+                out, _ = await asyncio.wait_for(proc.communicate(), 60)
+            except (OSError, asyncio.TimeoutError) as exc:
+                raise CliUnavailable(f"{self.executable} --version did not answer: {exc!r}") from None
         found = version_tuple(out.decode(errors="replace"))
         if found is None or found < self.min_version:
             want = ".".join(map(str, self.min_version))
