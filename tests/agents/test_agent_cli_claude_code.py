@@ -255,3 +255,13 @@ def test_a_session_that_writes_its_key_into_a_file_has_that_edit_put_back(api, t
     assert first_results[0]["is_error"] and "permission" in json.dumps(first_results[0])
     assert all(CLAUDE_KEY not in r.text() for r in api.requests if r.tool_results())
     assert files_holding(tmp_path, CLAUDE_KEY) == []
+
+
+def test_with_the_sandbox_off_the_session_runs_unconfined_and_says_so(api, target: Path, tmp_path: Path):
+    api.responder = claude_researcher(hostile=False)
+    agent = agent_for(api)
+    agent.sandbox_mode = "off"
+    proposal, events = propose(agent, target, tmp_path / "run")
+    assert "LR = 0.4" in (target / "train.py").read_text()
+    warnings = [e.message for e in events if isinstance(e, ev.Notice) and e.level == "warning"]
+    assert warnings == ["claude-code runs unconfined: sandbox: off (--sandbox off): runs are not confined"]

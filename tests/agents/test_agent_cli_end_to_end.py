@@ -7,12 +7,15 @@ cost is in the meter and the ledger, and the key is in no file."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+
+import pytest
 
 from tests.agents.cli_sessions import (
     CLAUDE_KEY, CODEX_KEY, OUTSIDE_MARK, claude_researcher, cli_env, codex_researcher, files_holding, require_cli,
@@ -56,6 +59,10 @@ def check_night(target: Path, run_dir: Path, tmp_path: Path, key: str, output: s
     assert "LR = 0.3" in log and OUTSIDE_MARK not in log
     assert git(target, "show", "autoresearch/t:prepare.py") == TINY_PREPARE
     assert key not in output and key not in log
+    # The meter's line at the end of the night: the sessions' dollars, not zero.
+    spent = re.search(r"cost: \$([0-9.]+)", output)
+    assert spent and float(spent.group(1)) > 0
+    assert float(spent.group(1)) == pytest.approx(sum(float(r[6]) for r in rows), abs=1e-4)
     # The run dir holds the CLI's state dir (its HOME and config): no key anywhere.
     assert (run_dir / "agents").is_dir()
     assert files_holding(tmp_path, key) == []
