@@ -317,11 +317,10 @@ class CliAgent:
                                                       text, state, workspace, session, ctx)
         finally:
             settled = await asyncio.to_thread(fence.settle)
-            for rel in self._holding_secrets(workspace, settled.honest):
-                # The CLI holds its key; an edit that writes it down would put it in git and the ledger.
+            for rel, why in self._unfit(workspace, settled.honest):
                 if fence.put_back(rel):
                     settled.honest.remove(rel)
-                    settled.reverted.append((rel, "it held the session's key"))
+                    settled.reverted.append((rel, why))
             for rel, why in settled.reverted:
                 session.refusal(f"{self.name} changed {rel}", f"reverted by ar-tui: {why}")
             workspace.edits += len(settled.honest)
@@ -349,7 +348,10 @@ class CliAgent:
         return Proposal(description=session.redact(description) or f"{self.name}: edited {', '.join(settled.honest)}",
                         rationale=session.redact(rationale), cost_usd=cost, usage=session.usage)
 
-    def _holding_secrets(self, workspace: Workspace, files: list[str]) -> list[str]:
+    def _unfit(self, workspace: Workspace, files: list[str]) -> list[tuple[str, str]]:
+        """Edited files that may not stand, and why: one over the workspace's
+        size cap (as for any edit), or one that holds the session's key (the
+        CLI holds it; written down, it would reach git and the ledger)."""
         secrets = [s for s in self.secrets() if len(s) >= 8]
         found = []
         for rel in files:
@@ -357,8 +359,10 @@ class CliAgent:
                 data = (workspace.root / rel).read_bytes()
             except OSError:
                 continue
-            if any(secret.encode() in data for secret in secrets):
-                found.append(rel)
+            if len(data) > workspace.max_file_bytes:
+                found.append((rel, f"{len(data)} bytes, over the cap of {workspace.max_file_bytes}"))
+            elif any(secret.encode() in data for secret in secrets):
+                found.append((rel, "it held the session's key"))
         return found
 
     async def _run(self, argv: list[str], text: str, state: Path, workspace: Workspace, session: Session,
