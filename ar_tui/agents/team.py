@@ -203,8 +203,10 @@ class TeamProposer:
             if member.runtime is not None:
                 from ar_tui.agents.registry import cli_runtime
 
+                # --base-url is a Messages API server: Claude Code's, never Codex's.
+                url = member.base_url or (base_url if member.runtime == "claude-code" else None)
                 self._runtimes[str(member)] = cli_runtime(member.runtime, model=member.model, program=program,
-                                                          base_url=member.base_url or base_url, role="worker")
+                                                          base_url=url, role="worker")
                 continue
             key = (member.model, member.base_url or base_url)
             if key not in self._clients:
