@@ -166,3 +166,9 @@ def test_under_the_landlock_fallback_codex_is_refused_with_one_line(api, target:
     with pytest.raises(ProposerStopped, match="codex needs bubblewrap"):
         propose(agent, target, tmp_path / "run")
     assert api.requests == []
+
+
+def test_a_server_that_speaks_another_api_stops_the_run_with_one_line(api, target: Path, tmp_path: Path):
+    api.responder = lambda request: fail(404, "Not Found: this server speaks /v1/chat/completions")
+    with pytest.raises(ProposerStopped, match=r"does not speak the Responses API \(it answered 404 to /responses\)"):
+        propose(agent_for(api), target, tmp_path / "run")

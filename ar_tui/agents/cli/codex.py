@@ -38,6 +38,7 @@ PROVIDER = "artui"
 KEY_VARIABLE = "OPENAI_API_KEY"
 WIRE_APIS = ("responses",)
 INTERPRETERS = re.compile(r"^(python[0-9.]*|uv|torchrun|accelerate|deepspeed|bash|sh|zsh|timeout|nohup|env)$")
+WRONG_API = re.compile(r"\b404\b.*/responses", re.IGNORECASE | re.DOTALL)
 AUTH_FAILURE = re.compile(r"\b401\b|unauthori[sz]ed|invalid[_ ]api[_ ]key|incorrect api key", re.IGNORECASE)
 
 
@@ -138,6 +139,9 @@ class CodexAgent(CliAgent):
             message = session.redact(str(error.get("message", "")))
             if AUTH_FAILURE.search(message):
                 session.stop_run = f"codex: the endpoint refused the key: {message[:200]}; check {KEY_VARIABLE}"
+            elif WRONG_API.search(message):
+                session.stop_run = (f"codex: {self.base_url} does not speak the Responses API (it answered 404 to "
+                                    f"/responses); Codex {'.'.join(map(str, self.min_version))} speaks only that")
             else:
                 session.error = message[:300] or kind
 
