@@ -265,3 +265,10 @@ def test_with_the_sandbox_off_the_session_runs_unconfined_and_says_so(api, targe
     assert "LR = 0.4" in (target / "train.py").read_text()
     warnings = [e.message for e in events if isinstance(e, ev.Notice) and e.level == "warning"]
     assert warnings == ["claude-code runs unconfined: sandbox: off (--sandbox off): runs are not confined"]
+
+
+def test_a_server_without_the_model_or_the_api_stops_the_run_with_one_line(api, target: Path, tmp_path: Path):
+    api.responder = lambda request: error(404, "not_found_error", f"model: {MODEL}")
+    with pytest.raises(ProposerStopped, match=f"claude-code: {api.base_url} answered 404: .*{MODEL}") as stopped:
+        propose(agent_for(api), target, tmp_path / "run")
+    assert "\n" not in stopped.value.reason

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ar_tui.agents.cli.base import CliAgent, Session
+from ar_tui.agents.claude.client import one_line
 from ar_tui.core import events as ev
 from ar_tui.core.errors import UserError
 from ar_tui.core.pricing import TokenUsage
@@ -162,8 +163,13 @@ class ClaudeCodeAgent(CliAgent):
         if status in (401, 403):
             session.stop_run = (f"claude-code: the API refused the credentials ({status}): "
                                 f"{session.redact(session.final_text)[:200]}; check ANTHROPIC_API_KEY or log in again")
+        elif status == 404:
+            # No such model, or not a Messages API server: every session would end the same way.
+            session.stop_run = (f"claude-code: {self.base_url or 'the API'} answered 404: "
+                                f"{one_line(session.final_text)[:200]}")
         elif event.get("is_error") or event.get("subtype") != "success":
-            session.error = f"{event.get('subtype')}: {session.final_text[:300]}".strip()
+            kind = event.get("subtype")
+            session.error = (session.final_text[:300] if kind == "success" else f"{kind}: {session.final_text[:300]}")
 
     def _count(self, event: dict[str, Any], session: Session) -> None:
         by_model = event.get("modelUsage") or {}
