@@ -65,6 +65,25 @@ def _openai(settings: ProposerSettings) -> Proposer:
     return _single(settings, "openai-chat")
 
 
+def cli_runtime(kind: str, **options: Any) -> Proposer:
+    """The agent CLI `kind` (claude-code, codex) with its options."""
+    from ar_tui.agents.cli import ClaudeCodeAgent, CodexAgent
+
+    return (ClaudeCodeAgent if kind == "claude-code" else CodexAgent)(**options)
+
+
+def _cli(kind: str) -> Callable[[ProposerSettings], Proposer]:
+    """An agent CLI (Claude Code, Codex), one headless session per proposal."""
+
+    def build(settings: ProposerSettings) -> Proposer:
+        if settings.program is None:
+            raise UserError(f"the {kind} agent needs its instructions: pass --program FILE (default: program.md)")
+        return cli_runtime(kind, model=settings.model, program=settings.program, base_url=settings.base_url,
+                           timeout_s=settings.extra.get("cli_timeout_s"), sandbox=settings.extra.get("sandbox", "auto"))
+
+    return build
+
+
 def _hybrid(settings: ProposerSettings) -> Proposer:
     from ar_tui.agents.hybrid import HybridProposer
 
@@ -96,7 +115,8 @@ OFFLINE_OPTIONS = (
 TEAM_OPTIONS = (
     RunOption("team", "a research team (implies --agent team; with --agent hybrid, the team proposes the "
               "structure): planner=MODEL,worker=MODEL[@URL],...,reviewer=MODEL, MODEL as [API:]MODEL[@URL] with API "
-              "anthropic or openai-chat (default: autoresearch.toml's [team])",
+              "anthropic or openai-chat, or a worker as claude-code:MODEL or codex:MODEL[@URL] (default: "
+              "autoresearch.toml's [team])",
               toml="team"),
     RunOption("plan_every", "the team's planner runs every N decided experiments (8)", type=positive_int,
               toml="team.plan_every"),
@@ -112,6 +132,9 @@ PROPOSERS: dict[str, ProposerEntry] = {
     # The single agent (or the team) for structure, the offline search for the knobs.
     "hybrid": ProposerEntry(_hybrid, reads_program=True, options=OFFLINE_OPTIONS + TEAM_OPTIONS),
     "team": ProposerEntry(_team, reads_program=True, options=TEAM_OPTIONS),
+    # The Claude Code CLI, headless, one session per proposal; the Codex CLI, the same way.
+    "claude-code": ProposerEntry(_cli("claude-code"), reads_program=True),
+    "codex": ProposerEntry(_cli("codex"), reads_program=True),
 }
 
 
