@@ -65,17 +65,12 @@ def _openai(settings: ProposerSettings) -> Proposer:
     return _single(settings, "openai-chat")
 
 
-def cli_runtime(kind: str, **options: Any) -> Proposer:
-    """The agent CLI `kind` (claude-code, codex) with its options."""
-    from ar_tui.agents.cli import ClaudeCodeAgent, CodexAgent
-
-    return (ClaudeCodeAgent if kind == "claude-code" else CodexAgent)(**options)
-
-
 def _cli(kind: str) -> Callable[[ProposerSettings], Proposer]:
     """An agent CLI (Claude Code, Codex), one headless session per proposal."""
 
     def build(settings: ProposerSettings) -> Proposer:
+        from ar_tui.agents.cli import cli_runtime
+
         if settings.program is None:
             raise UserError(f"the {kind} agent needs its instructions: pass --program FILE (default: program.md)")
         return cli_runtime(kind, model=settings.model, program=settings.program, base_url=settings.base_url,

@@ -123,7 +123,7 @@ class TeamProposer:
         self._clients: dict[tuple[str, str, str | None], ModelClient] = {}
         for member in [*spec.workers, *(m for m in (spec.planner, spec.reviewer) if m)]:
             if member.runtime is not None:
-                from ar_tui.agents.registry import cli_runtime
+                from ar_tui.agents.cli import cli_runtime
 
                 # --base-url is a Messages API server: Claude Code's, never Codex's.
                 url = member.base_url or (base_url if member.runtime == "claude-code" else None)
