@@ -106,9 +106,12 @@ class Session:
         self.usage.add(usage)
         if cost is not None:
             self.cost += cost
-        self.emit(ev.Usage(exp=self.exp, model=model, input_tokens=usage.input_tokens,
-                           output_tokens=usage.output_tokens, cache_write_5m_tokens=usage.cache_write_5m_tokens,
-                           cache_write_1h_tokens=usage.cache_write_1h_tokens, cache_read_tokens=usage.cache_read_tokens,
+        # A TokenUsage count may be unknown (None); an event's counts are ints.
+        self.emit(ev.Usage(exp=self.exp, model=model, input_tokens=usage.known("input_tokens"),
+                           output_tokens=usage.known("output_tokens"),
+                           cache_write_5m_tokens=usage.known("cache_write_5m_tokens"),
+                           cache_write_1h_tokens=usage.known("cache_write_1h_tokens"),
+                           cache_read_tokens=usage.known("cache_read_tokens"),
                            cost_usd=None if cost is None else float(cost), role=self.role))
 
 
