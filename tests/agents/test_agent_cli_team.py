@@ -34,6 +34,19 @@ def test_a_worker_role_names_its_runtime():
         parse_team(f"planner=claude-code:{CODE_MODEL},worker={CODE_MODEL}")
 
 
+def test_a_team_mixes_model_apis_and_agent_cli_workers():
+    url = "http://127.0.0.1:9/v1"
+    spec = parse_team(f"planner=openai-chat:gpt-4.1@{url},worker=claude-code:{CODE_MODEL},"
+                      f"worker=openai:gpt-4.1-mini,reviewer=claude-haiku-4-5")
+    assert spec.planner == RoleModel("planner", "gpt-4.1", url, api="openai-chat")
+    assert spec.workers == [RoleModel("worker", CODE_MODEL, runtime="claude-code"),
+                            RoleModel("worker", "gpt-4.1-mini", api="openai-chat")]
+    assert str(spec) == (f"planner=openai-chat:gpt-4.1@{url},worker=claude-code:{CODE_MODEL},"
+                         f"worker=openai-chat:gpt-4.1-mini,reviewer=claude-haiku-4-5")
+    # A colon in a model's own name (an Ollama tag) names neither an API nor an agent CLI.
+    assert parse_team("worker=qwen2.5-coder:7b").workers == [RoleModel("worker", "qwen2.5-coder:7b")]
+
+
 def test_a_claude_code_worker_implements_the_planners_hypothesis(tmp_path: Path, monkeypatch):
     require_cli("claude", "@anthropic-ai/claude-code")
     monkeypatch.setenv("ANTHROPIC_API_KEY", CLAUDE_KEY)
