@@ -76,8 +76,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, with_parts: bool = True) 
     parser.add_argument("--run-dir", type=Path,
                         help="where the ledger, logs and worktrees go; alone, it resumes that run as it was started")
     parser.add_argument("--agent", choices=proposer_names(), help="default: claude when ANTHROPIC_API_KEY is set")
-    parser.add_argument("--model", help=f"the agent's model (default: AR_TUI_MODEL or {DEFAULT_MODEL})")
-    parser.add_argument("--base-url", help="a Messages API server (default: ANTHROPIC_BASE_URL or Anthropic's)")
+    parser.add_argument("--model", help=f"the agent's model, [API:]MODEL (default: AR_TUI_MODEL or {DEFAULT_MODEL})")
+    parser.add_argument("--base-url", help="the model's server, serving the Messages, Chat Completions or Responses "
+                                           "API depending on --agent: Anthropic Messages for claude, claude-code, team "
+                                           "and hybrid (default: ANTHROPIC_BASE_URL or Anthropic's); an "
+                                           "OpenAI-compatible /v1 URL serving Chat Completions for openai or Responses "
+                                           "for codex (default: OPENAI_BASE_URL or OpenAI's)")
     parser.add_argument("--program", type=Path, help="the agent's instructions (default: program.md)")
     # Checked against the executor registry when the run is resolved (one line, exit 2).
     parser.add_argument("--executor", help="where experiments run" + (

@@ -1,6 +1,6 @@
 """What a Claude agent's experiment costs: replay a scripted 20-experiment session.
 
-The real `ClaudeAgent` talks to the local Messages API server of the tests
+The real single agent (`SingleAgent`) talks to the local Messages API server of the tests
 (`tests/fake_messages_api.py`), which answers with a scripted researcher's
 turns and computes usage the way the API bills it, prompt caching included:
 it hashes each request's prefix up to every `cache_control` breakpoint, reads
@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from ar_tui.agents.claude import ClaudeAgent
+from ar_tui.agents.single import SingleAgent
 from ar_tui.core import events as ev
 from ar_tui.core.config import TargetConfig
 from ar_tui.core.money.pricing import exact_cost, price_for
@@ -165,7 +165,7 @@ async def replay(model: str, gap_s: float, source: Path) -> tuple[list[Experimen
         results: list[ExperimentCost] = []
         with FakeMessagesAPI(bytes_per_token=DEFAULT_BYTES_PER_TOKEN, min_cache_tokens=1024) as api:
             api.responder = researcher
-            agent = ClaudeAgent(model=model, program=program, api_key="sk-ant-bench-not-a-key",
+            agent = SingleAgent(model=model, program=program, api_key="sk-ant-bench-not-a-key",
                                 base_url=api.base_url)
             baseline = 1.000
             best = baseline

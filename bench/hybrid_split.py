@@ -5,7 +5,7 @@
     python bench/hybrid_split.py --target forecast   # examples/forecast through the real engine
 
 A scripted Claude session against the local Messages API server
-(tests/fake_messages_api.py; the real ClaudeAgent and anthropic SDK over
+(tests/fake_messages_api.py; the real SingleAgent and anthropic SDK over
 HTTP, token usage priced as the API would) is mixed with the real offline
 search. It prints who got each experiment, how the bandit split them over
 the run, and what each side contributed: improvement, dollars, training time.
@@ -38,7 +38,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ar_tui.agents.claude import ClaudeAgent  # noqa: E402
+from ar_tui.agents.single import SingleAgent  # noqa: E402
 from ar_tui.agents.hybrid import HybridProposer  # noqa: E402
 from ar_tui.agents.offline import OfflineProposer  # noqa: E402
 from ar_tui.core.config import TargetConfig  # noqa: E402
@@ -147,7 +147,7 @@ async def one_run(seed: int, experiments: int, work: Path, search: str) -> list[
     (root / "train.py").write_text(TARGET)
     with FakeMessagesAPI() as api:
         api.responder = scripted_claude
-        claude = ClaudeAgent(model="claude-sonnet-4-5", program="Improve val_bpb.", api_key="sk-ant-bench",
+        claude = SingleAgent(model="claude-sonnet-4-5", program="Improve val_bpb.", api_key="sk-ant-bench",
                              base_url=api.base_url)
         hybrid = HybridProposer(claude, OfflineProposer(seed=seed, search=search))
         return await greedy_loop(hybrid, root, TargetConfig(root=root), run_dir, experiments, run_target,

@@ -1,6 +1,6 @@
 """What an experiment costs with one agent and with the research team: scripted sessions.
 
-The real `ClaudeAgent` and the real `TeamProposer` talk to the local
+The real single agent (`SingleAgent`) and the real `TeamProposer` talk to the local
 Messages-API servers of the tests (`tests/fake_messages_api.py`), which answer
 with scripted turns and compute usage the way the API bills it, prompt caching
 included (prefix hashes at each `cache_control` breakpoint, 5-minute and
@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from agent_cost import CRASH_TAIL, SESSION, researcher_turn  # noqa: E402  (the single agent's scripted session)
 
-from ar_tui.agents.claude import ClaudeAgent  # noqa: E402
+from ar_tui.agents.single import SingleAgent  # noqa: E402
 from ar_tui.agents.team import TeamProposer, parse_team  # noqa: E402
 from ar_tui.core import events as ev  # noqa: E402
 from ar_tui.core.config import TargetConfig  # noqa: E402
@@ -211,7 +211,7 @@ async def replay(kind: str, who: str, gap_s: float, haiku_min_cache: int, time_b
         with FakeMessagesAPI(min_cache_tokens=1024) as big, FakeMessagesAPI(min_cache_tokens=haiku_min_cache) as small:
             big.responder = small.responder = script.answer
             if who == "agent":
-                proposer = ClaudeAgent(model=SONNET, program=program, api_key=KEY, base_url=big.base_url)
+                proposer = SingleAgent(model=SONNET, program=program, api_key=KEY, base_url=big.base_url)
             else:
                 spec = parse_team(f"planner={SONNET}@{big.base_url},worker={HAIKU}@{small.base_url},"
                                   f"reviewer={HAIKU}@{small.base_url}")

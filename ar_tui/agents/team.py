@@ -21,11 +21,13 @@ Cheaper models collaborate where one expensive model worked alone:
   of them the planner replaces it, and a streak that outlasts three re-plans
   stops the run with one line (`RejectedInRow`).
 
-Every role's requests go through its own `MessagesClient` (its model, its
-server) and one shared `Meter`, so `--budget-usd` covers the whole team;
-each request's Usage event carries its role and model, and the engine adds
-it to the experiment being proposed, so a row's cost includes every role's
-share.
+Every role's requests go through its own `ModelClient` (its API, its model,
+its server: `role=[API:]MODEL[@URL]`) and one shared `Meter`, so
+`--budget-usd` covers the whole team; each request's Usage event carries its
+role and model, and the engine adds it to the experiment being proposed, so
+a row's cost includes every role's share. A worker may instead be an agent
+CLI (`worker=claude-code:MODEL`), one session of its own per proposal. Who
+is on the team is parsed in `team_spec.py`.
 """
 
 from __future__ import annotations
@@ -37,12 +39,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ar_tui.agents import prompt, team_prompt
+from ar_tui.agents import team_prompt
 from ar_tui.agents.allocation import UCBBandit
-from ar_tui.agents.claude import tools
-from ar_tui.agents.claude.agent import ToolLoop, ToolOutcome, editor_kind, worker_loop
-from ar_tui.agents.claude.client import AgentConfigError, Call, MessagesClient, Meter, ToolCall
+from ar_tui.agents.llm import make_model_client, prompt, tools
+from ar_tui.agents.llm.client import AgentConfigError, Call, Meter, ModelClient, ToolCall
+from ar_tui.agents.llm.loop import ToolLoop, ToolOutcome, editor_kind, worker_loop
 from ar_tui.agents.notes import NOTES_FILE, PROGRAM_PROPOSAL_FILE, TeamMemory
+from ar_tui.agents.team_spec import RoleModel, TeamSpec, parse_team, team_from_table
 from ar_tui.core import events as ev
 from ar_tui.core.proposer import (
     Emit,
@@ -55,7 +58,6 @@ from ar_tui.core.proposer import (
 )
 from ar_tui.core.workspace import Workspace
 
-ROLES = ("planner", "worker", "reviewer")
 DEFAULT_PLAN_EVERY = 8
 LOW_HYPOTHESES = 2  # fewer open hypotheses than this: plan again
 PLANNER_TOOL_CALLS = 12
@@ -76,74 +78,6 @@ class RejectedInRow(ProposerStopped):
     whole_run = False  # under --agent hybrid the sampler goes on
 
 
-@dataclass(frozen=True)
-class RoleModel:
-    role: str
-    model: str
-    base_url: str | None = None  # None: --base-url, ANTHROPIC_BASE_URL or Anthropic's
-
-    def __str__(self) -> str:
-        return f"{self.role}={self.model}" + (f"@{self.base_url}" if self.base_url else "")
-
-
-@dataclass
-class TeamSpec:
-    workers: list[RoleModel]
-    planner: RoleModel | None = None
-    reviewer: RoleModel | None = None
-
-    def __str__(self) -> str:
-        return ",".join(str(r) for r in [*([self.planner] if self.planner else []), *self.workers,
-                                          *([self.reviewer] if self.reviewer else [])])
-
-
-def _role_model(role: str, value: str, where: str) -> RoleModel:
-    model, _, url = value.strip().partition("@")
-    model, url = model.strip(), url.strip()
-    if not model:
-        raise AgentConfigError(f"{where}: {role} needs a model, e.g. {role}=claude-haiku-4-5")
-    if url and not url.startswith(("http://", "https://")):
-        raise AgentConfigError(f"{where}: {role}'s server must be an http:// or https:// URL, not {url!r}")
-    return RoleModel(role, model, url or None)
-
-
-def parse_team(text: str) -> TeamSpec:
-    """`planner=MODEL,worker=MODEL[@URL],worker=...,reviewer=MODEL`; one line on error."""
-    where = "--team"
-    found: dict[str, list[RoleModel]] = {role: [] for role in ROLES}
-    for part in (p for p in text.split(",") if p.strip()):
-        role, sep, value = part.partition("=")
-        role = role.strip()
-        if not sep or role not in ROLES:
-            raise AgentConfigError(f"{where}: {part.strip()!r} must be ROLE=MODEL with ROLE one of {', '.join(ROLES)}")
-        found[role].append(_role_model(role, value, where))
-    return _spec(found, where)
-
-
-def team_from_table(table: dict[str, Any], where: str = "[team]") -> TeamSpec:
-    """The `[team]` table of autoresearch.toml: planner = "m", worker = "m" or
-    ["m1", "m2@http://host:port"], reviewer = "m"."""
-    found: dict[str, list[RoleModel]] = {role: [] for role in ROLES}
-    for role in ROLES:
-        value = table.get(role)
-        values = value if isinstance(value, list) else [value] if value is not None else []
-        for item in values:
-            if not isinstance(item, str):
-                raise AgentConfigError(f"{where}: {role} must be a model name (or a list of them for worker)")
-            found[role].append(_role_model(role, item, where))
-    return _spec(found, where)
-
-
-def _spec(found: dict[str, list[RoleModel]], where: str) -> TeamSpec:
-    if not found["worker"]:
-        raise AgentConfigError(f"{where}: name at least one worker, e.g. worker=claude-haiku-4-5")
-    for role in ("planner", "reviewer"):
-        if len(found[role]) > 1:
-            raise AgentConfigError(f"{where}: one {role} only (worker may be given more than once)")
-    return TeamSpec(workers=found["worker"], planner=(found["planner"] or [None])[0],
-                    reviewer=(found["reviewer"] or [None])[0])
-
-
 @dataclass
 class _Review:
     verdict: str
@@ -160,7 +94,7 @@ class TeamProposer:
         *,
         program: str,
         run_dir: Path,
-        api_key: str | None = None,
+        api_key: str | None = None,  # the Anthropic roles' key; other APIs read their own variable
         base_url: str | None = None,
         plan_every: int = DEFAULT_PLAN_EVERY,
         web_search: bool = False,
@@ -183,22 +117,35 @@ class TeamProposer:
         self._editor_tool = editor_tool
         self.memory = TeamMemory(run_dir)
         self.meter = Meter()
-        # One client per (model, server): roles on the same pair share its connections.
-        self._clients: dict[tuple[str, str | None], MessagesClient] = {}
-        for member in [*spec.workers, *(m for m in (spec.planner, spec.reviewer) if m)]:
-            key = (member.model, member.base_url or base_url)
-            if key not in self._clients:
-                self._clients[key] = MessagesClient(model=member.model, api_key=api_key, base_url=key[1],
-                                                    prices=prices, retry_base_s=retry_base_s,
-                                                    retry_cap_s=retry_cap_s)
+        self._runtimes: dict[str, Any] = {}  # the workers that are agent CLIs, by str(member)
         self._base_url = base_url
+        # One client per (API, model, server): roles on the same one share its connections.
+        self._clients: dict[tuple[str, str, str | None], ModelClient] = {}
+        for member in [*spec.workers, *(m for m in (spec.planner, spec.reviewer) if m)]:
+            if member.runtime is not None:
+                from ar_tui.agents.cli import cli_runtime
+
+                # --base-url is a Messages API server: Claude Code's, never Codex's.
+                url = member.base_url or (base_url if member.runtime == "claude-code" else None)
+                self._runtimes[str(member)] = cli_runtime(member.runtime, model=member.model, program=program,
+                                                          base_url=url, role="worker")
+                continue
+            key = self._key(member)
+            if key not in self._clients:
+                # The Anthropic key never goes to another API's server.
+                self._clients[key] = make_model_client(
+                    key[0], model=member.model, api_key=api_key if key[0] == "anthropic" else None,
+                    base_url=key[2], prices=prices, retry_base_s=retry_base_s, retry_cap_s=retry_cap_s)
         self._workers = {str(w): w for w in spec.workers}
         self._plan_task: asyncio.Task | None = None
         self._plan_call: Call | None = None
         self._anchor = prompt.FilesAnchor()
 
-    def client(self, member: RoleModel) -> MessagesClient:
-        return self._clients[(member.model, member.base_url or self._base_url)]
+    def _key(self, member: RoleModel) -> tuple[str, str, str | None]:
+        return member.api or "anthropic", member.model, member.base_url or self._base_url
+
+    def client(self, member: RoleModel) -> ModelClient:
+        return self._clients[self._key(member)]
 
     def _call(self, ctx: ProposalContext, role: str, emit: Emit) -> Call:
         return Call(exp=ctx.exp, role=role, emit=emit, meter=self.meter, gate=ctx.gate,
@@ -213,9 +160,11 @@ class TeamProposer:
         await self._plan_if_due(ctx, emit)
         member = self._pick_worker(ctx)
         hypothesis = self.memory.next_hypothesis()
+        if member.runtime is not None:
+            return await self._propose_with_runtime(ctx, workspace, emit, member, hypothesis)
         call = self._call(ctx, "worker", emit)
         client = self.client(member)
-        editor = editor_kind(member.model, self._editor_tool)
+        editor = editor_kind(client, self._editor_tool)
         loop = worker_loop(client, call, ctx, workspace, self.program, editor=editor,
                            extra=[team_prompt.assignment_block(hypothesis)],
                            system=team_prompt.worker_system(self.program, ctx.target),
@@ -237,6 +186,43 @@ class TeamProposer:
         self._raise_if_planner_stopped(emit)
         proposal.cost_usd = float(call.cost + (review_call.cost if review_call else 0))
         proposal.proposer = f"{member.role}={member.model}"  # the ledger's proposer column: the role and its model
+        return proposal
+
+    async def _propose_with_runtime(self, ctx: ProposalContext, workspace: Workspace, emit: Emit,
+                                    member: RoleModel, hypothesis: str) -> Proposal:
+        """A worker that is an agent CLI: one session with the notes and its
+        hypothesis. The reviewer judges the result once: a session is not
+        resumed, so its `revise` counts as approval unless ar-tui's own checks
+        failed (then the change is rejected)."""
+        notes = team_prompt.notes_block(self.memory.notes())
+        extra = "\n\n".join([*([notes["text"]] if notes else []),
+                              team_prompt.assignment_block(hypothesis)["text"].replace(
+                                  f"then call {tools.RUN_TOOL_NAME}", "then finish with the DESCRIPTION line")])
+        before = tools.snapshot(workspace)
+        cost = 0.0
+        try:
+            proposal = await self._runtimes[str(member)].propose(ctx, workspace, emit, extra=extra)
+            cost = proposal.cost_usd
+            if self.spec.reviewer is not None:
+                call = self._call(ctx, "reviewer", emit)
+                review = await self._verdict(ctx, workspace, before, proposal, call)
+                cost += float(call.cost)
+                if review.verdict == "revise":
+                    review = _Review("reject" if review.by == "checks" else "approve",
+                                     f"an agent CLI's session is not revised; {review.reason}", review.by)
+                emit(ev.Review(exp=ctx.exp, verdict=review.verdict, reason=review.reason,
+                               description=proposal.description, by=review.by))
+                if review.verdict == "reject":
+                    self.memory.record_rejection(ctx.exp, proposal.description, review.reason)
+                    raise ProposalRejected(f"rejected by the reviewer before training: {review.reason}", cost)
+        except ProposalFailed as exc:
+            self.memory.assign(ctx.exp, str(member), hypothesis, exc.cost_usd or cost)
+            raise
+        self.memory.end_rejection_streak()
+        self.memory.assign(ctx.exp, str(member), hypothesis, cost)
+        self._raise_if_planner_stopped(emit)
+        proposal.cost_usd = cost
+        proposal.proposer = f"{member.role}={member.runtime}:{member.model}"
         return proposal
 
     async def aclose(self) -> None:
@@ -320,7 +306,7 @@ class TeamProposer:
         loop = ToolLoop(
             client, call,
             system=team_prompt.planner_system(self.program, ctx.target, self.web_search),
-            tools=tools.planner_tools(editor_kind(planner.model, self._editor_tool), self.web_search),
+            tools=tools.planner_tools(editor_kind(client, self._editor_tool), self.web_search),
             messages=[team_prompt.planner_message(ctx, self.memory.notes(), self.memory.state.rejected,
                                                   rejected_in_row)],
             workspace=workspace, finish_tool=None, max_tool_calls=PLANNER_TOOL_CALLS, max_tokens=self.max_tokens,
@@ -390,7 +376,7 @@ class TeamProposer:
             messages=[team_prompt.reviewer_message(ctx, self.memory.notes(), proposal.description,
                                                    proposal.rationale, diff, checks)],
             handler=_review_handler, finish_tool=tools.REVIEW_TOOL_NAME, max_tool_calls=3,
-            max_tokens=REVIEW_TOKENS, tool_choice={"type": "tool", "name": tools.REVIEW_TOOL_NAME},
+            max_tokens=REVIEW_TOKENS, tool_choice=tools.REVIEW_TOOL_NAME,
         )
         try:
             verdict, reason = await loop.run()

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ar_tui.agents import prompt
-from ar_tui.agents.claude.tools import REVIEW_TOOL_NAME, RUN_TOOL_NAME, STABLE_CACHE
+from ar_tui.agents.llm import prompt
+from ar_tui.agents.llm.tools import REVIEW_TOOL_NAME, RUN_TOOL_NAME, STABLE_CACHE
 from ar_tui.agents.notes import DO_NOT_REPEAT_HEADING, NOTES_FILE, PROGRAM_PROPOSAL_FILE, section_items
 from ar_tui.core.config import TargetConfig
 from ar_tui.core.proposer import ProposalContext

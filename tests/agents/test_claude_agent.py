@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ar_tui.agents.claude import ClaudeAgent
+from ar_tui.agents.single import SingleAgent
 from ar_tui.core import events as ev
 from ar_tui.core.config import ConfigError, TargetConfig
 from ar_tui.core.proposer import (
@@ -67,11 +67,11 @@ def workspace(target: Path) -> Workspace:
     return Workspace(target, ["train.py"], ["prepare.py"])
 
 
-def make_agent(api: FakeMessagesAPI, **options) -> ClaudeAgent:
+def make_agent(api: FakeMessagesAPI, **options) -> SingleAgent:
     settings = dict(model="claude-sonnet-4-5", program="Be a careful researcher.", api_key=KEY,
                     base_url=api.base_url, retry_base_s=0.001, retry_cap_s=0.01)
     settings.update(options)
-    return ClaudeAgent(**settings)
+    return SingleAgent(**settings)
 
 
 def make_ctx(target: Path, exp: int = 1, **fields) -> ProposalContext:
@@ -372,7 +372,7 @@ async def test_retry_after_zero_does_not_make_a_tight_loop(api, target, workspac
 def test_retry_after_headers_are_read_in_all_their_forms():
     from email.utils import formatdate
 
-    from ar_tui.agents.claude import _retry_after
+    from ar_tui.agents.llm.client import retry_after as _retry_after
 
     assert _retry_after({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
     assert _retry_after({"retry-after": "7"}) == 7.0
@@ -541,7 +541,7 @@ def test_bad_configuration_is_a_one_line_error(api, monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / ".config"))
     with pytest.raises(ConfigError, match="ANTHROPIC_API_KEY"):
-        ClaudeAgent(model="claude-sonnet-4-5", program="p", base_url=api.base_url)
+        SingleAgent(model="claude-sonnet-4-5", program="p", base_url=api.base_url)
     with pytest.raises(ConfigError, match=r"prices\.m"):
         make_agent(api, prices={"m": [1, 2]})
 
@@ -561,7 +561,7 @@ async def test_the_key_from_the_environment_is_used(api, target, workspace, monk
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     monkeypatch.setenv("ANTHROPIC_BASE_URL", api.base_url)
     api.script(reply(LOWER_LR, run_experiment("lower LR")))
-    agent = ClaudeAgent(model="claude-sonnet-4-5", program="p")
+    agent = SingleAgent(model="claude-sonnet-4-5", program="p")
     await agent.propose(make_ctx(target), workspace, lambda e: None)
     headers = api.requests[0].headers
     assert KEY in headers.get("x-api-key", "") + headers.get("authorization", "")

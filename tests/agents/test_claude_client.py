@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ar_tui.agents.claude import tools
-from ar_tui.agents.claude.agent import ToolLoop
-from ar_tui.agents.claude.client import Call, MessagesClient, Meter
+from ar_tui.agents.llm import tools
+from ar_tui.agents.llm.loop import ToolLoop
+from ar_tui.agents.llm.anthropic import AnthropicClient
+from ar_tui.agents.llm.client import Call, Meter
 from ar_tui.core import events as ev
 from ar_tui.core.workspace import Workspace
 from tests.fake_messages_api import FakeMessagesAPI, edit, reply, text, usage, web_search
@@ -34,7 +35,7 @@ async def test_web_search_blocks_go_back_to_the_api_and_each_search_is_billed(ap
               usage=usage(input=1000, output=100)),
         reply(text("Done."), usage=usage(input=200, output=10)),
     )
-    client = MessagesClient(model="claude-sonnet-4-6", api_key=KEY, base_url=api.base_url)
+    client = AnthropicClient(model="claude-sonnet-4-6", api_key=KEY, base_url=api.base_url)
     events: list[ev.Event] = []
     call = Call(exp=3, role="planner", emit=events.append, meter=Meter())
     loop = ToolLoop(client, call, system=[{"type": "text", "text": "plan"}],
@@ -69,7 +70,7 @@ async def test_requests_by_model_reach_their_own_script(api):
     api.script(reply(text("from the large model")), model="claude-sonnet-4-6")
     said = {}
     for model in ("claude-sonnet-4-6", "claude-haiku-4-5"):
-        client = MessagesClient(model=model, api_key=KEY, base_url=api.base_url)
+        client = AnthropicClient(model=model, api_key=KEY, base_url=api.base_url)
         events: list[ev.Event] = []
         loop = ToolLoop(client, Call(exp=1, role="worker", emit=events.append, meter=Meter()), system=[],
                         tools=tools.reviewer_tools(), messages=[{"role": "user", "content": "hi"}])
@@ -83,7 +84,7 @@ async def test_the_meter_refuses_a_request_once_the_shared_budget_is_spent(api):
     from ar_tui.core.proposer import ProposerStopped
 
     meter = Meter(spent_usd=0.5, budget_usd=0.51)
-    client = MessagesClient(model="claude-sonnet-4-6", api_key=KEY, base_url=api.base_url)
+    client = AnthropicClient(model="claude-sonnet-4-6", api_key=KEY, base_url=api.base_url)
     api.script(reply(text("a"), usage=usage(input=10_000)), reply(text("b")))
     first = ToolLoop(client, Call(exp=1, role="planner", emit=lambda e: None, meter=meter), system=[],
                      tools=tools.reviewer_tools(), messages=[{"role": "user", "content": "hi"}])

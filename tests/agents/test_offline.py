@@ -39,7 +39,7 @@ from ar_tui.agents.offline import (
     load_knobs,
     parse_description,
 )
-from ar_tui.agents.prompt import EDITOR_TOOL_NAME
+from ar_tui.core.workspace import EDITOR_TOOL_NAME
 from ar_tui.core.config import TargetConfig
 from ar_tui.core.events import AgentText, AgentToolCall
 from ar_tui.core.proposer import ProposalContext, ProposalFailed, ResultRow

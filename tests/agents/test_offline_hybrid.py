@@ -1,4 +1,4 @@
-"""`--agent hybrid`: the real ClaudeAgent against the local Messages API
+"""`--agent hybrid`: the real SingleAgent against the local Messages API
 server with scripted replies, the real Optuna sampler, a tiny target run as a
 child process; the bandit that splits experiments between them; the
 `proposer` column that says who proposed each."""
@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 from ar_tui.agents.allocation import UCBBandit
-from ar_tui.agents.claude import ClaudeAgent
+from ar_tui.agents.single import SingleAgent
 from ar_tui.agents.hybrid import SAMPLER, SAMPLER_MARK, STRUCTURE, HybridProposer
 from ar_tui.agents.offline import OfflineProposer
 from ar_tui.core.config import TargetConfig, load_target
@@ -71,7 +71,7 @@ async def run_hybrid(tmp_path: Path, source: str, steps: int):
     run_dir.mkdir()
     with FakeMessagesAPI() as api:
         api.responder = structural_researcher
-        claude = ClaudeAgent(model="claude-sonnet-4-5", program="Improve val_bpb.", api_key=KEY,
+        claude = SingleAgent(model="claude-sonnet-4-5", program="Improve val_bpb.", api_key=KEY,
                              base_url=api.base_url)
         hybrid = HybridProposer(claude, OfflineProposer(seed=0, search="optuna"))
         loop = await drive(hybrid, workspace, config, steps, run_child, run_dir=run_dir)
@@ -151,7 +151,7 @@ def test_agent_hybrid_is_registered_and_its_sampler_options_are_stored(monkeypat
                                 seed=7, extra=given["extra"])
     monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     proposer = make_proposer("hybrid", settings)
-    assert isinstance(proposer, HybridProposer) and isinstance(proposer.structural, ClaudeAgent)
+    assert isinstance(proposer, HybridProposer) and isinstance(proposer.structural, SingleAgent)
     sampler = proposer.sampler
     assert (sampler.search, sampler.sampler, sampler.seed) == ("optuna", "cmaes", 7)
     default = make_proposer("offline", ProposerSettings(model="m"))

@@ -366,7 +366,7 @@ async def test_the_planner_may_search_the_web_edits_only_its_notes_and_proposes_
 
 
 def test_the_anchored_files_are_shown_again_once_the_changes_since_outgrow_the_cap(tmp_path):
-    from ar_tui.agents.prompt import FilesAnchor
+    from ar_tui.agents.llm.prompt import FilesAnchor
     from ar_tui.core.workspace import Workspace
 
     (tmp_path / "train.py").write_text("LR = 0.5\n" + "x = 1\n" * 50)

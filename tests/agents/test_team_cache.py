@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ar_tui.agents import prompt, team_prompt
+from ar_tui.agents import team_prompt
+from ar_tui.agents.llm import prompt
 from ar_tui.agents.notes import add_to_do_not_repeat
 from ar_tui.core.config import TargetConfig
 from ar_tui.core.proposer import ProposalContext, ResultRow

@@ -17,7 +17,7 @@ from tests.conftest import ROOT
 
 # The agents' registry is imported (for --agent's choices); the agents are not.
 HEAVY = ("ar_tui.core.engine", "git", "textual", "rich", "anthropic", "ar_tui.ui", "ar_tui.agents.offline",
-         "ar_tui.agents.claude", "matplotlib", "torch")
+         "ar_tui.agents.llm", "ar_tui.agents.single", "openai", "matplotlib", "torch")
 
 
 def _a_stopped_run(run_dir: Path) -> None:

@@ -49,10 +49,11 @@ def test_a_run_that_stopped_on_an_error_exits_1_and_a_clean_stop_0() -> None:
 
 
 def test_proposers_are_found_by_name() -> None:
-    assert proposer_names() == ["offline", "claude", "hybrid", "team"]
+    assert proposer_names() == ["offline", "claude", "openai", "hybrid", "team", "claude-code", "codex"]
     proposer = make_proposer("offline", ProposerSettings(model="m", seed=7))
     assert isinstance(proposer, OfflineProposer) and proposer.seed == 7
-    with pytest.raises(UserError, match="unknown agent 'gpt'; known: offline, claude, hybrid, team"):
+    with pytest.raises(UserError,
+                       match="unknown agent 'gpt'; known: offline, claude, openai, hybrid, team, claude-code, codex"):
         make_proposer("gpt", ProposerSettings(model="m"))
     with pytest.raises(UserError, match="needs its instructions"):
         make_proposer("claude", ProposerSettings(model="m", program=None))

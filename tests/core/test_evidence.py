@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ar_tui.agents import prompt
+from ar_tui.agents.llm import prompt
 from ar_tui.core.config import TargetConfig
 from ar_tui.core.evidence import RunEvidence, read_evidence
 from ar_tui.core.proposer import ProposalContext, ResultRow

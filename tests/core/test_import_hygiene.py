@@ -15,7 +15,7 @@ def test_engine_package_imports_neither_textual_nor_rich() -> None:
     code = (
         "import importlib, sys\n"
         f"for name in {modules!r}: importlib.import_module(name)\n"
-        "import ar_tui.agents.offline, ar_tui.agents.claude\n"
+        "import ar_tui.agents.offline, ar_tui.agents.single, ar_tui.agents.llm.anthropic, ar_tui.agents.llm.openai\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('textual', 'rich'))\n"
         "print(bad)\n"
         "sys.exit(1 if bad else 0)\n"

@@ -115,3 +115,22 @@ def test_autoresearch_toml_prices_are_read_and_checked(tmp_path):
         load_target(tmp_path)
     message = str(info.value)
     assert "autoresearch.toml" in message and "missing cache_write_5m" in message and "\n" not in message
+
+
+def test_openai_ids_map_to_their_family_and_are_priced():
+    assert model_family("gpt-4o-2024-08-06") == "gpt-4o"
+    assert model_family("openai/gpt-4.1-mini") == "gpt-4.1-mini"
+    # gpt-4.1-mini: $0.40 input, $0.10 cached input, $1.60 output per million.
+    assert exact_cost("openai/gpt-4.1-mini", usage(input=1000, read=3000, output=100)) == Decimal("0.00086")
+    assert price_for("qwen2.5-coder:7b") is None
+
+
+def test_an_unknown_count_is_not_a_zero():
+    total = usage(input=10, output=5, read=2)
+    total.add(TokenUsage(input_tokens=1, output_tokens=1, cache_read_tokens=None))
+    assert (total.input_tokens, total.output_tokens, total.cache_read_tokens) == (11, 6, None)
+    assert total.unknown == ("cache_read_tokens",) and total.known("cache_read_tokens") == 0
+    # Unknown input or output: no price. An unknown cache count costs nothing extra.
+    assert exact_cost("gpt-4o", TokenUsage(input_tokens=None, output_tokens=10)) is None
+    assert exact_cost("gpt-4o", TokenUsage(input_tokens=1000, output_tokens=None)) is None
+    assert exact_cost("gpt-4o", TokenUsage(1000, 0, None, None, None)) == Decimal("0.0025")

@@ -30,7 +30,7 @@ import asyncio
 from ar_tui.agents.offline.classic import Search
 from ar_tui.agents.offline.descriptions import describe, key, parse_description
 from ar_tui.agents.offline.knobs import Knob, Move, Plan, edit_for, find_knobs, format_value, load_knobs
-from ar_tui.agents.prompt import EDITOR_TOOL_NAME
+from ar_tui.core.workspace import EDITOR_TOOL_NAME
 from ar_tui.core.config import TargetConfig
 from ar_tui.core.errors import UserError
 from ar_tui.core.events import AgentText, AgentToolCall

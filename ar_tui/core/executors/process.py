@@ -24,7 +24,7 @@ from ar_tui.core.sandbox.policy import RunScratch
 
 # Environment variables never passed to a training script: it could print them.
 # AR_TUI_NOTIFY: the --notify URLs a detached engine is handed (ar_tui.notify).
-SECRET_ENV_PREFIXES = ("ANTHROPIC_", "AR_TUI_NOTIFY")
+SECRET_ENV_PREFIXES = ("ANTHROPIC_", "OPENAI_", "AR_TUI_NOTIFY")
 
 # A single line is cut here for display and pattern matching; the log file
 # still receives every byte.

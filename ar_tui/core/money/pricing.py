@@ -5,6 +5,10 @@ separately. A model missing from the table has no price: callers show its token
 counts and a warning, never a guessed dollar figure. Users add or correct
 models with overrides (see `parse_price_overrides`).
 
+OpenAI-compatible servers bill three kinds: input, cached input (a cache read)
+and output; they write their cache for free, so their cache-write prices are
+the input price and their usage never reports a write.
+
 Costs are summed in `Decimal` so that a run's total is the exact sum of its
 requests rather than an accumulation of float rounding errors.
 """
@@ -22,18 +26,31 @@ from ar_tui.core.errors import UserError
 
 @dataclass
 class TokenUsage:
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_write_5m_tokens: int = 0
-    cache_write_1h_tokens: int = 0
-    cache_read_tokens: int = 0
+    """One request's tokens (or a sum of requests'). A count the server did
+    not report is None, unknown, never a zero that would price it as free;
+    a sum with an unknown part is unknown."""
+
+    input_tokens: int | None = 0  # uncached input
+    output_tokens: int | None = 0
+    cache_write_5m_tokens: int | None = 0
+    cache_write_1h_tokens: int | None = 0
+    cache_read_tokens: int | None = 0
 
     def add(self, other: "TokenUsage") -> None:
-        self.input_tokens += other.input_tokens
-        self.output_tokens += other.output_tokens
-        self.cache_write_5m_tokens += other.cache_write_5m_tokens
-        self.cache_write_1h_tokens += other.cache_write_1h_tokens
-        self.cache_read_tokens += other.cache_read_tokens
+        for name in TOKEN_FIELDS:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            setattr(self, name, None if mine is None or theirs is None else mine + theirs)
+
+    def known(self, name: str) -> int:
+        """A count for display and totals: an unknown one counts as 0."""
+        return getattr(self, name) or 0
+
+    @property
+    def unknown(self) -> tuple[str, ...]:
+        return tuple(name for name in TOKEN_FIELDS if getattr(self, name) is None)
+
+
+TOKEN_FIELDS = tuple(f.name for f in fields(TokenUsage))
 
 
 _MILLION = Decimal(1_000_000)
@@ -77,16 +94,28 @@ PRICES: dict[str, Price] = {
     "claude-3-7-sonnet": Price.of(3, "3.75", 6, "0.30", 15),
     "claude-3-5-haiku": Price.of("0.80", 1, "1.60", "0.08", 4),
     "claude-3-haiku": Price.of("0.25", "0.30", "0.50", "0.03", "1.25"),
+    # OpenAI's list prices (https://platform.openai.com/docs/pricing): input,
+    # cached input, output; a cache write is billed as plain input.
+    "gpt-5": Price.of("1.25", "1.25", "1.25", "0.125", 10),
+    "gpt-5-mini": Price.of("0.25", "0.25", "0.25", "0.025", 2),
+    "gpt-5-nano": Price.of("0.05", "0.05", "0.05", "0.005", "0.40"),
+    "gpt-4.1": Price.of(2, 2, 2, "0.50", 8),
+    "gpt-4.1-mini": Price.of("0.40", "0.40", "0.40", "0.10", "1.60"),
+    "gpt-4.1-nano": Price.of("0.10", "0.10", "0.10", "0.025", "0.40"),
+    "gpt-4o": Price.of("2.50", "2.50", "2.50", "1.25", 10),
+    "gpt-4o-mini": Price.of("0.15", "0.15", "0.15", "0.075", "0.60"),
 }
 
 # claude-sonnet-4-5-20250929, claude-sonnet-4-5@20250929 (Vertex),
-# us.anthropic.claude-sonnet-4-5-20250929-v1:0 (Bedrock), claude-3-5-haiku-latest.
-_PROVIDER_PREFIX = re.compile(r"^(?:[a-z]{2,4}\.)?anthropic\.")
+# us.anthropic.claude-sonnet-4-5-20250929-v1:0 (Bedrock), claude-3-5-haiku-latest,
+# gpt-4o-2024-08-06, openai/gpt-4o (OpenRouter).
+_PROVIDER_PREFIX = re.compile(r"^(?:(?:[a-z]{2,4}\.)?anthropic\.|openai/)")
 _SUFFIXES = (
     re.compile(r"-v\d+(?::\d+)?$"),
     re.compile(r"@.*$"),
     re.compile(r"-latest$"),
     re.compile(r"-\d{8}$"),
+    re.compile(r"-\d{4}-\d{2}-\d{2}$"),
 )
 
 
@@ -122,14 +151,18 @@ def cost_of(model: str, usage: TokenUsage, overrides: Mapping[str, Price] | None
 
 
 def exact_cost(model: str, usage: TokenUsage, overrides: Mapping[str, Price] | None = None) -> Decimal | None:
+    """None also when the input or output count is unknown. An unknown cache
+    count costs nothing extra: a server that does not report its cache reads
+    counts them in the input, priced in full (an upper bound), and one that
+    does not report writes does not bill them apart."""
     price = price_for(model, overrides)
-    if price is None:
+    if price is None or usage.input_tokens is None or usage.output_tokens is None:
         return None
     total = (
         usage.input_tokens * price.input
-        + usage.cache_write_5m_tokens * price.cache_write_5m
-        + usage.cache_write_1h_tokens * price.cache_write_1h
-        + usage.cache_read_tokens * price.cache_read
+        + usage.known("cache_write_5m_tokens") * price.cache_write_5m
+        + usage.known("cache_write_1h_tokens") * price.cache_write_1h
+        + usage.known("cache_read_tokens") * price.cache_read
         + usage.output_tokens * price.output
     )
     return total / _MILLION

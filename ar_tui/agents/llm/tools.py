@@ -1,7 +1,7 @@
 """The tools the roles are given, and the text editor they edit through.
 
-The editor is Anthropic's text editor tool (or, for models behind other
-Messages-API servers, the same commands with an explicit schema), executed
+The editor is Anthropic's text editor tool for Claude on the Anthropic API
+(for other models and APIs, the same commands with an explicit schema), executed
 against a `Workspace`: the workers' holds the target's editable files, the
 planner's only its notes. `run_experiment` submits a worker's change; `review`
 is the reviewer's verdict; web search is a server-side tool the API runs.

@@ -1,9 +1,11 @@
-"""What the Claude agent sees: the system prompt and the opening message of
-one experiment's conversation (the tools are in `claude/tools.py`).
+"""What the agent sees: the system prompt and the opening message of one
+experiment's conversation (the tools are in `tools.py`), whichever API serves
+the model.
 
-The request is laid out for prompt caching. The API caches prefixes in the
-order tools -> system -> messages, so the parts that change least come first
-and each ends at a `cache_control` breakpoint:
+The request is laid out for prompt caching. The Anthropic API caches prefixes
+in the order tools -> system -> messages, so the parts that change least come
+first and each ends at a `cache_control` breakpoint (a server that caches
+prefixes by itself, as OpenAI's does, gains from the same order):
 
 1. the tools (fixed);
 2. the system prompt: program.md and the target's description (fixed for the run);
@@ -22,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ar_tui.agents.claude.tools import RUN_TOOL_NAME, STABLE_CACHE
+from ar_tui.agents.llm.tools import RUN_TOOL_NAME, STABLE_CACHE
 from ar_tui.core.config import TargetConfig
 from ar_tui.core.direction import Direction
 from ar_tui.core.proposer import ProposalContext, ResultRow

@@ -1,15 +1,11 @@
-"""The tool loop, and the single Claude agent built on it.
+"""The tool loop: one role's conversation with its model.
 
-A `ToolLoop` is one role's conversation: it sends the turns through a
-`MessagesClient`, runs the text editor against its `Workspace`, hands every
-other tool call to the role's handler, and ends when the handler says so (a
-worker's `run_experiment`, a reviewer's `review`) or, for a role that just
-edits (the planner), when the model ends its turn.
-
-`ClaudeAgent` is today's agent: one experiment is one short conversation. It
-is shown program.md, the files and the results so far (see `prompt.py`),
-edits the editable files, and ends by calling `run_experiment`. Responses are
-streamed, so text and tool calls become engine events as they arrive.
+A `ToolLoop` sends the turns through any `ModelClient`, runs the text editor
+against its `Workspace`, hands every other tool call to the role's handler,
+and ends when the handler says so (a worker's `run_experiment`, a reviewer's
+`review`) or, for a role that just edits (the planner), when the model ends
+its turn. `worker_loop` builds the conversation that implements one change
+and submits it: the single agent's, and a team worker's.
 """
 
 from __future__ import annotations
@@ -18,11 +14,21 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ar_tui.agents import prompt
-from ar_tui.agents.claude import tools
-from ar_tui.agents.claude.client import AgentConfigError, Call, MessagesClient, Meter, ToolCall, one_line
+from ar_tui.agents.llm import prompt, tools
+from ar_tui.agents.llm.client import (
+    CONTEXT_EXCEEDED,
+    MAX_TOKENS,
+    PAUSE_TURN,
+    REFUSAL,
+    AgentConfigError,
+    Call,
+    ModelClient,
+    ToolCall,
+    Turn,
+    one_line,
+)
 from ar_tui.core import events as ev
-from ar_tui.core.proposer import Emit, Proposal, ProposalContext, ProposalFailed
+from ar_tui.core.proposer import Proposal, ProposalContext, ProposalFailed
 from ar_tui.core.workspace import EDITOR_TOOL_NAME, Workspace, WorkspaceError
 
 # End-of-turn replies without the finishing tool call before the conversation is given up.
@@ -47,7 +53,7 @@ Handler = Callable[[ToolCall, bool], ToolOutcome]
 class ToolLoop:
     def __init__(
         self,
-        client: MessagesClient,
+        client: ModelClient,
         call: Call,
         *,
         system: list[dict[str, Any]],
@@ -58,7 +64,7 @@ class ToolLoop:
         finish_tool: str | None = None,  # None: the conversation ends with the model's turn
         max_tool_calls: int = 30,
         max_tokens: int = 8192,
-        tool_choice: dict[str, Any] | None = None,
+        tool_choice: str | None = None,  # a tool the model must call
     ) -> None:
         self.client = client
         self.call = call
@@ -91,23 +97,17 @@ class ToolLoop:
         # The client-side tools; a server tool (web search) runs on the API's side.
         names = [t["name"] for t in self.tools if t.get("type") != tools.WEB_SEARCH_TOOL["type"]]
         while True:
-            params: dict[str, Any] = {
-                "max_tokens": self.max_tokens,
-                "system": self.system,
-                "tools": self.tools,
-                "messages": prompt.with_turn_breakpoint(self.messages),
-            }
-            if self.tool_choice is not None:
-                params["tool_choice"] = self.tool_choice
-            response = await self.client.create(self.call, **params)
+            response = await self.client.send(self.call, Turn(
+                system=self.system, tools=self.tools, messages=prompt.with_turn_breakpoint(self.messages),
+                max_tokens=self.max_tokens, tool_choice=self.tool_choice))
             if response.content:
                 self.messages.append({"role": "assistant", "content": response.content})
             stop = response.stop_reason
-            if stop == "refusal":
+            if stop == REFUSAL:
                 raise self.fail("the model refused to answer")
-            if stop == "model_context_window_exceeded":
+            if stop == CONTEXT_EXCEEDED:
                 raise self.fail("the conversation outgrew the model's context window")
-            if stop == "pause_turn":
+            if stop == PAUSE_TURN:
                 # The API paused a long turn; sending it back lets the model continue it.
                 self.pauses += 1
                 if self.pauses > MAX_PAUSES:
@@ -115,9 +115,9 @@ class ToolLoop:
                 continue
             self.pauses = 0
             if not response.tool_calls:
-                if self.finish_tool is None and stop != "max_tokens":
+                if self.finish_tool is None and stop != MAX_TOKENS:
                     return None
-                self._remind(cut_off=stop == "max_tokens")
+                self._remind(cut_off=stop == MAX_TOKENS)
                 continue
             results, done = self._run_tools(response.tool_calls, names)
             if done is not None:
@@ -127,7 +127,7 @@ class ToolLoop:
                 if self.finish_tool is None:
                     return None
                 raise self.fail(f"used the cap of {self.max_tool_calls} tool calls without calling {self.finish_tool}")
-            if stop == "max_tokens":
+            if stop == MAX_TOKENS:
                 results.append({"type": "text", "text": "Your reply hit the output limit and was cut off; keep replies short."})
             add_user_content(self.messages, results)
 
@@ -230,17 +230,19 @@ def submission_handler(workspace: Workspace, before: dict[str, str | None], call
     return handle
 
 
-def editor_kind(model: str, editor_tool: str | None = None) -> str:
-    """Claude models get Anthropic's built-in text editor tool; other models
-    behind a Messages API server (Ollama, llama.cpp, vLLM) know only tools with
-    a schema. AR_TUI_EDITOR_TOOL overrides the guess."""
-    kind = editor_tool or os.environ.get("AR_TUI_EDITOR_TOOL") or ("builtin" if "claude" in model.lower() else "custom")
+def editor_kind(client: ModelClient, editor_tool: str | None = None) -> str:
+    """Claude models on the Anthropic API get its built-in text editor tool;
+    other models (behind a Messages API server such as Ollama, llama.cpp or
+    vLLM, or any other API) know only tools with a schema.
+    AR_TUI_EDITOR_TOOL overrides the guess."""
+    guess = "builtin" if client.api == "anthropic" and "claude" in client.model.lower() else "custom"
+    kind = editor_tool or os.environ.get("AR_TUI_EDITOR_TOOL") or guess
     if kind not in ("builtin", "custom"):
         raise AgentConfigError(f"editor tool must be builtin or custom, not {kind!r}")
     return kind
 
 
-def worker_loop(client: MessagesClient, call: Call, ctx: ProposalContext, workspace: Workspace, program: str, *,
+def worker_loop(client: ModelClient, call: Call, ctx: ProposalContext, workspace: Workspace, program: str, *,
                 editor: str, extra: list[dict[str, Any]] | None = None,
                 system: list[dict[str, Any]] | None = None, anchor: prompt.FilesAnchor | None = None,
                 after_files: dict[str, Any] | None = None,
@@ -264,45 +266,6 @@ def worker_loop(client: MessagesClient, call: Call, ctx: ProposalContext, worksp
                     tools=worker_tools, messages=[opening], workspace=workspace,
                     handler=submission_handler(workspace, before, call), finish_tool=tools.RUN_TOOL_NAME,
                     max_tool_calls=max_tool_calls, max_tokens=max_tokens)
-
-
-class ClaudeAgent:
-    name = "claude"
-
-    def __init__(
-        self,
-        *,
-        model: str,
-        program: str,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        max_tool_calls: int = 30,
-        max_tokens: int = 8192,
-        prices: dict | None = None,
-        retry_base_s: float = 1.0,
-        retry_cap_s: float = 60.0,
-        editor_tool: str | None = None,
-    ) -> None:
-        if max_tool_calls < 1 or max_tokens < 1:
-            raise AgentConfigError("max_tool_calls and max_tokens must be at least 1")
-        self.client = MessagesClient(model=model, api_key=api_key, base_url=base_url, prices=prices,
-                                     retry_base_s=retry_base_s, retry_cap_s=retry_cap_s)
-        self.model = self.client.model
-        self.program = program
-        self.max_tool_calls = max_tool_calls
-        self.max_tokens = max_tokens
-        self.editor_tool = editor_kind(self.model, editor_tool)
-
-    @property
-    def base_url(self) -> str:
-        return self.client.base_url
-
-    async def propose(self, ctx: ProposalContext, workspace: Workspace, emit: Emit) -> Proposal:
-        call = Call(exp=ctx.exp, role="agent", emit=emit, meter=Meter(ctx.spent_usd, ctx.budget_usd),
-                    gate=ctx.gate, prices=dict(getattr(ctx.target, "prices", {})))
-        loop = worker_loop(self.client, call, ctx, workspace, self.program, editor=self.editor_tool,
-                           max_tool_calls=self.max_tool_calls, max_tokens=self.max_tokens)
-        return await loop.run()
 
 
 def add_user_content(messages: list[dict[str, Any]], blocks: list[dict[str, Any]]) -> None:
