@@ -28,6 +28,7 @@ from ar_tui.core.rundir import RunDir
 from ar_tui.core.runner import RUN_MARKER_ENV, Executor, RunSpec, run_marker
 from ar_tui.core.run_policy import Confinement, RunScratch, runs_editable_file
 from ar_tui.core.seeds import SEED_ENV, seed_for
+from ar_tui.core.target_data import missing_data_hint
 
 # Environment variables never passed to a training script: it could print them.
 SECRET_ENV_PREFIXES = ("ANTHROPIC_",)
@@ -108,7 +109,9 @@ class Trial:
         finally:
             scratch.remove()
         if result.exit_code != 0:
-            return f"prepare command failed: {crash_reason(result.tail, result.exit_code, self.python.description)}"
+            hint = await asyncio.to_thread(missing_data_hint, result.tail, self.target.root, slot.target_dir,
+                                           self.target.data)
+            return f"prepare command failed: {crash_reason(result.tail, result.exit_code, self.python.description, hint)}"
         return None
 
     async def execute(self, slot: Slot, cand: Candidate, attempt: int) -> Outcome:
@@ -186,7 +189,8 @@ class Trial:
             outcome.message = f"killed after the hard timeout of {target.hard_timeout:g} s"
         elif result.exit_code != 0:
             outcome.outcome = ev.OUTCOME_CRASH
-            outcome.message = crash_reason(result.tail, result.exit_code, self.python.description)
+            hint = await asyncio.to_thread(missing_data_hint, result.tail, target.root, slot.target_dir, target.data)
+            outcome.message = crash_reason(result.tail, result.exit_code, self.python.description, hint)
         else:
             changed = steps.protected_changed or []
             if changed:
