@@ -73,9 +73,14 @@ class GitRepo:
     def _prefixed(self, path: str) -> str:
         return f"{self.subdir}/{path}" if self.subdir else path
 
-    def _add_pathspec(self) -> list[str]:
-        """What `git add` takes: the target, less its data links."""
-        return self._pathspec() + [f":(top,exclude){self._prefixed(rel)}" for rel in self.data]
+    def _add_all(self, wt: git.Repo, *flags: str) -> None:
+        """`git add --all` on the target, its data links taken back out of
+        the index (an exclude pathspec would not do: git refuses one that
+        names an ignored path, and a `data/x/` ignore rule does not cover a
+        link named `data/x`)."""
+        wt.git.add(*flags, "--all", *self._pathspec())
+        if self.data:
+            wt.git.rm("--cached", "-r", "-q", "--ignore-unmatch", "--", *(self._prefixed(rel) for rel in self.data))
 
     def _link_data(self, target_dir: Path) -> None:
         if self.data and self.data_root is not None:
@@ -205,7 +210,7 @@ class GitRepo:
     def diff(self, worktree: Path, base: str) -> str:
         """The worktree's changes to the target against `base`, new files included."""
         wt = git.Repo(worktree)
-        wt.git.add("--intent-to-add", "--all", *self._add_pathspec())
+        self._add_all(wt, "--intent-to-add")
         return wt.git.diff(base, "--no-color", "--no-ext-diff", *self._pathspec()) + "\n"
 
     def changed_files(self, diff: str) -> list[str]:
@@ -238,7 +243,7 @@ class GitRepo:
 
     def commit(self, worktree: Path, message: str) -> str:
         wt = git.Repo(worktree)
-        wt.git.add("--all", *self._add_pathspec())
+        self._add_all(wt)
         with wt.git.custom_environment(**{k: os.environ.get(k, v) for k, v in COMMIT_IDENTITY.items()}):
             wt.git.commit("--quiet", "--no-verify", "--allow-empty", "-m", message)
         return wt.head.commit.hexsha
