@@ -82,6 +82,26 @@ def _list_answer(text: str) -> list[str]:
     return [part.strip() for part in text.replace(",", " ").split() if part.strip()]
 
 
+def named_metric(repo: "Repository") -> "list[MetricGuess]":
+    """Without a metric in the output (a dry run that failed): a
+    module-level `METRIC = "name"` in the entry point or a protected file."""
+    import ast
+
+    from ar_tui.setup.discover import parse_module
+    from ar_tui.setup.metric import MetricGuess, direction_of
+
+    for rel in ([repo.entry_file] if repo.entry_file else []) + repo.protected.value:
+        tree = parse_module(repo.root, rel) if rel.endswith(".py") else None
+        for node in tree.body if tree is not None else []:
+            if (isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id in ("METRIC", "METRIC_NAME")
+                                                     for t in node.targets)
+                    and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)):
+                name = node.value.value
+                return [MetricGuess(name, name, math.nan, direction_of(name), None,
+                                    f"{rel} names it (METRIC = {name!r}); the dry run printed none")]
+    return []
+
+
 def choose_metric(guesses: "list[MetricGuess]") -> "Found[MetricGuess | None]":
     if not guesses:
         return Found(None, "the dry run printed no number that looks like a metric; set [metric] name", sure=False)
@@ -91,9 +111,12 @@ def choose_metric(guesses: "list[MetricGuess]") -> "Found[MetricGuess | None]":
     return Found(best, best.why + others, sure=sure)
 
 
-def choose_budget(seconds: float | None, finished: bool, limit: float) -> tuple[Found[float], float | None]:
+def choose_budget(seconds: float | None, finished: bool, timed_out: bool,
+                  limit: float) -> tuple[Found[float], float | None]:
     if seconds is None:
         return Found(300.0, "no dry run: the default; set it to a run's length", sure=False), None
+    if not finished and not timed_out:
+        return Found(300.0, "the dry run failed, so a run's length is unknown: the default", sure=False), None
     if not finished:
         return (Found(float(math.ceil(limit)), f"the dry run did not end in {limit:g} s; each run gets that long "
                       "(AR_TIME_BUDGET), give more with --dry-run", sure=False), None)
@@ -161,7 +184,8 @@ def explain(repo: Repository, choices: Choices, print_line: Callable[[str], None
     print_line(f"protected:   {', '.join(choices.protected.value) or 'nothing'}  ({choices.protected.why})")
     print_line(f"data:        {', '.join(choices.data.value) or 'none'}  ({choices.data.why})")
     if metric is not None:
-        print_line(f"metric:      {metric.name}, {metric.direction} ({metric.direction_why}), last {metric.value:g}"
+        last = "" if math.isnan(metric.value) else f", last {metric.value:g}"
+        print_line(f"metric:      {metric.name}, {metric.direction} ({metric.direction_why}){last}"
                    f"  ({choices.metric.why})")
     else:
         print_line(f"metric:      val_bpb (a placeholder: {choices.metric.why})")
@@ -192,7 +216,7 @@ def make_choices(repo: Repository, args: argparse.Namespace, ask: Callable[[str,
     if not protected.sure:
         protected = Found(_list_answer(ask(f"files to protect ({protected.why})", " ".join(protected.value))),
                           protected.why)
-    seconds = finished = None
+    seconds = finished = timed_out = None
     guesses: "list[MetricGuess]" = []
     if args.dry_run > 0:
         from ar_tui.setup.dry_run import dry_run
@@ -200,7 +224,7 @@ def make_choices(repo: Repository, args: argparse.Namespace, ask: Callable[[str,
         print_line(f"dry run: {run.value} (confined, at most {args.dry_run:g} s) ...")
         result = asyncio.run(dry_run(repo.root, run.value, python, data.value, args.dry_run,
                                      sandbox_mode=args.sandbox))
-        seconds, finished = result.seconds, result.finished
+        seconds, finished, timed_out = result.seconds, result.finished, result.timed_out
         state = "finished" if result.finished else (
             "stopped at the limit" if result.timed_out else f"failed (exit code {result.exit_code})")
         print_line(f"dry run: {state} after {result.seconds:.1f} s, {len(result.output.splitlines())} lines "
@@ -213,13 +237,13 @@ def make_choices(repo: Repository, args: argparse.Namespace, ask: Callable[[str,
             for line in last:
                 print_line(f"  | {line}")
         guesses = guess_metric(result.output)
-    metric = choose_metric(guesses)
+    metric = choose_metric(guesses or named_metric(repo))
     if not metric.sure and len(guesses) > 1:
         names = [g.name for g in guesses]
         picked = ask(f"metric ({', '.join(names[:6])})", names[0])
         chosen = next((g for g in guesses if g.name == picked), guesses[0])
         metric = Found(chosen, chosen.why)
-    budget, timeout = choose_budget(seconds, bool(finished), args.dry_run)
+    budget, timeout = choose_budget(seconds, bool(finished), bool(timed_out), args.dry_run)
     return Choices(run, editable, protected, data, metric, budget, timeout, python.description)
 
 

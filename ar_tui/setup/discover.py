@@ -58,7 +58,7 @@ def _read(root: Path, rel: str) -> str:
         return ""
 
 
-def _parse(root: Path, rel: str) -> ast.Module | None:
+def parse_module(root: Path, rel: str) -> ast.Module | None:
     try:
         return ast.parse(_read(root, rel))
     except (SyntaxError, ValueError):
@@ -125,7 +125,7 @@ def find_entry(root: Path, tracked: list[str]) -> tuple[Found[str], str | None]:
         if "/" in rel or not name.endswith(".py") or _NOT_ENTRY.search(name):
             continue
         words = [i for i, word in enumerate(_ENTRY_WORDS) if word in name]
-        if words or _has_main(_parse(root, rel)):
+        if words or _has_main(parse_module(root, rel)):
             candidates.append((min(words) if words else len(_ENTRY_WORDS), rel))
     if candidates:
         candidates.sort()
@@ -138,7 +138,7 @@ def find_entry(root: Path, tracked: list[str]) -> tuple[Found[str], str | None]:
 
 def local_imports(root: Path, rel: str, tracked: list[str]) -> list[str]:
     """The repository's own Python files that `rel` imports."""
-    tree = _parse(root, rel)
+    tree = parse_module(root, rel)
     if tree is None:
         return []
     here = os.path.dirname(rel)
@@ -189,7 +189,7 @@ def find_editable(root: Path, tracked: list[str], entry_file: str | None) -> tup
 def string_literals(root: Path, files: list[str]) -> set[str]:
     literals: set[str] = set()
     for rel in files:
-        tree = _parse(root, rel)
+        tree = parse_module(root, rel)
         if tree is None:
             continue
         for node in ast.walk(tree):
