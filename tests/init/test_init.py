@@ -31,7 +31,7 @@ def init_and_run(repo: Path, tmp_path: Path) -> tuple[subprocess.CompletedProces
     assert init.returncode == 0, init.stdout + init.stderr
     assert (repo / "autoresearch.toml").is_file()
     run_dir = tmp_path / "night"
-    night = ar_tui(repo, "run", "--headless", "--max-experiments", "2", "--baseline-runs", "1", "--unattended",
+    night = ar_tui(repo, "run", "--headless", "--max-experiments", "2", "--baseline-runs", "1", "--max-runs", "1", "--unattended",
                    "--run-dir", str(run_dir))
     assert night.returncode == 0, night.stdout + night.stderr
     rows = read_results(run_dir / "results.tsv")[1]
