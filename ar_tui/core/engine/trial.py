@@ -161,6 +161,7 @@ class Trial:
             worktree=slot.worktree,
             target_subdir=slot.target_dir.relative_to(slot.worktree).as_posix(), run_template=target.run,
             evaluate_template=target.evaluate, prepare=target.prepare, run_marker=str(self.run_dir.path),
+            data=tuple(target.data), data_source=str(target.root),
             confinement=self.confinement.portable(target.editable))
         try:
             steps = await execute_plan(

@@ -34,6 +34,7 @@ from ar_tui.core.executors.plan import OnEvaluating, TrialPlan, TrialSteps, run_
 from ar_tui.core.interpreter import KIND_OWN, TargetPython
 from ar_tui.core.run_policy import Confinement, RunScratch, runs_editable_file
 from ar_tui.core.runner import TERM_GRACE_S, LocalExecutor, OnLine, RunResult, RunSpec
+from ar_tui.core.target_data import data_sources, link_data
 
 PREPARE_TIMEOUT_S = 3600.0
 # How long the node side waits for more lines before sending what it has: few
@@ -74,8 +75,20 @@ def _unpack(code: bytes, dest: Path) -> Path:
     return dest
 
 
+def _node_data(plan: TrialPlan) -> Path:
+    """Where [target] data is on this node (see ray_data)."""
+    from ar_tui.core.executors.ray_data import node_data
+
+    def fetch() -> bytes:
+        import ray
+
+        return ray.get(plan.data_ref[0])
+
+    return node_data(plan.data_source, plan.data_manifest, node_run_root(plan.run_marker), fetch)
+
+
 def _node_plan(plan: TrialPlan, code: bytes, trial_dir: Path, scratch: RunScratch,
-               confinement: Confinement) -> tuple[TrialPlan, RunSpec | None]:
+               confinement: Confinement, data_root: Path | None = None) -> tuple[TrialPlan, RunSpec | None]:
     """The engine's plan with this node's paths, interpreter, environment and
     confinement (every run of the target's code confined as on the engine's
     machine), and the node's prepare run (None without one)."""
@@ -85,6 +98,8 @@ def _node_plan(plan: TrialPlan, code: bytes, trial_dir: Path, scratch: RunScratc
     root = node_run_root(plan.run_marker)
     worktree = _unpack(code, trial_dir / "code")
     target_dir = worktree / plan.target_subdir
+    if data_root is not None:
+        link_data(target_dir, data_root, plan.data)
     extra = dict(plan.env_extra)
     extra.pop("CUDA_VISIBLE_DEVICES", None)  # Ray's assignment on this node, never the engine machine's
     checkpoint = None
@@ -102,6 +117,8 @@ def _node_plan(plan: TrialPlan, code: bytes, trial_dir: Path, scratch: RunScratc
         # The evaluator trusts nothing the run made: a fresh copy of the
         # commit's files, confined to it, the checkpoint and the data.
         export = _unpack(code, scratch.export) / plan.target_subdir
+        if data_root is not None:
+            link_data(export, data_root, plan.data)
         eval_env, eval_policy = confinement.evaluation(env, export, scratch)
         evaluation = RunSpec(command=evaluate, cwd=export, env=eval_env, log_path=trial_dir / "evaluate.log",
                              timeout_s=plan.evaluate_timeout_s, device=plan.training.device,
@@ -155,7 +172,11 @@ async def _node_steps(plan: TrialPlan, code: bytes, trial_dir: Path, confinement
     # clean copy) lies outside this run's dir on the node, as on the engine's machine.
     scratch = RunScratch.create(f"ray-{run_key(plan.run_marker)}")
     try:
-        node_plan, prepare = _node_plan(plan, code, trial_dir, scratch, confinement)
+        data_root = None
+        if plan.data and plan.data_manifest is not None:
+            data_root = await asyncio.to_thread(_node_data, plan)
+            confinement.data = [str(p) for p in data_sources(data_root, plan.data)]
+        node_plan, prepare = _node_plan(plan, code, trial_dir, scratch, confinement, data_root)
         failed = await _prepare_once(node_plan, prepare, on_line, stop)
         if failed is not None:
             failed.tail = f"the target's prepare failed on this node\n{failed.tail}"
