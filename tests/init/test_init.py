@@ -152,3 +152,18 @@ def test_run_on_a_repository_the_defaults_do_not_fit_says_to_run_init(tmp_path: 
     result = ar_tui(repo, "run", "--headless", "--target", str(repo), "--run-dir", str(tmp_path / "night"))
     assert result.returncode != 0
     assert "run `ar-tui init" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_makefile_target_is_an_entry_point(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "Makefile").write_text("data:\n\tpython tools/fetch.py\n\ntrain-small: data\n\tpython -m model.fit\n")
+    (repo / "model").mkdir()
+    (repo / "model" / "fit.py").write_text("LR = 0.1\nEPOCHS = 3\nprint('---')\nprint('val_loss: 1.0')\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "initial")
+    found = discover(repo)
+    assert found.entry.value == "make train-small" and "Makefile" in found.entry.why
+    # No Python entry file: the file with the most constants is a guess, and is asked about.
+    assert found.editable.value == ["model/fit.py"] and not found.editable.sure
