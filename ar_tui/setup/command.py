@@ -248,7 +248,7 @@ def make_choices(repo: Repository, args: argparse.Namespace, ask: Callable[[str,
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from ar_tui.core.config import CONFIG_NAME, load_target
+    from ar_tui.core.config import CONFIG_NAME, ConfigError, load_target
     from ar_tui.core.git import GitError, GitRepo
     from ar_tui.setup.discover import discover
 
@@ -269,8 +269,16 @@ def cmd_init(args: argparse.Namespace) -> int:
     choices = make_choices(repo, args, ask, print)
     text = render(repo, choices)
     explain(repo, choices, print)
+    before = path.read_bytes() if path.exists() else None
     path.write_text(text, encoding="utf-8")
-    load_target(root)  # what was written reads back (a ConfigError here is a bug of init's)
+    try:
+        load_target(root)  # what was written must read back; answers typed at a question may not
+    except ConfigError as exc:
+        if before is None:
+            path.unlink()
+        else:
+            path.write_bytes(before)
+        raise UserError(f"nothing written: {exc}") from None
     here = Path.cwd().resolve() == root
     print(f"wrote {path}; start the night with: ar-tui run{'' if here else f' --target {root}'}")
     return 0
