@@ -20,6 +20,7 @@ from pathlib import Path
 from ar_tui import exit_codes
 from ar_tui.core.errors import ArTuiError, RunError, UserError
 from ar_tui.core.records.rundir import RunDir
+from ar_tui.setup.command import add_init_command, cmd_init
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 # ---------------------------------------------------------------------- flags
@@ -142,6 +143,7 @@ def build_parser(with_parts: bool = True) -> argparse.ArgumentParser:
     add_run_command(sub, with_parts)
     add_report_command(sub)
     add_remote_commands(sub)
+    add_init_command(sub)
     return parser
 
 
@@ -229,6 +231,8 @@ def resolve_run(args: argparse.Namespace):
     for option in parts:
         if option.default is not None:
             options.extra.setdefault(option.name, option.default)
+    if options.target is None and Path("autoresearch.toml").is_file():
+        options.target = str(Path.cwd().resolve())  # a repository set up with `ar-tui init`, run from inside it
     if options.target is None:
         from ar_tui.core.targets import materialize_bundled
 
@@ -470,7 +474,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "report": cmd_report, "attach": cmd_attach, "status": cmd_status, "stop": cmd_stop,
-            "ls": cmd_ls, "serve": cmd_serve}
+            "ls": cmd_ls, "serve": cmd_serve, "init": cmd_init}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,7 @@ from ar_tui.core.proposer import Proposer
 from ar_tui.core.records.git import GIT_ERRORS, GitError, GitRepo
 from ar_tui.core.records.ledger import EventLog, Ledger, LedgerError, read_events, read_state, write_state
 from ar_tui.core.records.rundir import RunDir
+from ar_tui.core.records.target_data import check_data, check_prepared, data_sources
 from ar_tui.core.sandbox.backends import resolve_sandbox
 from ar_tui.core.sandbox.policy import Confinement, target_python_paths
 from ar_tui.core.targets import data_home
@@ -257,12 +258,15 @@ class Engine:
             slots=len(opts.devices), **opts.strategy_options)
         sandbox = resolve_sandbox(opts.sandbox, target.sandbox.network, opts.sandbox_backends)  # SandboxError: a UserError
         self.confinement = Confinement(sandbox, run_dir.path, target.sandbox, data_home(), declared_env=target.env,
-                                       extra_read=target_python_paths(self.python))
+                                       extra_read=target_python_paths(self.python),
+                                       data=data_sources(target.root, target.data))
         try:
             git = self.git = GitRepo(target.root, opts.tag)
             git.keep = list(target.sandbox.keep)
+            git.data, git.data_root = list(target.data), target.root
             head = git.head_commit()
             git.check_clean()
+            check_data(target.root, target.data, target.prepare)
         except GitError as exc:
             raise UserError(str(exc)) from None
         except GIT_ERRORS as exc:
@@ -518,6 +522,11 @@ class Engine:
             return
         self.emit(ev.StateChanged(state=ev.STATE_STARTING, detail="preparing data"))
         failure = await self.trial.prepare_target(self.slots[0])
+        if failure is None:
+            try:
+                check_prepared(self.target.root, self.target.data)
+            except UserError as exc:
+                failure = str(exc)
         if failure is not None:
             self.stop(failure, error=True)
 
