@@ -3,5 +3,6 @@
 - `discover`: the entry point, the editable and protected files, the data git ignores;
 - `metric`: which number the script's output reports, its pattern and direction;
 - `dry_run`: one confined run of the command, to read that output and time it;
+- `found`: a choice with its reason (`Found`);
 - `command`: the subcommand, which asks, writes the commented file and says why.
 """

@@ -16,9 +16,10 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Generic, TypeVar
+from typing import TYPE_CHECKING, Callable
 
 from ar_tui.core.errors import UserError
+from ar_tui.setup.found import Found
 
 if TYPE_CHECKING:
     from ar_tui.setup.discover import Repository
@@ -42,18 +43,6 @@ def add_init_command(sub) -> None:
     init.add_argument("--yes", action="store_true", help="take every default without asking")
     init.add_argument("--sandbox", choices=["auto", "require", "off"], default="auto",
                       help="how the dry run is confined (default auto, as `ar-tui run`)")
-
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Found(Generic[T]):
-    """A choice, why it was made, and whether a terminal should ask about it."""
-
-    value: T
-    why: str
-    sure: bool = True
 
 
 @dataclass

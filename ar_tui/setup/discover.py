@@ -17,7 +17,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from ar_tui.agents.offline.knobs import Knob, find_knobs
-from ar_tui.setup.command import Found
+from ar_tui.setup.found import Found
 
 # An evaluation harness runs code it imports: the imported file is the one to edit.
 _HARNESS = re.compile(r"^(?:bench|benchmark|backtest|score|scoring|eval|evaluate|evaluation|test|harness)\w*\.py$")
