@@ -41,7 +41,7 @@ from ar_tui.core.executors.process import kill_orphans
 from ar_tui.core.interpreter import TargetPython, resolve_python
 from ar_tui.core.money.gpu_cost import resolve_pricing
 from ar_tui.core.proposer import Proposer
-from ar_tui.core.records.git import GIT_ERRORS, GitError, GitRepo
+from ar_tui.core.records.git import GIT_ERRORS, GitError, GitRepo, git_failure
 from ar_tui.core.records.ledger import EventLog, Ledger, LedgerError, read_events, read_state, write_state
 from ar_tui.core.records.rundir import RunDir
 from ar_tui.core.records.target_data import check_data, check_prepared, data_sources
@@ -434,7 +434,7 @@ class Engine:
             await self._prepare_target()
             # The proposer starts now, so the first proposal is prepared while
             # the baseline trains.
-            tasks.append(asyncio.create_task(scheduler.proposer_loop()))
+            tasks.append(asyncio.create_task(self._proposing()))
             if not self.stopping and not self.ledger.decided(0):
                 await scheduler.baseline()
             if not self.stopping:
@@ -446,9 +446,7 @@ class Engine:
         except LedgerError as exc:
             self.stop(f"{exc} (the rows before it are intact)", now=True, error=True)
         except Exception as exc:  # a bug or a git failure: stop resumably, keep the evidence
-            self._record_crash(exc)
-            self.stop(f"engine error: {exc!r:.300} (details in engine-error.log; run again to resume)",
-                      now=True, error=True)
+            self._crashed(exc)
         except asyncio.CancelledError:
             self.stop("cancelled", now=True)
             raise
@@ -459,6 +457,23 @@ class Engine:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         return self._finish()
+
+    async def _proposing(self) -> None:
+        """The proposer loop, a task nothing awaits until the run ends: what
+        ends it other than a stop stops the run, or the slots would wait for
+        its proposals forever."""
+        try:
+            await self.scheduler.proposer_loop()
+        except LedgerError as exc:
+            self.stop(f"{exc} (the rows before it are intact)", now=True, error=True)
+        except Exception as exc:  # a git failure while proposing (a stale index.lock), or a bug
+            self._crashed(exc)
+
+    def _crashed(self, exc: Exception) -> None:
+        """Stop resumably on an unexpected failure, its traceback kept."""
+        self._record_crash(exc)
+        what = git_failure(exc) or f"{exc!r:.300}"
+        self.stop(f"engine error: {what} (details in engine-error.log; run again to resume)", now=True, error=True)
 
     def _record_crash(self, exc: BaseException) -> None:
         with contextlib.suppress(OSError):

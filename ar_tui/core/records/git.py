@@ -37,6 +37,21 @@ class GitError(UserError):
     """A git problem the user must fix; the message is one line."""
 
 
+def git_failure(exc: BaseException) -> str | None:
+    """A failed git command as one line (the command and git's first line
+    of complaint: GitPython's own text spans many); None when `exc` is not
+    git's."""
+    if isinstance(exc, git.exc.GitCommandError):
+        stderr = str(exc.stderr or "").strip().removeprefix("stderr:").strip().strip("'")
+        complaint = next((line.strip() for line in stderr.splitlines() if line.strip()), f"exit code {exc.status}")
+        command = exc.command if isinstance(exc.command, (list, tuple)) else str(exc.command).split()
+        verb = next((str(part) for part in command[1:] if not str(part).startswith("-")), "")
+        return f"git {verb} failed: {complaint}"[:300]
+    if isinstance(exc, git.exc.GitError):
+        return f"git failed: {next(iter(str(exc).splitlines()), type(exc).__name__)}"[:300]
+    return None
+
+
 class GitRepo:
     def __init__(self, target_dir: Path, tag: str) -> None:
         target_dir = Path(target_dir).resolve()
