@@ -6,11 +6,15 @@ per node, every file checked by size and SHA-256. Real files, real tars;
 from __future__ import annotations
 
 import io
+import re
+import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
 
+from ar_tui.core.executors.base import RunSpec, TrialPlan
+from ar_tui.core.executors.node import NODE_ROOT_ENV, node_trial
 from ar_tui.core.executors.ray_data import DataMismatch, make_manifest, node_data, pack
 from tests.init.repos import char_gpt
 
@@ -85,3 +89,28 @@ def test_a_damaged_copy_is_refused_in_one_line_and_not_kept(checkout: Path, tmp_
         node_data(str(tmp_path / "unseen"), manifest, tmp_path / "node", Fetch(buffer.getvalue()))
     assert str(caught.value) == f"[target] data arrived damaged on this node: {DATA}/train.bin differs from the engine's (sha256)"
     assert not list((tmp_path / "node").glob("data-*"))
+
+
+def test_a_trial_on_a_node_that_does_not_see_the_checkout_reads_the_sent_copy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The node side whole (`node_trial`, Ray-free): its training run, confined
+    as the engine's default confines it, reads the data through the link to the
+    copy that the executor's fetch brought, fetched once."""
+    checkout = char_gpt(tmp_path / "checkout")
+    code = subprocess.run(["git", "-C", str(checkout), "archive", "--format=tar", "HEAD"], check=True,
+                          capture_output=True).stdout
+    monkeypatch.setenv(NODE_ROOT_ENV, str(tmp_path / "node"))
+    manifest = make_manifest(checkout, [DATA])
+    fetch = Fetch(pack(checkout, manifest))
+    read_data = f'import os; print("val_bpb:", os.path.getsize(os.path.join("{DATA}", "train.bin")))'
+    plan = TrialPlan(
+        training=RunSpec(command="", cwd=tmp_path, env={}, log_path=tmp_path / "unused.log", timeout_s=60,
+                         patterns={"metric": re.compile(r"val_bpb:\s*(\d+)")}),
+        protected_hashes={}, run_template=f"python -c '{read_data}'", run_marker=str(tmp_path / "run"),
+        data=(DATA,), data_source=str(tmp_path / "not-on-this-node"), data_manifest=manifest)
+    items = list(node_trial(plan, code, "node-1", fetch))
+    assert items[0][0] == "node" and items[-1][0] == "done", items
+    steps = items[-1][1]
+    assert steps.training.exit_code == 0, steps.training.tail
+    assert steps.training.matches["metric"] == str((checkout / DATA / "train.bin").stat().st_size)
+    assert fetch.calls == 1
