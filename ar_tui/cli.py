@@ -21,6 +21,7 @@ from ar_tui import exit_codes
 from ar_tui.core.errors import ArTuiError, RunError, UserError
 from ar_tui.core.records.rundir import RunDir
 from ar_tui.notify.command import add_notify_command, cmd_notify
+from ar_tui.setup.command import add_init_command, cmd_init
 from ar_tui.track.command import add_track_command, cmd_track
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
@@ -157,6 +158,7 @@ def build_parser(with_parts: bool = True) -> argparse.ArgumentParser:
     add_remote_commands(sub)
     add_notify_command(sub)
     add_track_command(sub)
+    add_init_command(sub)
     return parser
 
 
@@ -244,6 +246,8 @@ def resolve_run(args: argparse.Namespace):
     for option in parts:
         if option.default is not None:
             options.extra.setdefault(option.name, option.default)
+    if options.target is None and Path("autoresearch.toml").is_file():
+        options.target = str(Path.cwd().resolve())  # a repository set up with `ar-tui init`, run from inside it
     if options.target is None:
         from ar_tui.core.targets import materialize_bundled
 
@@ -492,7 +496,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "report": cmd_report, "attach": cmd_attach, "status": cmd_status, "stop": cmd_stop,
-            "ls": cmd_ls, "serve": cmd_serve, "notify": cmd_notify, "track": cmd_track}
+            "ls": cmd_ls, "serve": cmd_serve, "notify": cmd_notify, "track": cmd_track, "init": cmd_init}
 
 
 def main(argv: list[str] | None = None) -> int:

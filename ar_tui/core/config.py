@@ -75,6 +75,9 @@ class TargetConfig:
     protected: list[str] = field(default_factory=lambda: ["prepare.py"])
     run: str = "python train.py"
     prepare: str | None = None  # run once before the baseline, must be idempotent
+    # Paths in the user's checkout (usually git-ignored: prepared data, a base
+    # checkpoint) every run sees read-only at the same place (core.records.target_data).
+    data: list[str] = field(default_factory=list)
     metric: str = "val_bpb"
     direction: str = "min"
     pattern: str | None = None  # regex with one group; default: a `metric: value` line
@@ -118,7 +121,7 @@ class TargetConfig:
 
 
 _KNOWN = {
-    "target": {"editable", "protected", "run", "prepare", "time_budget", "timeout", "max_file_bytes", "env", "python"},
+    "target": {"editable", "protected", "data", "run", "prepare", "time_budget", "timeout", "max_file_bytes", "env", "python"},
     "metric": {"name", "direction", "pattern", "memory_pattern", "evaluate", "min_effect"},
     "prices": None,  # any model id; checked by ar_tui.core.money.pricing
     "sandbox": {"network", "read", "write", "keep"},
@@ -195,6 +198,8 @@ def load_target(root: Path) -> TargetConfig:
         config.editable = string_list("editable")
     if "protected" in target:
         config.protected = string_list("protected")
+    if "data" in target:
+        config.data = _data_paths(target["data"], config.editable + config.protected, fail)
     if "run" in target:
         config.run = string(target, "target", "run")
     if "prepare" in target:
@@ -261,6 +266,27 @@ def load_target(root: Path) -> TargetConfig:
     return config
 
 
+def _data_paths(value: Any, files: list[str], fail: Any) -> list[str]:
+    """[target] data: paths inside the target, none inside another, none an
+    editable or protected file."""
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise fail("target.data", "must be a list of paths in the target, e.g. [\"data/shakespeare\"]")
+    paths: list[str] = []
+    for v in value:
+        path = Path(v)
+        if path.is_absolute() or ".." in path.parts or path.as_posix() in (".", ""):
+            raise fail("target.data", f"{v!r} must be a path inside the target")
+        paths.append(path.as_posix())
+    for a in paths:
+        for b in paths:
+            if a != b and b.startswith(a + "/"):
+                raise fail("target.data", f"{b} is inside {a}; name one of them")
+        for rel in files:
+            if rel == a or rel.startswith(a + "/"):
+                raise fail("target.data", f"{a} holds {rel}, which the agent edits or ar-tui protects")
+    return list(dict.fromkeys(paths))
+
+
 def _sandbox_settings(table: dict, root: Path, fail: Any) -> SandboxSettings:
     """[sandbox]: `network` (bool), `read` and `write` (paths, `~` and relative
     to the target allowed), `keep` (worktree paths that survive the clean
@@ -288,6 +314,10 @@ def _sandbox_settings(table: dict, root: Path, fail: Any) -> SandboxSettings:
 def validate_files(config: TargetConfig) -> None:
     """Refuse a target whose editable or protected files are missing."""
     for rel in config.editable + config.protected:
+        if not (config.root / rel).is_file() and config.source == "defaults":
+            # Without a config the defaults are karpathy/autoresearch's; this repository is another kind.
+            raise ConfigError(f"{config.root}: no {CONFIG_NAME} here and karpathy/autoresearch's defaults do not fit "
+                              f"(no {rel}); run `ar-tui init {config.root}` to write one")
         if not (config.root / rel).is_file():
             kind = "editable" if rel in config.editable else "protected"
             raise ConfigError(f"{config.root}: {kind} file {rel} does not exist")

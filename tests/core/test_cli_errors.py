@@ -48,10 +48,18 @@ def test_dirty_tree_is_refused_and_left_alone(tiny_target: Path, tmp_path: Path)
 
 
 def test_missing_protected_file(tmp_path: Path) -> None:
-    target = make_target(tmp_path / "target")
+    target = make_target(tmp_path / "target", config='[target]\nprotected = ["prepare.py"]\n')
     git(target, "rm", "-q", "prepare.py")
     git(target, "commit", "-qm", "no prepare")
     one_line_error(headless(target, tmp_path / "run"), "protected file prepare.py does not exist")
+
+
+def test_a_repository_the_defaults_do_not_fit_is_sent_to_init(tmp_path: Path) -> None:
+    """No autoresearch.toml and no karpathy/autoresearch layout: one line naming `ar-tui init`."""
+    target = make_target(tmp_path / "target")
+    git(target, "rm", "-q", "prepare.py")
+    git(target, "commit", "-qm", "no prepare")
+    one_line_error(headless(target, tmp_path / "run"), "run `ar-tui init")
 
 
 @pytest.mark.parametrize(

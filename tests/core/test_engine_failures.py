@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,38 @@ async def test_an_engine_failure_stops_the_run_resumably_with_a_clear_reason(tmp
     assert "executor lost its connection" in (run_dir / "engine-error.log").read_text()
     assert not (run_dir / "engine.pid").exists()
     # The same run dir resumes with a working executor.
+    again = await engine_for(target, run_dir, [ScriptStep("LR 0.5 -> 0.4", "LR = 0.5", "LR = 0.4")]).run()
+    assert not again.error
+    assert [r.status for r in read_results(run_dir / "results.tsv")[1]] == ["keep", "keep"]
+
+
+class StaleLockProposer(ScriptedProposer):
+    """Edits, then leaves the proposal worktree's index locked, as a git
+    process that crashed there would: the engine's next git command fails."""
+
+    async def propose(self, ctx, workspace, emit):
+        proposal = await super().propose(ctx, workspace, emit)
+        git_dir = git(workspace.root, "rev-parse", "--absolute-git-dir").strip()
+        (Path(git_dir) / "index.lock").write_text("")
+        self.lock = Path(git_dir) / "index.lock"
+        return proposal
+
+
+async def test_a_git_failure_while_proposing_stops_the_run_with_git_s_line(tmp_path: Path) -> None:
+    target = make_target(tmp_path / "target", config=FAST_CONFIG)
+    run_dir = tmp_path / "run"
+    proposer = StaleLockProposer([ScriptStep("LR 0.5 -> 0.4", "LR = 0.5", "LR = 0.4")])
+    engine = Engine(EngineOptions(target_dir=target, tag="f", run_dir=run_dir, attended=False, lookahead=0,
+                                  baseline_runs=1, max_experiments=1), proposer)
+    # Bounded so that the hang this guards against fails the test instead of the suite.
+    stopped = await asyncio.wait_for(engine.run(), 120)
+    assert stopped.error and "\n" not in stopped.reason
+    assert stopped.reason.startswith("engine error: git add failed: fatal: Unable to create '")
+    assert "index.lock': File exists." in stopped.reason and stopped.reason.endswith("run again to resume)")
+    assert "GitCommandError" in (run_dir / "engine-error.log").read_text()
+    assert not (run_dir / "engine.pid").exists()
+    # The lock gone, the same run dir resumes and proposes again.
+    proposer.lock.unlink()
     again = await engine_for(target, run_dir, [ScriptStep("LR 0.5 -> 0.4", "LR = 0.5", "LR = 0.4")]).run()
     assert not again.error
     assert [r.status for r in read_results(run_dir / "results.tsv")[1]] == ["keep", "keep"]

@@ -20,11 +20,13 @@ from ar_tui.core.engine.parts import Candidate, EngineOptions, Slot, Steering
 from ar_tui.core.engine.recorder import Recorder
 from ar_tui.core.engine.scheduler import Scheduler
 from ar_tui.core.engine.services import Service, enter_services
+from ar_tui.core.errors import UserError
 from ar_tui.core.executors.base import Executor
 from ar_tui.core.executors.local import LocalExecutor
 from ar_tui.core.proposer import Proposer
 from ar_tui.core.records.ledger import EventLog, LedgerError
 from ar_tui.core.records.rundir import RunDir
+from ar_tui.core.records.target_data import check_prepared
 
 
 class Engine:
@@ -226,7 +228,7 @@ class Engine:
             await self._prepare_target(run)
             # The proposer starts now, so the first proposal is prepared while
             # the baseline trains.
-            tasks.append(asyncio.create_task(scheduler.proposer_loop()))
+            tasks.append(asyncio.create_task(scheduler.proposing()))
             if not self.steering.stopping and not run.ledger.decided(0):
                 await scheduler.measuring.baseline()
             if not self.steering.stopping:
@@ -238,9 +240,7 @@ class Engine:
         except LedgerError as exc:
             self.stop(f"{exc} (the rows before it are intact)", now=True, error=True)
         except Exception as exc:  # a bug or a git failure: stop resumably, keep the evidence
-            recorder.crash(exc)
-            self.stop(f"engine error: {exc!r:.300} (details in engine-error.log; run again to resume)",
-                      now=True, error=True)
+            self.stop(recorder.crash(exc), now=True, error=True)
         except asyncio.CancelledError:
             self.stop("cancelled", now=True)
             raise
@@ -280,6 +280,11 @@ class Engine:
             return
         self.emit(ev.StateChanged(state=ev.STATE_STARTING, detail="preparing data"))
         failure = await run.trial.prepare_target(run.slots[0])
+        if failure is None:
+            try:
+                check_prepared(run.target.root, run.target.data)
+            except UserError as exc:
+                failure = str(exc)
         if failure is not None:
             self.stop(failure, error=True)
 

@@ -32,6 +32,7 @@ from ar_tui.core.proposer import Proposer
 from ar_tui.core.records.git import GIT_ERRORS, GitError, GitRepo
 from ar_tui.core.records.ledger import EventLog, Ledger, LedgerError, read_events, read_state
 from ar_tui.core.records.rundir import RunDir
+from ar_tui.core.records.target_data import check_data, data_sources
 from ar_tui.core.sandbox.backends import resolve_sandbox
 from ar_tui.core.sandbox.policy import Confinement, target_python_paths
 from ar_tui.core.targets import data_home
@@ -132,12 +133,15 @@ def open_run(options: EngineOptions, proposer: Proposer, executor: Executor, run
         slots=len(opts.devices), **opts.strategy_options)
     sandbox = resolve_sandbox(opts.sandbox, target.sandbox.network, opts.sandbox_backends)  # SandboxError: a UserError
     confinement = Confinement(sandbox, run_dir.path, target.sandbox, data_home(), declared_env=target.env,
-                              extra_read=target_python_paths(python))
+                              extra_read=target_python_paths(python),
+                              data=data_sources(target.root, target.data))
     try:
         git = GitRepo(target.root, opts.tag)
         git.keep = list(target.sandbox.keep)
+        git.data, git.data_root = list(target.data), target.root
         head = git.head_commit()
         git.check_clean()
+        check_data(target.root, target.data, target.prepare)
     except GitError as exc:
         raise UserError(str(exc)) from None
     except GIT_ERRORS as exc:

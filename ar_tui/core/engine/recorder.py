@@ -22,6 +22,7 @@ from ar_tui.core.engine.judging import Judge
 from ar_tui.core.engine.opening import Run
 from ar_tui.core.engine.parts import Candidate
 from ar_tui.core.evidence import read_evidence
+from ar_tui.core.records.git import git_failure
 from ar_tui.core.records.ledger import LedgerError, LedgerRow, write_state
 
 
@@ -124,12 +125,15 @@ class Recorder:
         await asyncio.to_thread(sync)
         self._node_refs = live
 
-    def crash(self, exc: BaseException) -> None:
-        """The engine's own failure, with its traceback, for whoever fixes it (engine-error.log)."""
+    def crash(self, exc: BaseException) -> str:
+        """The engine's own failure, with its traceback, for whoever fixes it
+        (engine-error.log); returns the one line the run stops with."""
         with contextlib.suppress(OSError):
             with open(self.run_dir.engine_error, "a", encoding="utf-8") as handle:
                 handle.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
                 handle.write("".join(traceback.format_exception(exc)))
+        what = git_failure(exc) or f"{exc!r:.300}"
+        return f"engine error: {what} (details in engine-error.log; run again to resume)"
 
     def night(self, reason: str, error: bool) -> ev.RunStopped:
         """The night in one event: what was tried, kept and spent, and the

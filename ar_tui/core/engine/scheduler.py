@@ -151,6 +151,15 @@ class Scheduler:
         if self.run.steering.stopping:
             raise RunStopping("the run is stopping")
 
+    async def proposing(self) -> None:
+        """The proposer loop as a task nothing awaits until the run ends: what
+        ends it other than a stop stops the run, or the slots would wait for
+        its proposals forever (a stale index.lock while proposing, or a bug)."""
+        try:
+            await self.proposer_loop()
+        except Exception as exc:
+            self.run.stop(self.recorder.crash(exc), now=True, error=True)
+
     async def proposer_loop(self) -> None:
         run = self.run
         while True:

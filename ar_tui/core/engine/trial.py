@@ -25,6 +25,7 @@ from ar_tui.core.executors.process import child_env
 from ar_tui.core.interpreter import TargetPython
 from ar_tui.core.records.git import GitRepo
 from ar_tui.core.records.rundir import RunDir
+from ar_tui.core.records.target_data import missing_data_hint
 from ar_tui.core.sandbox.policy import Confinement, RunScratch, runs_editable_file
 from ar_tui.core.seeds import SEED_ENV, seed_for
 
@@ -95,7 +96,9 @@ class Trial:
         finally:
             scratch.remove()
         if result.exit_code != 0:
-            return f"prepare command failed: {crash_reason(result.tail, result.exit_code, self.python.description)}"
+            hint = await asyncio.to_thread(missing_data_hint, result.tail, self.target.root, slot.target_dir,
+                                           self.target.data)
+            return f"prepare command failed: {crash_reason(result.tail, result.exit_code, self.python.description, hint)}"
         return None
 
     async def execute(self, slot: Slot, cand: Candidate, attempt: int) -> Outcome:
@@ -145,6 +148,7 @@ class Trial:
             worktree=slot.worktree,
             target_subdir=slot.target_dir.relative_to(slot.worktree).as_posix(), run_template=target.run,
             evaluate_template=target.evaluate, prepare=target.prepare, run_marker=str(self.run_dir.path),
+            data=tuple(target.data), data_source=str(target.root),
             confinement=self.confinement.portable(target.editable))
         try:
             steps = await self.executor.run_trial(
@@ -173,7 +177,8 @@ class Trial:
             outcome.message = f"killed after the hard timeout of {target.hard_timeout:g} s"
         elif result.exit_code != 0:
             outcome.outcome = ev.OUTCOME_CRASH
-            outcome.message = crash_reason(result.tail, result.exit_code, self.python.description)
+            hint = await asyncio.to_thread(missing_data_hint, result.tail, target.root, slot.target_dir, target.data)
+            outcome.message = crash_reason(result.tail, result.exit_code, self.python.description, hint)
         else:
             changed = steps.protected_changed or []
             if changed:

@@ -23,7 +23,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from ar_tui.core.sandbox.backends import Sandbox, SandboxPolicy
 from ar_tui.core.sandbox.policy import NodeConfinement
@@ -100,6 +100,12 @@ class TrialPlan:
     evaluate_template: str | None = None  # the evaluator's with {checkpoint}
     prepare: str | None = None  # the target's idempotent prepare command
     run_marker: str = ""  # the run's marker (RUN_MARKER_ENV), for finding orphans
+    # [target] data: its paths, the engine's checkout that holds them, and
+    # (set by a cluster executor) their manifest and the handle of their copy.
+    data: tuple[str, ...] = ()
+    data_source: str = ""
+    data_manifest: Any = None
+    data_ref: Any = None
     # How the engine confines the runs, for a node to confine them the same way with its own paths.
     confinement: NodeConfinement = field(default_factory=NodeConfinement)
 

@@ -80,9 +80,11 @@ def environment_hint(tail: str, python: str = "") -> str | None:
     return None
 
 
-def crash_reason(tail: str, exit_code: int | None, python: str = "") -> str:
+def crash_reason(tail: str, exit_code: int | None, python: str = "", hint: str | None = None) -> str:
     """The one line for a run that exited with `exit_code`, from the last
-    lines of its output."""
+    lines of its output; `hint`, when the caller knows better (data the
+    checkout holds and git ignores, `core.records.target_data`), replaces the
+    environment's."""
     if exit_code is not None and exit_code < 0:
         try:
             name = signal.Signals(-exit_code).name
@@ -95,7 +97,7 @@ def crash_reason(tail: str, exit_code: int | None, python: str = "") -> str:
     if cause is None and exit_code == 127:
         cause = _last_line(tail)
     reason = f"{_cut(cause)} ({code})" if cause else code
-    hint = environment_hint(tail, python)
+    hint = hint or environment_hint(tail, python)
     return f"{reason}; hint: {hint}" if hint else reason
 
 

@@ -29,14 +29,18 @@ import time
 import uuid
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from ar_tui.core.errors import UserError
 from ar_tui.core.executors.base import OnEvaluating, OnLine, RunResult, RunSpec, TrialPlan, TrialSteps, run_trial_steps
 from ar_tui.core.executors.local import LocalExecutor
 from ar_tui.core.executors.process import TERM_GRACE_S
 from ar_tui.core.interpreter import KIND_OWN, TargetPython
+from ar_tui.core.records.target_data import data_sources, link_data
 from ar_tui.core.sandbox.policy import Confinement, RunScratch, runs_editable_file
 
+# Brings the tar of the engine's [target] data (a cluster's object store get).
+FetchData = Callable[[], bytes]
 PREPARE_TIMEOUT_S = 3600.0
 # How long the node side waits for more lines before sending what it has: few
 # enough round trips for a flooding child, and still live.
@@ -76,8 +80,21 @@ def _unpack(code: bytes, dest: Path) -> Path:
     return dest
 
 
+def _node_data(plan: TrialPlan, fetch_data: FetchData | None) -> Path:
+    """Where [target] data is on this node (see ray_data): the engine's
+    checkout when this node sees it, else the copy `fetch_data` brings."""
+    from ar_tui.core.executors.ray_data import node_data
+
+    def fetch() -> bytes:
+        if fetch_data is None:
+            raise UserError(f"[target] data: this node does not see {plan.data_source} and no copy was sent")
+        return fetch_data()
+
+    return node_data(plan.data_source, plan.data_manifest, node_run_root(plan.run_marker), fetch)
+
+
 def _node_plan(plan: TrialPlan, code: bytes, trial_dir: Path, scratch: RunScratch,
-               confinement: Confinement) -> tuple[TrialPlan, RunSpec | None]:
+               confinement: Confinement, data_root: Path | None = None) -> tuple[TrialPlan, RunSpec | None]:
     """The engine's plan with this node's paths, interpreter, environment and
     confinement (every run of the target's code confined as on the engine's
     machine), and the node's prepare run (None without one)."""
@@ -87,6 +104,8 @@ def _node_plan(plan: TrialPlan, code: bytes, trial_dir: Path, scratch: RunScratc
     root = node_run_root(plan.run_marker)
     worktree = _unpack(code, trial_dir / "code")
     target_dir = worktree / plan.target_subdir
+    if data_root is not None:
+        link_data(target_dir, data_root, plan.data)
     extra = dict(plan.env_extra)
     extra.pop("CUDA_VISIBLE_DEVICES", None)  # Ray's assignment on this node, never the engine machine's
     checkpoint = None
@@ -104,6 +123,8 @@ def _node_plan(plan: TrialPlan, code: bytes, trial_dir: Path, scratch: RunScratc
         # The evaluator trusts nothing the run made: a fresh copy of the
         # commit's files, confined to it, the checkpoint and the data.
         export = _unpack(code, scratch.export) / plan.target_subdir
+        if data_root is not None:
+            link_data(export, data_root, plan.data)
         eval_env, eval_policy = confinement.evaluation(env, export, scratch)
         evaluation = RunSpec(command=evaluate, cwd=export, env=eval_env, log_path=trial_dir / "evaluate.log",
                              timeout_s=plan.evaluate_timeout_s, device=plan.training.device,
@@ -152,12 +173,17 @@ def node_confinement(plan: TrialPlan) -> Confinement:
 
 
 async def _node_steps(plan: TrialPlan, code: bytes, trial_dir: Path, confinement: Confinement, on_line: OnLine,
-                      stop: asyncio.Event, on_evaluating: OnEvaluating) -> TrialSteps:
+                      stop: asyncio.Event, on_evaluating: OnEvaluating,
+                      fetch_data: FetchData | None = None) -> TrialSteps:
     # The run's scratch (its temp dir, home, checkpoint, the evaluator's
     # clean copy) lies outside this run's dir on the node, as on the engine's machine.
     scratch = RunScratch.create(f"ray-{run_key(plan.run_marker)}")
     try:
-        node_plan, prepare = _node_plan(plan, code, trial_dir, scratch, confinement)
+        data_root = None
+        if plan.data and plan.data_manifest is not None:
+            data_root = await asyncio.to_thread(_node_data, plan, fetch_data)
+            confinement.data = [str(p) for p in data_sources(data_root, plan.data)]
+        node_plan, prepare = _node_plan(plan, code, trial_dir, scratch, confinement, data_root)
         failed = await _prepare_once(node_plan, prepare, on_line, stop)
         if failed is not None:
             failed.tail = f"the target's prepare failed on this node\n{failed.tail}"
@@ -167,9 +193,9 @@ async def _node_steps(plan: TrialPlan, code: bytes, trial_dir: Path, confinement
         scratch.remove()
 
 
-def node_trial(plan: TrialPlan, code: bytes, node: str):
+def node_trial(plan: TrialPlan, code: bytes, node: str, fetch_data: FetchData | None = None):
     """A trial on this node (a generator; `node` names the node for the
-    engine): yields ("node", node, the sandbox in force there), then runs the
+    engine; `fetch_data` brings the engine's copy of [target] data): yields ("node", node, the sandbox in force there), then runs the
     steps in a thread with its own event loop and yields ("lines", [(text,
     replace), ...]), ("evaluating",), then ("done", steps). A cancel arrives
     here as KeyboardInterrupt: the steps are stopped, which ends the child's
@@ -194,7 +220,7 @@ def node_trial(plan: TrialPlan, code: bytes, node: str):
         try:
             result = await _node_steps(plan, code, trial_dir, confinement,
                                        lambda text, rep: items.put(("line", text, rep)), stop,
-                                       lambda: items.put(("evaluating",)))
+                                       lambda: items.put(("evaluating",)), fetch_data)
             items.put(("done", result))
         except BaseException as exc:  # reported to the engine, which stops resumably
             items.put(("error", f"{type(exc).__name__}: {one_line(exc)}"))

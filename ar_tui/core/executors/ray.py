@@ -131,7 +131,12 @@ def ray_node_trial(plan: TrialPlan, code: bytes):
     """The Ray task: the node side's trial, named by Ray's id for the node."""
     import ray
 
-    yield from node_trial(plan, code, ray.get_runtime_context().get_node_id())
+    def fetch_data() -> bytes:
+        # The one copy the engine put in the object store; fetched only when this node does not see the checkout.
+        return ray.get(plan.data_ref[0])
+
+    yield from node_trial(plan, code, ray.get_runtime_context().get_node_id(), fetch_data)
+
 
 class RayExecutor:
     """Runs each trial as a Ray task on the cluster at `address` (default:
@@ -152,6 +157,8 @@ class RayExecutor:
         self._swept = False
         self._setup_lock = asyncio.Lock()
         self._local = LocalExecutor()
+        # [target] data: its manifest and its copy in the object store, made once per start.
+        self._data: tuple[Any, Any] | None = None
 
     # ------------------------------------------------------------------ connecting
 
@@ -256,6 +263,8 @@ class RayExecutor:
         assert plan.worktree is not None
         code = await asyncio.to_thread(git_bundle, plan.worktree)
         remote_plan = replace(plan, run_marker=plan.run_marker or self.run_marker)
+        if plan.data:
+            remote_plan = await self._with_data(remote_plan)
         # A GPU each on a cluster with GPUs, whatever the slot's name (--slots
         # N counts slots; Ray picks the GPU).
         gpu = self.gpus > 0
@@ -292,6 +301,20 @@ class RayExecutor:
             on_line(f"[ar-tui] {message}", False)
             self._watch_capacity(alive, notify, on_capacity)
         raise RuntimeError(f"a trial lost its Ray node {MAX_NODE_LOSSES + 1} times in a row")
+
+    async def _with_data(self, plan: TrialPlan) -> TrialPlan:
+        """The plan with the data's manifest and the handle of its one copy
+        in the object store (a node fetches it only when it does not see the
+        engine's checkout, and then once)."""
+        from ar_tui.core.executors.ray_data import make_manifest, pack
+
+        if self._data is None:
+            source = Path(plan.data_source)
+            manifest = await asyncio.to_thread(make_manifest, source, plan.data)
+            parcel = await asyncio.to_thread(pack, source, manifest)
+            # In a list: Ray passes the handle, and the node decides whether to fetch it.
+            self._data = (manifest, [self._ray.put(parcel)])
+        return replace(plan, data_manifest=self._data[0], data_ref=self._data[1])
 
     # ------------------------------------------------------------------ capacity
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import git
 
 from ar_tui.core.errors import UserError
+from ar_tui.core.records.target_data import link_data
 
 GIT_ERRORS = (git.exc.GitError, git.exc.InvalidGitRepositoryError, git.exc.NoSuchPathError, OSError, ValueError)
 
@@ -34,6 +35,21 @@ COMMIT_IDENTITY = {
 
 class GitError(UserError):
     """A git problem the user must fix; the message is one line."""
+
+
+def git_failure(exc: BaseException) -> str | None:
+    """A failed git command as one line (the command and git's first line
+    of complaint: GitPython's own text spans many); None when `exc` is not
+    git's."""
+    if isinstance(exc, git.exc.GitCommandError):
+        stderr = str(exc.stderr or "").strip().removeprefix("stderr:").strip().strip("'")
+        complaint = next((line.strip() for line in stderr.splitlines() if line.strip()), f"exit code {exc.status}")
+        command = exc.command if isinstance(exc.command, (list, tuple)) else str(exc.command).split()
+        verb = next((str(part) for part in command[1:] if not str(part).startswith("-")), "")
+        return f"git {verb} failed: {complaint}"[:300]
+    if isinstance(exc, git.exc.GitError):
+        return f"git failed: {next(iter(str(exc).splitlines()), type(exc).__name__)}"[:300]
+    return None
 
 
 class GitRepo:
@@ -55,6 +71,10 @@ class GitRepo:
         self.tag = tag
         # Target-relative paths a reset keeps (caches the target declares).
         self.keep: list[str] = []
+        # The target's [target] data: linked into every worktree and export
+        # from `data_root` (the user's checkout), never added, never cleaned.
+        self.data: list[str] = []
+        self.data_root: Path | None = None
         self.branch = f"autoresearch/{tag}"
         try:
             self.repo.git.check_ref_format("--branch", self.branch)
@@ -63,6 +83,22 @@ class GitRepo:
 
     def _pathspec(self) -> list[str]:
         return ["--", self.subdir or "."]
+
+    def _prefixed(self, path: str) -> str:
+        return f"{self.subdir}/{path}" if self.subdir else path
+
+    def _add_all(self, wt: git.Repo, *flags: str) -> None:
+        """`git add --all` on the target, its data links taken back out of
+        the index (an exclude pathspec would not do: git refuses one that
+        names an ignored path, and a `data/x/` ignore rule does not cover a
+        link named `data/x`)."""
+        wt.git.add(*flags, "--all", *self._pathspec())
+        if self.data:
+            wt.git.rm("--cached", "-r", "-q", "--ignore-unmatch", "--", *(self._prefixed(rel) for rel in self.data))
+
+    def _link_data(self, target_dir: Path) -> None:
+        if self.data and self.data_root is not None:
+            link_data(target_dir, self.data_root, self.data)
 
     def head_commit(self) -> str:
         try:
@@ -147,6 +183,7 @@ class GitRepo:
         self.repo.git.worktree("prune")
         path.parent.mkdir(parents=True, exist_ok=True)
         self.repo.git.worktree("add", "--detach", "--force", str(path), commit)
+        self._link_data(self.target_in(path))
         return self.target_in(path)
 
     def target_in(self, worktree: Path) -> Path:
@@ -165,7 +202,10 @@ class GitRepo:
         # Nothing an experiment created survives into the next one, ignored
         # files included, apart from the caches the target declares.
         prefix = f"{self.subdir}/" if self.subdir else ""
-        wt.git.clean("-ffdx", "--quiet", *(f"--exclude=/{prefix}{path}" for path in self.keep), *self._pathspec())
+        wt.git.clean("-ffdx", "--quiet", *(f"--exclude=/{prefix}{path}" for path in self.keep + self.data),
+                     *self._pathspec())
+        # Whatever the run did to the data links, the next run finds them as they were.
+        self._link_data(self.target_in(worktree))
 
     def export(self, commit: str, dest: Path) -> Path:
         """The target's files exactly as committed at `commit`, in the new dir
@@ -178,12 +218,13 @@ class GitRepo:
         with tarfile.open(fileobj=archive) as tar:
             # The "data" filter refuses links and paths that leave `dest`.
             tar.extractall(dest, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
+        self._link_data(self.target_in(dest))
         return self.target_in(dest)
 
     def diff(self, worktree: Path, base: str) -> str:
         """The worktree's changes to the target against `base`, new files included."""
         wt = git.Repo(worktree)
-        wt.git.add("--intent-to-add", "--all", *self._pathspec())
+        self._add_all(wt, "--intent-to-add")
         return wt.git.diff(base, "--no-color", "--no-ext-diff", *self._pathspec()) + "\n"
 
     def changed_files(self, diff: str) -> list[str]:
@@ -216,7 +257,7 @@ class GitRepo:
 
     def commit(self, worktree: Path, message: str) -> str:
         wt = git.Repo(worktree)
-        wt.git.add("--all", *self._pathspec())
+        self._add_all(wt)
         with wt.git.custom_environment(**{k: os.environ.get(k, v) for k, v in COMMIT_IDENTITY.items()}):
             wt.git.commit("--quiet", "--no-verify", "--allow-empty", "-m", message)
         return wt.head.commit.hexsha

@@ -121,7 +121,13 @@ class Bubblewrap:
         private = ["/tmp", "/dev/shm"]
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/dev/shm"]
         bound: list[str] = []
+        # A read path beneath a hidden one is the policy giving it back (the
+        # target's data in a checkout inside the home dir): bound after the
+        # hiding, as the writable paths are.
+        given_back = [p for p in policy.read if any(path_under(p, h) and p != h for h in policy.hidden)]
         for path in policy.read:
+            if path in given_back:
+                continue
             if os.path.islink(path):
                 # /bin -> usr/bin on merged-usr systems: keep it a link.
                 args += ["--symlink", os.readlink(path), path]
@@ -134,6 +140,9 @@ class Bubblewrap:
         # dir), then hide what a writable path holds.
         remounts: list[str] = []
         args += self._hide(policy.hidden, bound + private, remounts)
+        for path in given_back:
+            args += ["--ro-bind-try", path, path]
+        args += self._hide(policy.hidden, given_back, remounts)
         for path in policy.write:
             args += ["--bind", path, path]
         args += self._hide(policy.hidden, policy.write, remounts)

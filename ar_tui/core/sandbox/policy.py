@@ -273,8 +273,13 @@ class Confinement:
 
     def __init__(self, sandbox: Sandbox, run_dir: Path, settings: SandboxSettings | None = None,
                  data_home: Path | None = None, extra_read: Sequence[str | Path] = (),
-                 declared_env: Sequence[str] = (), extra_hidden: Sequence[str | Path] = ()) -> None:
+                 declared_env: Sequence[str] = (), extra_hidden: Sequence[str | Path] = (),
+                 data: Sequence[str | Path] = ()) -> None:
         self.sandbox = sandbox
+        # The target's [target] data in the user's checkout: read-only to
+        # every run (under bubblewrap a read-only bind mount, under Landlock a
+        # read rule and no write rule), writable to the prepare alone.
+        self.data = [str(p) for p in data]
         self.declared_env = list(declared_env)  # the target's [target] env: passed whatever its names
         self.settings = settings or SandboxSettings(network=sandbox.network)
         self.hidden = sorted(set(hidden_paths(run_dir, data_home)) | {_real(p) for p in extra_hidden})
@@ -314,15 +319,16 @@ class Confinement:
     def training(self, env: dict[str, str], worktree: Path, scratch: RunScratch) -> tuple[dict[str, str], SandboxPolicy]:
         """The training command: writes its worktree and scratch dir, reads the dataset."""
         policy = make_policy(write=[worktree, scratch.tmp, scratch.home, scratch.checkpoint_dir],
-                             read=[dataset_cache(), scratch.bin, *self.extra_read], hidden=self.hidden,
+                             read=[dataset_cache(), scratch.bin, *self.extra_read, *self.data], hidden=self.hidden,
                              settings=self.settings)
         return self._env(env, scratch, scratch.tmp), policy
 
     def preparation(self, env: dict[str, str], worktree: Path, scratch: RunScratch) -> tuple[dict[str, str], SandboxPolicy]:
-        """`prepare` from an editable file: as training, and it fills the dataset cache."""
+        """`prepare` from an editable file: as training, and it fills the dataset cache and the data."""
         cache = dataset_cache()
         Path(cache).mkdir(parents=True, exist_ok=True)
-        policy = make_policy(write=[worktree, scratch.tmp, scratch.home, cache], read=[scratch.bin, *self.extra_read],
+        policy = make_policy(write=[worktree, scratch.tmp, scratch.home, cache, *self.data],
+                             read=[scratch.bin, *self.extra_read],
                              hidden=self.hidden, settings=self.settings)
         return self._env(env, scratch, scratch.tmp), policy
 
@@ -332,7 +338,7 @@ class Confinement:
         wrote elsewhere (its worktree, its temp dir) is visible, and Python
         puts neither the working directory nor a relative path on sys.path."""
         policy = make_policy(write=[scratch.eval_tmp], read=[export, scratch.checkpoint_dir, dataset_cache(),
-                                                              scratch.bin, *self.extra_read],
+                                                              scratch.bin, *self.extra_read, *self.data],
                              hidden=self.hidden, settings=self.settings, write_declared=False)
         clean = self._env(env, scratch, scratch.eval_tmp)
         if self.sandbox.confined:
