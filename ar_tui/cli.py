@@ -20,6 +20,7 @@ from pathlib import Path
 from ar_tui import exit_codes
 from ar_tui.core.errors import ArTuiError, RunError, UserError
 from ar_tui.core.rundir import RunDir
+from ar_tui.finalize import add_finalize_command, cmd_finalize
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 # argparse dests of run flags that later parts add (strategy, team, sandbox
@@ -171,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_command(sub)
     add_report_command(sub)
     add_remote_commands(sub)
+    add_finalize_command(sub)
     return parser
 
 
@@ -308,7 +310,9 @@ def run_services() -> list:
     return [control_service, report_service]
 
 
-def make_engine(run_dir: Path, options):
+def make_engine(run_dir: Path, options, proposer=None, services=None):
+    """The engine of a run from its options; `finalize --ablate` passes a
+    proposer that proposes nothing and no services."""
     from ar_tui.core.engine import Engine, EngineOptions
     from ar_tui.core.executors import make_executor
 
@@ -327,8 +331,9 @@ def make_engine(run_dir: Path, options):
         baseline_runs=max(1, options.baseline_runs),
         **{name: options.extra[name] for name in ENGINE_EXTRA_OPTIONS if name in options.extra},
     )
-    return Engine(engine_options, make_proposer(run_dir, options), executor=make_executor(options.executor, options.extra),
-                  services=run_services())
+    return Engine(engine_options, proposer or make_proposer(run_dir, options),
+                  executor=make_executor(options.executor, options.extra),
+                  services=run_services() if services is None else services)
 
 
 async def _run_headless(engine, run_dir: Path) -> int:
@@ -501,7 +506,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "report": cmd_report, "attach": cmd_attach, "status": cmd_status, "stop": cmd_stop,
-            "ls": cmd_ls, "serve": cmd_serve}
+            "ls": cmd_ls, "serve": cmd_serve, "finalize": cmd_finalize}
 
 
 def main(argv: list[str] | None = None) -> int:

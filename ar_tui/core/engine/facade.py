@@ -359,6 +359,21 @@ class Engine:
             "updated": time.time(),
         })
 
+    @contextlib.asynccontextmanager
+    async def opened(self):
+        """The run dir claimed and opened as for a resume, without running the
+        night: for work on a finished run (`finalize --ablate`) that must use
+        the night's slots, executor, sandbox, records and accounting."""
+        try:
+            await asyncio.to_thread(self._open)
+        except BaseException:
+            self._release()
+            raise
+        try:
+            yield self
+        finally:
+            self._close()
+
     # ------------------------------------------------------------------ the run
 
     async def run(self) -> ev.RunStopped:
@@ -386,9 +401,10 @@ class Engine:
         self._close()
         return stopped
 
-    async def _run_opened(self) -> ev.RunStopped:
-        assert self.target is not None and self.ledger is not None
-        self.emit(ev.RunStarted(
+    def started_event(self) -> ev.RunStarted:
+        """The event that opens a session of this run (a night, or work on it afterwards)."""
+        assert self.target is not None and self.python is not None and self.confinement is not None
+        return ev.RunStarted(
             tag=self.options.tag,
             target=str(self.target.root),
             run_dir=str(self.run_dir.path),
@@ -409,7 +425,11 @@ class Engine:
             sandbox=self.confinement.sandbox.describe(),
             gpu_usd_per_hour=self.accounting.pricing.usd_per_hour,
             budget_covers=self.accounting.pricing.covers,
-        ))
+        )
+
+    async def _run_opened(self) -> ev.RunStopped:
+        assert self.target is not None and self.ledger is not None
+        self.emit(self.started_event())
         if not self.confinement.sandbox.confined and self.confinement.sandbox.mode != "off":
             self.emit(ev.Notice(level="warning", message=self.confinement.sandbox.describe()))
         for exp in self._resumed_exps:

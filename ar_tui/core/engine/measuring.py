@@ -7,6 +7,9 @@ each file says one thing."""
 from __future__ import annotations
 
 import asyncio
+from collections import deque
+from typing import Awaitable, Callable
+
 from ar_tui.core import events as ev
 from ar_tui.core.decisions import mean
 from ar_tui.core.engine.parts import Candidate, Outcome, Slot
@@ -83,22 +86,49 @@ class Measuring:
         if noise.sd is None or noise.jitter_only or not noise.runs(state.best_commit):
             return
         needed = engine.options.baseline_runs - len(noise.fresh_runs(state.best_commit))
-        best, slot = state.best_commit, self.slots[0]
+        best = state.best_commit
         # Runs of exp 0 after the baseline's: their seeds continue its sequence.
         cand = Candidate(exp=0, description="confirming the best", rationale="", diff="", base_commit=best,
                          is_baseline=True, commit=best, parent=best, stop=asyncio.Event())
         cand.attempt = next_attempt(0, [s for seeds in noise.seeds.values() for s in seeds]) - 1
-        for _ in range(max(0, needed)):
-            if self.engine.accounting.run_would_cross(engine.options.budget_usd, [slot.device], []):
-                return  # the run ends anyway: the best stays as measured
-            outcome = await self._run_baseline_once(slot, cand)
+
+        async def record(_: Candidate, outcome: Outcome) -> bool:
             if outcome.outcome != ev.OUTCOME_OK or outcome.metric is None:
-                return
+                return False  # the best stays as measured
             noise.add(best, outcome.metric, outcome.seed)
             state.best_metric = state.metric_of[best] = mean(noise.runs(best))
             await engine.solve_design_ahead(engine.band_looks())
             engine.emit_noise()
             engine.save_state()
+            return True
+
+        await self.spread([cand] * max(0, needed), record)
+
+    async def spread(self, runs: list[Candidate], record: Callable[[Candidate, Outcome], Awaitable[bool]]) -> None:
+        """Run measuring runs that do not depend on one another (the closing
+        confirmations, an ablation's leave-one-out runs) over every slot at
+        once: each slot takes the next run as soon as it is free, so no slot
+        idles while another works through the list one run at a time.
+        `record` is awaited as each run finishes, in the order they finish;
+        False from it (a failed run) starts nothing more. A run that a budget
+        would cross is not started."""
+        pending = deque(runs)
+        engine = self.engine
+        halted = False
+
+        async def work(slot: Slot) -> None:
+            nonlocal halted
+            while pending and not halted and not engine.stopping:
+                running = [s.device for s in self.slots if s.candidate is not None and s is not slot]
+                if engine.accounting.run_would_cross(engine.options.budget_usd, [slot.device], running):
+                    halted = True
+                    return
+                cand = pending.popleft()
+                outcome = await self._run_baseline_once(slot, cand)
+                if outcome.outcome == ev.OUTCOME_INTERRUPTED or not await record(cand, outcome):
+                    halted = True
+
+        await asyncio.gather(*(work(slot) for slot in self.slots))
 
     async def _run_baseline_once(self, slot: Slot, cand: Candidate) -> Outcome:
         engine = self.engine
@@ -108,10 +138,10 @@ class Measuring:
         attempt = cand.attempt
         slot.candidate = cand
         try:
-            self.emit(ev.ExperimentStarted(exp=0, slot=slot.index, device=slot.device, commit=cand.commit,
+            self.emit(ev.ExperimentStarted(exp=cand.exp, slot=slot.index, device=slot.device, commit=cand.commit,
                                            parent=cand.commit, description=cand.description, attempt=attempt,
-                                           log_path=str(engine.run_dir.log(0, attempt))))
-            self.slot_state(slot, ev.STATE_RUNNING, 0, cand.description)
+                                           log_path=str(engine.run_dir.log(cand.exp, attempt))))
+            self.slot_state(slot, ev.STATE_RUNNING, cand.exp, cand.description)
             return await engine.trial.execute(slot, cand, attempt)
         finally:
             slot.candidate = None
