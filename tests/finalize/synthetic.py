@@ -31,7 +31,8 @@ BASE = 2.0
 
 SYNTHETIC = textwrap.dedent(
     """\
-    import os, random
+    import os, random, time
+    time.sleep(float(os.environ.get("SYN_SLEEP", "0")))  # how long a run takes, for tests that need overlap
     GAIN_A = 0  # a real gain of 0.10
     #
     #
@@ -109,10 +110,17 @@ async def night(tmp_path: Path, steps: list[ScriptStep] = NIGHT, devices: list[s
     return target, run_dir, engine
 
 
-def finalize(run_dir: Path, *flags: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    return subprocess.run([sys.executable, "-m", "ar_tui.cli", "finalize", str(run_dir), *flags],
-                          capture_output=True, text=True, env=env, timeout=timeout)
+def finalize_command(run_dir: Path, *flags: str) -> list[str]:
+    return [sys.executable, "-m", "ar_tui.cli", "finalize", str(run_dir), *flags]
+
+
+def finalize_env(**extra: str) -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]), **extra)
+
+
+def finalize(run_dir: Path, *flags: str, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(finalize_command(run_dir, *flags), capture_output=True, text=True, env=finalize_env(**env),
+                          timeout=timeout)
 
 
 def train_at(target: Path, rev: str, seed: int) -> float:

@@ -115,10 +115,14 @@ class Measuring:
         pending = deque(runs)
         engine = self.engine
         halted = False
+        # The closing confirmations run while the night is already stopping;
+        # a stop asked for after they began ends them (a stop --now interrupts
+        # the running ones, which ends them too).
+        stopping_before = engine.stopping
 
         async def work(slot: Slot) -> None:
             nonlocal halted
-            while pending and not halted and not engine.stopping:
+            while pending and not halted and not (engine.stopping and not stopping_before):
                 running = [s.device for s in self.slots if s.candidate is not None and s is not slot]
                 if engine.accounting.run_would_cross(engine.options.budget_usd, [slot.device], running):
                     halted = True
