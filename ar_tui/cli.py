@@ -29,11 +29,11 @@ DEFAULT_MODEL = "claude-sonnet-5-5"
 EXTRA_OPTIONS: tuple[str, ...] = ("max_runs", "confidence", "strategy", "islands", "migrate_every",
                                  "offline_search", "sampler", "sandbox",
                                  "team", "plan_every", "web_search", "ray_address", "gpu_usd_per_hour",
-                                 "budget_covers")
+                                 "budget_covers", "on_plateau")
 # The extra options that are EngineOptions fields of the same name: a new run
 # stores the engine's default for each, so that a resume cannot switch it.
 ENGINE_EXTRA_OPTIONS = ("max_runs", "confidence", "strategy", "islands", "migrate_every", "sandbox",
-                        "gpu_usd_per_hour", "budget_covers")
+                        "gpu_usd_per_hour", "budget_covers", "on_plateau")
 # Where a benchmark decided what a run should do by default, the command line
 # follows it; the engine's own defaults stay the plain rules its tests pin.
 # strategy: tree beat greedy on both real targets (README, "Measured: which
@@ -129,6 +129,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--team", help="a research team (implies --agent team; with --agent hybrid, the "
                                        "team proposes the structure): planner=MODEL,worker=MODEL[@URL],"
                                        "...,reviewer=MODEL (default: autoresearch.toml's [team])")
+    parser.add_argument("--on-plateau", choices=["explore", "combine", "stop"],
+                        help="when no experiment has been kept for a while (N from the noise and the budget left): "
+                             "widen the search, try near-misses together, or stop with the budget left "
+                             "(default: say so and go on)")
     parser.add_argument("--plan-every", type=_positive_int, help="the team's planner runs every N decided experiments (8)")
     parser.add_argument("--web-search", action="store_true", default=None,
                         help="let the team's planner search the web (billed per search)")

@@ -20,6 +20,7 @@ from typing import Any
 
 from ar_tui.core import events as ev
 from ar_tui.core.control import RowView, RunView
+from ar_tui.headless import plateau_line
 from ar_tui.core.lineage import lineage_nodes
 from ar_tui.core.errors import UserError
 from ar_tui.core.decisions import NoiseModel, keep_is_solid, night_summary
@@ -129,6 +130,7 @@ class Report:
     failed_ideas: list[FailedIdea] = field(default_factory=list)
     rows: list[LedgerRow] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    plateaus: list[str] = field(default_factory=list)  # each plateau the engine noticed, and what it did
 
     @property
     def better_word(self) -> str:
@@ -402,6 +404,7 @@ def build_report(run_dir: Path) -> Report:
         failed_ideas=failed,
         rows=rows,
         warnings=warnings,
+        plateaus=[plateau_line(e) for e in events if isinstance(e, ev.Plateau)],
     )
 
 

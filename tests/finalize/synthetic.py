@@ -7,7 +7,8 @@ AR_SEED, so every run is its own draw and a rerun of a seed repeats it):
 - NO_EFFECT: nothing at all (the night keeps it only because a person forces it);
 - SMALL_X and BIG_Y overlap: X alone gains 0.05, Y alone 0.12, both together
   0.12, so X is worth nothing once Y is in;
-- WORSE: a loss of 0.05 per step.
+- WORSE: a loss of 0.05 per step;
+- NEAR_P and NEAR_Q: gains of 0.004 each, inside the noise band alone.
 The constants sit four lines apart, so each change's diff applies with any
 other left out. A run takes a Python start-up.
 """
@@ -57,8 +58,16 @@ SYNTHETIC = textwrap.dedent(
     #
     #
     #
+    NEAR_P = 0  # a real gain of 0.004 (one sd): too small to be kept alone
+    #
+    #
+    #
+    NEAR_Q = 0  # a real gain of 0.004, additive with NEAR_P
+    #
+    #
+    #
     noise = random.Random(int(os.environ.get("AR_SEED", "0"))).gauss(0.0, SD)
-    metric = BASE - 0.10 * GAIN_A - 0.08 * GAIN_B - max(0.05 * SMALL_X, 0.12 * BIG_Y) + 0.05 * WORSE + noise
+    metric = BASE - 0.10 * GAIN_A - 0.08 * GAIN_B - max(0.05 * SMALL_X, 0.12 * BIG_Y) + 0.05 * WORSE - 0.004 * (NEAR_P + NEAR_Q) + noise
     print("---")
     print(f"val_bpb: {metric:.6f}")
     """

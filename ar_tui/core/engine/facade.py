@@ -302,6 +302,7 @@ class Engine:
         self.state = ResearchState.restore(state, self.ledger.rows, events, git,
                                            lambda exp: read_evidence(run_dir.log(exp)))
         self.scheduler.queue.extend(self.state.in_flight.values())
+        self.scheduler.plateau.restore(events)
         self._resumed_exps = sorted(self.state.in_flight)
         self.propose_target = git.ensure_worktree(run_dir.propose_worktree, self.state.best_commit)
         self.scheduler.slots = [

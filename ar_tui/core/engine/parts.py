@@ -38,6 +38,7 @@ class EngineOptions:
     sandbox_backends: list | None = None  # None: the platform's (tests pin one)
     gpu_usd_per_hour: float | None = None  # None: autoresearch.toml's [cost] gpu_usd_per_hour, else unpriced
     budget_covers: str | None = None  # what budget_usd caps: tokens (None: the default), or all (tokens and GPU)
+    on_plateau: str | None = None  # explore | combine | stop (ar_tui.core.engine.plateau); None: noticed only
 
 
 @dataclass

@@ -128,6 +128,12 @@ class TreeStrategy:
     def base_for_run(self, state: "ResearchState", cand: "Candidate") -> str:
         return cand.base_commit
 
+    def explore(self, factor: float) -> str:
+        """A plateau's `explore`: nodes other than the best get chosen more often."""
+        before = self.exploration
+        self.exploration *= factor
+        return f"tree exploration {before:g} -> {self.exploration:g}"
+
     def decide(self, state: "ResearchState", cand: "Candidate", judging: Judging) -> Verdict:
         return _judge_against_best(state, cand, judging)
 
@@ -144,6 +150,12 @@ class IslandStrategy:
         self.direction = Direction(direction)
         self.islands = max(1, int(islands))
         self.migrate_every = max(1, int(migrate_every))
+
+    def explore(self, factor: float) -> str:
+        """A plateau's `explore`: the islands trade their best more often."""
+        before = self.migrate_every
+        self.migrate_every = max(1, int(self.migrate_every / factor))
+        return f"islands migrate every {self.migrate_every} decided experiments (was {before})"
 
     def island_for(self, exp: int) -> int:
         return (exp - 1) % self.islands

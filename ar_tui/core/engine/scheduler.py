@@ -22,12 +22,15 @@ from typing import TYPE_CHECKING, Callable
 
 from ar_tui.core import events as ev
 from ar_tui.core.decisions import REMEASURE_BEST, RERUN
+from ar_tui.core.engine.combine import CombineSource, already_combined, pick_near_misses
 from ar_tui.core.engine.measuring import Measuring
 from ar_tui.core.engine.parts import MAX_FAILED_PROPOSALS_IN_ROW, Candidate, Outcome, Slot
+from ar_tui.core.engine.plateau import PlateauWatch
 from ar_tui.core.engine.strategy import DISCARD, KEEP, REAPPLY, REBASE_FAILED_RULE, Base
 from ar_tui.core.evidence import read_evidence
 from ar_tui.core.ledger import LedgerError
 from ar_tui.core.proposer import Proposal, ProposalContext, ProposalFailed, ProposalRejected, ProposerStopped, RunStopping
+from ar_tui.core.direction import Direction
 from ar_tui.core.seeds import read_texts, seed_only_refusal
 from ar_tui.core.workspace import Workspace
 
@@ -51,6 +54,7 @@ class Scheduler(Measuring):
         # Decisions started outside a slot (a queued proposal vetoed): awaited
         # before the run finishes, never left to run on their own.
         self.background: set[asyncio.Task] = set()
+        self.plateau = PlateauWatch(self)
 
     # The facade owns these; read through it so there is one truth.
     @property
@@ -129,7 +133,37 @@ class Scheduler(Measuring):
             gate=self._gate,
             **where,
             run_dir=engine.run_dir.path,
+            replan=self._take_replan(),
         )
+
+    def _take_replan(self) -> bool:
+        replan, self.plateau.replan = self.plateau.replan, False
+        return replan
+
+    # ------------------------------------------------------------------ near-miss combination
+
+    def near_misses(self) -> list:
+        """Discarded nodes within the noise band of the best, never combined."""
+        engine, state = self.engine, self.state
+        noise = state.noise
+        band = noise.band(len(noise.runs(state.best_commit)), engine.options.confidence, engine.options.max_runs)
+        combined = already_combined(engine.ledger.rows if engine.ledger else [],
+                                    [c.description for c in state.in_flight.values()])
+        return pick_near_misses(list(state.nodes.values()), state.best_metric, band,
+                                Direction.parse(engine.target.direction), combined)
+
+    def _combination(self):
+        """The combine source when a plateau or the strategy asks for one and
+        there are near-misses to combine; else None."""
+        engine = self.engine
+        wants = getattr(engine.strategy, "wants_combination", None)
+        if self.plateau.combine_asked <= 0 and not (wants is not None and wants(self.state)):
+            return None
+        self.plateau.combine_asked = max(0, self.plateau.combine_asked - 1)
+        near = self.near_misses()
+        if len(near) < 2:
+            return None
+        return CombineSource(engine.git, engine.run_dir.propose_worktree, near)
 
     async def _gate(self) -> None:
         await self.wait_for(lambda: not self.engine.paused or self.engine.stopping)
@@ -190,10 +224,13 @@ class Scheduler(Measuring):
         assert target is not None and git is not None and engine.propose_target is not None
         worktree = engine.run_dir.propose_worktree
         async with self._proposer_lock:
+            combine = self._combination() if adapt is None else None
             if adapt is not None:
                 # Adapting after a conflict: the same intent, on the same node's new code.
                 where = Base(engine.strategy.base_for_run(state, adapt), state.parent_exp(adapt.base_commit),
                              adapt.island)
+            elif combine is not None:
+                where = Base(state.best_commit, state.best_exp)  # near-misses go together on the best
             else:
                 where = engine.strategy.base_for_proposal(state)
                 if where.remeasure is not None:
@@ -209,8 +246,8 @@ class Scheduler(Measuring):
             self.emit(ev.StateChanged(state=ev.STATE_PROPOSING, exp=exp))
             cost_before = engine.accounting.cost_of(exp)
             try:
-                proposal: Proposal = await engine.proposer.propose(ctx, workspace,
-                                                                   engine.accounting.agent_emit(exp, self.emit))
+                proposal: Proposal = await (combine or engine.proposer).propose(
+                    ctx, workspace, engine.accounting.agent_emit(exp, self.emit))
             # A LedgerError is the event log failing under one of the proposer's
             # events (a full disk): the run stops, it is not the proposer's bug.
             except (ProposalFailed, ProposerStopped, LedgerError, asyncio.CancelledError):
@@ -474,4 +511,6 @@ class Scheduler(Measuring):
             engine.emit_noise()
         engine.save_state()
         await engine.sync_nodes()
+        if not cand.is_baseline:
+            await self.plateau.after_decision()
         self.notify()
