@@ -82,6 +82,9 @@ def cmd_finalize(args: argparse.Namespace) -> int:
     branch = write_branch(night, args.into or default_branch(night.tag), changes, messages)
     paths.pr.write_text(render_pr(night, branch, ablation), encoding="utf-8")
     print(f"wrote branch {branch.name} ({len(branch.commits)} commit(s) on {night.base_commit[:7]}, tip {branch.tip[:7]})")
+    if branch.same_as_best is False:
+        print(f"ar-tui: warning: the replayed changes do not give the night's best code "
+              f"({night.best_commit[:7]}); compare them before merging", file=sys.stderr)
     if branch.left_out:
         print("left out (no measurable effect): " + ", ".join(f"exp {c.exp}" for c in branch.left_out))
     print(f"wrote {paths.pr}")

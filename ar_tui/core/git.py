@@ -260,5 +260,9 @@ class GitRepo:
         except git.exc.GitCommandError:
             return None
 
+    def same_target(self, a: str, b: str) -> bool:
+        """Whether two commits hold the same target files."""
+        return not self.repo.git.diff("--name-only", a, b, *self._pathspec()).strip()
+
     def commit_message(self, commit: str) -> str:
         return self.repo.git.log("-1", "--format=%B", commit)

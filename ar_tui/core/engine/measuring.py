@@ -97,12 +97,14 @@ class Measuring:
                 return False  # the best stays as measured
             noise.add(best, outcome.metric, outcome.seed)
             state.best_metric = state.metric_of[best] = mean(noise.runs(best))
-            await engine.solve_design_ahead(engine.band_looks())
-            engine.emit_noise()
             engine.save_state()
             return True
 
         await self.spread([cand] * max(0, needed), record)
+        # Once, after them all: solving the band's boundaries takes seconds,
+        # and a slot must not wait on it between two runs.
+        await engine.solve_design_ahead(engine.band_looks())
+        engine.emit_noise()
 
     async def spread(self, runs: list[Candidate], record: Callable[[Candidate, Outcome], Awaitable[bool]]) -> None:
         """Run measuring runs that do not depend on one another (the closing

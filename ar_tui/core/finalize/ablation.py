@@ -179,8 +179,25 @@ async def run_ablation(engine: "Engine", night: Night, repeats: int = DEFAULT_RE
 
         await engine.scheduler.spread(jobs, record)
         engine.save_state()
+        _close_session(engine)
     confidence = engine.judging.confidence
     return AblationResult(judge(engine, night, variants), together(night, variants, confidence), variants, confidence)
+
+
+def _close_session(engine: "Engine") -> None:
+    """The ablation's session ends as the night did (a viewer, the report's
+    stop reason), with the GPU time now including the ablation's runs."""
+    import dataclasses
+    import time
+
+    from ar_tui.core.ledger import read_events
+
+    stopped = [e for e in read_events(engine.run_dir.events) if isinstance(e, ev.RunStopped)]
+    if not stopped:
+        return
+    accounting = engine.accounting
+    engine.emit(dataclasses.replace(stopped[-1], ts=time.time(), gpu_seconds=accounting.gpu_seconds,
+                                    gpu_cost_usd=accounting.gpu_usd if accounting.pricing.priced else None))
 
 
 def _describe(variant: Variant, night: Night) -> str:

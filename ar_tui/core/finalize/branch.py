@@ -25,6 +25,9 @@ class FinalBranch:
     tip: str
     commits: list[tuple[int, str]]  # (exp, commit) in order
     left_out: list[Change]
+    # With nothing left out, the replayed changes must give the best's code:
+    # False says the lineage's diffs do not add up to it (read the branch before merging).
+    same_as_best: bool | None = None
 
 
 def default_branch(tag: str) -> str:
@@ -78,4 +81,6 @@ def write_branch(night: Night, name: str, changes: list[Change], messages: dict[
             git.remove_worktree(worktree)
         shutil.rmtree(worktree, ignore_errors=True)
     kept = {c.exp for c in changes}
-    return FinalBranch(name, tip, commits, [c for c in night.changes if c.exp not in kept])
+    left_out = [c for c in night.changes if c.exp not in kept]
+    same = None if left_out else git.same_target(tip, night.best_commit)
+    return FinalBranch(name, tip, commits, left_out, same)
