@@ -91,8 +91,11 @@ async def one_night(tmp: Path, salt: int, repeats: int, show: bool) -> tuple[int
     events = list(read_events(run_dir / "events.jsonl"))
     for label, prefix in (("closing confirmations", "confirming the best"), ("ablation", "ablation: ")):
         share, runs = both_busy_share(events, prefix)
-        out.append(f"{label}: {runs} runs, both slots training {100 * share:.0f}% of the time until the last "
-                   "started")
+        if runs <= 2:  # two runs start together: there is no "until the last started" to measure
+            out.append(f"{label}: {runs} run(s), started together on the two slots")
+        else:
+            out.append(f"{label}: {runs} runs, both slots training {100 * share:.0f}% of the time until the last "
+                       "started")
     if show:
         print("\n".join(out) + "\n", flush=True)
     return right, len(rows), out

@@ -79,10 +79,13 @@ def window(band: float | None, gains: list[float], remaining: tuple[int, str] | 
         noise_n, noise_why = BASE_WINDOW, f"no noise band yet: {BASE_WINDOW}"
     else:
         typical = sum(gains) / len(gains) if gains else band
-        noise_n = min(MAX_WINDOW, max(MIN_WINDOW, math.ceil(BASE_WINDOW * band / typical)))
+        raw = BASE_WINDOW * band / typical
+        noise_n = min(MAX_WINDOW, max(MIN_WINDOW, math.ceil(raw)))
         source = f"the night's typical kept gain {typical:.6f}" if gains else "no kept gain yet"
-        noise_n_text = f"{BASE_WINDOW} x band {band:.6f} / {typical:.6f}"
-        noise_why = f"noise band {band:.6f} against {source}: {noise_n_text} = {noise_n}"
+        bound = (f", at least {MIN_WINDOW}" if math.ceil(raw) < MIN_WINDOW
+                 else f", at most {MAX_WINDOW}" if math.ceil(raw) > MAX_WINDOW else "")
+        noise_why = (f"noise band {band:.6f} against {source}: {BASE_WINDOW} x {band:.6f} / {typical:.6f} "
+                     f"= {raw:.1f}{bound}: {noise_n}")
     n, why = noise_n, noise_why
     if remaining is not None:
         left, by = remaining
