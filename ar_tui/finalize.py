@@ -49,7 +49,7 @@ class _NoProposals:
 
 
 def cmd_finalize(args: argparse.Namespace) -> int:
-    from ar_tui.core.finalize.ablation import DEFAULT_REPEATS
+    from ar_tui.core.finalize.ablation import DEFAULT_REPEATS, NULL
     from ar_tui.core.finalize.branch import commit_message, default_branch, write_branch
     from ar_tui.core.finalize.changes import read_night
     from ar_tui.report.pr import render_pr
@@ -74,8 +74,6 @@ def cmd_finalize(args: argparse.Namespace) -> int:
         for verdict in ablation.verdicts:
             print(f"exp {verdict.exp}: {verdict.text(night.metric, ablation.confidence)}  {verdict.description}")
     marks = {v.exp: v for v in ablation.verdicts} if ablation else {}
-    from ar_tui.core.finalize.ablation import NULL
-
     changes = [c for c in night.changes if not (args.drop_null and marks.get(c.exp) and marks[c.exp].mark == NULL)]
     messages = {c.exp: commit_message(c, night, marks[c.exp].text(night.metric, ablation.confidence)
                                       if c.exp in marks else "") for c in changes}

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from pathlib import Path
 
 from ar_tui.core.decisions import format_improvement, improvement_ci_pct, improvement_pct
 from ar_tui.core.finalize.ablation import AblationResult, NULL, Verdict

@@ -61,7 +61,7 @@ def write_branch(night: Night, name: str, changes: list[Change], messages: dict[
     except Exception:
         raise UserError(f"{name!r} is not a valid branch name") from None
     existing = git.named_branch_tip(name)
-    if existing is not None and FINALIZED_BY not in git.commit_message(existing) and existing != night.base_commit:
+    if existing is not None and FINALIZED_BY not in git.commit_message(existing):
         raise UserError(f"branch {name} already exists and was not written by ar-tui finalize; "
                         "pass --into another name")
     worktree = night.run_dir.worktrees / "finalize"
