@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ar_tui.core.ledger import read_results
 from tests.conftest import git
-from tests.finalize.synthetic import SD, expected, finalize, night, train_at
+from tests.finalize.synthetic import SD, expected, finalize, flip, night, train_at
 
 
 def marks_of(run_dir: Path) -> dict[str, str]:
@@ -64,3 +64,14 @@ async def test_finalize_ablate_drop_null_on_a_known_target(tmp_path: Path) -> No
     # The ablation ran through the night's engine: its runs are in the night's events, on its slot.
     events = (run_dir / "events.jsonl").read_text()
     assert "ablation: without exp 5 (BIG_Y 0 -> 1)" in events
+
+
+async def test_a_forced_change_that_hurts_is_marked_so_and_stays_for_a_person_to_judge(tmp_path: Path) -> None:
+    target, run_dir, _ = await night(tmp_path, steps=[flip("GAIN_A"), flip("WORSE")], forced="WORSE 0 -> 1")
+    result = finalize(run_dir, "--ablate", "--drop-null", "--repeats", "3")
+    assert result.returncode == 0, result.stderr + result.stdout
+    assert marks_of(run_dir) == {"GAIN_A 0 -> 1": "still matters", "WORSE 0 -> 1": "hurts"}
+    # --drop-null leaves out only what has no measurable effect: a change that hurts is a person's call.
+    assert git(target, "log", "--format=%s", "autoresearch/syn-final").splitlines() == [
+        "WORSE 0 -> 1", "GAIN_A 0 -> 1", "initial"]
+    assert "| hurts |" in (run_dir / "PR.md").read_text()
