@@ -357,6 +357,8 @@ class RunView:
             if e.status == ev.STATUS_KEEP:
                 self.best_exp = e.exp
             self.best = e.best_after
+        if e.status == ev.STATUS_KEEP and not e.forced and e.exp != 0:
+            self.plateau = None  # a keep by the rule ends the dry spell
 
     def _on_review(self, e: ev.Review) -> None:
         self.role_costs.add(e)

@@ -91,3 +91,15 @@ async def test_combine_tries_the_near_misses_together(tmp_path: Path) -> None:
     changed = [line for line in diff.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---"))]
     assert sorted(line.split("#")[0].strip() for line in changed) == ["+NEAR_P = 1", "+NEAR_Q = 1", "-NEAR_P = 0",
                                                                        "-NEAR_Q = 0"]
+
+
+def test_the_view_shows_a_plateau_until_a_keep_ends_it() -> None:
+    from ar_tui.core.control import RunView
+
+    view = RunView()
+    plateau = ev.Plateau(window=3, decided=5, why="noise band ...", action="explore", done="tree exploration 1.5 -> 3")
+    view.apply(ev.event_from_json(plateau.to_json()))  # as read back from events.jsonl
+    assert view.plateau is not None and view.plateau.window == 3
+    view.apply(ev.Decision(exp=6, status="keep", rule="gain clears", metric=1.0, best_before=1.1, best_after=1.0,
+                           commit="abc", description="x", cost_usd=0.0))
+    assert view.plateau is None
