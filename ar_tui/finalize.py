@@ -37,10 +37,11 @@ def add_finalize_command(sub) -> None:
 
 
 class _NoProposals:
-    """The ablation's engine never proposes: it only measures."""
+    """The ablation's engine never proposes: it only measures. It carries
+    the night's agent and model, so the session it opens names them."""
 
-    name = "finalize"
-    model = None
+    def __init__(self, name: str | None, model: str | None) -> None:
+        self.name, self.model = name or "finalize", model
 
     async def propose(self, ctx, workspace, emit):  # pragma: no cover - never called
         from ar_tui.core.proposer import ProposerStopped
@@ -101,7 +102,7 @@ async def _ablate(run_dir: Path, night, repeats: int):
     if options is None or options.target is None:
         raise UserError(f"{run_dir}: no stored run options; run the night with this version of ar-tui first")
     # The night's own engine: its executor, sandbox, slots, logs and accounting.
-    engine = cli.make_engine(run_dir, options, proposer=_NoProposals(), services=[])
+    engine = cli.make_engine(run_dir, options, proposer=_NoProposals(options.agent, options.model), services=[])
     engine.subscribe(HeadlessPrinter())
     async with engine.opened():
         install_stop_signals(engine)

@@ -27,6 +27,7 @@ def ablation_section(table: Path) -> str | None:
         effect = row.get("effect") or "-"
         if row.get("low") and row.get("high"):
             effect += f" ({row['low']} to {row['high']})"
-        out.append(f"| {row.get('exp', '')} | {row.get('description', '')} | {effect} | "
+        description = row.get("description", "").replace("|", "\\|")  # `DEPTH 2|12` stays one cell
+        out.append(f"| {row.get('exp', '')} | {description} | {effect} | "
                    f"{row.get('runs_with', '')} / {row.get('runs_without', '')} | {row.get('mark', '')} |")
     return "\n".join(out) + "\n"

@@ -22,6 +22,11 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def _cell(text: str) -> str:
+    """A table cell: one line, and a `|` in a description (`DEPTH 2|12`) does not split it."""
+    return _one_line(text).replace("|", "\\|")
+
+
 def _effect(effect: Effect | None, confidence: float) -> str:
     if effect is None:
         return "not measured"
@@ -75,7 +80,7 @@ def render_pr(night: Night, branch: FinalBranch, ablation: AblationResult | None
         header += ["leave-one-out (on top of the others)", "verdict"]
     out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for change in night.changes:
-        cells = [str(change.exp), _one_line(change.description), _effect(change.effect, conf)]
+        cells = [str(change.exp), _cell(change.description), _effect(change.effect, conf)]
         if ablation:
             verdict = verdicts.get(change.exp)
             cells += [_effect(verdict.effect if verdict else None, conf), verdict.mark if verdict else "-"]
