@@ -94,6 +94,8 @@ def cmd_finalize(args: argparse.Namespace) -> int:
 
 async def _ablate(run_dir: Path, night, repeats: int):
     from ar_tui import cli, run_options
+    from ar_tui.core import events as ev
+    from ar_tui.core.ledger import read_events
     from ar_tui.core.finalize.ablation import run_ablation
     from ar_tui.headless import HeadlessPrinter
     from ar_tui.signals import install_stop_signals
@@ -102,7 +104,9 @@ async def _ablate(run_dir: Path, night, repeats: int):
     if options is None or options.target is None:
         raise UserError(f"{run_dir}: no stored run options; run the night with this version of ar-tui first")
     # The night's own engine: its executor, sandbox, slots, logs and accounting.
-    engine = cli.make_engine(run_dir, options, proposer=_NoProposals(options.agent, options.model), services=[])
+    started = [e for e in read_events(RunDir(run_dir).events) if isinstance(e, ev.RunStarted)]
+    agent, model = (started[-1].agent, started[-1].model) if started else (options.agent, options.model)
+    engine = cli.make_engine(run_dir, options, proposer=_NoProposals(agent, model), services=[])
     engine.subscribe(HeadlessPrinter())
     async with engine.opened():
         install_stop_signals(engine)
