@@ -103,3 +103,43 @@ def test_the_view_shows_a_plateau_until_a_keep_ends_it() -> None:
     view.apply(ev.Decision(exp=6, status="keep", rule="gain clears", metric=1.0, best_before=1.1, best_after=1.0,
                            commit="abc", description="x", cost_usd=0.0))
     assert view.plateau is None
+
+
+async def test_explore_makes_a_teams_planner_plan_again(tmp_path: Path) -> None:
+    from tests.agents.test_team import PLANNER, PLANNER_USAGE, agenda_notes, answer_roles, run_engine, team_for
+    from tests.conftest import make_target
+    from tests.fake_messages_api import FakeMessagesAPI, RecordedRequest, edit, reply, text
+
+    # Two gains (LR 0.4, then 0.3), then only worse ones; a long agenda, so
+    # that nothing but the plateau makes the planner plan again.
+    agenda = [f"set LR to {lr} - try it" for lr in ("0.4", "0.3", "0.5", "0.6", "0.45", "0.55", "0.65", "0.7")]
+    plans: list[int] = []
+
+    def planner(request: RecordedRequest):
+        if request.tool_results():
+            return reply(text("Agenda written."), usage=PLANNER_USAGE)
+        plans.append(len(plans))
+        # A fresh agenda on each plan: no plan is ever due for running short of hypotheses.
+        fresh = agenda if len(plans) == 1 else [f"set LR to 0.{50 + 5 * len(plans) + i} - new" for i in range(8)]
+        return reply(edit("create", path="notes.md", file_text=agenda_notes(fresh)), usage=PLANNER_USAGE)
+
+    target = make_target(tmp_path / "target")
+    run_dir = tmp_path / "run"
+    with FakeMessagesAPI() as api:
+        answer_roles(api)
+        api.responders[PLANNER] = planner
+        stopped, events = await run_engine(target, run_dir, team_for(run_dir, base_url=api.base_url, plan_every=100),
+                                           max_experiments=8, on_plateau="explore")
+    assert not stopped.error, stopped.reason
+    plateau = [e for e in events if isinstance(e, ev.Plateau)][0]
+    assert plateau.action == "explore" and plateau.decided == 2 + plateau.window
+    # One plan at the start, and one more: the proposal after the plateau (a
+    # second plateau at the last experiment has no proposal after it).
+    assert len(plans) == 2
+    from ar_tui.agents.notes import TeamMemory
+
+    assert TeamMemory(run_dir).state.planned_at == plateau.decided  # planned again right at the plateau
+    proposals = [e for e in events if isinstance(e, ev.ProposalStarted)]
+    plateau_at = events.index(plateau)
+    next_proposal = next(e for e in proposals if events.index(e) > plateau_at)
+    assert next_proposal.exp == plateau.decided + 1
