@@ -72,6 +72,7 @@ class RunView:
     unknown_price: bool = False
     api_waiting: ev.ApiWaiting | None = None
     last_notice: ev.Notice | None = None
+    plateau: ev.Plateau | None = None  # the latest plateau the engine noticed
     streaming_usage: ev.Usage | None = None  # the request now streaming, not yet in the totals
     derived_parents: dict[int, int | None] = field(default_factory=dict)  # exp: parent, where events name none
     gpu_usd_per_hour: float | None = None  # None: GPU time is not priced
@@ -305,6 +306,8 @@ class RunView:
             if e.status == ev.STATUS_KEEP:
                 self.best_exp = e.exp
             self.best = e.best_after
+        if e.status == ev.STATUS_KEEP and not e.forced and e.exp != 0:
+            self.plateau = None  # a keep by the rule ends the dry spell
 
     def _on_review(self, e: ev.Review) -> None:
         self.role_costs.add(e)
@@ -330,6 +333,9 @@ class RunView:
     def _on_api_waiting(self, e: ev.ApiWaiting) -> None:
         self.api_waiting = e
         self.state = ev.STATE_WAITING_API
+
+    def _on_plateau(self, e: ev.Plateau) -> None:
+        self.plateau = e
 
     def _on_notice(self, e: ev.Notice) -> None:
         self.last_notice = e
