@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ar_tui.core import events as ev
 from ar_tui.core.engine.plateau import MIN_WINDOW, since_keep, window
 from ar_tui.core.records.ledger import LedgerRow, read_events, read_results
@@ -143,3 +145,17 @@ async def test_explore_makes_a_teams_planner_plan_again(tmp_path: Path) -> None:
     plateau_at = events.index(plateau)
     next_proposal = next(e for e in proposals if events.index(e) > plateau_at)
     assert next_proposal.exp == plateau.decided + 1
+
+
+def test_on_plateau_is_a_stored_run_option_that_a_resume_may_change() -> None:
+    from ar_tui.cli import build_parser, given_options, part_options
+    from ar_tui.run_options import OptionConflict, RunOptions, merge
+
+    given = given_options(build_parser().parse_args(["run", "--on-plateau", "combine"]))
+    assert given["extra"] == {"on_plateau": "combine"}
+    started = RunOptions(target="/t", tag="night", agent="offline", extra={"on_plateau": "explore"})
+    adjustable = {option.name for option in part_options() if option.adjustable}
+    assert merge(started, given, binding=True, adjustable_extra=adjustable).extra["on_plateau"] == "combine"
+    # Were it not declared adjustable, the same resume would be refused.
+    with pytest.raises(OptionConflict):
+        merge(started, given, binding=True, adjustable_extra=adjustable - {"on_plateau"})
