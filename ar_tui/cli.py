@@ -20,9 +20,11 @@ from pathlib import Path
 from ar_tui import exit_codes
 from ar_tui.core.errors import ArTuiError, RunError, UserError
 from ar_tui.core.records.rundir import RunDir
+from ar_tui.finalize import add_finalize_command, cmd_finalize
 from ar_tui.notify.command import add_notify_command, cmd_notify
 from ar_tui.setup.command import add_init_command, cmd_init
 from ar_tui.track.command import add_track_command, cmd_track
+from ar_tui.wiring import make_engine
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 # ---------------------------------------------------------------------- flags
@@ -159,6 +161,7 @@ def build_parser(with_parts: bool = True) -> argparse.ArgumentParser:
     add_notify_command(sub)
     add_track_command(sub)
     add_init_command(sub)
+    add_finalize_command(sub)
     return parser
 
 
@@ -262,62 +265,6 @@ def store_options(run_dir: Path, options) -> None:
 
     RunDir(run_dir).ensure_free()
     run_options.save(run_dir, options)
-
-
-# ---------------------------------------------------------------------- wiring an engine
-
-
-def make_proposer(run_dir: Path, options):
-    from ar_tui.agents.registry import ProposerSettings
-    from ar_tui.agents.registry import make_proposer as from_registry
-
-    program = None
-    if options.program is not None:
-        try:
-            program = Path(options.program).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UserError(f"program file not readable: {options.program} ({exc.strerror or exc})") from None
-    return from_registry(options.agent, ProposerSettings(
-        model=options.model, program=program, base_url=options.base_url, seed=options.seed,
-        target=Path(options.target), run_dir=run_dir, extra=dict(options.extra)))
-
-
-def run_services() -> list:
-    """What runs beside every engine: its control socket, and the morning
-    report once it stops."""
-    from ar_tui.core.control.server import control_service
-    from ar_tui.report import report_service
-
-    return [control_service, report_service]
-
-
-def make_engine(run_dir: Path, options, notify_urls: list[str] | None = None):
-    from ar_tui.core.engine import Engine, EngineOptions
-    from ar_tui.core.engine.parts import ENGINE_RUN_OPTIONS
-    from ar_tui.core.engine.strategies import settings_for
-    from ar_tui.core.executors import make_executor
-    from ar_tui.watchers import outside_services
-
-    engine_names = [option.name for option in ENGINE_RUN_OPTIONS] + ["strategy"]
-    engine_options = EngineOptions(
-        target_dir=Path(options.target),
-        tag=options.tag,
-        run_dir=run_dir,
-        time_budget=options.time_budget,
-        max_experiments=options.max_experiments,
-        hours=options.hours,
-        budget_usd=options.budget_usd,
-        attended=options.attended,
-        veto_window_s=options.veto_window_s,
-        devices=list(options.devices),
-        lookahead=options.lookahead,
-        baseline_runs=max(1, options.baseline_runs),
-        **{name: options.extra[name] for name in engine_names if name in options.extra},
-        strategy_options=settings_for(options.extra.get("strategy", ""), options.extra),
-    )
-    return Engine(engine_options, make_proposer(run_dir, options), executor=make_executor(options.executor, options.extra),
-                  services=outside_services(notify_urls, options.extra.get("track"), Path(options.target))
-                  + run_services())
 
 
 async def _run_headless(engine, run_dir: Path) -> int:
@@ -496,7 +443,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "report": cmd_report, "attach": cmd_attach, "status": cmd_status, "stop": cmd_stop,
-            "ls": cmd_ls, "serve": cmd_serve, "notify": cmd_notify, "track": cmd_track, "init": cmd_init}
+            "ls": cmd_ls, "serve": cmd_serve, "notify": cmd_notify, "track": cmd_track, "init": cmd_init,
+            "finalize": cmd_finalize}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -90,6 +90,8 @@ class HeadlessPrinter:
             return f"{event.level}: {event.message}"
         if isinstance(event, ev.Delivery):
             return f"warning: a message to {event.destination} was not delivered ({event.reason}); {event.undelivered} in all"
+        if isinstance(event, ev.Plateau):
+            return plateau_line(event)
         if isinstance(event, ev.VetoWindow):
             return f"exp {event.exp} waits {event.seconds:g} s for a veto"
         if isinstance(event, ev.RunStopped):
@@ -108,6 +110,18 @@ class HeadlessPrinter:
                     f"improvement over baseline: {gain}  "
                     f"cost: {fmt.exact_dollars(event.cost_usd)}\n{whole_cost(event)}")
         return None
+
+
+def plateau_line(event: ev.Plateau) -> str:
+    """The line that announces a plateau: N, how it was derived, what was done."""
+    return (f"plateau: no keep in the last {event.window} decided experiments (N = {event.window}: {event.why}); "
+            f"{event.action or 'no --on-plateau'}: {event.done}")
+
+
+def finalize_hint(run_dir: Path) -> str:
+    """What to do with a finished night: a branch to merge, checked change by change."""
+    return (f"next: ar-tui finalize {shlex.quote(str(run_dir))} --ablate  "
+            "(a clean branch and PR.md; which changes still matter on top of the others)")
 
 
 def whole_cost(stopped: ev.RunStopped) -> str:
@@ -134,6 +148,8 @@ def where_to_look(run_dir: Path) -> str:
              if path.is_file()]
     # There is no viewer for a stopped run but the app on a resumed one: say so.
     lines.append(f"open it in the app (it goes on if a budget is left): {open_app_command(paths.path)}")
+    if paths.ledger.is_file():
+        lines.append(finalize_hint(paths.path))
     return "\n".join(lines)
 
 

@@ -253,7 +253,7 @@ class TeamProposer:
     def _plan_due(self, ctx: ProposalContext) -> bool:
         if self.spec.planner is None:
             return False
-        if self._replan_for_rejections():
+        if self._replan_for_rejections() or ctx.replan:  # ctx.replan: the night plateaued (--on-plateau explore)
             return True
         decided = _decided(ctx.history)
         planned_at = self.memory.state.planned_at

@@ -350,6 +350,20 @@ class Notice(Event):
 
 
 @dataclass
+class Plateau(Event):
+    """The night has stopped finding gains: no keep by the rule in the last
+    `window` decided experiments (ar_tui.core.engine.plateau), and what was
+    done about it."""
+
+    kind: ClassVar[str] = "plateau"
+    window: int  # N: decided experiments without a keep that make a plateau
+    decided: int  # decided experiments when it was noticed
+    why: str  # how N was derived (the noise, the budget left)
+    action: str  # "explore", "combine", "stop", or "" (--on-plateau not set: noticed only)
+    done: str  # what the engine did, in words
+
+
+@dataclass
 class CapacityChanged(Event):
     """A cluster executor's capacity for the slots: a node left (fewer GPUs
     than at the start, so a slot waits out of the pool) or it is back."""

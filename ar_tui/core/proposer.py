@@ -76,6 +76,9 @@ class ProposalContext:
     # The run dir, where a proposer may keep its own durable state (the offline
     # search's study journal); None outside a run.
     run_dir: Path | None = None
+    # The night has plateaued and --on-plateau explore asks for a wider
+    # search: a proposer that plans (a team's planner) plans again now.
+    replan: bool = False
 
 
 @dataclass

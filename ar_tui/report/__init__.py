@@ -18,6 +18,7 @@ from typing import Any, AsyncIterator
 from ar_tui.core.errors import RunError
 from ar_tui.core.records.ledger import read_results
 from ar_tui.core.records.rundir import RunDir
+from ar_tui.report.ablation import ablation_section
 from ar_tui.report.build import Report, ReportError, build_report, report_as_dict
 from ar_tui.report.chart import render_chart
 from ar_tui.report.markdown import render_markdown
@@ -51,7 +52,12 @@ def write_report(run_dir: Path, narrative: str | None = None) -> list[Path]:
     paths = RunDir(run_dir)
     report = build_report(paths.path)
     _write_atomically(paths.chart, render_chart(report))
-    _write_atomically(paths.report, render_markdown(report, narrative).encode("utf-8"))
+    text = render_markdown(report, narrative)
+    # finalize --ablate's verdicts, kept across a rewrite of the report.
+    section = ablation_section(paths.ablation_table)
+    if section:
+        text = text.rstrip("\n") + "\n\n" + section
+    _write_atomically(paths.report, text.encode("utf-8"))
     return [paths.chart, paths.report]
 
 

@@ -26,6 +26,7 @@ from ar_tui.core.direction import Direction
 from ar_tui.core.errors import UserError
 from ar_tui.core.records.ledger import LedgerError, LedgerRow, read_events, read_results, read_state
 from ar_tui.core.records.rundir import LEDGER_FILE, RunDir
+from ar_tui.headless import plateau_line
 from ar_tui.lineage import lineage_nodes
 
 FINAL_STATUSES = (ev.STATUS_KEEP, ev.STATUS_DISCARD, ev.STATUS_CRASH, ev.STATUS_VETO)
@@ -130,6 +131,7 @@ class Report:
     failed_ideas: list[FailedIdea] = field(default_factory=list)
     rows: list[LedgerRow] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    plateaus: list[str] = field(default_factory=list)  # each plateau the engine noticed, and what it did
 
     @property
     def better_word(self) -> str:
@@ -399,6 +401,7 @@ def build_report(run_dir: Path) -> Report:
         failed_ideas=failed,
         rows=rows,
         warnings=warnings,
+        plateaus=[plateau_line(e) for e in events if isinstance(e, ev.Plateau)],
     )
 
 

@@ -203,6 +203,9 @@ def render_markdown(
         if islands:
             out += islands + [""]
 
+    if report.plateaus:
+        out += ["## Plateaus", ""] + [f"- {_one_line(line)}" for line in report.plateaus] + [""]
+
     out += ["## Kept changes", ""]
     if not report.kept_changes:
         out += ["Nothing beat the baseline.", ""]

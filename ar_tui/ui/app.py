@@ -28,6 +28,7 @@ from ar_tui import exit_codes
 from ar_tui.core import events as ev
 from ar_tui.core.control.handle import EngineHandle
 from ar_tui.core.control.view import RunView
+from ar_tui.headless import finalize_hint, plateau_line
 from ar_tui.signals import install_stop_signals
 from ar_tui.ui.agent_pane import AgentPane
 from ar_tui.ui.confirm_screen import ConfirmScreen
@@ -264,6 +265,10 @@ class ArTuiApp(App[Any]):
             agent.add_line(f"{event.level}: {event.message}", style=style)
         elif isinstance(event, ev.RunStopped):
             agent.add_line(f"run stopped: {event.reason}", style="bold")
+            if event.kept and not event.error and self.view.run_dir:
+                agent.add_line(finalize_hint(Path(self.view.run_dir)), style="bold")
+        elif isinstance(event, ev.Plateau):
+            agent.add_line(plateau_line(event), style="bold yellow")
 
     def _preload_running_logs(self) -> None:
         """An attached or resumed app sees the running experiment's output so far."""

@@ -78,6 +78,10 @@ class StatusLine(Static):
             line.append(f" · {view.undelivered} undelivered", style="bold yellow")
         if view.capacity_warning and view.live:
             line.append(f" · {view.capacity_warning}", style="bold yellow")
+        if view.plateau is not None and view.stopped is None:
+            plateau = view.plateau
+            line.append(f" · PLATEAU ({plateau.window} without a keep: {plateau.action or 'noticed'})",
+                        style="bold yellow")
         if view.stopped is not None:
             line.append(f" · stopped: {view.stopped.reason}", style="bold red" if view.stopped.error else "")
         # Who, then what: on one line when it fits, else the second part on a

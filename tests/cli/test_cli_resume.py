@@ -41,9 +41,11 @@ def test_run_dir_alone_resumes_with_the_stored_options(tiny_target: Path, tmp_pa
     assert stored["executor"] == "local" and stored["devices"] == ["cpu"]
 
     # The headless summary ends with where to look next.
-    tail = first.stdout.strip().splitlines()[-3:]
+    tail = first.stdout.strip().splitlines()[-4:]
     assert tail == [f"report: {RunDir(run_dir.resolve()).report}", f"chart: {RunDir(run_dir.resolve()).chart}",
-                    f"open it in the app (it goes on if a budget is left): ar-tui run --run-dir {run_dir.resolve()}"]
+                    f"open it in the app (it goes on if a budget is left): ar-tui run --run-dir {run_dir.resolve()}",
+                    f"next: ar-tui finalize {run_dir.resolve()} --ablate  (a clean branch and PR.md; which changes "
+                    "still matter on top of the others)"]
     assert RunDir(run_dir).report.is_file() and RunDir(run_dir).chart.is_file()
 
     # Nothing but the run dir and a raised budget: same target, tag, agent, mode.

@@ -73,6 +73,7 @@ class RunView:
     api_waiting: ev.ApiWaiting | None = None
     last_notice: ev.Notice | None = None
     undelivered: int = 0  # notifications and tracker records that never arrived (ev.Delivery)
+    plateau: ev.Plateau | None = None  # the latest plateau the engine noticed
     streaming_usage: ev.Usage | None = None  # the request now streaming, not yet in the totals
     derived_parents: dict[int, int | None] = field(default_factory=dict)  # exp: parent, where events name none
     gpu_usd_per_hour: float | None = None  # None: GPU time is not priced
@@ -306,6 +307,8 @@ class RunView:
             if e.status == ev.STATUS_KEEP:
                 self.best_exp = e.exp
             self.best = e.best_after
+        if e.status == ev.STATUS_KEEP and not e.forced and e.exp != 0:
+            self.plateau = None  # a keep by the rule ends the dry spell
 
     def _on_review(self, e: ev.Review) -> None:
         self.role_costs.add(e)
@@ -331,6 +334,9 @@ class RunView:
     def _on_api_waiting(self, e: ev.ApiWaiting) -> None:
         self.api_waiting = e
         self.state = ev.STATE_WAITING_API
+
+    def _on_plateau(self, e: ev.Plateau) -> None:
+        self.plateau = e
 
     def _on_notice(self, e: ev.Notice) -> None:
         self.last_notice = e

@@ -8,7 +8,10 @@ them holds the engine:
   `Run` it returns is what the parts share (options, run dir, ledger, git,
   trial, slots, state, steering, emit, stop);
 - `scheduler`: the proposer loop, the slots, the lookahead and veto window;
-- `measuring`: the baseline's runs and the re-measures, on the scheduler's slots;
+- `measuring`: the baseline's runs, the re-measures and the closing
+  confirmations, spread over the scheduler's slots;
+- `plateau`: noticing a night that stopped finding gains, and acting on it
+  (`--on-plateau`); `combine`: near-misses tried together, as a proposal source;
 - `trial`: one run of the target and its evaluation;
 - `judging`: the noise band, the sequential design, the strategy's verdicts;
 - `strategies`: what a finished run means (greedy, tree, islands);

@@ -16,7 +16,7 @@ from ar_tui.core import events as ev
 from ar_tui.core.control.handle import Observer
 from ar_tui.core.engine.judging import Judge
 from ar_tui.core.engine.opening import Run, open_run
-from ar_tui.core.engine.parts import Candidate, EngineOptions, Slot, Steering
+from ar_tui.core.engine.parts import Candidate, EngineOptions, Slot, Steering, resolve_window
 from ar_tui.core.engine.recorder import Recorder
 from ar_tui.core.engine.scheduler import Scheduler
 from ar_tui.core.engine.services import Service, enter_services
@@ -115,7 +115,7 @@ class Engine:
             self.emit(ev.ModeChanged(attended=attended))
             if not attended:
                 for slot in self.slots:
-                    _resolve_window(slot.candidate, "start")
+                    resolve_window(slot.candidate, "start")
             self._notify()
 
     def _find(self, exp: int | None) -> Candidate | None:
@@ -141,7 +141,7 @@ class Engine:
             scheduler.queue.remove(cand)
             scheduler.spawn(scheduler.decide_vetoed(cand))
         elif cand.window is not None:
-            _resolve_window(cand, "veto")
+            resolve_window(cand, "veto")
         elif cand.stop is not None:
             cand.stop.set()
         self._notify()
@@ -159,7 +159,7 @@ class Engine:
         for slot in self.slots:
             cand = slot.candidate
             if cand is not None and cand.window is not None and (exp is None or cand.exp == exp):
-                _resolve_window(cand, "start")
+                resolve_window(cand, "start")
                 return True
         return False
 
@@ -178,7 +178,7 @@ class Engine:
                 continue
             if cand.window is not None:
                 cand.interrupted = True
-                _resolve_window(cand, "stop")
+                resolve_window(cand, "stop")
             elif now and cand.stop is not None:
                 cand.interrupted = True
                 cand.stop.set()
@@ -189,18 +189,7 @@ class Engine:
     async def run(self) -> ev.RunStopped:
         """Run until a budget is reached or a stop is requested. Raises
         UserError before anything starts when the input is bad."""
-        run = self.opened = await asyncio.to_thread(open_run, self.options, self.proposer, self.executor,
-                                                    self.run_dir, self.steering, self.emit, self.stop)
-        try:
-            self.event_log = run.event_log
-            judge = Judge(run)
-            scheduler = self.scheduler = Scheduler(run, judge, Recorder(run, judge))
-            if run.orphans_ended:
-                self.emit(ev.Notice(level="warning",
-                                    message=f"ended {run.orphans_ended} training process(es) left by an earlier engine"))
-        except BaseException:
-            self._close()
-            raise
+        run, scheduler = await self._open()
         async with contextlib.AsyncExitStack() as services:
             await enter_services(services, self.services, self, self.observers, self.emit)
             try:
@@ -213,6 +202,32 @@ class Engine:
                     await close()
         self._close()
         return stopped
+
+    @contextlib.asynccontextmanager
+    async def session(self):
+        """The run opened as for a resume, without its night or services: work on a finished run
+        (`finalize --ablate`) on the night's slots, executor, sandbox, records and accounting."""
+        await self._open()
+        try:
+            yield self
+        finally:
+            self._close()
+
+    async def _open(self) -> tuple[Run, Scheduler]:
+        """Open the run dir (UserError on bad input) and build the parts on it."""
+        run = self.opened = await asyncio.to_thread(open_run, self.options, self.proposer, self.executor,
+                                                    self.run_dir, self.steering, self.emit, self.stop)
+        try:
+            self.event_log = run.event_log
+            judge = Judge(run)
+            scheduler = self.scheduler = Scheduler(run, judge, Recorder(run, judge))
+            if run.orphans_ended:
+                self.emit(ev.Notice(level="warning",
+                                    message=f"ended {run.orphans_ended} training process(es) left by an earlier engine"))
+        except BaseException:
+            self._close()
+            raise
+        return run, scheduler
 
     async def _run_opened(self, run: Run, scheduler: Scheduler) -> ev.RunStopped:
         judge, recorder = scheduler.judge, scheduler.recorder
@@ -287,8 +302,3 @@ class Engine:
                 failure = str(exc)
         if failure is not None:
             self.stop(failure, error=True)
-
-
-def _resolve_window(cand: Candidate | None, answer: str) -> None:
-    if cand is not None and cand.window is not None and not cand.window.done():
-        cand.window.set_result(answer)

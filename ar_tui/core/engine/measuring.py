@@ -7,7 +7,8 @@ queue, and hands what it measured back to the scheduler's decisions."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections import deque
+from typing import TYPE_CHECKING, Awaitable, Callable
 
 from ar_tui.core import events as ev
 from ar_tui.core.decisions import mean
@@ -99,7 +100,7 @@ class Measuring:
             return
         fresh = len(noise.fresh_runs(state.best_commit))
         needed = run.options.baseline_runs - fresh
-        best, slot = state.best_commit, run.slots[0]
+        best = state.best_commit
         which = f"exp {state.best_exp}" if state.best_exp else "the baseline"
         # Runs of exp 0 after the baseline's: their seeds continue its sequence.
         cand = Candidate(exp=0, description=f"confirming {which}, the best, on fresh seeds: the runs that kept it "
@@ -107,20 +108,58 @@ class Measuring:
                          rationale="", diff="", base_commit=best,
                          is_baseline=True, commit=best, parent=best, stop=asyncio.Event())
         cand.attempt = next_attempt(0, [s for seeds in noise.seeds.values() for s in seeds]) - 1
-        for done in range(max(0, needed)):
-            if run.accounting.run_would_cross(run.options.budget_usd, [slot.device], []):
-                return  # the run ends anyway: the best stays as measured
-            outcome = await self._run_baseline_once(slot, cand, (fresh + done + 1, run.options.baseline_runs))
+
+        async def record(_: Candidate, outcome: Outcome) -> bool:
             if outcome.outcome != ev.OUTCOME_OK or outcome.metric is None:
-                return
+                return False  # the best stays as measured
             noise.add(best, outcome.metric, outcome.seed)
             state.best_metric = state.metric_of[best] = mean(noise.runs(best))
-            await self.judge.solve_design_ahead(self.judge.band_looks())
-            self.judge.emit_noise()
             self.recorder.save_state()
+            return True
 
-    async def _run_baseline_once(self, slot: Slot, cand: Candidate, repeat: tuple[int, int]) -> Outcome:
-        """One run of a counted series: `repeat` is (this run, the runs in all)."""
+        await self.spread([cand] * max(0, needed), record, counted=(fresh + 1, run.options.baseline_runs))
+        # Once, after them all: solving the band's boundaries takes seconds,
+        # and a slot must not wait on it between two runs.
+        await self.judge.solve_design_ahead(self.judge.band_looks())
+        self.judge.emit_noise()
+
+    async def spread(self, runs: list[Candidate], record: Callable[[Candidate, Outcome], Awaitable[bool]],
+                     counted: tuple[int, int] | None = None) -> None:
+        """Run measuring runs that do not depend on one another (the closing
+        confirmations, an ablation's leave-one-out runs) over every slot at
+        once: each slot takes the next run as soon as it is free, so no slot
+        idles while another works through the list one run at a time.
+        `record` is awaited as each run finishes, in the order they finish;
+        False from it (a failed run) starts nothing more. A run that a budget
+        would cross is not started. `counted` (the first run's place, the
+        series' size) numbers the runs of a counted series as they start."""
+        run = self.run
+        pending = deque(runs)
+        started = 0
+        halted = False
+        # The closing confirmations run while the night is already stopping;
+        # a stop asked for after they began ends them (a stop --now interrupts
+        # the running ones, which ends them too).
+        stopping_before = run.steering.stopping
+
+        async def work(slot: Slot) -> None:
+            nonlocal halted, started
+            while pending and not halted and not (run.steering.stopping and not stopping_before):
+                running = [s.device for s in run.slots if s.candidate is not None and s is not slot]
+                if run.accounting.run_would_cross(run.options.budget_usd, [slot.device], running):
+                    halted = True
+                    return
+                cand = pending.popleft()
+                repeat = (counted[0] + started, counted[1]) if counted is not None else None
+                started += 1
+                outcome = await self._run_baseline_once(slot, cand, repeat)
+                if outcome.outcome == ev.OUTCOME_INTERRUPTED or not await record(cand, outcome):
+                    halted = True
+
+        await asyncio.gather(*(work(slot) for slot in run.slots))
+
+    async def _run_baseline_once(self, slot: Slot, cand: Candidate, repeat: tuple[int, int] | None) -> Outcome:
+        """One measuring run; of a counted series when `repeat` is (this run, the runs in all)."""
         run = self.run
         assert cand.commit is not None
         await run.trial.checkout(slot, cand.commit)
@@ -128,11 +167,12 @@ class Measuring:
         attempt = cand.attempt
         slot.candidate = cand
         try:
-            self.emit(ev.ExperimentStarted(exp=0, slot=slot.index, device=slot.device, commit=cand.commit,
+            place, series = repeat or (0, 0)
+            self.emit(ev.ExperimentStarted(exp=cand.exp, slot=slot.index, device=slot.device, commit=cand.commit,
                                            parent=cand.commit, description=cand.description, attempt=attempt,
-                                           log_path=str(run.run_dir.log(0, attempt)),
-                                           repeat=repeat[0], repeats=repeat[1]))
-            self.scheduler.slot_state(slot, ev.STATE_RUNNING, 0, cand.description)
+                                           log_path=str(run.run_dir.log(cand.exp, attempt)),
+                                           repeat=place, repeats=series))
+            self.scheduler.slot_state(slot, ev.STATE_RUNNING, cand.exp, cand.description)
             return await run.trial.execute(slot, cand, attempt)
         finally:
             slot.candidate = None

@@ -10,6 +10,7 @@ emits and stops, and it hands those to the parts as `Run.steering`,
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -68,6 +69,8 @@ class Run:
     resumed_exps: list[int] = field(default_factory=list)  # in flight when the last engine ended: run again
     node_refs: set[int] = field(default_factory=set)  # the node refs git holds now
     orphans_ended: int = 0  # training processes left by an earlier engine, ended while opening
+    plateau_acted_at: int = 0  # decided experiments when a plateau was last acted on (resumed from events)
+    started_at: float = field(default_factory=time.time)  # when this session opened (a plateau's pace)
 
     def opening_events(self) -> list[ev.Event]:
         """What the viewers hear first: the run, a sandbox that is missing,
@@ -207,4 +210,5 @@ def _open_claimed(opts: EngineOptions, proposer: Proposer, executor: Executor, r
                confinement=confinement, git=git, ledger=ledger, event_log=event_log, accounting=accounting,
                state=research, strategy=strategy, trial=trial, propose_target=propose_target, slots=slots,
                steering=steering, emit=emit, stop=stop, resumed=resumed, resumed_exps=sorted(research.in_flight),
-               node_refs=set(git.nodes()), orphans_ended=ended)
+               node_refs=set(git.nodes()), orphans_ended=ended,
+               plateau_acted_at=max((e.decided for e in events if isinstance(e, ev.Plateau)), default=0))

@@ -17,6 +17,8 @@ from ar_tui.core.sandbox.backends import SANDBOX_MODES
 # A proposer that fails this many times in a row is not going to recover by itself.
 MAX_FAILED_PROPOSALS_IN_ROW = 5
 EVALUATE_TIMEOUT_S = 600.0
+# What --on-plateau may ask for (ar_tui.core.engine.plateau acts on it).
+PLATEAU_ACTIONS = ("explore", "combine", "stop")
 
 
 @dataclass
@@ -43,6 +45,7 @@ class EngineOptions:
     sandbox_backends: list | None = None  # None: the platform's (tests pin one)
     gpu_usd_per_hour: float | None = None  # None: autoresearch.toml's [cost] gpu_usd_per_hour, else unpriced
     budget_covers: str | None = None  # what budget_usd caps: tokens (None: the default), or all (tokens and GPU)
+    on_plateau: str | None = None  # one of PLATEAU_ACTIONS (ar_tui.core.engine.plateau); None: noticed only
 
 
 # The engine's own options that a run stores (each an EngineOptions field of
@@ -58,6 +61,9 @@ ENGINE_RUN_OPTIONS = (
               "autoresearch.toml)", type=positive_float, toml="cost.gpu_usd_per_hour"),
     RunOption("budget_covers", "what --budget-usd caps: tokens (the default) or all (tokens and GPU time)",
               choices=BUDGET_COVERS, adjustable=True),
+    RunOption("on_plateau", "when no experiment has been kept for a while (N from the noise and the budget left): "
+              "widen the search, try near-misses together, or stop with the budget left (default: say so and "
+              "go on)", choices=PLATEAU_ACTIONS, adjustable=True),
 )
 
 
@@ -142,3 +148,9 @@ class Outcome:
     message: str
     tail: str
     seed: int | None = None  # the AR_SEED it ran with
+
+
+def resolve_window(cand: Candidate | None, answer: str) -> None:
+    """Answer a candidate's veto window (start, veto, stop), if it is still open."""
+    if cand is not None and cand.window is not None and not cand.window.done():
+        cand.window.set_result(answer)

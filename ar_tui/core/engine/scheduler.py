@@ -27,10 +27,12 @@ from typing import Callable
 
 from ar_tui.core import events as ev
 from ar_tui.core.decisions import REMEASURE_BEST, RERUN
+from ar_tui.core.engine.combine import CombineSource, near_misses
 from ar_tui.core.engine.judging import Judge
 from ar_tui.core.engine.measuring import Measuring
 from ar_tui.core.engine.opening import Run
 from ar_tui.core.engine.parts import MAX_FAILED_PROPOSALS_IN_ROW, Candidate, Outcome, Slot
+from ar_tui.core.engine.plateau import PlateauWatch
 from ar_tui.core.engine.recorder import Recorder
 from ar_tui.core.engine.strategies.base import DISCARD, KEEP, REAPPLY, REBASE_FAILED_RULE, Base
 from ar_tui.core.proposer import (
@@ -63,6 +65,7 @@ class Scheduler:
         # Decisions started outside a slot (a queued proposal vetoed): awaited
         # before the run finishes, never left to run on their own.
         self.background: set[asyncio.Task] = set()
+        self.plateau = PlateauWatch(self)
 
     # The run owns these; read through it so there is one truth.
     @property
@@ -144,7 +147,25 @@ class Scheduler:
             gate=self._gate,
             **where,
             run_dir=run.run_dir.path,
+            replan=self._take_replan(),
         )
+
+    def _take_replan(self) -> bool:
+        replan, self.plateau.replan = self.plateau.replan, False
+        return replan
+
+    def _combination(self) -> CombineSource | None:
+        """The combine source when a plateau or the strategy asks for one and
+        there are near-misses to combine; else None."""
+        run = self.run
+        wants = getattr(run.strategy, "wants_combination", None)
+        if self.plateau.combine_asked <= 0 and not (wants is not None and wants(self.state)):
+            return None
+        self.plateau.combine_asked = max(0, self.plateau.combine_asked - 1)
+        near = near_misses(run)
+        if len(near) < 2:
+            return None
+        return CombineSource(run.git, run.run_dir.propose_worktree, near)
 
     async def _gate(self) -> None:
         await self.wait_for(lambda: not self.run.steering.paused or self.run.steering.stopping)
@@ -213,10 +234,13 @@ class Scheduler:
         target, git = run.target, run.git
         worktree = run.run_dir.propose_worktree
         async with self._proposer_lock:
+            combine = self._combination() if adapt is None else None
             if adapt is not None:
                 # Adapting after a conflict: the same intent, on the same node's new code.
                 where = Base(run.strategy.base_for_run(state, adapt), state.parent_exp(adapt.base_commit),
                              adapt.island)
+            elif combine is not None:
+                where = Base(state.best_commit, state.best_exp)  # near-misses go together on the best
             else:
                 where = run.strategy.base_for_proposal(state)
                 if where.remeasure is not None:
@@ -232,8 +256,8 @@ class Scheduler:
             self.emit(ev.StateChanged(state=ev.STATE_PROPOSING, exp=exp))
             cost_before = run.accounting.cost_of(exp)
             try:
-                proposal: Proposal = await run.proposer.propose(ctx, workspace,
-                                                                run.accounting.agent_emit(exp, self.emit))
+                proposal: Proposal = await (combine or run.proposer).propose(
+                    ctx, workspace, run.accounting.agent_emit(exp, self.emit))
             # A LedgerError is the event log failing under one of the proposer's
             # events (a full disk): the run stops, it is not the proposer's bug.
             except (ProposalFailed, ProposerStopped, LedgerError, asyncio.CancelledError):
@@ -468,4 +492,6 @@ class Scheduler:
                 await self.decide(cand, status, metric, rule, locked=True)
             return
         await self.recorder.decide(cand, status, metric, rule)
+        if not cand.is_baseline:
+            await self.plateau.after_decision()
         self.notify()

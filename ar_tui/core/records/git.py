@@ -261,3 +261,48 @@ class GitRepo:
         with wt.git.custom_environment(**{k: os.environ.get(k, v) for k, v in COMMIT_IDENTITY.items()}):
             wt.git.commit("--quiet", "--no-verify", "--allow-empty", "-m", message)
         return wt.head.commit.hexsha
+
+    # ------------------------------------------------------------------ a finished night's changes
+
+    def change_of(self, commit: str) -> tuple[str, str]:
+        """The parent of `commit` and the target's diff from it: the change the
+        commit made to the code it was built on."""
+        parent = self.repo.git.rev_parse(f"{commit}^")
+        return parent, self.repo.git.diff(parent, commit, "--no-color", "--no-ext-diff", *self._pathspec()) + "\n"
+
+    def apply_3way(self, worktree: Path, diff: str) -> str | None:
+        """Apply `diff`, merging on the blobs it was made against when its
+        context has moved (a change taken out from under it); None on success,
+        else git's complaint, with the worktree put back as it was."""
+        failure = self.apply(worktree, diff)
+        if failure is None:
+            return None
+        wt = git.Repo(worktree)
+        patch_file = Path(wt.git.rev_parse("--absolute-git-dir")) / "ar-tui-3way.patch"
+        patch_file.write_text(diff, encoding="utf-8")
+        try:
+            wt.git.apply("--3way", "--whitespace=nowarn", str(patch_file))
+            if wt.git.diff("--name-only", "--diff-filter=U").strip():
+                raise git.exc.GitCommandError("apply", 1, b"conflicts")
+            return None
+        except git.exc.GitCommandError as exc:
+            wt.git.reset("--hard", "--quiet")
+            return (exc.stderr or str(exc)).strip().replace("stderr: ", "")[:2000] or failure
+        finally:
+            patch_file.unlink(missing_ok=True)
+
+    def set_named_branch(self, name: str, commit: str) -> None:
+        self.repo.git.update_ref(f"refs/heads/{name}", commit)
+
+    def named_branch_tip(self, name: str) -> str | None:
+        try:
+            return self.repo.git.rev_parse("--verify", f"refs/heads/{name}")
+        except git.exc.GitCommandError:
+            return None
+
+    def same_target(self, a: str, b: str) -> bool:
+        """Whether two commits hold the same target files."""
+        return not self.repo.git.diff("--name-only", a, b, *self._pathspec()).strip()
+
+    def commit_message(self, commit: str) -> str:
+        return self.repo.git.log("-1", "--format=%B", commit)

@@ -39,6 +39,10 @@ ENGINE_ERROR_FILE = "engine-error.log"
 REPORT_FILE = "report.md"
 CHART_FILE = "progress.png"
 NOTES_FILE = "notes.md"
+# What `ar-tui finalize` writes.
+PR_FILE = "PR.md"
+ABLATION_LOG_FILE = "ablation.jsonl"
+ABLATION_TABLE_FILE = "ablation.tsv"
 PROGRAM_PROPOSAL_FILE = "program.proposed.md"
 # Run dirs outside runs_root() are listed in this file (under runs_root()) so
 # that `ar-tui ls` finds them.
@@ -95,6 +99,18 @@ class RunDir:
     @property
     def chart(self) -> Path:
         return self.path / CHART_FILE
+
+    @property
+    def pr(self) -> Path:
+        return self.path / PR_FILE
+
+    @property
+    def ablation_log(self) -> Path:
+        return self.path / ABLATION_LOG_FILE
+
+    @property
+    def ablation_table(self) -> Path:
+        return self.path / ABLATION_TABLE_FILE
 
     @property
     def notes(self) -> Path:

@@ -39,6 +39,12 @@ class IslandStrategy:
         self.islands = max(1, int(islands or max(2, slots)))
         self.migrate_every = max(1, int(migrate_every))
 
+    def explore(self, factor: float) -> str:
+        """A plateau's `explore`: the islands trade their best more often."""
+        before = self.migrate_every
+        self.migrate_every = max(1, int(self.migrate_every / factor))
+        return f"islands migrate every {self.migrate_every} decided experiments (was {before})"
+
     def island_for(self, exp: int) -> int:
         return (exp - 1) % self.islands
 

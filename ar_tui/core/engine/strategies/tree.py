@@ -82,6 +82,12 @@ class TreeStrategy:
     def base_for_run(self, state: "ResearchState", cand: "Candidate") -> str:
         return cand.base_commit
 
+    def explore(self, factor: float) -> str:
+        """A plateau's `explore`: nodes other than the best get chosen more often."""
+        before = self.exploration
+        self.exploration *= factor
+        return f"tree exploration {before:g} -> {self.exploration:g}"
+
     def decide(self, state: "ResearchState", cand: "Candidate", judging: Judging) -> Verdict:
         return judge_in_population(state, cand, judging)
 
