@@ -20,6 +20,7 @@ from pathlib import Path
 from ar_tui import exit_codes
 from ar_tui.core.errors import ArTuiError, RunError, UserError
 from ar_tui.core.rundir import RunDir
+from ar_tui.limit_flags import add_limit_flags
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 # argparse dests of run flags that later parts add (strategy, team, sandbox
@@ -28,11 +29,11 @@ DEFAULT_MODEL = "claude-sonnet-5-5"
 EXTRA_OPTIONS: tuple[str, ...] = ("max_runs", "confidence", "strategy", "islands", "migrate_every",
                                  "offline_search", "sampler", "sandbox",
                                  "team", "plan_every", "web_search", "ray_address", "gpu_usd_per_hour",
-                                 "budget_covers")
+                                 "budget_covers", "limit_memory", "limit_processes", "limit_writes")
 # The extra options that are EngineOptions fields of the same name: a new run
 # stores the engine's default for each, so that a resume cannot switch it.
 ENGINE_EXTRA_OPTIONS = ("max_runs", "confidence", "strategy", "islands", "migrate_every", "sandbox",
-                        "gpu_usd_per_hour", "budget_covers")
+                        "gpu_usd_per_hour", "budget_covers", "limit_memory", "limit_processes", "limit_writes")
 # Where a benchmark decided what a run should do by default, the command line
 # follows it; the engine's own defaults stay the plain rules its tests pin.
 # strategy: tree beat greedy on both real targets (README, "Measured: which
@@ -125,6 +126,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampler", choices=["tpe", "cmaes"], help="the Optuna search's sampler (default: tpe)")
     parser.add_argument("--sandbox", choices=["auto", "require", "off"],
                         help="confine each run (default auto: the best sandbox here, or none, said loudly)")
+    add_limit_flags(parser)
     parser.add_argument("--team", help="a research team (implies --agent team; with --agent hybrid, the "
                                        "team proposes the structure): planner=MODEL,worker=MODEL[@URL],"
                                        "...,reviewer=MODEL (default: autoresearch.toml's [team])")

@@ -45,7 +45,7 @@ BUDGETS = ("max_experiments", "hours", "budget_usd")
 ADJUSTABLE = ("attended", "veto_window_s", "devices", "lookahead", "base_url")
 # Extra options that may change at resume. `gpu_usd_per_hour` is not among
 # them: every row of a run is priced at the rate it started with.
-ADJUSTABLE_EXTRA = ("budget_covers",)
+ADJUSTABLE_EXTRA = ("budget_covers", "limit_memory", "limit_processes", "limit_writes")
 
 # The flag that sets each option, for the one line a refusal prints.
 FLAGS = {

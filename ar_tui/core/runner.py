@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ar_tui.core.executors.plan import (OnCapacity, OnEvaluating, OnNodeSandbox, OnNotice, TrialPlan,
                                             TrialSteps)
 
+from ar_tui.core.limits import WATCH_S, RunLimits, bytes_under, over_limit
 from ar_tui.core.sandbox import Sandbox, SandboxPolicy
 
 # A single line is cut here for display and pattern matching; the log file
@@ -62,6 +63,9 @@ class RunSpec:
     # The command runs confined when both are set and the sandbox has a backend.
     sandbox: Sandbox | None = None
     policy: SandboxPolicy | None = None
+    # Caps on the run's memory, processes and writes (ar_tui.core.limits); None: none.
+    limits: RunLimits | None = None
+    write_paths: list[Path] = field(default_factory=list)  # where its writes are counted: worktree, scratch
 
 
 @dataclass
@@ -73,6 +77,7 @@ class RunResult:
     output_bytes: int
     tail: str
     matches: dict[str, str]  # pattern name -> last captured value
+    limit: str = ""  # the limit the run hit, in words, when one ended it
 
 
 class Executor(Protocol):
@@ -89,6 +94,14 @@ class Executor(Protocol):
         """Run a trial's steps (training, protected-file check, evaluator) on
         one machine and return their results; see `executors.plan`."""
         ...
+
+
+def _child_setup(limits: RunLimits | None, device: str) -> Callable[[], None]:
+    def setup() -> None:
+        _die_with_parent()
+        if limits is not None:
+            limits.apply_in_child(device)
+    return setup
 
 
 def _die_with_parent() -> None:
@@ -188,7 +201,6 @@ class LocalExecutor:
         return await run_trial_steps(self, plan, on_line, stop, on_evaluating)
 
     async def run(self, spec: RunSpec, on_line: OnLine, stop: asyncio.Event) -> RunResult:
-        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         matches: dict[str, str] = {}
         output_bytes = 0
@@ -216,7 +228,7 @@ class LocalExecutor:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_child_setup(spec.limits, spec.device),
             limit=READ_CHUNK,
         )
         pgid = proc.pid
@@ -224,9 +236,11 @@ class LocalExecutor:
         stopped = False
         assert proc.stdout is not None
 
+        log = _RunLog(spec.log_path)
+
         async def pump() -> None:
             nonlocal output_bytes
-            with open(spec.log_path, "ab", buffering=0) as log:
+            try:
                 while True:
                     data = await proc.stdout.read(READ_CHUNK)
                     if not data:
@@ -238,10 +252,32 @@ class LocalExecutor:
                     # the loop (key presses, the app's refresh) a turn between
                     # chunks, or a flooding child starves everything else.
                     await asyncio.sleep(0)
+            finally:
+                log.close()
             splitter.close()
+
+        limit_hit = ""
+
+        async def watch() -> None:
+            """End the run at the first limit it goes over (see ar_tui.core.limits)."""
+            nonlocal limit_hit
+            limits = spec.limits
+            assert limits is not None
+            before = await asyncio.to_thread(bytes_under, spec.write_paths) if limits.writes else 0
+            ticks = 0
+            while True:
+                await asyncio.sleep(WATCH_S)
+                ticks += 1
+                # Counting bytes walks the worktree: once a second is enough.
+                hit = await asyncio.to_thread(over_limit, limits, pgid, spec.write_paths, before, ticks % 4 == 0)
+                if hit:
+                    limit_hit = hit
+                    kill_tree(pgid)
+                    return
 
         pump_task = asyncio.create_task(pump())
         stop_task = asyncio.create_task(stop.wait())
+        watch_task = asyncio.create_task(watch()) if spec.limits is not None else None
         try:
             done, _ = await asyncio.wait(
                 {pump_task, stop_task}, timeout=spec.timeout_s, return_when=asyncio.FIRST_COMPLETED
@@ -259,6 +295,8 @@ class LocalExecutor:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.shield(pump_task), 10)
             exit_code = await proc.wait()
+            if pump_task.done() and not pump_task.cancelled() and pump_task.exception() is not None:
+                raise pump_task.exception()  # a bug in the line handling: the engine records it
         except BaseException:
             # The engine itself is being cancelled: leave nothing running.
             kill_tree(pgid)
@@ -267,6 +305,11 @@ class LocalExecutor:
             stop_task.cancel()
             if not pump_task.done():
                 pump_task.cancel()
+            if watch_task is not None:
+                watch_task.cancel()
+            # Retrieved here whatever happened, so no task's exception is left
+            # for the garbage collector to complain about.
+            await asyncio.gather(pump_task, stop_task, *([watch_task] if watch_task else []), return_exceptions=True)
             # Children that outlived their parent (a dataloader worker) go too.
             kill_group(pgid, signal.SIGKILL)
         return RunResult(
@@ -277,7 +320,42 @@ class LocalExecutor:
             output_bytes=output_bytes,
             tail="\n".join(tail),
             matches=matches,
+            limit=limit_hit or (spec.limits.hit_by("\n".join(tail)) or "" if spec.limits and exit_code else ""),
         )
+
+
+class _RunLog:
+    """A run's log file. Writing it must never end the run or the engine: a
+    full disk (or any other failure to write) stops the log, says so in its
+    last line when there is room, and the output still reaches the views and
+    the metric patterns."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.error: str | None = None
+        self._handle = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = open(path, "ab", buffering=0)
+        except OSError as exc:
+            self.error = exc.strerror or str(exc)
+
+    def write(self, data: bytes) -> None:
+        if self._handle is None:
+            return
+        try:
+            self._handle.write(data)
+        except OSError as exc:
+            self.error = exc.strerror or str(exc)
+            with contextlib.suppress(OSError):
+                self._handle.write(f"\n[ar-tui: the log stops here: {self.error}]\n".encode())
+            self.close()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.close()
+            self._handle = None
 
 
 def kill_orphans(run_dir: Path) -> int:

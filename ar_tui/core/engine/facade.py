@@ -26,6 +26,7 @@ from ar_tui.core.control import Observer
 from ar_tui.core.decisions import NoiseModel, keep_quantile, night_summary
 from ar_tui.core.evidence import read_evidence
 from ar_tui.core.engine.accounting import Accounting
+from ar_tui.core.engine.disk import DiskGuard
 from ar_tui.core.engine.parts import Candidate, EngineOptions, Slot
 from ar_tui.core.engine.recorder import Recorder
 from ar_tui.core.engine.scheduler import Scheduler
@@ -37,6 +38,7 @@ from ar_tui.core.executors.plan import file_hashes
 from ar_tui.core.gpu_cost import resolve_pricing
 from ar_tui.core.git import GIT_ERRORS, GitError, GitRepo
 from ar_tui.core.interpreter import TargetPython, resolve_python
+from ar_tui.core.limits import LimitError, RunLimits, lower_engine_oom_score
 from ar_tui.core.ledger import EventLog, Ledger, LedgerError, read_events, read_state, write_state
 from ar_tui.core.proposer import Proposer
 from ar_tui.core.rundir import RunDir
@@ -67,9 +69,12 @@ class Engine:
         self.state = ResearchState(noise=NoiseModel())  # rebuilt from the run dir in _open
         self.accounting = Accounting()
         self.scheduler = Scheduler(self)
+        self.disk = DiskGuard(self)
         self.trial: Trial | None = None
         self.python: TargetPython | None = None
         self.confinement: Confinement | None = None
+        self.limits = RunLimits()
+        self.engine_oom_lowered = False
         self.recorder: Recorder | None = None
         self.propose_target: Path | None = None
         self.attended = options.attended
@@ -98,7 +103,7 @@ class Engine:
         failure: LedgerError | None = None
         if event.persist and self.event_log is not None and not self._log_broken:
             try:
-                self.event_log.write(event)
+                self.disk.persist(event)  # a full disk: kept for later, and the engine waits
             except LedgerError as exc:
                 # Observers still hear of it (the app, the headless printer);
                 # the run then stops with the rows before it intact.
@@ -252,6 +257,11 @@ class Engine:
         self.strategy = make_strategy(
             opts.strategy, direction=target.direction, debug=bool(getattr(self.proposer, "can_debug", False)),
             islands=opts.islands or max(2, len(opts.devices)), migrate_every=opts.migrate_every)
+        try:
+            self.limits = RunLimits.resolve(target.limits, opts.limit_memory, opts.limit_processes, opts.limit_writes,
+                                            len(opts.devices), run_dir.path)
+        except LimitError as exc:
+            raise UserError(f"{target.source or target.root}: {exc}") from None
         sandbox = resolve_sandbox(opts.sandbox, target.sandbox.network, opts.sandbox_backends)  # SandboxError: a UserError
         self.confinement = Confinement(sandbox, run_dir.path, target.sandbox, data_home(), declared_env=target.env,
                                        extra_read=target_python_paths(self.python))
@@ -315,7 +325,9 @@ class Engine:
         target.protected = protected
         hashes = file_hashes(self.propose_target, protected)
         self.trial = Trial(run_dir, target, git, self.executor, self.accounting.trial_emit(self.emit), hashes,
-                           self.python, self.confinement)
+                           self.python, self.confinement, self.limits)
+        # If the kernel must kill for memory, a run goes first (its score is the highest), the engine last.
+        self.engine_oom_lowered = lower_engine_oom_score()
         self._node_refs = set(git.nodes())
         self.recorder = Recorder(run_dir, self.ledger, self.emit, self.save_state)
 
@@ -351,6 +363,9 @@ class Engine:
         self._node_refs = live
 
     def save_state(self) -> None:
+        self.disk.save_state(self.write_state_file)
+
+    def write_state_file(self) -> None:
         write_state(self.run_dir.path, {
             "tag": self.options.tag,
             "target": str(self.target.root if self.target else ""),
@@ -409,11 +424,19 @@ class Engine:
             sandbox=self.confinement.sandbox.describe(),
             gpu_usd_per_hour=self.accounting.pricing.usd_per_hour,
             budget_covers=self.accounting.pricing.covers,
+            limits=self.limits.describe() + ("; the engine's OOM score lowered" if self.engine_oom_lowered else ""),
         ))
         if not self.confinement.sandbox.confined and self.confinement.sandbox.mode != "off":
             self.emit(ev.Notice(level="warning", message=self.confinement.sandbox.describe()))
         for exp in self._resumed_exps:
-            self.emit(ev.Notice(level="warning", message=f"experiment {exp} was interrupted; running it again"))
+            done = len(self.state.in_flight[exp].runs) if exp in self.state.in_flight else 0
+            counted = f" ({done} finished run(s) count; the cut one runs again with its seed)" if done else ""
+            self.emit(ev.Notice(level="warning", message=f"experiment {exp} was interrupted; running it again{counted}"))
+        for name, count in (("events.jsonl", self.event_log.repaired), ("results.tsv", self.ledger.repaired)):
+            if count:
+                self.emit(ev.Notice(level="warning", message=f"{name}: set aside {count} line(s) that were not whole "
+                                                             f"records (a torn last line, or not written by ar-tui) "
+                                                             f"in {name}.rejected; the rest is intact"))
         if self.state.best_metric is not None:
             self.emit(ev.BaselineReady(metric=self.state.baseline_metric or self.state.best_metric,
                                        commit=self.state.best_commit))
@@ -451,6 +474,7 @@ class Engine:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            await self.disk.close()
         return self._finish()
 
     def _record_crash(self, exc: BaseException) -> None:
@@ -499,6 +523,7 @@ class Engine:
 
     def _close(self) -> None:
         if self.event_log is not None:
+            self.disk.flush_at_close()
             self.event_log.close()
         self._release()
 

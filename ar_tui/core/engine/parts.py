@@ -38,6 +38,10 @@ class EngineOptions:
     sandbox_backends: list | None = None  # None: the platform's (tests pin one)
     gpu_usd_per_hour: float | None = None  # None: autoresearch.toml's [cost] gpu_usd_per_hour, else unpriced
     budget_covers: str | None = None  # what budget_usd caps: tokens (None: the default), or all (tokens and GPU)
+    # Per-run limits (ar_tui.core.limits): a size / count, "none", or None for [limits] or the default.
+    limit_memory: str | None = None
+    limit_processes: str | None = None
+    limit_writes: str | None = None
 
 
 @dataclass
@@ -70,6 +74,7 @@ class Candidate:
     remeasure: bool = False
     proposer: str = ""  # who proposed it (Proposal.proposer, else the proposer's name)
     gpu_usd: float | None = None  # its runs' GPU time, priced, when it is decided
+    retried: bool = False  # a transient failure of one of its re-runs was tried again once
 
     @property
     def mean(self) -> float | None:

@@ -91,7 +91,7 @@ class Scheduler(Measuring):
     # ------------------------------------------------------------------ proposing
 
     def _wants_proposal(self) -> bool:
-        if self.engine.paused:
+        if self.engine.paused or self.engine.disk.full:
             return False
         free = sum(1 for s in self.slots if s.candidate is None)
         capacity = free + self.engine.options.lookahead * len(self.slots)
@@ -245,7 +245,7 @@ class Scheduler(Measuring):
                 debug_of=where.debug_of,
                 proposer=proposal.proposer or engine.proposer.name,
             )
-            engine.recorder.diff(cand)
+            await engine.disk.write_when_space(lambda: engine.recorder.diff(cand))
             state.in_flight[exp] = cand
             if adapt is None:
                 state.chose_parent(where.exp)
@@ -271,7 +271,7 @@ class Scheduler(Measuring):
 
     def _next_candidate(self) -> Candidate | None:
         engine = self.engine
-        if engine.paused or engine.stopping or not self.queue:
+        if engine.paused or engine.stopping or engine.disk.full or not self.queue:
             return None
         if not engine.ledger.decided(0):
             return None
@@ -283,6 +283,10 @@ class Scheduler(Measuring):
             await self.wait_for(lambda: engine.stopping or self._next_candidate() is not None)
             if engine.stopping:
                 return
+            if not await engine.disk.ready():
+                return
+            if self._next_candidate() is None:
+                continue
             if self.gpu_budget_stops([slot]):
                 return
             cand = self.queue.popleft()
@@ -394,8 +398,20 @@ class Scheduler(Measuring):
         if cand.vetoed or outcome.outcome == ev.OUTCOME_VETOED:
             await self.decide_vetoed(cand)
             return
+        if outcome.outcome in (ev.OUTCOME_CRASH, ev.OUTCOME_TIMEOUT) and cand.runs and not cand.retried:
+            # Its earlier runs succeeded: a transient failure (a stalled or
+            # killed process), tried once more with the next seed.
+            cand.retried = True
+            self.emit(ev.Notice(level="warning", message=f"experiment {cand.exp}: run {cand.attempt} failed "
+                                                         f"({outcome.outcome}: {outcome.message}); "
+                                                         "retrying it once with the next seed"))
+            self.queue.appendleft(cand)
+            self.notify()
+            return
         if outcome.outcome != ev.OUTCOME_OK:
             state.last_failure_tail = outcome.tail
+            if cand.runs:  # the retry failed too: say what the decision rests on
+                outcome.message += f" (after {len(cand.runs)} good run(s) and one retry)"
             if outcome.outcome == ev.OUTCOME_CRASH:
                 state.tails[cand.exp] = outcome.tail
             # Rows without a metric are crashes, as in the original's ledger;
@@ -442,10 +458,13 @@ class Scheduler(Measuring):
             cand.commit = None
             cand.runs = []
             cand.remeasure_best = False
+        next_run = REAPPLY if fresh else REMEASURE_BEST if cand.remeasure_best else RERUN
         self.emit(ev.Decision(exp=cand.exp, status=RERUN, rule=rule, metric=cand.mean,
                               best_before=self.state.best_metric, best_after=None, commit=cand.commit or "",
-                              description=cand.description, cost_usd=cand.cost_usd))
+                              description=cand.description, cost_usd=cand.cost_usd, next_run=next_run))
         self.engine.emit_noise()
+        # The runs so far (and any re-measure of the best) survive a kill.
+        self.engine.save_state()
         self.queue.appendleft(cand)
         self.notify()
 
@@ -464,7 +483,7 @@ class Scheduler(Measuring):
         cand.gpu_usd = engine.accounting.gpu_usd_of(cand.exp)
         commit = cand.commit or cand.base_commit
         parent_exp = None if cand.is_baseline else state.parent_exp(cand.parent or cand.base_commit)
-        engine.recorder.row(cand, status, metric, rule, commit, parent_exp)
+        await engine.disk.write_when_space(lambda: engine.recorder.row(cand, status, metric, rule, commit, parent_exp))
         if status == ev.STATUS_KEEP and cand.commit is not None and not cand.is_baseline:
             await asyncio.to_thread(engine.git.advance_branch, cand.commit, state.best_commit)
         state.record(cand, status, metric, commit, parent_exp,
