@@ -174,13 +174,15 @@ class RunLimits:
         """The limit a run's own last error shows it hit (the rlimits make a
         MemoryError or a 'File too large' rather than a kill)."""
         if self.memory and re.search(r"MemoryError|Cannot allocate memory|std::bad_alloc|out of memory", tail):
-            return self.memory_line()
+            return self.memory_line(killed=False)
         if self.writes and re.search(r"File too large|File size limit exceeded", tail):
             return self.writes_line()
         return None
 
-    def memory_line(self) -> str:
-        return f"memory limit of {size_text(self.memory or 0)} reached (Killed (out of memory); --limit-memory)"
+    def memory_line(self, killed: bool = True) -> str:
+        """`killed`: the watchdog ended the run; else the run's own allocation failed at the rlimit."""
+        how = ": Killed (out of memory)" if killed else ""
+        return f"memory limit of {size_text(self.memory or 0)} reached{how} (--limit-memory)"
 
     def processes_line(self) -> str:
         return f"process limit of {self.processes} processes/threads reached (--limit-processes)"
