@@ -100,3 +100,24 @@ def test_state_json_is_replaced_whole_on_a_full_disk(tmp_path: Path) -> None:
         filler.unlink()
         write_state(run, {"n": 3})
         assert read_state(run) == {"n": 3}
+
+
+async def test_a_log_that_cannot_be_written_never_ends_the_run_or_the_engine(tmp_path: Path) -> None:
+    import asyncio
+    import sys
+
+    from ar_tui.core.runner import LocalExecutor, RunSpec
+
+    with tmpfs(tmp_path / "disk", "1m") as disk:
+        log_path = disk / "logs" / "1.log"
+        log_path.parent.mkdir()
+        log_path.write_bytes(b"")
+        filler = fill(disk)
+        command = f"{sys.executable} -c \"print('x' * 100000); print('val_bpb: 1.25')\""
+        spec = RunSpec(command=command, cwd=tmp_path, env=dict(os.environ), log_path=log_path, timeout_s=30,
+                       patterns={"metric": __import__("re").compile(r"val_bpb: (\S+)")})
+        lines: list[str] = []
+        result = await LocalExecutor().run(spec, lambda text, replace: lines.append(text), asyncio.Event())
+        assert result.exit_code == 0 and result.matches["metric"] == "1.25"
+        assert lines[-1] == "val_bpb: 1.25"
+        filler.unlink()
