@@ -47,16 +47,19 @@ def _write_error(path: Path, exc: OSError) -> LedgerError:
 
 
 def append_record(fd: int, data: bytes, path: Path, sync: bool) -> None:
-    """Append one whole record with a single write, or nothing: a short or
-    failed write is truncated back to the size before it."""
+    """Append one whole record, or nothing: a write the disk cuts short is
+    truncated back to the size before it. (One write of the whole line; a
+    short one is finished or undone, never left.)"""
     try:
         before = os.fstat(fd).st_size
     except OSError as exc:
         raise _write_error(path, exc) from None
     try:
-        written = os.write(fd, data)
-        if written != len(data):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view = memoryview(data)
+        while view:
+            # A short write goes on: the next write succeeds, or raises the
+            # disk's real reason (ENOSPC, EFBIG), and all of it is cut back.
+            view = view[os.write(fd, view):]
         if sync:
             os.fsync(fd)
     except OSError as exc:
