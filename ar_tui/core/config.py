@@ -92,6 +92,7 @@ class TargetConfig:
     # lacks (ar_tui.core.money.pricing.Price values, keyed by model id).
     prices: dict[str, Any] = field(default_factory=dict)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # the [sandbox] table
+    limits: dict = field(default_factory=dict)  # the [limits] table, read by ar_tui.core.executors.limits
     team: dict[str, Any] = field(default_factory=dict)  # [team]: checked by ar_tui.agents.team
     offline: dict[str, Any] = field(default_factory=dict)  # [offline]: checked by ar_tui.agents.offline
     gpu_usd_per_hour: float | None = None  # [cost]: the price of a GPU hour (ar_tui.core.money.gpu_cost)
@@ -123,6 +124,7 @@ _KNOWN = {
     "team": {"planner", "worker", "reviewer", "plan_every", "web_search"},
     "offline": {"search", "sampler"},  # the offline proposer's default search for this target
     "cost": {"gpu_usd_per_hour"},
+    "limits": {"memory", "processes", "writes"},  # per run (ar_tui.core.executors.limits)
 }
 
 
@@ -154,7 +156,7 @@ def load_target(root: Path) -> TargetConfig:
     for section, values in data.items():
         if section not in _KNOWN:
             raise fail(section, f"unknown section [{section}]; expected [target], [metric], [prices], [sandbox], "
-                                "[team], [offline] and [cost]")
+                                "[team], [offline], [cost] and [limits]")
         if not isinstance(values, dict):
             raise fail(section, "must be a table")
         for key in values:
@@ -241,6 +243,7 @@ def load_target(root: Path) -> TargetConfig:
             raise ConfigError(f"{path}: {exc}") from None
     if "sandbox" in data:
         config.sandbox = _sandbox_settings(data["sandbox"], root, fail)
+    config.limits = dict(data.get("limits", {}))
     config.team = dict(data.get("team", {}))
     config.offline = dict(data.get("offline", {}))
     if "gpu_usd_per_hour" in data.get("cost", {}):

@@ -17,6 +17,7 @@ from typing import Callable
 from ar_tui.core import events as ev
 from ar_tui.core.config import ConfigError, TargetConfig, load_target, validate_files
 from ar_tui.core.engine.accounting import Accounting
+from ar_tui.core.engine.disk import DiskGuard
 from ar_tui.core.engine.parts import EngineOptions, Slot, Steering
 from ar_tui.core.engine.state import ResearchState
 from ar_tui.core.engine.strategies import make_strategy
@@ -25,6 +26,7 @@ from ar_tui.core.engine.trial import Trial
 from ar_tui.core.errors import UserError
 from ar_tui.core.evidence import read_evidence
 from ar_tui.core.executors.base import Executor, file_hashes
+from ar_tui.core.executors.limits import LimitError, RunLimits, lower_engine_oom_score
 from ar_tui.core.executors.process import kill_orphans
 from ar_tui.core.interpreter import TargetPython, resolve_python
 from ar_tui.core.money.gpu_cost import resolve_pricing
@@ -63,6 +65,9 @@ class Run:
     steering: Steering
     emit: Callable[[ev.Event], None]
     stop: Stop
+    disk: DiskGuard  # waits for room when the run dir's disk is full
+    limits: RunLimits  # each run's caps
+    engine_oom_lowered: bool = False  # the kernel, if it must kill for memory, kills a run before the engine
     resumed: bool = False
     resumed_exps: list[int] = field(default_factory=list)  # in flight when the last engine ended: run again
     node_refs: set[int] = field(default_factory=set)  # the node refs git holds now
@@ -75,9 +80,17 @@ class Run:
         sandbox = self.confinement.sandbox
         if not sandbox.confined and sandbox.mode != "off":
             events.append(ev.Notice(level="warning", message=sandbox.describe()))
-        events += [ev.Notice(level="warning", message=f"experiment {exp} was interrupted; running it again")
-                   for exp in self.resumed_exps]
         state = self.state
+        for exp in self.resumed_exps:
+            done = len(state.in_flight[exp].runs) if exp in state.in_flight else 0
+            counted = f" ({done} finished run(s) count; the cut one runs again with its seed)" if done else ""
+            events.append(ev.Notice(level="warning", message=f"experiment {exp} was interrupted; running it again"
+                                                             f"{counted}"))
+        for name, count in (("events.jsonl", self.event_log.repaired), ("results.tsv", self.ledger.repaired)):
+            if count:
+                events.append(ev.Notice(level="warning", message=f"{name}: set aside {count} line(s) that were not "
+                                                                 f"whole records (a torn last line, or not written by "
+                                                                 f"ar-tui) in {name}.rejected; the rest is intact"))
         if state.best_metric is not None:
             events.append(ev.BaselineReady(metric=state.baseline_metric or state.best_metric,
                                            commit=state.best_commit))
@@ -107,6 +120,7 @@ class Run:
             sandbox=self.confinement.sandbox.describe(),
             gpu_usd_per_hour=accounting.pricing.usd_per_hour,
             budget_covers=accounting.pricing.covers,
+            limits=self.limits.describe() + ("; the engine's OOM score lowered" if self.engine_oom_lowered else ""),
         )
 
 
@@ -130,6 +144,11 @@ def open_run(options: EngineOptions, proposer: Proposer, executor: Executor, run
     strategy = make_strategy(
         opts.strategy, direction=target.direction, debug=bool(getattr(proposer, "can_debug", False)),
         slots=len(opts.devices), **opts.strategy_options)
+    try:
+        limits = RunLimits.resolve(target.limits, opts.limit_memory, opts.limit_processes, opts.limit_writes,
+                                   len(opts.devices), run_dir.path)
+    except LimitError as exc:
+        raise UserError(f"{target.source or target.root}: {exc}") from None
     sandbox = resolve_sandbox(opts.sandbox, target.sandbox.network, opts.sandbox_backends)  # SandboxError: a UserError
     confinement = Confinement(sandbox, run_dir.path, target.sandbox, data_home(), declared_env=target.env,
                               extra_read=target_python_paths(python))
@@ -152,7 +171,7 @@ def open_run(options: EngineOptions, proposer: Proposer, executor: Executor, run
     run_dir.claim()
     try:
         return _open_claimed(opts, proposer, executor, run_dir, steering, emit, stop, accounting, target, python,
-                             confinement, strategy, git, head)
+                             confinement, strategy, git, head, limits)
     except BaseException:
         run_dir.release()
         raise
@@ -161,7 +180,7 @@ def open_run(options: EngineOptions, proposer: Proposer, executor: Executor, run
 def _open_claimed(opts: EngineOptions, proposer: Proposer, executor: Executor, run_dir: RunDir, steering: Steering,
                   emit: Callable[[ev.Event], None], stop: Stop, accounting: Accounting, target: TargetConfig,
                   python: TargetPython, confinement: Confinement, strategy: Strategy, git: GitRepo,
-                  head: str) -> Run:
+                  head: str, limits: RunLimits) -> Run:
     state = read_state(run_dir.path) or {}
     resumed = bool(state) or run_dir.ledger.exists()
     if state.get("tag") not in (None, opts.tag):
@@ -198,9 +217,12 @@ def _open_claimed(opts: EngineOptions, proposer: Proposer, executor: Executor, r
         protected.append("autoresearch.toml")
     target.protected = protected
     hashes = file_hashes(propose_target, protected)
-    trial = Trial(run_dir, target, git, executor, accounting.trial_emit(emit), hashes, python, confinement)
+    trial = Trial(run_dir, target, git, executor, accounting.trial_emit(emit), hashes, python, confinement, limits)
+    # If the kernel must kill for memory, a run goes first (its score is the highest), the engine last.
+    oom_lowered = lower_engine_oom_score()
     return Run(options=opts, proposer=proposer, run_dir=run_dir, target=target, python=python,
                confinement=confinement, git=git, ledger=ledger, event_log=event_log, accounting=accounting,
                state=research, strategy=strategy, trial=trial, propose_target=propose_target, slots=slots,
-               steering=steering, emit=emit, stop=stop, resumed=resumed, resumed_exps=sorted(research.in_flight),
+               steering=steering, emit=emit, stop=stop, disk=DiskGuard(run_dir.path, event_log, steering, emit, stop),
+               limits=limits, engine_oom_lowered=oom_lowered, resumed=resumed, resumed_exps=sorted(research.in_flight),
                node_refs=set(git.nodes()), orphans_ended=ended)
