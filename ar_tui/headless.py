@@ -66,7 +66,8 @@ class HeadlessPrinter:
             return (f"ar-tui: {verb} run {event.tag} on {event.target} ({event.agent}, {mode}, "
                     f"slots {', '.join(event.slots)}); run dir {event.run_dir}"
                     + (f"; {event.sandbox}" if event.sandbox else "")
-                    + (f"\n{event.python}" if event.python else ""))
+                    + (f"\n{event.python}" if event.python else "")
+                    + (f"\n{event.limits}" if event.limits else ""))
         if isinstance(event, ev.LogLine) and event.text.startswith(ev.PREPARE_LOG_PREFIX):
             return event.text if event.text[len(ev.PREPARE_LOG_PREFIX):].strip() else None
         if isinstance(event, ev.BaselineReady):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
 import subprocess
 import sys
@@ -74,3 +76,44 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def ar_tui_command() -> list[str]:
     return [sys.executable, "-m", "ar_tui.cli"]
+
+
+class _UnretrievedExceptions(logging.Handler):
+    """Collects asyncio's "Task exception was never retrieved" (and the same
+    for futures): every such message is a failure somebody swallowed."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "exception was never retrieved" in message:
+            if record.exc_info and record.exc_info[1] is not None:
+                message += f": {record.exc_info[1]!r}"
+            self.messages.append(message.splitlines()[0] + (f" {message.splitlines()[-1]}" if "\n" in message else ""))
+
+
+UNRETRIEVED = _UnretrievedExceptions()
+logging.getLogger("asyncio").addHandler(UNRETRIEVED)
+
+
+@pytest.fixture(autouse=True)
+def no_unretrieved_task_exceptions():
+    """Fails the test during which a task's (or future's) exception went
+    unretrieved. A young-generation collection finds most of those held in
+    cycles at no cost; a full one (100+ ms) runs once, at the end of the session."""
+    UNRETRIEVED.messages.clear()
+    yield
+    gc.collect(1)
+    found, UNRETRIEVED.messages[:] = list(UNRETRIEVED.messages), []
+    if found:
+        pytest.fail("an asyncio exception was never retrieved: " + "; ".join(found), pytrace=False)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The ones only a full collection finds fail the whole session."""
+    gc.collect()
+    if UNRETRIEVED.messages:
+        print("\nan asyncio exception was never retrieved: " + "; ".join(UNRETRIEVED.messages))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -95,6 +95,7 @@ class TargetConfig:
     # lacks (ar_tui.core.money.pricing.Price values, keyed by model id).
     prices: dict[str, Any] = field(default_factory=dict)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)  # the [sandbox] table
+    limits: dict = field(default_factory=dict)  # the [limits] table, read by ar_tui.core.executors.limits
     team: dict[str, Any] = field(default_factory=dict)  # [team]: checked by ar_tui.agents.team
     offline: dict[str, Any] = field(default_factory=dict)  # [offline]: checked by ar_tui.agents.offline
     gpu_usd_per_hour: float | None = None  # [cost]: the price of a GPU hour (ar_tui.core.money.gpu_cost)
@@ -130,6 +131,7 @@ _KNOWN = {
     "cost": {"gpu_usd_per_hour"},
     "notify": {"urls", "crash_streak", "stall_after"},  # ar_tui.notify.settings
     "track": {"to", "uri", "project"},  # ar_tui.track.settings
+    "limits": {"memory", "processes", "writes"},  # per run (ar_tui.core.executors.limits)
 }
 
 
@@ -161,7 +163,7 @@ def load_target(root: Path) -> TargetConfig:
     for section, values in data.items():
         if section not in _KNOWN:
             raise fail(section, f"unknown section [{section}]; expected [target], [metric], [prices], [sandbox], "
-                                "[team], [offline], [cost], [notify] and [track]")
+                                "[team], [offline], [cost], [notify], [track] and [limits]")
         if not isinstance(values, dict):
             raise fail(section, "must be a table")
         for key in values:
@@ -250,6 +252,7 @@ def load_target(root: Path) -> TargetConfig:
             raise ConfigError(f"{path}: {exc}") from None
     if "sandbox" in data:
         config.sandbox = _sandbox_settings(data["sandbox"], root, fail)
+    config.limits = dict(data.get("limits", {}))
     config.team = dict(data.get("team", {}))
     config.offline = dict(data.get("offline", {}))
     config.notify = dict(data.get("notify", {}))

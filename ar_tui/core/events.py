@@ -106,6 +106,7 @@ class RunStarted(Event):
     sandbox: str = ""  # ar_tui.core.sandbox.backends.Sandbox.describe(): the startup and status lines show it
     gpu_usd_per_hour: float | None = None  # the price of a GPU hour; None: GPU time is not priced
     budget_covers: str = "tokens"  # what --budget-usd caps: "tokens", or "all" (tokens and GPU)
+    limits: str = ""  # ar_tui.core.executors.limits.RunLimits.describe(): each run's caps and how they are applied
 
 
 @dataclass
@@ -303,6 +304,10 @@ class ExperimentFinished(Event):
     gpu_usd: float | None = None  # None: GPU time is not priced
     total_gpu_seconds: float = 0.0
     total_gpu_usd: float | None = None
+    # Which run it was: with its seed, a resume counts the runs that finished
+    # before a kill and runs again only the one cut short (0: an older event).
+    attempt: int = 0
+    seed: int | None = None
 
 
 @dataclass
@@ -332,6 +337,7 @@ class Decision(Event):
     parent_exp: int | None = None  # the experiment whose code this one was built on
     island: int | None = None  # the sub-population it belongs to, for island search
     gpu_usd: float | None = None  # the GPU time of its runs, priced; None: not priced
+    next_run: str = ""  # a "rerun" decision's next step: rerun / remeasure / reapply (a resume continues it)
 
 
 @dataclass

@@ -18,6 +18,8 @@ them holds the engine:
 - `recorder`: the whole write-up of a decision (row, diff, event, state
   file, node refs) and of the night;
 - `accounting`: tokens, GPU time and dollars;
+- `disk`: a full run-dir disk pauses the run until there is room (`Run.disk`);
+- `finished_runs`: what a killed engine had measured, counted on resume;
 - `services`: what runs beside the engine (the control socket, the report).
 """
 

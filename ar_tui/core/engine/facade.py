@@ -14,19 +14,18 @@ from typing import Callable, Iterable
 
 from ar_tui.core import events as ev
 from ar_tui.core.control.handle import Observer
+from ar_tui.core.engine.disk import DiskGuard
 from ar_tui.core.engine.judging import Judge
 from ar_tui.core.engine.opening import Run, open_run
 from ar_tui.core.engine.parts import Candidate, EngineOptions, Slot, Steering, resolve_window
 from ar_tui.core.engine.recorder import Recorder
 from ar_tui.core.engine.scheduler import Scheduler
 from ar_tui.core.engine.services import Service, enter_services
-from ar_tui.core.errors import UserError
 from ar_tui.core.executors.base import Executor
 from ar_tui.core.executors.local import LocalExecutor
 from ar_tui.core.proposer import Proposer
-from ar_tui.core.records.ledger import EventLog, LedgerError
+from ar_tui.core.records.ledger import LedgerError
 from ar_tui.core.records.rundir import RunDir
-from ar_tui.core.records.target_data import check_prepared
 
 
 class Engine:
@@ -41,7 +40,7 @@ class Engine:
         self.steering = Steering(attended=options.attended)
         # Set once the run is opened (`run()`): the parts and what they share.
         self.opened: Run | None = None
-        self.event_log: EventLog | None = None
+        self.disk: DiskGuard | None = None  # the opened run's: writes events.jsonl, waits when the disk is full
         self.scheduler: Scheduler | None = None
         self.stopped: ev.RunStopped | None = None
         self._log_broken = False
@@ -59,9 +58,9 @@ class Engine:
 
     def emit(self, event: ev.Event) -> None:
         failure: LedgerError | None = None
-        if event.persist and self.event_log is not None and not self._log_broken:
+        if event.persist and self.disk is not None and not self._log_broken:
             try:
-                self.event_log.write(event)
+                self.disk.persist(event)  # a full disk: kept for later, and the engine waits
             except LedgerError as exc:
                 # Observers still hear of it (the app, the headless printer);
                 # the run then stops with the rows before it intact.
@@ -218,7 +217,7 @@ class Engine:
         run = self.opened = await asyncio.to_thread(open_run, self.options, self.proposer, self.executor,
                                                     self.run_dir, self.steering, self.emit, self.stop)
         try:
-            self.event_log = run.event_log
+            self.disk = run.disk
             judge = Judge(run)
             scheduler = self.scheduler = Scheduler(run, judge, Recorder(run, judge))
             if run.orphans_ended:
@@ -265,6 +264,7 @@ class Engine:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            await run.disk.close()
         return self._finish(run, recorder)
 
     def _finish(self, run: Run, recorder: Recorder) -> ev.RunStopped:
@@ -278,8 +278,8 @@ class Engine:
         return stopped
 
     def _close(self) -> None:
-        if self.event_log is not None:
-            self.event_log.close()
+        if self.disk is not None:
+            self.disk.close_log()
         if self.opened is not None:
             self.run_dir.release()
 
@@ -295,10 +295,5 @@ class Engine:
             return
         self.emit(ev.StateChanged(state=ev.STATE_STARTING, detail="preparing data"))
         failure = await run.trial.prepare_target(run.slots[0])
-        if failure is None:
-            try:
-                check_prepared(run.target.root, run.target.data)
-            except UserError as exc:
-                failure = str(exc)
         if failure is not None:
             self.stop(failure, error=True)

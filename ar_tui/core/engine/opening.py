@@ -18,6 +18,7 @@ from typing import Callable
 from ar_tui.core import events as ev
 from ar_tui.core.config import ConfigError, TargetConfig, load_target, validate_files
 from ar_tui.core.engine.accounting import Accounting
+from ar_tui.core.engine.disk import DiskGuard
 from ar_tui.core.engine.parts import EngineOptions, Slot, Steering
 from ar_tui.core.engine.state import ResearchState
 from ar_tui.core.engine.strategies import make_strategy
@@ -26,6 +27,7 @@ from ar_tui.core.engine.trial import Trial
 from ar_tui.core.errors import UserError
 from ar_tui.core.evidence import read_evidence
 from ar_tui.core.executors.base import Executor, file_hashes
+from ar_tui.core.executors.limits import LimitError, RunLimits, lower_engine_oom_score
 from ar_tui.core.executors.process import kill_orphans
 from ar_tui.core.interpreter import TargetPython, resolve_python
 from ar_tui.core.money.gpu_cost import resolve_pricing
@@ -65,6 +67,9 @@ class Run:
     steering: Steering
     emit: Callable[[ev.Event], None]
     stop: Stop
+    disk: DiskGuard  # waits for room when the run dir's disk is full
+    limits: RunLimits  # each run's caps
+    engine_oom_lowered: bool = False  # the kernel, if it must kill for memory, kills a run before the engine
     resumed: bool = False
     resumed_exps: list[int] = field(default_factory=list)  # in flight when the last engine ended: run again
     node_refs: set[int] = field(default_factory=set)  # the node refs git holds now
@@ -79,9 +84,17 @@ class Run:
         sandbox = self.confinement.sandbox
         if not sandbox.confined and sandbox.mode != "off":
             events.append(ev.Notice(level="warning", message=sandbox.describe()))
-        events += [ev.Notice(level="warning", message=f"experiment {exp} was interrupted; running it again")
-                   for exp in self.resumed_exps]
         state = self.state
+        for exp in self.resumed_exps:
+            done = len(state.in_flight[exp].runs) if exp in state.in_flight else 0
+            counted = f" ({done} finished run(s) count; the cut one runs again with its seed)" if done else ""
+            events.append(ev.Notice(level="warning", message=f"experiment {exp} was interrupted; running it again"
+                                                             f"{counted}"))
+        for name, count in (("events.jsonl", self.event_log.repaired), ("results.tsv", self.ledger.repaired)):
+            if count:
+                events.append(ev.Notice(level="warning", message=f"{name}: set aside {count} line(s) that were not "
+                                                                 f"whole records (a torn last line, or not written by "
+                                                                 f"ar-tui) in {name}.rejected; the rest is intact"))
         if state.best_metric is not None:
             events.append(ev.BaselineReady(metric=state.baseline_metric or state.best_metric,
                                            commit=state.best_commit))
@@ -111,6 +124,7 @@ class Run:
             sandbox=self.confinement.sandbox.describe(),
             gpu_usd_per_hour=accounting.pricing.usd_per_hour,
             budget_covers=accounting.pricing.covers,
+            limits=self.limits.describe() + ("; the engine's OOM score lowered" if self.engine_oom_lowered else ""),
         )
 
 
@@ -134,6 +148,11 @@ def open_run(options: EngineOptions, proposer: Proposer, executor: Executor, run
     strategy = make_strategy(
         opts.strategy, direction=target.direction, debug=bool(getattr(proposer, "can_debug", False)),
         slots=len(opts.devices), **opts.strategy_options)
+    try:
+        limits = RunLimits.resolve(target.limits, opts.limit_memory, opts.limit_processes, opts.limit_writes,
+                                   len(opts.devices), run_dir.path)
+    except LimitError as exc:
+        raise UserError(f"{target.source or target.root}: {exc}") from None
     sandbox = resolve_sandbox(opts.sandbox, target.sandbox.network, opts.sandbox_backends)  # SandboxError: a UserError
     confinement = Confinement(sandbox, run_dir.path, target.sandbox, data_home(), declared_env=target.env,
                               extra_read=target_python_paths(python),
@@ -159,7 +178,7 @@ def open_run(options: EngineOptions, proposer: Proposer, executor: Executor, run
     run_dir.claim()
     try:
         return _open_claimed(opts, proposer, executor, run_dir, steering, emit, stop, accounting, target, python,
-                             confinement, strategy, git, head)
+                             confinement, strategy, git, head, limits)
     except BaseException:
         run_dir.release()
         raise
@@ -168,7 +187,7 @@ def open_run(options: EngineOptions, proposer: Proposer, executor: Executor, run
 def _open_claimed(opts: EngineOptions, proposer: Proposer, executor: Executor, run_dir: RunDir, steering: Steering,
                   emit: Callable[[ev.Event], None], stop: Stop, accounting: Accounting, target: TargetConfig,
                   python: TargetPython, confinement: Confinement, strategy: Strategy, git: GitRepo,
-                  head: str) -> Run:
+                  head: str, limits: RunLimits) -> Run:
     state = read_state(run_dir.path) or {}
     resumed = bool(state) or run_dir.ledger.exists()
     if state.get("tag") not in (None, opts.tag):
@@ -205,10 +224,13 @@ def _open_claimed(opts: EngineOptions, proposer: Proposer, executor: Executor, r
         protected.append("autoresearch.toml")
     target.protected = protected
     hashes = file_hashes(propose_target, protected)
-    trial = Trial(run_dir, target, git, executor, accounting.trial_emit(emit), hashes, python, confinement)
+    trial = Trial(run_dir, target, git, executor, accounting.trial_emit(emit), hashes, python, confinement, limits)
+    # If the kernel must kill for memory, a run goes first (its score is the highest), the engine last.
+    oom_lowered = lower_engine_oom_score()
     return Run(options=opts, proposer=proposer, run_dir=run_dir, target=target, python=python,
                confinement=confinement, git=git, ledger=ledger, event_log=event_log, accounting=accounting,
                state=research, strategy=strategy, trial=trial, propose_target=propose_target, slots=slots,
-               steering=steering, emit=emit, stop=stop, resumed=resumed, resumed_exps=sorted(research.in_flight),
+               steering=steering, emit=emit, stop=stop, disk=DiskGuard(run_dir.path, event_log, steering, emit, stop),
+               limits=limits, engine_oom_lowered=oom_lowered, resumed=resumed, resumed_exps=sorted(research.in_flight),
                node_refs=set(git.nodes()), orphans_ended=ended,
                plateau_acted_at=max((e.decided for e in events if isinstance(e, ev.Plateau)), default=0))

@@ -46,6 +46,10 @@ class EngineOptions:
     gpu_usd_per_hour: float | None = None  # None: autoresearch.toml's [cost] gpu_usd_per_hour, else unpriced
     budget_covers: str | None = None  # what budget_usd caps: tokens (None: the default), or all (tokens and GPU)
     on_plateau: str | None = None  # one of PLATEAU_ACTIONS (ar_tui.core.engine.plateau); None: noticed only
+    # Per-run limits (ar_tui.core.executors.limits): a size / count, "none", or None for [limits] or the default.
+    limit_memory: str | None = None
+    limit_processes: str | None = None
+    limit_writes: str | None = None
 
 
 # The engine's own options that a run stores (each an EngineOptions field of
@@ -64,6 +68,15 @@ ENGINE_RUN_OPTIONS = (
     RunOption("on_plateau", "when no experiment has been kept for a while (N from the noise and the budget left): "
               "widen the search, try near-misses together, or stop with the budget left (default: say so and "
               "go on)", choices=PLATEAU_ACTIONS, adjustable=True),
+    # Per-run limits (ar_tui.core.executors.limits checks the values when the run opens); may change at resume.
+    RunOption("limit_memory", "each run's memory cap, e.g. 8GiB, or none (default: [limits] memory, else the "
+              "machine's memory less a reserve for the engine, shared by the slots)", adjustable=True,
+              toml="limits.memory"),
+    RunOption("limit_processes", "each run's cap on processes and threads, or none (default: [limits] processes, "
+              "else 4096)", adjustable=True, toml="limits.processes"),
+    RunOption("limit_writes", "each run's cap on bytes written to its worktree and scratch dir, or none "
+              "(default: [limits] writes, else half the run dir's free space)", adjustable=True,
+              toml="limits.writes"),
 )
 
 
@@ -97,6 +110,7 @@ class Candidate:
     remeasure: bool = False
     proposer: str = ""  # who proposed it (Proposal.proposer, else the proposer's name)
     gpu_usd: float | None = None  # its runs' GPU time, priced, when it is decided
+    retried: bool = False  # a transient failure of one of its re-runs was tried again once
 
     @property
     def mean(self) -> float | None:

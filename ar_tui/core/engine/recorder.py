@@ -51,7 +51,8 @@ class Recorder:
         cand.gpu_usd = run.accounting.gpu_usd_of(cand.exp)
         commit = cand.commit or cand.base_commit
         parent_exp = None if cand.is_baseline else state.parent_exp(cand.parent or cand.base_commit)
-        self.row(cand, status, metric, rule, commit, parent_exp)
+        # A full disk: the row waits for room (the engine pauses meanwhile).
+        await run.disk.write_when_space(lambda: self.row(cand, status, metric, rule, commit, parent_exp))
         if status == ev.STATUS_KEEP and cand.commit is not None and not cand.is_baseline:
             await asyncio.to_thread(run.git.advance_branch, cand.commit, state.best_commit)
         state.record(cand, status, metric, commit, parent_exp,
@@ -62,12 +63,16 @@ class Recorder:
         self.save_state()
         await self.sync_nodes()
 
-    def rerun(self, cand: Candidate, rule: str) -> None:
-        """A candidate that runs again before it is decided: a `Decision` of its own, with no row."""
+    def rerun(self, cand: Candidate, rule: str, next_run: str) -> None:
+        """A candidate that runs again before it is decided: a `Decision` of its
+        own, with no row; `next_run` (rerun, remeasure, reapply) is what a
+        resume continues with."""
         self.emit(ev.Decision(exp=cand.exp, status=RERUN, rule=rule, metric=cand.mean,
                               best_before=self.run.state.best_metric, best_after=None, commit=cand.commit or "",
-                              description=cand.description, cost_usd=cand.cost_usd))
+                              description=cand.description, cost_usd=cand.cost_usd, next_run=next_run))
         self.judge.emit_noise()
+        # The runs so far (and any re-measure of the best) survive a kill.
+        self.save_state()
 
     def row(self, cand: Candidate, status: str, metric: float | None, rule: str, commit: str,
             parent_exp: int | None) -> None:
@@ -97,6 +102,10 @@ class Recorder:
                               parent_exp=parent_exp, island=cand.island, gpu_usd=cand.gpu_usd))
 
     def save_state(self) -> None:
+        """Write state.json; on a full disk, once there is room again."""
+        self.run.disk.save_state(self.write_state_file)
+
+    def write_state_file(self) -> None:
         run = self.run
         write_state(run.run_dir.path, {
             "tag": run.options.tag,

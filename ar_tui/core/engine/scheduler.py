@@ -54,6 +54,7 @@ class Scheduler:
         self.judge = judge
         self.recorder = recorder
         self.measuring = Measuring(run, judge, recorder, self)
+        run.disk.bind(self.notify, self.wait_for)  # a full disk pauses the slots and the proposer
         # A resumed run's candidates that were in flight run again first.
         self.queue: deque[Candidate] = deque(run.state.in_flight.values())
         self.failed_in_row = 0
@@ -110,7 +111,7 @@ class Scheduler:
     # ------------------------------------------------------------------ proposing
 
     def _wants_proposal(self) -> bool:
-        if self.run.steering.paused:
+        if self.run.steering.paused or self.run.disk.full:
             return False
         free = sum(1 for s in self.slots if s.candidate is None)
         capacity = free + self.run.options.lookahead * len(self.slots)
@@ -292,7 +293,7 @@ class Scheduler:
                 debug_of=where.debug_of,
                 proposer=proposal.proposer or run.proposer.name,
             )
-            self.recorder.diff(cand)
+            await run.disk.write_when_space(lambda: self.recorder.diff(cand))
             state.in_flight[exp] = cand
             if adapt is None:
                 state.chose_parent(where.exp)
@@ -318,7 +319,7 @@ class Scheduler:
 
     def _next_candidate(self) -> Candidate | None:
         run = self.run
-        if run.steering.paused or run.steering.stopping or not self.queue:
+        if run.steering.paused or run.steering.stopping or run.disk.full or not self.queue:
             return None
         if not run.ledger.decided(0):
             return None
@@ -330,6 +331,10 @@ class Scheduler:
             await self.wait_for(lambda: run.steering.stopping or self._next_candidate() is not None)
             if run.steering.stopping:
                 return
+            if not await run.disk.ready():
+                return
+            if self._next_candidate() is None:
+                continue
             if self.gpu_budget_stops([slot]):
                 return
             cand = self.queue.popleft()
@@ -440,8 +445,20 @@ class Scheduler:
         if cand.vetoed or outcome.outcome == ev.OUTCOME_VETOED:
             await self.decide_vetoed(cand)
             return
+        if outcome.outcome in (ev.OUTCOME_CRASH, ev.OUTCOME_TIMEOUT) and cand.runs and not cand.retried:
+            # Its earlier runs succeeded: a transient failure (a stalled or
+            # killed process), tried once more with the next seed.
+            cand.retried = True
+            self.emit(ev.Notice(level="warning", message=f"experiment {cand.exp}: run {cand.attempt} failed "
+                                                         f"({outcome.outcome}: {outcome.message}); "
+                                                         "retrying it once with the next seed"))
+            self.queue.appendleft(cand)
+            self.notify()
+            return
         if outcome.outcome != ev.OUTCOME_OK:
             state.last_failure_tail = outcome.tail
+            if cand.runs:  # the retry failed too: say what the decision rests on
+                outcome.message += f" (after {len(cand.runs)} good run(s) and one retry)"
             if outcome.outcome == ev.OUTCOME_CRASH:
                 state.tails[cand.exp] = outcome.tail
             # Rows without a metric are crashes, as in the original's ledger;
@@ -478,7 +495,7 @@ class Scheduler:
             cand.commit = None
             cand.runs = []
             cand.remeasure_best = False
-        self.recorder.rerun(cand, rule)
+        self.recorder.rerun(cand, rule, REAPPLY if fresh else REMEASURE_BEST if cand.remeasure_best else RERUN)
         self.queue.appendleft(cand)
         self.notify()
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from ar_tui.core import events as ev
 from ar_tui.core.decisions import NoiseModel
 from ar_tui.core.direction import Direction
+from ar_tui.core.engine.finished_runs import RunsSoFar, restore_candidate, runs_of
 from ar_tui.core.engine.parts import Candidate
 from ar_tui.core.evidence import RunEvidence
 from ar_tui.core.proposer import ResultRow
@@ -63,6 +64,8 @@ class ResearchState:
     tails: dict[int, str] = field(default_factory=dict)  # a crashed node's log tail, for a debug step
     remeasuring: set[int] = field(default_factory=set)  # nodes queued to run again
     attempts: dict[int, int] = field(default_factory=dict)  # exp -> runs started, so logs never collide
+    # An undecided baseline's runs before a kill: the finished ones count, the cut ones run again.
+    baseline_so_far: RunsSoFar = field(default_factory=RunsSoFar)
 
     def record(self, cand: Candidate, status: str, metric: float | None, commit: str,
                parent_exp: int | None, evidence: RunEvidence | None = None) -> None:
@@ -225,8 +228,18 @@ class ResearchState:
         for exp, ready in sorted(proposals.items()):
             self.next_exp = max(self.next_exp, exp + 1)
             if exp not in decided:
-                self.in_flight[exp] = Candidate(exp=exp, description=ready.description, rationale=ready.rationale,
-                                                diff=ready.diff, base_commit=ready.base_commit,
-                                                cost_usd=ready.cost_usd, island=ready.island,
-                                                debug_of=ready.debug_of, proposer=ready.proposer)
+                cand = Candidate(exp=exp, description=ready.description, rationale=ready.rationale,
+                                 diff=ready.diff, base_commit=ready.base_commit, cost_usd=ready.cost_usd,
+                                 island=ready.island, debug_of=ready.debug_of, proposer=ready.proposer)
+                # Its runs that finished before the kill count (its last proposal's, an adaptation's).
+                last = max(i for i, e in enumerate(events) if isinstance(e, ev.ProposalReady) and e.exp == exp)
+                if restore_candidate(cand, events[last + 1:], noise):
+                    try:
+                        assert cand.commit is not None
+                        git.resolve(cand.commit)
+                    except (*GIT_ERRORS, AssertionError):
+                        cand.commit, cand.parent, cand.runs = None, None, []
+                self.in_flight[exp] = cand
+        if not any(row.exp == 0 for row in rows):
+            self.baseline_so_far = runs_of(events, 0)
         return self

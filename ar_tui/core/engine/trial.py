@@ -10,6 +10,7 @@ failure, whatever it printed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 import shlex
@@ -21,11 +22,13 @@ from ar_tui.core.config import TargetConfig
 from ar_tui.core.engine.parts import EVALUATE_TIMEOUT_S, Candidate, Outcome, Slot
 from ar_tui.core.executors.base import Executor, RunSpec, TrialPlan, TrialSteps
 from ar_tui.core.executors.failures import crash_reason
+from ar_tui.core.executors.limits import RunLimits
 from ar_tui.core.executors.process import child_env
 from ar_tui.core.interpreter import TargetPython
-from ar_tui.core.records.git import GitRepo
+from ar_tui.core.errors import UserError
+from ar_tui.core.records.git import GIT_ERRORS, GitRepo
 from ar_tui.core.records.rundir import RunDir
-from ar_tui.core.records.target_data import missing_data_hint
+from ar_tui.core.records.target_data import check_prepared, missing_data_hint
 from ar_tui.core.sandbox.policy import Confinement, RunScratch, runs_editable_file
 from ar_tui.core.seeds import SEED_ENV, seed_for
 
@@ -49,8 +52,9 @@ def last_line(text: str) -> str:
 class Trial:
     def __init__(self, run_dir: RunDir, target: TargetConfig, git: GitRepo, executor: Executor,
                  emit: Callable[[ev.Event], None], protected_hashes: dict[str, str], python: TargetPython,
-                 confinement: Confinement) -> None:
+                 confinement: Confinement, limits: RunLimits | None = None) -> None:
         self.confinement = confinement  # every run of the target's code is confined by it
+        self.limits = limits  # caps on each run's memory, processes and writes
         self.run_dir = run_dir
         self.target = target
         self.python = python
@@ -99,6 +103,10 @@ class Trial:
             hint = await asyncio.to_thread(missing_data_hint, result.tail, self.target.root, slot.target_dir,
                                            self.target.data)
             return f"prepare command failed: {crash_reason(result.tail, result.exit_code, self.python.description, hint)}"
+        try:
+            check_prepared(self.target.root, self.target.data)  # a [target] data path prepare was to write
+        except UserError as exc:
+            return str(exc)
         return None
 
     async def execute(self, slot: Slot, cand: Candidate, attempt: int) -> Outcome:
@@ -121,7 +129,8 @@ class Trial:
         patterns = {"metric": target.metric_regex, "memory": re.compile(target.memory_pattern, re.MULTILINE)}
         spec = RunSpec(command=self.python.command(target.run), cwd=slot.target_dir, env=train_env,
                        log_path=self.run_dir.log(cand.exp, attempt), timeout_s=target.hard_timeout,
-                       device=slot.device, patterns=patterns, sandbox=self.confinement.sandbox, policy=policy)
+                       device=slot.device, patterns=patterns, sandbox=self.confinement.sandbox, policy=policy,
+                       limits=self.limits, write_paths=[slot.worktree, scratch.root])
 
         def on_line(text: str, replace: bool) -> None:
             self.emit(ev.LogLine(exp=cand.exp, slot=slot.index, text=text, replace=replace))
@@ -138,7 +147,7 @@ class Trial:
                                  log_path=self.run_dir.eval_log(cand.exp, attempt),
                                  timeout_s=max(EVALUATE_TIMEOUT_S, target.time_budget), device=slot.device,
                                  patterns={"metric": target.metric_regex}, sandbox=self.confinement.sandbox,
-                                 policy=eval_policy)
+                                 policy=eval_policy, limits=self.limits, write_paths=[scratch.root])
         plan = TrialPlan(
             training=spec, protected_hashes={f: self.protected_hashes.get(f, "") for f in target.protected},
             checkpoint=checkpoint if target.evaluate else None, evaluate=evaluate,
@@ -175,6 +184,9 @@ class Trial:
         elif result.timed_out:
             outcome.outcome = ev.OUTCOME_TIMEOUT
             outcome.message = f"killed after the hard timeout of {target.hard_timeout:g} s"
+        elif result.limit:
+            outcome.outcome = ev.OUTCOME_CRASH
+            outcome.message = f"{result.limit}: {crash_reason(result.tail, result.exit_code, self.python.description)}"
         elif result.exit_code != 0:
             outcome.outcome = ev.OUTCOME_CRASH
             hint = await asyncio.to_thread(missing_data_hint, result.tail, target.root, slot.target_dir, target.data)
@@ -194,11 +206,17 @@ class Trial:
         if outcome.outcome not in (ev.OUTCOME_OK, ev.OUTCOME_VETOED, ev.OUTCOME_INTERRUPTED):
             outcome.tail = result.tail[-4000:]
         scratch.remove()
+        if outcome.outcome != ev.OUTCOME_OK:
+            # A failed run gives its space back before its row is written:
+            # what it left in the worktree (checkpoints filling a disk) goes now.
+            with contextlib.suppress(*GIT_ERRORS):
+                await asyncio.to_thread(self.git.clean, slot.worktree)
         self.emit(ev.ExperimentFinished(exp=cand.exp, slot=slot.index, outcome=outcome.outcome, metric=outcome.metric,
                                         reported_metric=outcome.reported, memory_gb=outcome.memory_gb,
                                         seconds=outcome.seconds, exit_code=outcome.exit_code, message=outcome.message,
                                         tail=outcome.tail, held_seconds=outcome.seconds + (
-                                            steps.evaluation.seconds if steps.evaluation is not None else 0.0)))
+                                            steps.evaluation.seconds if steps.evaluation is not None else 0.0),
+                                        attempt=attempt, seed=seed))
         return outcome
 
     def _evaluate(self, cand: Candidate, steps: TrialSteps, checkpoint: Path, outcome: Outcome) -> None:

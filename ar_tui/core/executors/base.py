@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from ar_tui.core.executors.limits import RunLimits
 from ar_tui.core.sandbox.backends import Sandbox, SandboxPolicy
 from ar_tui.core.sandbox.policy import NodeConfinement
 
@@ -49,6 +50,9 @@ class RunSpec:
     # The command runs confined when both are set and the sandbox has a backend.
     sandbox: Sandbox | None = None
     policy: SandboxPolicy | None = None
+    # Caps on the run's memory, processes and writes (ar_tui.core.executors.limits); None: none.
+    limits: RunLimits | None = None
+    write_paths: list[Path] = field(default_factory=list)  # where its writes are counted: worktree, scratch
 
 
 @dataclass
@@ -60,6 +64,7 @@ class RunResult:
     output_bytes: int
     tail: str
     matches: dict[str, str]  # pattern name -> last captured value
+    limit: str = ""  # the limit the run hit, in words, when one ended it
 
 
 class Executor(Protocol):

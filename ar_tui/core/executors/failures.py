@@ -23,6 +23,10 @@ _TRACEBACK_START = "Traceback (most recent call last):"
 # `prepare: error: no API key`, `error: Failed to fetch`: how command-line
 # tools (uv, argparse, the examples) say why they exited.
 _ERROR_LINE = re.compile(r"^(?:[\w.-]+: )?error: \S", re.IGNORECASE)
+# Causes that are the machine's, not the code's, whatever printed them (a
+# shell tool, a C library, a Python traceback cut off by the kill).
+_RESOURCE_LINE = re.compile(r"No space left on device|Disk quota exceeded|CUDA out of memory|Cannot allocate memory"
+                            r"|MemoryError|std::bad_alloc|Resource temporarily unavailable|File size limit exceeded")
 _MISSING_MODULE = re.compile(r"No module named '([^']+)'")
 _CUDA_MISSING = re.compile(
     r"Torch not compiled with CUDA enabled|Found no NVIDIA driver|No CUDA GPUs are available"
@@ -50,6 +54,12 @@ def exception_line(tail: str) -> str | None:
         if match and (match.group(2) is not None or seen_traceback):
             found = line
     return found
+
+
+def resource_line(tail: str) -> str | None:
+    """The last line naming a resource the run ran out of, or None."""
+    found = [line.strip() for line in tail.splitlines() if _RESOURCE_LINE.search(line)]
+    return found[-1] if found else None
 
 
 def error_line(tail: str) -> str | None:
@@ -93,7 +103,7 @@ def crash_reason(tail: str, exit_code: int | None, python: str = "", hint: str |
         code = f"killed by {name}" + (" (out of memory?)" if name == "SIGKILL" else "")
     else:
         code = f"exit code {exit_code}"
-    cause = exception_line(tail) or error_line(tail)
+    cause = exception_line(tail) or error_line(tail) or resource_line(tail)
     if cause is None and exit_code == 127:
         cause = _last_line(tail)
     reason = f"{_cut(cause)} ({code})" if cause else code

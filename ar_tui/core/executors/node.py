@@ -115,7 +115,8 @@ def _node_plan(plan: TrialPlan, code: bytes, trial_dir: Path, scratch: RunScratc
     env = child_env(root, extra, python, scratch)  # the marker: this run's dir on the node
     train_env, policy = confinement.training(env, worktree, scratch)
     training = replace(plan.training, command=python.command(plan.run_template), cwd=target_dir, env=train_env,
-                       log_path=trial_dir / "train.log", sandbox=confinement.sandbox, policy=policy)
+                       log_path=trial_dir / "train.log", sandbox=confinement.sandbox, policy=policy,
+                       write_paths=[worktree, scratch.root])  # the engine's limits, counted on this node
     evaluate = evaluation = None
     if checkpoint is not None:
         assert plan.evaluate_template is not None
@@ -128,7 +129,8 @@ def _node_plan(plan: TrialPlan, code: bytes, trial_dir: Path, scratch: RunScratc
         eval_env, eval_policy = confinement.evaluation(env, export, scratch)
         evaluation = RunSpec(command=evaluate, cwd=export, env=eval_env, log_path=trial_dir / "evaluate.log",
                              timeout_s=plan.evaluate_timeout_s, device=plan.training.device,
-                             patterns=plan.evaluate_patterns, sandbox=confinement.sandbox, policy=eval_policy)
+                             patterns=plan.evaluate_patterns, sandbox=confinement.sandbox, policy=eval_policy,
+                             limits=plan.training.limits, write_paths=[scratch.root])
     prepare = None
     if plan.prepare:
         prepare = RunSpec(command=python.command(plan.prepare), cwd=target_dir, env=env, log_path=root / "prepare.log",

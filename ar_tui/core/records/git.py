@@ -199,8 +199,13 @@ class GitRepo:
     def reset(self, worktree: Path, commit: str) -> None:
         wt = git.Repo(worktree)
         wt.git.reset("--hard", "--quiet", commit)
-        # Nothing an experiment created survives into the next one, ignored
-        # files included, apart from the caches the target declares.
+        self.clean(worktree)
+
+    def clean(self, worktree: Path) -> None:
+        """Remove what a run created in `worktree`, ignored files included,
+        apart from the caches the target declares. Writes nothing, so it
+        works on a full disk and gives a crashed run's space back."""
+        wt = git.Repo(worktree)
         prefix = f"{self.subdir}/" if self.subdir else ""
         wt.git.clean("-ffdx", "--quiet", *(f"--exclude=/{prefix}{path}" for path in self.keep + self.data),
                      *self._pathspec())

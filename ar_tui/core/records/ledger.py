@@ -1,14 +1,19 @@
 """The run dir's durable records: results.tsv, events.jsonl and state.json.
 
-results.tsv is the truth about decided experiments: a row is one `write` of a
-whole line to a file opened for appending, then fsync'd, so a kill -9 or a
-power cut leaves either the whole row or none of it (a torn last line from a
-full disk is cut off on the next open). events.jsonl is flushed per event and
-fsync'd at decisions. state.json is replaced atomically.
+results.tsv is the truth about decided experiments. Every record of
+results.tsv and events.jsonl is one `os.write` of a whole line to a file
+opened with O_APPEND; a write the disk cuts short (ENOSPC) is truncated back
+to the size before it, so a full disk, a kill -9 or a power cut leaves the
+whole line or none of it. Whatever still is not a whole record on the next
+open (a torn last line, a line some other program appended) is set aside in
+`<file>.rejected` with a notice, never a crash. results.tsv is fsync'd per
+row, events.jsonl at decisions; state.json is replaced atomically.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 from dataclasses import dataclass, field
@@ -26,6 +31,43 @@ EXTRA_COLUMNS = ["exp", "cost_usd", "seconds", "forced", "prepared_before", "rul
 
 class LedgerError(RunError):
     """The run dir cannot be written (full disk, permissions): one line for the user."""
+
+
+class DiskFull(LedgerError):
+    """The run dir's disk is full: nothing was written, and the same write
+    succeeds once space is freed (the engine waits for it)."""
+
+
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _write_error(path: Path, exc: OSError) -> LedgerError:
+    kind = DiskFull if exc.errno in _FULL_ERRNOS else LedgerError
+    return kind(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def append_record(fd: int, data: bytes, path: Path, sync: bool) -> None:
+    """Append one whole record, or nothing: a write the disk cuts short is
+    truncated back to the size before it. (One write of the whole line; a
+    short one is finished or undone, never left.)"""
+    try:
+        before = os.fstat(fd).st_size
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+    try:
+        view = memoryview(data)
+        while view:
+            # A short write goes on: the next write succeeds, or raises the
+            # disk's real reason (ENOSPC, EFBIG), and all of it is cut back.
+            view = view[os.write(fd, view):]
+        if sync:
+            os.fsync(fd)
+    except OSError as exc:
+        try:
+            os.ftruncate(fd, before)
+        except OSError:
+            pass  # nothing more to do: the next open sets the torn line aside
+        raise _write_error(path, exc) from None
 
 
 def _clean(text: str) -> str:
@@ -137,12 +179,61 @@ def read_results(path: Path) -> tuple[str, list[LedgerRow], bool]:
     return metric_name, rows, torn
 
 
-def _cut_torn_line(path: Path) -> None:
-    """Drop an unterminated last line: a write cut short by a crash or a full disk."""
+def _set_aside(path: Path, rejected: list[bytes]) -> None:
+    """Keep what a repair removed, for whoever wants to look at it."""
+    if rejected:
+        with open(path.with_name(path.name + ".rejected"), "ab") as handle:
+            handle.write(b"".join(line if line.endswith(b"\n") else line + b"\n" for line in rejected))
+
+
+def _cut_torn_line(path: Path) -> int:
+    """Drop an unterminated last line (a write cut short by a crash or a full
+    disk), set aside; returns how many lines were dropped (0 or 1)."""
     data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
+    if not data or data.endswith(b"\n"):
+        return 0
+    keep = data.rfind(b"\n") + 1
+    try:
+        _set_aside(path, [data[keep:]])
         with open(path, "r+b") as handle:
-            handle.truncate(data.rfind(b"\n") + 1)
+            handle.truncate(keep)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+    return 1
+
+
+def _is_event_line(line: bytes) -> bool:
+    """A whole JSON object with a `kind`: an event (of this version or a newer one)."""
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and isinstance(data.get("kind"), str)
+
+
+def repair_events(path: Path) -> int:
+    """Set aside every line of events.jsonl that is not a whole event (a torn
+    last line, garbage appended by anyone); returns how many. The file is
+    replaced atomically, so a crash during the repair loses nothing."""
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    lines = data.splitlines(keepends=True)
+    good = [line for line in lines if line.endswith(b"\n") and _is_event_line(line)]
+    if len(good) == len(lines):
+        return 0
+    rejected = [line for line in lines if not (line.endswith(b"\n") and _is_event_line(line))]
+    temporary = path.with_name(path.name + ".tmp")
+    try:
+        _set_aside(path, rejected)
+        with open(temporary, "wb") as handle:
+            handle.write(b"".join(good))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise _write_error(path, exc) from None
+    return len(rejected)
 
 
 def _add_new_columns(path: Path) -> None:
@@ -165,18 +256,7 @@ def _add_new_columns(path: Path) -> None:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except OSError as exc:
-        raise LedgerError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def _write_all(fd: int, data: bytes, path: Path) -> None:
-    try:
-        view = memoryview(data)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
-        os.fsync(fd)
-    except OSError as exc:
-        raise LedgerError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise _write_error(path, exc) from None
 
 
 class Ledger:
@@ -186,15 +266,17 @@ class Ledger:
         self.path = RunDir(run_dir).ledger
         self.metric_name = metric_name
         self.rows: list[LedgerRow] = []
+        self.repaired = 0  # lines set aside on open: a torn last line, or rows missing cells
         if self.path.exists():
-            _cut_torn_line(self.path)
+            self.repaired = _cut_torn_line(self.path)
             _add_new_columns(self.path)
-            name, self.rows, _ = read_results(self.path)
+            name, self.rows, torn = read_results(self.path)
+            self.repaired += int(torn and not self.repaired)
         else:
             header = "\t".join(["commit", metric_name, "memory_gb", "status", "description", *EXTRA_COLUMNS]) + "\n"
             fd = self._open()
             try:
-                _write_all(fd, header.encode(), self.path)
+                append_record(fd, header.encode(), self.path, sync=True)
             finally:
                 os.close(fd)
 
@@ -202,7 +284,7 @@ class Ledger:
         try:
             return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise LedgerError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+            raise _write_error(self.path, exc) from None
 
     def decided(self, exp: int) -> bool:
         return any(row.exp == exp for row in self.rows)
@@ -212,7 +294,7 @@ class Ledger:
             return
         fd = self._open()
         try:
-            _write_all(fd, row.to_line().encode("utf-8"), self.path)
+            append_record(fd, row.to_line().encode("utf-8"), self.path, sync=True)
         finally:
             os.close(fd)
         self.rows.append(row)
@@ -225,27 +307,25 @@ class EventLog:
 
     def __init__(self, run_dir: Path) -> None:
         self.path = RunDir(run_dir).events
-        if self.path.exists():
-            _cut_torn_line(self.path)
+        self.repaired = repair_events(self.path)  # lines set aside: torn, or not events
         try:
-            self._handle = open(self.path, "a", encoding="utf-8")
+            self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise LedgerError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+            raise _write_error(self.path, exc) from None
 
     def write(self, event: ev.Event) -> None:
-        try:
-            self._handle.write(event.to_json() + "\n")
-            self._handle.flush()
-            if isinstance(event, self.DURABLE):
-                os.fsync(self._handle.fileno())
-        except OSError as exc:
-            raise LedgerError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        """One whole line or nothing (DiskFull when the disk is full)."""
+        assert self._fd is not None, "the event log is closed"
+        append_record(self._fd, (event.to_json() + "\n").encode("utf-8"), self.path,
+                      sync=isinstance(event, self.DURABLE))
 
     def close(self) -> None:
-        try:
-            self._handle.close()
-        except OSError:
-            pass
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
 
 
 def read_events(path: Path) -> Iterator[ev.Event]:
@@ -273,7 +353,9 @@ def write_state(run_dir: Path, state: dict[str, Any]) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        raise LedgerError(f"cannot write {path}: {exc.strerror or exc}") from None
+        with contextlib.suppress(OSError):
+            tmp.unlink()  # a half-written temp file holds space the engine waits for
+        raise _write_error(path, exc) from None
 
 
 def read_state(run_dir: Path) -> dict[str, Any] | None:
