@@ -104,15 +104,17 @@ def codex_researcher(hostile: bool = True, train: bool = False, scripted_usage: 
         done = len(request.function_outputs())
         usage = resp_usage(input=3000 + 500 * done, output=120, cached=2000 if done else 0) if scripted_usage else None
         new = f"{lr - 0.1:.1f}"
-        if done == 0:
-            commands = [f"sed -i 's/^LR = {lr}/LR = {new}/' train.py"]
-            if hostile:
-                commands += [
-                    f"echo '{OUTSIDE_MARK}' > ../outside.txt",
-                    f"echo '# {OUTSIDE_MARK}' >> prepare.py",
-                    f"echo \"$OPENAI_API_KEY $CODEX_API_KEY\" > leaked.txt; env",
-                ]
-            return respond(*(function_call("exec_command", {"cmd": c}) for c in commands), usage=usage)
+        commands = [f"sed -i 's/^LR = {lr}/LR = {new}/' train.py"]
+        if hostile:
+            commands += [
+                f"echo '{OUTSIDE_MARK}' > ../outside.txt",
+                f"echo '# {OUTSIDE_MARK}' >> prepare.py",
+                f"echo \"$OPENAI_API_KEY $CODEX_API_KEY\" > leaked.txt; env",
+            ]
+        # One command a request: Codex 0.171 runs parallel calls at once, and
+        # its --json stream then leaves out some of their items.
+        if done < len(commands):
+            return respond(function_call("exec_command", {"cmd": commands[done]}), usage=usage)
         asked = [item.get("arguments", "") for item in (request.json or {}).get("input", [])
                  if isinstance(item, dict) and item.get("type") == "function_call"]
         if train and not any("python train.py" in arguments for arguments in asked):

@@ -79,10 +79,12 @@ def test_a_session_edits_honestly_and_every_hostile_command_is_refused_or_put_ba
     lines = [e for e in events if isinstance(e, ev.AgentToolCall)]
     reverted = {e.summary for e in lines if "reverted by ar-tui" in e.result}
     assert reverted == {"codex changed prepare.py", "codex changed leaked.txt"}
-    failed = [e.summary for e in lines if e.is_error and e.name == "exec"]
-    assert any("outside.txt" in summary for summary in failed), failed
-    # The key stayed in Codex: the commands it ran did not see it.
+    # The write outside failed in Codex's own sandbox, and the model was told so. (Codex 0.171's --json
+    # stream leaves out a command its sandbox denied, so the agent pane cannot show it.)
     outputs = " ".join(str(o.get("output")) for r in api.requests for o in r.function_outputs())
+    assert "outside.txt: Read-only file system" in outputs
+    assert not any("outside.txt" in e.summary for e in lines if not e.is_error)
+    # The key stayed in Codex: the commands it ran did not see it.
     assert "PATH=" in outputs and CODEX_KEY not in outputs
     assert api.requests[0].headers.get("authorization") == f"Bearer {CODEX_KEY}"
     assert files_holding(run_dir, CODEX_KEY) == []
@@ -90,9 +92,10 @@ def test_a_session_edits_honestly_and_every_hostile_command_is_refused_or_put_ba
     # Tokens from turn.completed, priced from the target's [prices].
     usage = [e for e in events if isinstance(e, ev.Usage)]
     assert [e.model for e in usage] == [MODEL]
-    # Two requests: 3000 input tokens, then 3000 + 500 per tool output (four) of which 2000 cached.
-    assert usage[0].cache_read_tokens == 2000 and usage[0].input_tokens == 3000 + 5000 - 2000
-    assert usage[0].cost_usd == pytest.approx((6000 * 1.25 + 2000 * 0.125 + 240 * 10) / 1e6)
+    # Five requests, one a command: 3000 input tokens, then 3000 + 500 per tool output so far, of which
+    # 2000 cached; Codex sums them in turn.completed.
+    assert usage[0].cache_read_tokens == 4 * 2000 and usage[0].input_tokens == 20000 - 8000
+    assert usage[0].cost_usd == pytest.approx((12000 * 1.25 + 8000 * 0.125 + 600 * 10) / 1e6)
     assert proposal.cost_usd == pytest.approx(usage[0].cost_usd)
 
 

@@ -42,7 +42,10 @@ def events_of(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
 
 
-def check_night(target: Path, run_dir: Path, tmp_path: Path, key: str, output: str) -> list[dict]:
+def check_night(target: Path, run_dir: Path, tmp_path: Path, key: str, output: str,
+                denials_in_stream: bool = True) -> list[dict]:
+    """`denials_in_stream`: the CLI reports a write its sandbox denied (Codex
+    0.171's --json stream leaves such a command out; the files say it all)."""
     rows = results(run_dir)
     assert [(r[5], r[3], r[4]) for r in rows] == [
         ("0", "keep", "baseline"), ("1", "keep", "set LR = 0.4"), ("2", "keep", "set LR = 0.3")]
@@ -50,7 +53,8 @@ def check_night(target: Path, run_dir: Path, tmp_path: Path, key: str, output: s
     events = events_of(run_dir)
     refused = [e for e in events if e["kind"] == "agent_tool" and e["is_error"]]
     assert any("prepare.py" in e["summary"] + e["result"] for e in refused)
-    assert any("outside.txt" in e["summary"] + e["result"] for e in refused)
+    if denials_in_stream:
+        assert any("outside.txt" in e["summary"] + e["result"] for e in refused)
     # The ledger's cost per experiment is its sessions' usage, and it is not zero.
     for row in rows[1:]:
         spent = sum(e["cost_usd"] or 0 for e in events if e["kind"] == "usage" and e["exp"] == int(row[5]))
@@ -102,7 +106,7 @@ def test_a_codex_night_end_to_end(tmp_path: Path):
                               env=env, capture_output=True, text=True, timeout=400)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
-    events = check_night(target, run_dir, tmp_path, CODEX_KEY, output)
+    events = check_night(target, run_dir, tmp_path, CODEX_KEY, output, denials_in_stream=False)
     assert {e["model"] for e in events if e["kind"] == "usage"} == {"gpt-test-codex"}
 
 
