@@ -228,9 +228,13 @@ class TeamProposer:
     async def aclose(self) -> None:
         """End a planner still waiting out its server's outage; call when the run is over."""
         task, self._plan_task = self._plan_task, None
-        if task is not None and not task.done():
+        if task is None:
+            return
+        if not task.done():
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        # Retrieved even when it already ended: a planner stopped with the run
+        # (RunStopping) is over, not a failure to report.
+        await asyncio.gather(task, return_exceptions=True)
 
     def _stop_if_rejections_persist(self) -> None:
         state = self.memory.state
