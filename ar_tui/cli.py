@@ -276,7 +276,7 @@ async def _run_headless(engine, run_dir: Path) -> int:
     stopped = await engine.run()
     if stopped.error:
         print(f"ar-tui: {stopped.reason}", file=sys.stderr)
-    print(where_to_look(run_dir), flush=True)
+    print(where_to_look(run_dir, kept=stopped.kept > 0 and not stopped.error), flush=True)
     return exit_codes.exit_code(stopped=stopped)
 
 

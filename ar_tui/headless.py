@@ -141,15 +141,16 @@ def whole_cost(stopped: ev.RunStopped) -> str:
     return line + (f"; {', '.join(per)}" if per else "")
 
 
-def where_to_look(run_dir: Path) -> str:
+def where_to_look(run_dir: Path, kept: bool = True) -> str:
     """What a person reads after a headless run: where the report and the
-    chart are (those that were written), and how to see the run in the app."""
+    chart are (those that were written), how to see the run in the app, and,
+    when it kept something, how to turn that into a branch to merge."""
     paths = RunDir(run_dir)
     lines = [f"{label}: {path}" for label, path in (("report", paths.report), ("chart", paths.chart))
              if path.is_file()]
     # There is no viewer for a stopped run but the app on a resumed one: say so.
     lines.append(f"open it in the app (it goes on if a budget is left): {open_app_command(paths.path)}")
-    if paths.ledger.is_file():
+    if kept and paths.ledger.is_file():
         lines.append(finalize_hint(paths.path))
     return "\n".join(lines)
 
