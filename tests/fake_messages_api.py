@@ -66,14 +66,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.local_api_server import LocalAPIHandler, LocalAPIServer, chunks
 
 DEFAULT_BYTES_PER_TOKEN = 3.5  # a common estimate for English prose and Python code
 CACHE_LOOKBACK_BLOCKS = 20
@@ -371,109 +371,6 @@ class PromptCache:
 # --- the server --------------------------------------------------------------
 
 
-class FakeMessagesAPI:
-    def __init__(self, *, bytes_per_token: float = DEFAULT_BYTES_PER_TOKEN, min_cache_tokens: int = 1024,
-                 chunk_chars: int = 24) -> None:
-        self.steps: list[Step] = []
-        self.requests: list[RecordedRequest] = []
-        self.responder: Callable[[RecordedRequest], Any] | None = None
-        # Answers by the request's model: its own queue first, then its own responder.
-        self.model_steps: dict[str, list[Step]] = {}
-        self.responders: dict[str, Callable[[RecordedRequest], Any]] = {}
-        self.bytes_per_token = bytes_per_token
-        self.chunk_chars = chunk_chars
-        self.clock_offset = 0.0
-        self.cache = PromptCache(bytes_per_token, min_cache_tokens, lambda: time.monotonic() + self.clock_offset)
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # lifecycle
-    def start(self) -> FakeMessagesAPI:
-        api = self
-
-        class Handler(_Handler):
-            fake = api
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                                        name="fake-messages-api", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeMessagesAPI:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None, "start the server first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    # scripting
-    def script(self, *steps: Step, model: str | None = None) -> None:
-        """Queue steps for every request, or (with `model`) for that model's requests only."""
-        with self._lock:
-            (self.steps if model is None else self.model_steps.setdefault(model, [])).extend(steps)
-
-    def requests_for(self, model: str) -> list[RecordedRequest]:
-        return [r for r in self.requests if (r.json or {}).get("model") == model]
-
-    def advance(self, seconds: float) -> None:
-        """Move the prompt cache's clock forward (cache entries expire by it)."""
-        self.clock_offset += seconds
-
-    @property
-    def remaining(self) -> int:
-        with self._lock:
-            return len(self.steps)
-
-    def _next_step(self, request: RecordedRequest) -> Any:
-        model = str((request.json or {}).get("model", ""))
-        with self._lock:
-            self.requests.append(request)
-            step: Any = None
-            queue = self.model_steps.get(model) or self.steps
-            while queue and isinstance(queue[0], Outage):
-                head = queue[0]
-                now = time.monotonic()
-                if head.started is None:
-                    head.started = now
-                if now - head.started < head.seconds:
-                    return ErrorReply(head.status, head.type, f"fake outage ({head.type})")
-                queue.pop(0)
-            if queue:
-                step = queue.pop(0)
-        if step is None:
-            step = self.responders.get(model, self.responder)
-        while callable(step) and not isinstance(step, (Reply, ErrorReply, Outage)):
-            step = step(request)
-        if step is None:
-            return ErrorReply(400, "invalid_request_error", "fake server: script exhausted")
-        if isinstance(step, Outage):
-            return ErrorReply(step.status, step.type, f"fake outage ({step.type})")
-        return step
-
-    def usage_for(self, body: dict[str, Any], step: Reply) -> Usage:
-        if step.usage is not None:
-            return step.usage
-        counted = self.cache.account(body)
-        out_bytes = sum(len((b.text if isinstance(b, TextBlock) else b.json_text()).encode()) for b in step.blocks
-                        if not isinstance(b, WebSearchResultBlock))  # search results are input, not output
-        counted.output = max(1, self.cache.tokens(out_bytes))
-        return counted
-
-
 def _searches(step: Reply) -> int:
     return sum(1 for b in step.blocks if isinstance(b, ServerToolUseBlock) and b.name == "web_search")
 
@@ -503,48 +400,27 @@ def _block_json(b: Block) -> dict[str, Any]:
     return {"type": "tool_use", "id": b.id, "name": b.name, "input": b.input or {}}
 
 
-def _chunks(value: str, size: int) -> list[str]:
-    # A few dozen deltas per block at most: a 600 kB tool input need not become 25,000 events.
-    size = max(size, math.ceil(len(value) / 40))
-    return [value[i : i + size] for i in range(0, len(value), size)] or [""]
-
-
-class _Server(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that went away mid-answer (killed, or gave up) is a scenario, not a server bug.
-        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            return
-        super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LocalAPIHandler):
     fake: FakeMessagesAPI
-    protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
-        pass
+    def extra_headers(self) -> dict[str, str]:
+        return {"request-id": f"req_{uuid.uuid4().hex[:12]}"}
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        body = self.rfile.read(length)
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            parsed = None
+        body, parsed = self.read_body()
         request = RecordedRequest(
             method="POST",
             path=self.path,
-            headers={k.lower(): v for k, v in self.headers.items()},
+            headers=self.lower_headers(),
             body=body,
             json=parsed,
             at=time.monotonic(),
         )
-        self.close_connection = True
         if self.path.split("?")[0] != "/v1/messages":
-            self._send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}})
+            self.send_json(404, {"type": "error", "error": {"type": "not_found_error", "message": self.path}})
             return
         if parsed is None:
-            self._send_json(400, {"type": "error", "error": {"type": "invalid_request_error",
+            self.send_json(400, {"type": "error", "error": {"type": "invalid_request_error",
                                                              "message": "body is not JSON"}})
             return
         step = self.fake._next_step(request)
@@ -552,7 +428,7 @@ class _Handler(BaseHTTPRequestHandler):
             error_body: dict[str, Any] = {"type": step.type, "message": step.message}
             if step.error_code:
                 error_body["details"] = {"error_code": step.error_code}
-            self._send_json(step.status, {"type": "error", "error": error_body,
+            self.send_json(step.status, {"type": "error", "error": error_body,
                                           "request_id": f"req_{uuid.uuid4().hex[:12]}"}, step.headers)
             return
         assert isinstance(step, Reply), f"not a script step: {step!r}"
@@ -567,77 +443,52 @@ class _Handler(BaseHTTPRequestHandler):
             self._stream(step, u, stop_reason, message_id, model)
         else:
             content = [_block_json(b) for b in step.blocks]
-            self._send_json(200, {
+            self.send_json(200, {
                 "id": message_id, "type": "message", "role": "assistant", "model": model,
                 "content": content, "stop_reason": stop_reason, "stop_sequence": None,
                 "usage": _usage_json(u, output=u.output),
             })
 
-    def _send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.send_header("request-id", f"req_{uuid.uuid4().hex[:12]}")
-        self.send_header("connection", "close")
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _chunk(self, data: bytes) -> None:
-        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
-
-    def _event(self, name: str, payload: dict[str, Any]) -> None:
-        self._chunk(f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode())
-
     def _stream(self, step: Reply, u: Usage, stop_reason: str, message_id: str, model: str) -> None:
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.send_header("transfer-encoding", "chunked")
-        self.send_header("cache-control", "no-cache")
-        self.send_header("request-id", f"req_{uuid.uuid4().hex[:12]}")
-        self.send_header("connection", "close")
-        self.end_headers()
+        self.start_events()
         size = self.fake.chunk_chars
         # message_start carries the input-side usage and an output count of 1;
         # message_delta repeats them as cumulative totals (never to be added).
-        self._event("message_start", {"type": "message_start", "message": {
+        self.send_event("message_start", {"type": "message_start", "message": {
             "id": message_id, "type": "message", "role": "assistant", "model": model, "content": [],
             "stop_reason": None, "stop_sequence": None, "usage": _usage_json(u, output=1)}})
-        self._event("ping", {"type": "ping"})
+        self.send_event("ping", {"type": "ping"})
         for index, block in enumerate(step.blocks):
             if step.interrupt and index == step.interrupt_after:
                 self._interrupt(step)
                 return
             if isinstance(block, TextBlock):
-                self._event("content_block_start", {"type": "content_block_start", "index": index,
+                self.send_event("content_block_start", {"type": "content_block_start", "index": index,
                                                     "content_block": {"type": "text", "text": ""}})
-                for piece in _chunks(block.text, size):
-                    self._event("content_block_delta", {"type": "content_block_delta", "index": index,
+                for piece in chunks(block.text, size):
+                    self.send_event("content_block_delta", {"type": "content_block_delta", "index": index,
                                                         "delta": {"type": "text_delta", "text": piece}})
             elif isinstance(block, WebSearchResultBlock):
-                self._event("content_block_start", {"type": "content_block_start", "index": index,
+                self.send_event("content_block_start", {"type": "content_block_start", "index": index,
                                                     "content_block": block.param()})
             elif isinstance(block, ServerToolUseBlock):
-                self._event("content_block_start", {"type": "content_block_start", "index": index,
+                self.send_event("content_block_start", {"type": "content_block_start", "index": index,
                                                     "content_block": {"type": "server_tool_use", "id": block.id,
                                                                       "name": block.name, "input": {}}})
-                for piece in _chunks(block.json_text(), size):
-                    self._event("content_block_delta", {"type": "content_block_delta", "index": index,
+                for piece in chunks(block.json_text(), size):
+                    self.send_event("content_block_delta", {"type": "content_block_delta", "index": index,
                                                         "delta": {"type": "input_json_delta",
                                                                   "partial_json": piece}})
             else:
-                self._event("content_block_start", {"type": "content_block_start", "index": index,
+                self.send_event("content_block_start", {"type": "content_block_start", "index": index,
                                                     "content_block": {"type": "tool_use", "id": block.id,
                                                                       "name": block.name,
                                                                       "input": block.input if block.whole else {}}})
-                for piece in ([] if block.whole else _chunks(block.json_text(), size)):
-                    self._event("content_block_delta", {"type": "content_block_delta", "index": index,
+                for piece in ([] if block.whole else chunks(block.json_text(), size)):
+                    self.send_event("content_block_delta", {"type": "content_block_delta", "index": index,
                                                         "delta": {"type": "input_json_delta",
                                                                   "partial_json": piece}})
-            self._event("content_block_stop", {"type": "content_block_stop", "index": index})
+            self.send_event("content_block_stop", {"type": "content_block_stop", "index": index})
         if step.interrupt:
             self._interrupt(step)
             return
@@ -645,19 +496,79 @@ class _Handler(BaseHTTPRequestHandler):
         delta_usage.pop("cache_creation", None)
         if _searches(step):
             delta_usage["server_tool_use"] = {"web_search_requests": _searches(step)}
-        self._event("message_delta", {"type": "message_delta",
+        self.send_event("message_delta", {"type": "message_delta",
                                       "delta": {"stop_reason": stop_reason, "stop_sequence": None},
                                       "usage": delta_usage})
-        self._event("message_stop", {"type": "message_stop"})
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
+        self.send_event("message_stop", {"type": "message_stop"})
+        self.end_events()
 
     def _interrupt(self, step: Reply) -> None:
         if step.interrupt == "error":
-            self._event("error", {"type": "error", "error": {"type": step.error_type,
-                                                             "message": f"fake mid-stream {step.error_type}"}})
-            self.wfile.write(b"0\r\n\r\n")
+            self.send_event("error", {"type": "error", "error": {"type": step.error_type,
+                                                                 "message": f"fake mid-stream {step.error_type}"}})
+            self.end_events()
         elif step.interrupt == "end":
-            self.wfile.write(b"0\r\n\r\n")
-        # "drop": no terminating chunk; the connection closes mid-body.
-        self.wfile.flush()
+            self.end_events()
+        else:  # "drop": no terminating chunk; the connection closes mid-body.
+            self.wfile.flush()
+
+
+class FakeMessagesAPI(LocalAPIServer[RecordedRequest, Step]):
+    handler_class = _Handler
+    thread_name = "fake-messages-api"
+    answer_types = (Reply, ErrorReply, Outage)
+    outage_type = Outage
+
+    def __init__(self, *, bytes_per_token: float = DEFAULT_BYTES_PER_TOKEN, min_cache_tokens: int = 1024,
+                 chunk_chars: int = 24) -> None:
+        super().__init__()
+        # Answers by the request's model: its own queue first, then its own responder.
+        self.model_steps: dict[str, list[Step]] = {}
+        self.responders: dict[str, Callable[[RecordedRequest], Any]] = {}
+        self.bytes_per_token = bytes_per_token
+        self.chunk_chars = chunk_chars
+        self.clock_offset = 0.0
+        self.cache = PromptCache(bytes_per_token, min_cache_tokens, lambda: time.monotonic() + self.clock_offset)
+
+    # scripting
+    def script(self, *steps: Step, model: str | None = None) -> None:
+        """Queue steps for every request, or (with `model`) for that model's requests only."""
+        with self._lock:
+            (self.steps if model is None else self.model_steps.setdefault(model, [])).extend(steps)
+
+    def requests_for(self, model: str) -> list[RecordedRequest]:
+        return [r for r in self.requests if (r.json or {}).get("model") == model]
+
+    def advance(self, seconds: float) -> None:
+        """Move the prompt cache's clock forward (cache entries expire by it)."""
+        self.clock_offset += seconds
+
+    @property
+    def remaining(self) -> int:
+        with self._lock:
+            return len(self.steps)
+
+    @staticmethod
+    def _model(request: RecordedRequest) -> str:
+        return str((request.json or {}).get("model", ""))
+
+    def _queue_for(self, request: RecordedRequest) -> list[Step]:
+        return self.model_steps.get(self._model(request)) or self.steps
+
+    def _responder_for(self, request: RecordedRequest) -> Callable[[RecordedRequest], Any] | None:
+        return self.responders.get(self._model(request), self.responder)
+
+    def _outage_answer(self, outage: Outage) -> ErrorReply:
+        return ErrorReply(outage.status, outage.type, f"fake outage ({outage.type})")
+
+    def _exhausted_answer(self) -> ErrorReply:
+        return ErrorReply(400, "invalid_request_error", "fake server: script exhausted")
+
+    def usage_for(self, body: dict[str, Any], step: Reply) -> Usage:
+        if step.usage is not None:
+            return step.usage
+        counted = self.cache.account(body)
+        out_bytes = sum(len((b.text if isinstance(b, TextBlock) else b.json_text()).encode()) for b in step.blocks
+                        if not isinstance(b, WebSearchResultBlock))  # search results are input, not output
+        counted.output = max(1, self.cache.tokens(out_bytes))
+        return counted

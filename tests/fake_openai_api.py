@@ -40,14 +40,14 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.local_api_server import LocalAPIHandler, LocalAPIServer, chunks
 
 DEFAULT_BYTES_PER_TOKEN = 3.5
 PATH = "/v1/chat/completions"
@@ -200,84 +200,6 @@ class PrefixCache:
                      cached=cached if cached >= self.min_cache_tokens else 0)
 
 
-class FakeChatAPI:
-    def __init__(self, *, bytes_per_token: float = DEFAULT_BYTES_PER_TOKEN, min_cache_tokens: int = 1024,
-                 chunk_chars: int = 24) -> None:
-        self.steps: list[Step] = []
-        self.requests: list[RecordedRequest] = []
-        self.responder: Callable[[RecordedRequest], Any] | None = None
-        self.chunk_chars = chunk_chars
-        self.cache = PrefixCache(bytes_per_token, min_cache_tokens)
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-
-    def start(self) -> FakeChatAPI:
-        api = self
-
-        class Handler(_Handler):
-            fake = api
-
-        self._server = _Server(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                         name="fake-chat-api", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeChatAPI:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        """The URL a user gives: the server's root plus /v1, as vLLM, llama.cpp and Ollama serve it."""
-        assert self._server is not None, "start the server first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def script(self, *steps: Step) -> None:
-        with self._lock:
-            self.steps.extend(steps)
-
-    def _next_step(self, request: RecordedRequest) -> Any:
-        with self._lock:
-            self.requests.append(request)
-            step: Any = None
-            while self.steps and isinstance(self.steps[0], Outage):
-                head = self.steps[0]
-                now = time.monotonic()
-                head.started = now if head.started is None else head.started
-                if now - head.started < head.seconds:
-                    return ErrorReply(503, "server_error", "fake outage", type="server_error")
-                self.steps.pop(0)
-            if self.steps:
-                step = self.steps.pop(0)
-        if step is None:
-            step = self.responder
-        while callable(step) and not isinstance(step, (Reply, ErrorReply, Outage)):
-            step = step(request)
-        if step is None:
-            return ErrorReply(400, "script_exhausted", "fake server: script exhausted")
-        if isinstance(step, Outage):
-            return ErrorReply(503, "server_error", "fake outage", type="server_error")
-        return step
-
-    def usage_for(self, body: dict[str, Any], step: Reply) -> Usage:
-        if step.usage is not None:
-            return step.usage
-        counted = self.cache.account(body)
-        out = sum(len((p.text if isinstance(p, TextPart) else p.name + p.arguments()).encode()) for p in step.parts)
-        counted.completion = max(1, self.cache.tokens(out))
-        return counted
-
-
 def _usage_json(u: Usage) -> dict[str, Any]:
     data: dict[str, Any] = {"prompt_tokens": u.prompt, "completion_tokens": u.completion,
                             "total_tokens": u.prompt + u.completion}
@@ -286,46 +208,24 @@ def _usage_json(u: Usage) -> dict[str, Any]:
     return data
 
 
-def _chunks(value: str, size: int) -> list[str]:
-    size = max(size, math.ceil(len(value) / 40))
-    return [value[i : i + size] for i in range(0, len(value), size)] or [""]
-
-
-class _Server(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            return
-        super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LocalAPIHandler):
     fake: FakeChatAPI
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("content-length") or 0))
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            parsed = None
-        self.close_connection = True
+        _, parsed = self.read_body()
         if self.path.split("?")[0] != PATH:
             # What vLLM and llama.cpp answer for a path they do not serve.
-            self._send_json(404, {"detail": "Not Found"})
+            self.send_json(404, {"detail": "Not Found"})
             return
-        request = RecordedRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, parsed,
-                                  time.monotonic())
+        request = RecordedRequest(self.path, self.lower_headers(), parsed, time.monotonic())
         if parsed is None:
-            self._send_json(400, {"error": {"message": "body is not JSON", "type": "invalid_request_error",
-                                            "code": None}})
+            self.send_json(400, {"error": {"message": "body is not JSON", "type": "invalid_request_error",
+                                           "code": None}})
             return
         step = self.fake._next_step(request)
         if isinstance(step, ErrorReply):
-            self._send_json(step.status, {"error": {"message": step.message, "type": step.type,
-                                                    "param": None, "code": step.code}}, step.headers)
+            self.send_json(step.status, {"error": {"message": step.message, "type": step.type,
+                                                   "param": None, "code": step.code}}, step.headers)
             return
         assert isinstance(step, Reply), f"not a script step: {step!r}"
         u = self.fake.usage_for(parsed, step)
@@ -344,62 +244,67 @@ class _Handler(BaseHTTPRequestHandler):
                  for p in step.parts if isinstance(p, ToolCallPart)]
         if calls:
             message["tool_calls"] = calls
-        self._send_json(200, {"id": completion_id, "object": "chat.completion", "created": int(time.time()),
-                              "model": model, "choices": [{"index": 0, "message": message, "finish_reason": finish}],
-                              **({"usage": _usage_json(u)} if step.report_usage else {})})
-
-    def _send_json(self, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.send_header("connection", "close")
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _chunk(self, data: bytes) -> None:
-        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
-
-    def _data(self, payload: dict[str, Any] | str) -> None:
-        text = payload if isinstance(payload, str) else json.dumps(payload)
-        self._chunk(f"data: {text}\n\n".encode())
+        self.send_json(200, {"id": completion_id, "object": "chat.completion", "created": int(time.time()),
+                             "model": model, "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+                             **({"usage": _usage_json(u)} if step.report_usage else {})})
 
     def _stream(self, step: Reply, u: Usage | None, finish: str, completion_id: str, model: str) -> None:
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.send_header("transfer-encoding", "chunked")
-        self.send_header("connection", "close")
-        self.end_headers()
+        self.start_events()
 
         def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
             return {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()),
                     "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
 
         size = self.fake.chunk_chars
-        self._data(chunk({"role": "assistant", "content": ""}))
+        self.send_data(chunk({"role": "assistant", "content": ""}))
         call_index = 0
         for number, part in enumerate(step.parts):
             if step.drop and number == 1:
                 self.wfile.flush()  # no terminating chunk: the connection closes mid-body
                 return
             if isinstance(part, TextPart):
-                for piece in _chunks(part.text, size):
-                    self._data(chunk({"content": piece}))
+                for piece in chunks(part.text, size):
+                    self.send_data(chunk({"content": piece}))
                 continue
-            self._data(chunk({"tool_calls": [{"index": call_index, "id": part.id, "type": "function",
-                                              "function": {"name": part.name, "arguments": ""}}]}))
-            for piece in _chunks(part.arguments(), size):
-                self._data(chunk({"tool_calls": [{"index": call_index, "function": {"arguments": piece}}]}))
+            self.send_data(chunk({"tool_calls": [{"index": call_index, "id": part.id, "type": "function",
+                                                  "function": {"name": part.name, "arguments": ""}}]}))
+            for piece in chunks(part.arguments(), size):
+                self.send_data(chunk({"tool_calls": [{"index": call_index, "function": {"arguments": piece}}]}))
             call_index += 1
         if step.drop:
             return
-        self._data(chunk({}, finish))
+        self.send_data(chunk({}, finish))
         if u is not None:
-            self._data({"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()),
-                        "model": model, "choices": [], "usage": _usage_json(u)})
-        self._data("[DONE]")
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
+            self.send_data({"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()),
+                            "model": model, "choices": [], "usage": _usage_json(u)})
+        self.send_data("[DONE]")
+        self.end_events()
+
+
+class FakeChatAPI(LocalAPIServer[RecordedRequest, Step]):
+    handler_class = _Handler
+    thread_name = "fake-chat-api"
+    # The URL a user gives: the server's root plus /v1, as vLLM, llama.cpp and Ollama serve it.
+    url_path = "/v1"
+    answer_types = (Reply, ErrorReply, Outage)
+    outage_type = Outage
+
+    def __init__(self, *, bytes_per_token: float = DEFAULT_BYTES_PER_TOKEN, min_cache_tokens: int = 1024,
+                 chunk_chars: int = 24) -> None:
+        super().__init__()
+        self.chunk_chars = chunk_chars
+        self.cache = PrefixCache(bytes_per_token, min_cache_tokens)
+
+    def _outage_answer(self, outage: Outage) -> ErrorReply:
+        return ErrorReply(503, "server_error", "fake outage", type="server_error")
+
+    def _exhausted_answer(self) -> ErrorReply:
+        return ErrorReply(400, "script_exhausted", "fake server: script exhausted")
+
+    def usage_for(self, body: dict[str, Any], step: Reply) -> Usage:
+        if step.usage is not None:
+            return step.usage
+        counted = self.cache.account(body)
+        out = sum(len((p.text if isinstance(p, TextPart) else p.name + p.arguments()).encode()) for p in step.parts)
+        counted.completion = max(1, self.cache.tokens(out))
+        return counted

@@ -22,13 +22,13 @@ runs out of script fails loudly instead of hanging.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.local_api_server import LocalAPIHandler, LocalAPIServer
 
 
 @dataclass
@@ -106,107 +106,27 @@ class ResponsesRequest:
 Step = Respond | Fail | Callable[[ResponsesRequest], Any]
 
 
-class FakeResponsesAPI:
-    def __init__(self) -> None:
-        self.steps: list[Step] = []
-        self.requests: list[ResponsesRequest] = []
-        self.responder: Callable[[ResponsesRequest], Any] | None = None
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-
-    def start(self) -> FakeResponsesAPI:
-        api = self
-
-        class Handler(_Handler):
-            fake = api
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
-                         name="fake-responses-api", daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeResponsesAPI:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        assert self._server is not None, "start the server first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
-
-    def script(self, *steps: Step) -> None:
-        with self._lock:
-            self.steps.extend(steps)
-
-    def _next_step(self, request: ResponsesRequest) -> Respond | Fail:
-        with self._lock:
-            self.requests.append(request)
-            step: Any = self.steps.pop(0) if self.steps else self.responder
-        while callable(step):
-            step = step(request)
-        if step is None:
-            return Fail(400, "fake server: script exhausted")
-        return step
-
-
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(LocalAPIHandler):
     fake: FakeResponsesAPI
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:  # /models: an empty list, so that the CLI keeps the model it was given
-        self._json(200, {"object": "list", "data": []})
+        self.send_json(200, {"object": "list", "data": []})
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("content-length") or 0))
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            parsed = None
-        request = ResponsesRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, parsed)
-        self.close_connection = True
+        _, parsed = self.read_body()
+        request = ResponsesRequest(self.path, self.lower_headers(), parsed)
         if not self.path.split("?")[0].endswith("/responses"):
-            self._json(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
+            self.send_json(404, {"error": {"message": f"no route {self.path}", "type": "invalid_request_error"}})
             return
         step = self.fake._next_step(request)
         if isinstance(step, Fail):
-            self._json(step.status, {"error": {"message": step.message, "type": "invalid_request_error",
-                                               "code": str(step.status)}})
+            self.send_json(step.status, {"error": {"message": step.message, "type": "invalid_request_error",
+                                                   "code": str(step.status)}})
             return
         self._stream(step, (parsed or {}).get("model", "fake"))
 
-    def _json(self, status: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.send_header("connection", "close")
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _event(self, payload: dict[str, Any]) -> None:
-        data = f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n".encode()
-        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
-
     def _stream(self, step: Respond, model: str) -> None:
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.send_header("transfer-encoding", "chunked")
-        self.send_header("cache-control", "no-cache")
-        self.end_headers()
+        self.start_events()
         response_id = f"resp_{uuid.uuid4().hex[:16]}"
         base = {"id": response_id, "object": "response", "created_at": int(time.time()), "model": model}
         self._event({"type": "response.created", "response": {**base, "status": "in_progress", "output": []}})
@@ -218,5 +138,20 @@ class _Handler(BaseHTTPRequestHandler):
         usage = step.usage or ResponsesUsage(input=int(len(body) / 3.5), output=int(len(json.dumps(step.items)) / 3.5))
         self._event({"type": "response.completed",
                      "response": {**base, "status": "completed", "output": step.items, "usage": usage.json()}})
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
+        self.end_events()
+
+    def _event(self, payload: dict[str, Any]) -> None:
+        self.send_event(payload["type"], payload)
+
+
+class FakeResponsesAPI(LocalAPIServer[ResponsesRequest, Step]):
+    handler_class = _Handler
+    thread_name = "fake-responses-api"
+    url_path = "/v1"
+    answer_types = (Respond, Fail)
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    def _exhausted_answer(self) -> Fail:
+        return Fail(400, "fake server: script exhausted")
