@@ -14,6 +14,7 @@ Hostile calls, each of which must be refused or put back:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import TINY_PREPARE, TINY_TRAIN
 from tests.fake_messages_api import RecordedRequest, reply, text, tool_use
 from tests.fake_responses_api import ResponsesRequest, function_call, message, resp_usage, respond
 
@@ -146,3 +148,30 @@ def cli_env(**extra: Any) -> dict[str, str]:
                                                              "CLAUDE_CODE_OAUTH_TOKEN", "ANTHROPIC_BASE_URL")}
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+def make_proposal_target(tmp_path: Path) -> Path:
+    """The proposal worktree a CLI session edits: the tiny target, inside a run dir's layout."""
+    root = tmp_path / "run" / "worktrees" / "propose"
+    root.mkdir(parents=True)
+    (root / "train.py").write_text(TINY_TRAIN)
+    (root / "prepare.py").write_text(TINY_PREPARE)
+    return root
+
+
+def propose(agent: Any, target: Path, run_dir: Path, prices: dict | None = None) -> tuple[Any, list]:
+    """One proposal by an agent-CLI proposer on `target`, after the baseline;
+    `prices` ([prices] rows) price its tokens. Returns it and the events it emitted."""
+    from ar_tui.core.config import TargetConfig
+    from ar_tui.core.money.pricing import parse_price_overrides
+    from ar_tui.core.proposer import ProposalContext, ResultRow
+    from ar_tui.core.workspace import Workspace
+
+    events: list = []
+    config = TargetConfig(root=target)
+    if prices is not None:
+        config.prices = parse_price_overrides(prices)
+    ctx = ProposalContext(exp=1, target=config, best_metric=1.04, baseline_metric=1.04,
+                          history=[ResultRow(0, "abc1234", 1.04, "keep", "baseline")], run_dir=run_dir)
+    proposal = asyncio.run(agent.propose(ctx, Workspace(target, ["train.py"], ["prepare.py"]), events.append))
+    return proposal, events

@@ -17,12 +17,11 @@ import pytest
 from ar_tui.agents.cli import ClaudeCodeAgent
 from ar_tui.agents.registry import ProposerSettings, make_proposer
 from ar_tui.core import events as ev
-from ar_tui.core.config import TargetConfig
 from ar_tui.core.errors import UserError
-from ar_tui.core.proposer import ProposalContext, ProposalFailed, ProposerStopped, ResultRow
-from ar_tui.core.workspace import Workspace
+from ar_tui.core.proposer import ProposalFailed, ProposerStopped
 from tests.agents.cli_sessions import (
-    CLAUDE_KEY, OUTSIDE_MARK, claude_researcher, cli_env, files_holding, require_cli,
+    CLAUDE_KEY, OUTSIDE_MARK, claude_researcher, cli_env, files_holding, make_proposal_target, propose,
+    require_cli,
 )
 from tests.conftest import TINY_PREPARE, TINY_TRAIN
 from tests.fake_messages_api import FakeMessagesAPI, error, reply, text
@@ -43,23 +42,7 @@ def api():
 
 @pytest.fixture
 def target(tmp_path: Path) -> Path:
-    root = tmp_path / "run" / "worktrees" / "propose"
-    root.mkdir(parents=True)
-    (root / "train.py").write_text(TINY_TRAIN)
-    (root / "prepare.py").write_text(TINY_PREPARE)
-    return root
-
-
-def make_ctx(target: Path, run_dir: Path) -> ProposalContext:
-    return ProposalContext(exp=1, target=TargetConfig(root=target), best_metric=1.04, baseline_metric=1.04,
-                           history=[ResultRow(0, "abc1234", 1.04, "keep", "baseline")], run_dir=run_dir)
-
-
-def propose(agent, target: Path, run_dir: Path):
-    events: list[ev.Event] = []
-    workspace = Workspace(target, ["train.py"], ["prepare.py"])
-    proposal = asyncio.run(agent.propose(make_ctx(target, run_dir), workspace, events.append))
-    return proposal, events
+    return make_proposal_target(tmp_path)
 
 
 def agent_for(api: FakeMessagesAPI, **env) -> ClaudeCodeAgent:

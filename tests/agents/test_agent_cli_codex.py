@@ -7,7 +7,6 @@ ar-tui's confinement of the whole CLI.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 
@@ -16,12 +15,12 @@ import pytest
 from ar_tui.agents.cli import CodexAgent
 from ar_tui.agents.cli.codex import trains
 from ar_tui.core import events as ev
-from ar_tui.core.config import TargetConfig
 from ar_tui.core.errors import UserError
-from ar_tui.core.proposer import ProposalContext, ProposalFailed, ProposerStopped, ResultRow
-from ar_tui.core.workspace import Workspace
-from tests.agents.cli_sessions import CODEX_KEY, OUTSIDE_MARK, cli_env, codex_researcher, files_holding, require_cli
-from tests.conftest import TINY_PREPARE, TINY_TRAIN
+from ar_tui.core.proposer import ProposalFailed, ProposerStopped
+from tests.agents.cli_sessions import (
+    CODEX_KEY, OUTSIDE_MARK, cli_env, codex_researcher, files_holding, make_proposal_target, propose, require_cli,
+)
+from tests.conftest import TINY_PREPARE
 from tests.fake_responses_api import FakeResponsesAPI, fail, message, respond
 
 MODEL = "gpt-test-codex"
@@ -41,24 +40,7 @@ def api():
 
 @pytest.fixture
 def target(tmp_path: Path) -> Path:
-    root = tmp_path / "run" / "worktrees" / "propose"
-    root.mkdir(parents=True)
-    (root / "train.py").write_text(TINY_TRAIN)
-    (root / "prepare.py").write_text(TINY_PREPARE)
-    return root
-
-
-def propose(agent: CodexAgent, target: Path, run_dir: Path, prices: dict | None = None):
-    events: list[ev.Event] = []
-    config = TargetConfig(root=target)
-    if prices is not None:
-        from ar_tui.core.money.pricing import parse_price_overrides
-
-        config.prices = parse_price_overrides(prices)
-    ctx = ProposalContext(exp=1, target=config, best_metric=1.04, baseline_metric=1.04,
-                          history=[ResultRow(0, "abc1234", 1.04, "keep", "baseline")], run_dir=run_dir)
-    proposal = asyncio.run(agent.propose(ctx, Workspace(target, ["train.py"], ["prepare.py"]), events.append))
-    return proposal, events
+    return make_proposal_target(tmp_path)
 
 
 def agent_for(api: FakeResponsesAPI, **options) -> CodexAgent:
